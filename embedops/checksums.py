@@ -1,0 +1,70 @@
+"""sha256 checksums of files and of whole directories (Python's hashlib; nothing hand-rolled)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileChecksum:
+    """A file of an artifact: path relative to the artifact root, sha256 and size in bytes."""
+
+    path: str
+    sha256: str
+    size: int
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "sha256": self.sha256, "size": self.size}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def copy_and_hash(src: Path, dst: Path) -> str:
+    """Copy ``src`` to ``dst`` (following symlinks) and return the sha256 of the bytes written."""
+    h = hashlib.sha256()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while chunk := fin.read(_CHUNK):
+            h.update(chunk)
+            fout.write(chunk)
+    shutil.copystat(src, dst, follow_symlinks=True)
+    return h.hexdigest()
+
+
+def manifest_digest(files: list[FileChecksum]) -> str:
+    """One sha256 for a set of files: hash of the sorted (path, sha256) list."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.path):
+        h.update(f"{f.path}\0{f.sha256}\n".encode())
+    return h.hexdigest()
+
+
+def verify_files(root: Path, files: list[FileChecksum]) -> list[str]:
+    """Problems found re-hashing ``files`` under ``root`` (missing, changed or extra files)."""
+    problems = []
+    expected = {f.path for f in files}
+    for f in files:
+        p = root / f.path
+        if not p.is_file():
+            problems.append(f"{f.path}: missing")
+            continue
+        actual = sha256_file(p)
+        if actual != f.sha256:
+            problems.append(f"{f.path}: sha256 is {actual[:16]}..., expected {f.sha256[:16]}...")
+    if root.is_dir():
+        for p in sorted(root.rglob("*")):
+            rel = p.relative_to(root).as_posix()
+            if p.is_file() and rel not in expected:
+                problems.append(f"{rel}: unexpected file (not part of the registered artifact)")
+    return problems

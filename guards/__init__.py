@@ -1,0 +1,1 @@
+"""embedops.guards (see the module docstrings)."""

@@ -1,0 +1,1 @@
+"""embedops.reembed (see the module docstrings)."""

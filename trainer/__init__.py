@@ -1,0 +1,1 @@
+"""embedops.trainer (see the module docstrings)."""
