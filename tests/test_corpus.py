@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from conftest import SAMPLE_DOCS, write_jsonl
+from helpers import SAMPLE_DOCS, write_jsonl
 from embedops.corpus import CorpusStore, read_documents
 from embedops.errors import CorpusNotFoundError, InputError, UsageError
 from embedops.store import Store

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import SAMPLE_DOCS, write_jsonl
+from helpers import SAMPLE_DOCS, write_jsonl
 from embedops.registry import Registry
 from embedops.store import Store
 

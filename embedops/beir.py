@@ -1,0 +1,73 @@
+"""Queries and relevance judgements (qrels) in BEIR's formats, validated line by line.
+
+* queries: a BEIR directory's ``queries.jsonl`` or any JSONL of ``{"_id"|"id", "text"}``;
+* qrels: a TSV ``query-id  corpus-id  score`` (header optional), e.g. ``qrels/test.tsv``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from embedops.corpus import iter_jsonl
+from embedops.errors import InputError, InputProblem
+
+
+def read_queries(path: Path | str, only: set[str] | None = None) -> dict[str, str]:
+    """``{query id: text}``; with ``only``, just those ids."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "queries.jsonl"
+    if not path.is_file():
+        raise InputError(InputProblem(str(path), None, None, "no such queries file"))
+    problems: list[InputProblem] = []
+    queries: dict[str, str] = {}
+    for lineno, obj in iter_jsonl(path, problems):
+        qid = obj.get("_id", obj.get("id"))
+        text = obj.get("text")
+        if qid is None or str(qid).strip() == "":
+            problems.append(InputProblem(str(path), lineno, "_id", "missing query id"))
+        elif not isinstance(text, str) or not text.strip():
+            problems.append(InputProblem(str(path), lineno, "text", "missing or empty query text"))
+        elif str(qid) in queries:
+            problems.append(InputProblem(str(path), lineno, "_id", f"duplicate query id {qid!r}"))
+        elif only is None or str(qid) in only:
+            queries[str(qid)] = text
+    if problems:
+        raise InputError(problems)
+    return queries
+
+
+def read_qrels(path: Path | str) -> dict[str, dict[str, int]]:
+    """``{query id: {doc id: relevance}}`` from a BEIR qrels TSV."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(InputProblem(str(path), None, None, "no such qrels file"))
+    problems: list[InputProblem] = []
+    qrels: dict[str, dict[str, int]] = {}
+    with open(path, encoding="utf-8", errors="strict") as fh:
+        try:
+            lines = fh.read().splitlines()
+        except UnicodeDecodeError as exc:
+            raise InputError(InputProblem(str(path), None, None, f"invalid UTF-8 at byte {exc.start}")) from None
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        parts = line.split("\t") if "\t" in line else line.split()
+        if lineno == 1 and parts[0].lower().replace("_", "-") in ("query-id", "qid", "query"):
+            continue
+        if len(parts) == 4:  # TREC format: qid 0 docid rel
+            parts = [parts[0], parts[2], parts[3]]
+        if len(parts) != 3:
+            problems.append(InputProblem(str(path), lineno, None, "expected 'query-id<TAB>corpus-id<TAB>score'"))
+            continue
+        try:
+            score = int(float(parts[2]))
+        except ValueError:
+            problems.append(InputProblem(str(path), lineno, "score", f"not a number: {parts[2]!r}"))
+            continue
+        qrels.setdefault(parts[0], {})[parts[1]] = score
+    if problems:
+        raise InputError(problems)
+    if not qrels:
+        raise InputError(InputProblem(str(path), None, None, "no judgements found"))
+    return qrels
