@@ -8,9 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from helpers import SAMPLE_DOCS, make_tiny_model, write_jsonl
+from helpers import SAMPLE_DOCS, StoreCli, make_tiny_model, write_jsonl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -24,26 +23,6 @@ def store_uri(tmp_path: Path) -> str:
 @pytest.fixture
 def corpus_file(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "docs.jsonl", SAMPLE_DOCS)
-
-
-class StoreCli:
-    """Runs ``embedops --store URI ...`` in-process."""
-
-    def __init__(self, store_uri: str):
-        from embedops.cli import app
-
-        self.app = app
-        self.store_uri = store_uri
-        self.runner = CliRunner()
-
-    def __call__(self, *args: str, expect: int | None = 0):
-        result = self.runner.invoke(self.app, ["--store", self.store_uri, *map(str, args)])
-        if expect is not None:
-            assert result.exit_code == expect, (
-                f"exit {result.exit_code}, expected {expect}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-                + (f"\n{result.exception!r}" if result.exception and not isinstance(result.exception, SystemExit) else "")
-            )
-        return result
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EMBEDOPS_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -76,3 +77,23 @@ def tree_snapshot(root: Path) -> dict[str, str]:
         for p in sorted(Path(root).rglob("*"))
         if p.is_file() and p.name != ".lock"
     }
+
+
+class StoreCli:
+    """Runs ``embedops --store URI ...`` in-process."""
+
+    def __init__(self, store_uri: str):
+        from embedops.cli import app
+
+        self.app = app
+        self.store_uri = store_uri
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, expect: int | None = 0):
+        result = self.runner.invoke(self.app, ["--store", self.store_uri, *map(str, args)])
+        if expect is not None:
+            assert result.exit_code == expect, (
+                f"exit {result.exit_code}, expected {expect}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+                + (f"\n{result.exception!r}" if result.exception and not isinstance(result.exception, SystemExit) else "")
+            )
+        return result
