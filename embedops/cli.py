@@ -343,7 +343,7 @@ def index_build(
     model_ref: str = typer.Argument(..., help="Model version to embed with, NAME@N."),
     corpus: str = typer.Option(..., "--corpus", "-c", help="Corpus name."),
     precision: str = typer.Option("fp32", "--precision", "-p", help="fp32, fp16 (GPU) or int8 (CPU)."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Texts per ONNX Runtime call."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Texts per ONNX Runtime call (default 32 on CPU, 256 on CUDA)."),
     ann_threshold: int = typer.Option(100_000, "--ann-threshold", help="Build an IVF-PQ ANN index at or above this many documents."),
     as_json: bool = JsonOpt,
 ):

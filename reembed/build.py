@@ -74,7 +74,7 @@ class IndexBuild:
     """
 
     def __init__(self, registry: Registry, model_ref: str, corpus: str, *, precision: str = "fp32",
-                 chunk_size: int = 1024, batch_size: int = 64, ann_threshold: int = 100_000,
+                 chunk_size: int = 1024, batch_size: int | None = None, ann_threshold: int = 100_000,
                  providers: list[str] | None = None, on_progress: Progress | None = None,
                  after_chunk: Callable[[int], None] | None = None):
         self.registry = registry

@@ -67,7 +67,7 @@ class OnnxEncoder:
     (1, 384)
     """
 
-    def __init__(self, path: Path | str, *, providers: list[str] | None = None, batch_size: int = 64,
+    def __init__(self, path: Path | str, *, providers: list[str] | None = None, batch_size: int | None = None,
                  max_length: int | None = None, buckets: tuple[int, ...] = DEFAULT_BUCKETS,
                  threads: int | None = None):
         import onnxruntime as ort
@@ -77,7 +77,6 @@ class OnnxEncoder:
         self.meta = json.loads((self.path / META_FILE).read_text("utf-8"))
         self.dim = int(self.meta["dim"])
         self.max_length = int(max_length or self.meta["max_seq_length"])
-        self.batch_size = batch_size
         self.buckets = tuple(b for b in buckets if b < self.max_length) + (self.max_length,)
         self.do_lower_case = bool(self.meta.get("do_lower_case"))
         self.tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
@@ -98,6 +97,8 @@ class OnnxEncoder:
         self.session = ort.InferenceSession(str(self.path / "model.onnx"), sess_options=opts, providers=self.providers)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.on_cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
+        # Measured: 32 is fastest on a 2-core CPU (docs/BENCHMARKS.md); GPUs want big batches.
+        self.batch_size = batch_size or (256 if self.on_cuda else 32)
         self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
 
     @property

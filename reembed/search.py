@@ -3,7 +3,7 @@
 Each query resolves its alias once (an O(1) read of the alias's compare-and-swap log) and then uses
 only that index, opened at the table version recorded when it was marked ready: a promotion takes
 effect for the next query without a restart, and a query never sees a half-built table or mixes
-two indexes. Encoders and table handles are cached per index, so switching back and forth is cheap.
+two indexes. Encoders and table handles (per table version) are cached, so switching back and forth is cheap.
 """
 
 from __future__ import annotations
@@ -57,17 +57,16 @@ class Searcher:
         self._lock = threading.Lock()
         self._encoders: dict[str, OnnxEncoder] = {}
         self._tables: dict[tuple[str, int], object] = {}
-        self._records: dict[str, IndexRecord] = {}
 
     def resolve(self, alias: str) -> IndexRecord:
         return self._record(self.registry.aliases.current(alias))
 
     def _record(self, index_id: str) -> IndexRecord:
-        rec = self._records.get(index_id)
-        if rec is None:
-            rec = self.registry.indexes.get(index_id)
-            if rec.status is not IndexStatus.READY:
-                raise IndexStateError(f"index {index_id} is {rec.status.value}, not ready to serve")
+        # Read on every query (one small-table lookup): a sync that moved the table version or a
+        # retirement is seen by the very next query.
+        rec = self.registry.indexes.get(index_id)
+        if rec.status is not IndexStatus.READY:
+            raise IndexStateError(f"index {index_id} is {rec.status.value}, not ready to serve")
         return rec
 
     def _encoder(self, rec: IndexRecord) -> OnnxEncoder:
@@ -86,11 +85,6 @@ class Searcher:
                 self._tables[key] = self.registry.store.open_table(rec.table_name, version=rec.table_version)
             return self._tables[key]
 
-    def refresh(self) -> None:
-        """Forget cached index records (e.g. after ``index sync`` moved a table version)."""
-        with self._lock:
-            self._records.clear()
-
     def search_vectors(self, rec: IndexRecord, vectors: np.ndarray, k: int) -> list[list[Hit]]:
         tbl = self._table(rec)
         out = []
@@ -104,7 +98,6 @@ class Searcher:
                with_titles: bool = False) -> SearchResult:
         start = time.perf_counter()
         rec = self._record(index_id) if index_id else self.resolve(alias)
-        self._records[rec.index_id] = rec
         vec = self._encoder(rec).encode([query])
         hits = self.search_vectors(rec, vec, k)[0]
         if with_titles and hits:

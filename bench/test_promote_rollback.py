@@ -1,0 +1,44 @@
+"""Time to promote and to roll back for a 5k-doc and a 100k-doc index: an alias switch touches only
+the alias's compare-and-swap log, so it must not grow with index size."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from conftest import record
+from embedops.registry import IndexStatus, Registry
+from embedops.reembed.build import index_schema
+from embedops.store import Store
+
+RESULTS = {}
+
+
+def _synthetic_index(reg, n, dim=384, seed=0):
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    rec = reg.indexes.create("synthetic@1", "bench")
+    data = pa.Table.from_arrays(
+        [pa.array([f"d{i}" for i in range(n)]), pa.array(["h"] * n),
+         pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), dim)], schema=index_schema(dim))
+    reg.store.create_table(rec.table_name, data)
+    return reg.indexes.update(rec.index_id, status=IndexStatus.READY, doc_count=n, table_version=1)
+
+
+@pytest.mark.parametrize("docs", [5_000, 100_000])
+def test_promote_and_rollback_time_does_not_grow_with_size(benchmark, tmp_path, docs):
+    reg = Registry(Store.open(str(tmp_path / "s")))
+    a, b = _synthetic_index(reg, docs, seed=1), _synthetic_index(reg, docs, seed=2)
+    reg.promote(a.index_id, reason="start")
+
+    def promote_then_rollback():
+        reg.promote(b.index_id, reason="bench")
+        reg.rollback(reason="bench")
+
+    benchmark.pedantic(promote_then_rollback, rounds=30, iterations=1)
+    RESULTS[docs] = benchmark.stats.stats.median
+    if len(RESULTS) == 2:
+        data = {"median_ms_promote_plus_rollback": {str(k): 1000 * v for k, v in RESULTS.items()},
+                "ratio_100k_over_5k": RESULTS[100_000] / RESULTS[5_000]}
+        record("promote_rollback_vs_size", data)
+        assert data["ratio_100k_over_5k"] < 3
