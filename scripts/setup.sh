@@ -14,4 +14,10 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
     .venv/bin/python -m pip install -q torch==2.13.0
   fi
 fi
-.venv/bin/python -c "import embedops" >/dev/null 2>&1 || .venv/bin/python -m pip install -q -e '.[dev]'
+# (Re)install the project whenever pyproject.toml changed since the last install.
+stamp=.venv/.embedops-pyproject.sha256
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  echo "$want" > "$stamp"
+fi
