@@ -71,3 +71,35 @@ def read_qrels(path: Path | str) -> dict[str, dict[str, int]]:
     if not qrels:
         raise InputError(InputProblem(str(path), None, None, "no judgements found"))
     return qrels
+
+
+def read_sts(path: Path | str) -> tuple[list[str], list[str], list[float]]:
+    """STS pairs with gold scores from a TSV with ``sentence1``, ``sentence2`` and ``score`` columns
+    (STS Benchmark layout); scores are returned as given (0-5 for STS-B)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(InputProblem(str(path), None, None, "no such STS file"))
+    lines = path.read_text("utf-8").splitlines()
+    if not lines:
+        raise InputError(InputProblem(str(path), None, None, "empty STS file"))
+    header = lines[0].split("\t")
+    missing = [c for c in ("sentence1", "sentence2", "score") if c not in header]
+    if missing:
+        raise InputError(InputProblem(str(path), 1, missing[0], f"header lacks column(s) {missing}"))
+    i1, i2, isc = header.index("sentence1"), header.index("sentence2"), header.index("score")
+    s1, s2, scores, problems = [], [], [], []
+    for lineno, line in enumerate(lines[1:], start=2):
+        parts = line.split("\t")
+        if len(parts) <= max(i1, i2, isc):
+            problems.append(InputProblem(str(path), lineno, None, f"expected {len(header)} tab-separated columns"))
+            continue
+        try:
+            scores.append(float(parts[isc]))
+        except ValueError:
+            problems.append(InputProblem(str(path), lineno, "score", f"not a number: {parts[isc]!r}"))
+            continue
+        s1.append(parts[i1])
+        s2.append(parts[i2])
+    if problems:
+        raise InputError(problems)
+    return s1, s2, scores

@@ -1,1 +1,14 @@
-"""embedops.reembed (see the module docstrings)."""
+"""Re-embedding: ONNX export and encoder, blue-green LanceDB index builds, search, shadow.
+
+Public API (other stages use only these names)::
+
+    from embedops.reembed import IndexBuild, Searcher, OnnxEncoder, ensure_export, sync_index, find_ready_index
+"""
+
+from embedops.reembed.build import BuildReport, IndexBuild, find_ready_index, sync_index
+from embedops.reembed.encoder import OnnxEncoder
+from embedops.reembed.onnx_export import ensure_export
+from embedops.reembed.search import Hit, Searcher, SearchResult
+
+__all__ = ["BuildReport", "Hit", "IndexBuild", "OnnxEncoder", "SearchResult", "Searcher", "ensure_export",
+           "find_ready_index", "sync_index"]

@@ -312,3 +312,13 @@ def sync_index(registry: Registry, index_id: str, *, providers: list[str] | None
         record = registry.indexes.update(index_id, doc_count=tbl.count_rows(), table_version=tbl.version)
         registry.audit.record("index.sync", index_id, embedded=embedded, deleted=deleted, table_version=tbl.version)
     return BuildReport(record, embedded, deleted, 0, rounds, time.perf_counter() - started, checks)
+
+
+def find_ready_index(registry: Registry, model_ref: str, corpus: str, precision: str | None = None) -> IndexRecord | None:
+    """The newest ready index of ``corpus`` built with ``model_ref`` (and ``precision``), if any."""
+    ref = registry.models.get(model_ref).ref
+    for rec in reversed(registry.indexes.list()):
+        if (rec.model_ref == ref and rec.corpus == corpus and rec.status is IndexStatus.READY
+                and (precision is None or rec.params.get("precision") == precision)):
+            return rec
+    return None

@@ -1,0 +1,72 @@
+import json
+
+import pytest
+
+from helpers import write_jsonl
+from embedops.registry import Registry
+from embedops.store import Store
+from embedops.trainer.mining import mine_hard_negatives
+from embedops.trainer.pairs import TrainingPair
+from embedops.trainer.train import TrainConfig, train
+
+TOPICS = {
+    "pgx": "PGX database failover: promote the standby with pg_ctl and repoint pgbouncer",
+    "kafka": "ORDERS topic consumer lag: skip the poison message and restart the group",
+    "tls": "edge certificate renewal by cert-manager thirty days before expiry",
+    "disk": "kubelet disk pressure evictions: prune images with crictl",
+    "redis": "SESSIONS redis out of memory: allkeys-lru and scale the shard",
+    "deploy": "shipit rollback returns a service to its previous release",
+    "owl": "OWL nightly ETL failed: rerun the failed task, not the whole DAG",
+    "flags": "FLAGR kill switch turns a feature off for every tenant",
+}
+
+
+@pytest.fixture
+def reg(tmp_path, tiny_model_dir):
+    r = Registry(Store.open(str(tmp_path / "s")))
+    r.models.register("tiny", tiny_model_dir)
+    docs = [{"_id": k, "title": k.upper(), "text": v} for k, v in TOPICS.items()]
+    docs.append({"_id": "pgx-copy", "title": "PGX", "text": TOPICS["pgx"] + " (copy)"})  # near-duplicate
+    r.corpora.add("ops", write_jsonl(tmp_path / "docs.jsonl", docs))
+    return r
+
+
+def pairs_for(reg):
+    texts = {r["id"]: f"{r['title']} {r['text']}" for r in reg.corpora.documents("ops").to_pylist()}
+    return [TrainingPair(q, texts[d], d) for d, q in [
+        ("pgx", "primary db down promote replica"), ("kafka", "orders consumers behind"), ("tls", "cert expired edge"),
+        ("disk", "pods evicted disk full"), ("redis", "sessions cache oom"), ("deploy", "revert the release"),
+        ("owl", "owl job broke"), ("flags", "turn feature off now")]]
+
+
+def test_mining_skips_positives_and_drops_false_negatives(reg):
+    pairs = pairs_for(reg)
+    mined, report = mine_hard_negatives(reg, pairs, "tiny@1", "ops", num_negatives=2, margin=0.95)
+    assert report.pairs == 8 and report.index_id
+    for p in mined:
+        assert len(p.negatives) <= 2 and p.positive not in p.negatives
+    # the near-duplicate of the PGX runbook scores above 95% of its positive: filtered, not a negative
+    pgx = mined[0]
+    assert all("(copy)" not in n for n in pgx.negatives)
+    assert report.removed_false_negatives >= 1 and report.removed_known_positives >= 1
+
+
+@pytest.mark.slow
+def test_training_registers_a_child_version_with_lineage(reg, tmp_path):
+    pairs = pairs_for(reg) * 4
+    mined, _ = mine_hard_negatives(reg, pairs_for(reg), "tiny@1", "ops", num_negatives=1)
+    sts = tmp_path / "sts.tsv"
+    sts.write_text("score\tsentence1\tsentence2\n" + "".join(
+        f"{s}\t{a}\t{b}\n" for s, a, b in [(5, "a cat sits", "a cat is sitting"), (0, "a cat sits", "stocks fell"),
+                                           (4, "men play soccer", "boys play football"), (1, "men play soccer", "rain today"),
+                                           (3, "a dog runs", "a dog is running fast"), (0, "a dog runs", "tax law")]))
+    result = train(reg, "tiny@1", mined * 4, general_eval=sts, pair_hashes=["abc"],
+                   config=TrainConfig(epochs=2, batch_size=8, lr=5e-4, eval_fraction=0.25, interpolate="auto",
+                                      max_general_drop=100.0))
+    mv = result.model
+    assert mv.ref == "tiny@2" and mv.parent == "tiny@1"
+    assert mv.params["seed"] == 0 and mv.params["pairs_sha256"] == ["abc"] and mv.params["lr"] == 5e-4
+    assert result.curve and all("loss" in c for c in mv.metrics["curve"])
+    assert result.alpha in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4) and len(result.metrics["alpha_sweep"]) == 7
+    assert reg.models.verify("tiny@2") == []
+    assert result.metrics["after"]["domain_ndcg@10"] >= result.metrics["before"]["domain_ndcg@10"]

@@ -1,0 +1,108 @@
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from helpers import write_jsonl
+from embedops.corpus import Document
+from embedops.errors import InputError
+from embedops.trainer.generate import ExtractiveGenerator, GeneratorError, OpenAIGenerator, filter_pairs
+from embedops.trainer.pairs import TrainingPair, import_beir, read_pairs, write_pairs
+
+
+def make_beir(root, n=6):
+    write_jsonl(root / "corpus.jsonl", [{"_id": f"d{i}", "title": f"T{i}", "text": f"text of doc {i}."} for i in range(n)])
+    write_jsonl(root / "queries.jsonl", [{"_id": f"q{i}", "text": f"question {i}"} for i in range(n)])
+    (root / "qrels").mkdir()
+    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(n)) + "q0\td1\t0\n")
+    return root
+
+
+def test_import_beir_pairs_and_round_trip_through_jsonl(tmp_path):
+    pairs = import_beir(make_beir(tmp_path / "beir"))
+    assert len(pairs) == 6 and pairs[0].query == "question 0" and pairs[0].positive == "T0 text of doc 0."
+    out = write_pairs(tmp_path / "pairs.jsonl", pairs)
+    assert [p.doc_id for p in read_pairs(out)] == [f"d{i}" for i in range(6)]
+
+
+def test_pairs_file_errors_name_the_line(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", [{"query": "ok", "text": "fine"}, {"query": "", "text": "x"},
+                                              {"query": "q", "doc_id": "nope"}, {"query": "q"}])
+    with pytest.raises(InputError) as info:
+        read_pairs(path, corpus={"d1": "text"})
+    msg = str(info.value)
+    assert ":2: field 'query'" in msg and ":3: field 'doc_id': unknown document id 'nope'" in msg and ":4: field 'text'" in msg
+
+
+def test_extractive_queries_come_from_the_document():
+    docs = [Document("d1", "Kafka lag grows on orders. Restart the consumer group after skipping the offset. "
+                           "Check the dead letter queue first.", "Kafka lag")]
+    pairs = ExtractiveGenerator(per_doc=2, seed=0).generate(docs)
+    assert len(pairs) == 2 and all(p.doc_id == "d1" and p.source == "extractive" for p in pairs)
+    assert all(p.query in docs[0].text or p.query == docs[0].title for p in pairs)
+
+
+def test_filters_report_what_they_drop():
+    pairs = [TrainingPair("kafka consumer lag", "x", "d1"), TrainingPair("Kafka  consumer LAG", "x", "d1"),
+             TrainingPair("x", "y", "d2"), TrainingPair("tls cert renew", "z", "d3"), TrainingPair("redis oom fix", "w", "d4")]
+    ranks = {"d1": 0, "d3": 12, "d4": None}
+    kept, report = filter_pairs(pairs, rank_of=lambda qs, ids: [ranks[i] for i in ids], top_k=10)
+    assert [p.doc_id for p in kept] == ["d1"]
+    assert report.to_dict() == {"kept": 1, "dropped_duplicate": 1, "dropped_length": 1, "dropped_round_trip": 2}
+
+
+class FakeChat(BaseHTTPRequestHandler):
+    calls = []
+    fail_first = 0
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeChat.calls.append((self.headers.get("Authorization"), body))
+        if FakeChat.fail_first > 0:
+            FakeChat.fail_first -= 1
+            self.send_response(503)
+            self.end_headers()
+            return
+        content = "1. how to fix kafka lag\n- orders consumer stuck\nkafka dlq skip offset"
+        data = json.dumps({"choices": [{"message": {"content": content}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def chat_server():
+    FakeChat.calls, FakeChat.fail_first = [], 0
+    server = HTTPServer(("127.0.0.1", 0), FakeChat)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
+def test_openai_generator_caches_retries_and_never_stores_the_key(chat_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-test")
+    docs = [Document("d1", "Kafka lag on orders.", "Kafka"), Document("d2", "TLS renewals.", "TLS")]
+    FakeChat.fail_first = 1
+    gen = OpenAIGenerator(base_url=chat_server, model="m", cache_dir=tmp_path / "cache", per_doc=3, backoff=0.01)
+    pairs = gen.generate(docs)
+    assert [p.query for p in pairs[:3]] == ["how to fix kafka lag", "orders consumer stuck", "kafka dlq skip offset"]
+    assert len(pairs) == 6 and {p.source for p in pairs} == {"openai"}
+    assert FakeChat.calls[0][0] == "Bearer sk-secret-test" and len(FakeChat.calls) == 3  # one retry
+    again = OpenAIGenerator(base_url=chat_server, model="m", cache_dir=tmp_path / "cache", per_doc=3)
+    assert [p.query for p in again.generate(docs)] == [p.query for p in pairs]
+    assert again.requests_made == 0 and len(FakeChat.calls) == 3
+    cached = "".join(p.read_text() for p in (tmp_path / "cache").rglob("*.json"))
+    assert "sk-secret" not in cached
+
+
+def test_openai_generator_gives_up_with_a_clear_error(tmp_path):
+    gen = OpenAIGenerator(base_url="http://127.0.0.1:9/v1", model="m", cache_dir=tmp_path, retries=1, backoff=0.01, timeout=2)
+    with pytest.raises(GeneratorError, match="failed after 2 attempts"):
+        gen.generate([Document("d1", "x")])

@@ -1,0 +1,176 @@
+"""Generated training pairs: pseudo-queries for documents that have no labelled queries.
+
+Generators (each returns ``TrainingPair`` objects with ``source`` set to its name):
+
+* :class:`ExtractiveGenerator` — no model at all: inverse-cloze pseudo-queries, i.e. a sentence of
+  the document (or its title) as the query and the rest of the document as the positive
+  (Lee et al., 2019, "Latent Retrieval for Weakly Supervised Open Domain QA"). For the offline
+  demo and tests; naive extractive queries alone can hurt, so filter them.
+* :class:`OpenAIGenerator` — any OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp server,
+  OpenAI). The key comes from the environment only and is never written anywhere; requests run with
+  bounded concurrency, retry with exponential backoff, and are cached on disk so a rerun pays nothing
+  twice. The prompt template is replaceable.
+
+Filters (:func:`filter_pairs`): dedup, length bounds, and round-trip consistency (keep a query only if
+its source document ranks in the top-k under the current model); the counts kept / dropped are
+returned so the CLI can report them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embedops.corpus import Document, doc_text
+from embedops.errors import EmbedopsError
+from embedops.trainer.pairs import TrainingPair
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+DEFAULT_PROMPT = (
+    "You write search queries that real users would type to find the document below. Mix styles: "
+    "a short keyword query, a colloquial question, an abbreviation or internal name if the text uses "
+    "one. Never copy sentences from the text.\n\nDocument:\n{document}\n\n"
+    "Write {n} different queries, one per line, with no numbering and nothing else."
+)
+
+
+class GeneratorError(EmbedopsError):
+    """Query generation failed (endpoint unreachable, bad answers, ...)."""
+
+
+class ExtractiveGenerator:
+    """Inverse-cloze pseudo-queries from a document's own sentences and title."""
+
+    name = "extractive"
+
+    def __init__(self, per_doc: int = 1, seed: int = 0, remove_sentence: float = 0.9):
+        self.per_doc = per_doc
+        self.rng = random.Random(seed)
+        self.remove_sentence = remove_sentence
+
+    def generate(self, docs: Iterable[Document]) -> list[TrainingPair]:
+        pairs = []
+        for doc in docs:
+            sentences = [s.strip() for s in _SENTENCE.split(doc.text) if len(s.split()) >= 4]
+            candidates = ([doc.title] if doc.title else []) + sentences
+            for query in self.rng.sample(candidates, min(self.per_doc, len(candidates))):
+                rest = doc.text
+                if query in sentences and len(sentences) > 1 and self.rng.random() < self.remove_sentence:
+                    rest = " ".join(s for s in sentences if s != query)
+                pairs.append(TrainingPair(query=query, positive=doc_text(doc.title, rest), doc_id=doc.id,
+                                          source=self.name))
+        return pairs
+
+
+@dataclass
+class OpenAIGenerator:
+    """Queries from an OpenAI-compatible ``/chat/completions`` endpoint, cached on disk."""
+
+    base_url: str
+    model: str
+    cache_dir: Path
+    per_doc: int = 3
+    api_key_env: str = "OPENAI_API_KEY"
+    prompt: str = DEFAULT_PROMPT
+    concurrency: int = 4
+    retries: int = 4
+    backoff: float = 0.5
+    timeout: float = 60.0
+    temperature: float = 0.7
+    name: str = "openai"
+    requests_made: int = field(default=0, init=False)
+
+    def _cache_path(self, body: dict) -> Path:
+        key = hashlib.sha256(json.dumps({"url": self.base_url, **body}, sort_keys=True).encode()).hexdigest()
+        return Path(self.cache_dir) / key[:2] / f"{key}.json"
+
+    def _call(self, body: dict) -> str:
+        path = self._cache_path(body)
+        if path.is_file():
+            return json.loads(path.read_text("utf-8"))["content"]
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        url = self.base_url.rstrip("/") + "/chat/completions"
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                self.requests_made += 1
+                req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    content = json.loads(resp.read())["choices"][0]["message"]["content"]
+                break
+            except urllib.error.HTTPError as exc:
+                last = exc
+                if exc.code < 500 and exc.code != 429:
+                    raise GeneratorError(f"{url}: HTTP {exc.code} {exc.reason} (not retried)") from None
+            except (urllib.error.URLError, TimeoutError, KeyError, json.JSONDecodeError) as exc:
+                last = exc
+            time.sleep(self.backoff * 2**attempt)
+        else:
+            raise GeneratorError(f"{url}: failed after {self.retries + 1} attempts: {last}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"content": content}), encoding="utf-8")  # the key is never cached
+        tmp.replace(path)
+        return content
+
+    def _one(self, doc: Document) -> list[TrainingPair]:
+        text = doc_text(doc.title, doc.text)
+        body = {"model": self.model, "temperature": self.temperature,
+                "messages": [{"role": "user", "content": self.prompt.format(document=text[:4000], n=self.per_doc)}]}
+        lines = [re.sub(r"^\s*(?:[-*]|\d+[.)])\s*", "", l).strip().strip('"') for l in self._call(body).splitlines()]
+        return [TrainingPair(query=q, positive=text, doc_id=doc.id, source=self.name) for q in lines if q][: self.per_doc]
+
+    def generate(self, docs: Iterable[Document]) -> list[TrainingPair]:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return [p for pairs in pool.map(self._one, list(docs)) for p in pairs]
+
+
+@dataclass
+class FilterReport:
+    kept: int
+    dropped_duplicate: int = 0
+    dropped_length: int = 0
+    dropped_round_trip: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def filter_pairs(pairs: list[TrainingPair], *, min_words: int = 2, max_words: int = 48,
+                 rank_of: Callable[[list[str], list[str]], list[int | None]] | None = None,
+                 top_k: int = 10) -> tuple[list[TrainingPair], FilterReport]:
+    """Dedup, length bounds, then round-trip consistency via ``rank_of(queries, doc_ids)`` (the
+    0-based rank of each source document for its query, or None when outside the top-k)."""
+    seen: set[str] = set()
+    out, report = [], FilterReport(kept=0)
+    for p in pairs:
+        norm = " ".join(p.query.lower().split())
+        if norm in seen:
+            report.dropped_duplicate += 1
+            continue
+        seen.add(norm)
+        if not (min_words <= len(norm.split()) <= max_words):
+            report.dropped_length += 1
+            continue
+        out.append(p)
+    if rank_of is not None and out:
+        ranks = rank_of([p.query for p in out], [p.doc_id or "" for p in out])
+        kept = [p for p, r in zip(out, ranks) if r is not None and r < top_k]
+        report.dropped_round_trip = len(out) - len(kept)
+        out = kept
+    report.kept = len(out)
+    return out, report

@@ -1,0 +1,115 @@
+"""Hard-negative mining, positive-aware (NV-Retriever's TopK-PercPos, Moreira et al., 2024).
+
+For each pair, the query is searched in an index of the corpus built with the model being tuned
+(no corpus x corpus matrix in memory: LanceDB search, one query at a time). Candidates are taken
+in rank order from an optional window ``[range_min, range_max)``, skipping every known positive of
+the query; a candidate scoring above ``margin`` x the positive's score (default 95%) is dropped as a
+probable false negative. The first ``num_negatives`` survivors become the pair's negatives.
+
+>>> mined, report = mine_hard_negatives(reg, pairs, "minilm@1", "scifact", num_negatives=3)  # doctest: +SKIP
+>>> report.removed_false_negatives                                                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from embedops.corpus import doc_text
+from embedops.records import sql_in
+from embedops.registry import Registry
+from embedops.reembed import IndexBuild, OnnxEncoder, Searcher, ensure_export, find_ready_index
+from embedops.trainer.pairs import TrainingPair
+
+
+@dataclass
+class MiningReport:
+    pairs: int
+    num_negatives: int
+    candidates_considered: int = 0
+    removed_known_positives: int = 0
+    removed_false_negatives: int = 0
+    pairs_short_of_negatives: int = 0
+    index_id: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def mine_hard_negatives(registry: Registry, pairs: list[TrainingPair], model_ref: str, corpus: str, *,
+                        num_negatives: int = 3, range_min: int = 0, range_max: int = 50, margin: float = 0.95,
+                        on_progress: Callable[[int, int], None] | None = None) -> tuple[list[TrainingPair], MiningReport]:
+    """Return ``pairs`` with ``negatives`` filled in, and what the filters removed."""
+    index = find_ready_index(registry, model_ref, corpus) or IndexBuild(registry, model_ref, corpus).run().index
+    _, onnx_path = ensure_export(registry, index.model_ref, index.params.get("precision", "fp32"))
+    encoder = OnnxEncoder(onnx_path)
+    searcher = Searcher(registry)
+    report = MiningReport(pairs=len(pairs), num_negatives=num_negatives, index_id=index.index_id)
+
+    positives: dict[str, set[str]] = defaultdict(set)
+    for p in pairs:
+        if p.doc_id:
+            positives[p.query].add(p.doc_id)
+    q_vecs = encoder.encode([p.query for p in pairs])
+    p_vecs = encoder.encode([p.positive for p in pairs])
+    pos_scores = (q_vecs * p_vecs).sum(axis=1)
+    depth = range_max + max((len(v) for v in positives.values()), default=0)
+
+    chosen: list[list[str]] = []
+    for i, p in enumerate(pairs):
+        hits = searcher.search_vectors(index, q_vecs[i : i + 1], depth)[0]
+        picked: list[str] = []
+        for rank, hit in enumerate(hits):
+            if len(picked) == num_negatives or rank >= range_max:
+                break
+            if rank < range_min:
+                continue
+            report.candidates_considered += 1
+            if hit.id in positives[p.query] or hit.id == p.doc_id:
+                report.removed_known_positives += 1
+                continue
+            if hit.score > margin * float(pos_scores[i]):
+                report.removed_false_negatives += 1
+                continue
+            picked.append(hit.id)
+        if len(picked) < num_negatives:
+            report.pairs_short_of_negatives += 1
+        chosen.append(picked)
+        if on_progress:
+            on_progress(i + 1, len(pairs))
+
+    texts = _doc_texts(registry, corpus, {d for ids in chosen for d in ids})
+    mined = [replace(p, negatives=[texts[d] for d in ids if d in texts]) for p, ids in zip(pairs, chosen)]
+    return mined, report
+
+
+def _doc_texts(registry: Registry, corpus: str, ids: set[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    id_list = sorted(ids)
+    tbl = registry.corpora.table(corpus)
+    for start in range(0, len(id_list), 1000):
+        rows = tbl.search().where(sql_in("id", id_list[start : start + 1000])).select(["id", "title", "text"]) \
+            .limit(None).to_arrow().to_pylist()
+        out.update({r["id"]: doc_text(r["title"], r["text"]) for r in rows})
+    return out
+
+
+def round_trip_ranker(registry: Registry, model_ref: str, corpus: str, k: int = 10):
+    """``rank_of(queries, doc_ids)`` for :func:`embedops.trainer.generate.filter_pairs`: the rank of
+    each source document among the top-k for its query under ``model_ref``."""
+    index = find_ready_index(registry, model_ref, corpus) or IndexBuild(registry, model_ref, corpus).run().index
+    _, onnx_path = ensure_export(registry, index.model_ref, index.params.get("precision", "fp32"))
+    encoder, searcher = OnnxEncoder(onnx_path), Searcher(registry)
+
+    def rank_of(queries: list[str], doc_ids: list[str]) -> list[int | None]:
+        vecs = encoder.encode(queries)
+        out: list[int | None] = []
+        for v, d in zip(vecs, doc_ids):
+            ids = [h.id for h in searcher.search_vectors(index, np.asarray([v]), k)[0]]
+            out.append(ids.index(d) if d in ids else None)
+        return out
+
+    return rank_of

@@ -1,0 +1,236 @@
+"""Contrastive fine-tuning with the sentence-transformers trainer, with forgetting control.
+
+* Loss: MultipleNegativesRankingLoss (in-batch negatives plus the mined hard negatives; van den Oord
+  et al., 2018 / Henderson et al., 2017), or CachedMultipleNegativesRankingLoss (GradCache, Gao et
+  al., 2021) for large effective batches on small memory. Batches come from the no-duplicates
+  sampler; the seed is fixed; fp16/bf16 on a GPU; checkpoints every epoch, resumed when a run with
+  the same inputs and settings is restarted; evaluation on a held-out slice of the pairs.
+* Replay: general pairs mixed into the training set at ``replay_fraction`` (so each shuffled batch
+  holds that share in expectation).
+* Weight interpolation with the base model (WiSE-FT, Wortsman et al., 2022; LM-Cocktail, Xiao et
+  al., 2023): ``theta = alpha * tuned + (1 - alpha) * base``. ``interpolate="auto"`` sweeps alpha and
+  keeps the value with the best domain score whose general score stays within ``max_general_drop``
+  points of the base model's. The chosen alpha is recorded.
+
+The result is registered as a new model version whose lineage records the parent, the sha256 of the
+pair files, every hyper-parameter, the seed, the training curve and the final metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embedops.beir import read_sts
+from embedops.errors import UsageError
+from embedops.registry import ModelVersion, Registry
+from embedops.trainer.pairs import TrainingPair
+
+ALPHAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 2e-5
+    warmup_ratio: float = 0.1
+    seed: int = 0
+    loss: str = "mnrl"  # or "cached-mnrl"
+    mini_batch_size: int = 16
+    replay_fraction: float = 0.0
+    eval_fraction: float = 0.1
+    interpolate: str | float | None = None  # None, an alpha in (0, 1], or "auto"
+    max_general_drop: float = 1.0
+    max_steps: int = -1
+
+    def __post_init__(self):
+        if self.loss not in ("mnrl", "cached-mnrl"):
+            raise UsageError(f"unknown loss {self.loss!r}: use mnrl or cached-mnrl")
+        if not 0 <= self.replay_fraction < 1:
+            raise UsageError("replay fraction must be in [0, 1)")
+        if isinstance(self.interpolate, str) and self.interpolate != "auto":
+            try:
+                self.interpolate = float(self.interpolate)
+            except ValueError:
+                raise UsageError("--interpolate takes 'auto' or an alpha in (0, 1]") from None
+        if isinstance(self.interpolate, float) and not 0 < self.interpolate <= 1:
+            raise UsageError("--interpolate alpha must be in (0, 1]")
+
+
+@dataclass
+class TrainResult:
+    model: ModelVersion
+    alpha: float | None
+    metrics: dict[str, Any]
+    curve: list[dict[str, float]] = field(default_factory=list)
+
+
+def _split(pairs: list[TrainingPair], fraction: float, seed: int):
+    queries = sorted({p.query for p in pairs})
+    random.Random(seed).shuffle(queries)
+    n_eval = int(len(queries) * fraction)
+    held = set(queries[:n_eval])
+    return [p for p in pairs if p.query not in held], [p for p in pairs if p.query in held]
+
+
+def domain_evaluator(held_out: list[TrainingPair], train: list[TrainingPair]):
+    """Retrieval on held-out queries over every positive and negative seen (nDCG@10)."""
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+    corpus: dict[str, str] = {}
+
+    def cid(text: str) -> str:
+        key = hashlib.sha1(text.encode()).hexdigest()[:16]
+        corpus[key] = text
+        return key
+
+    for p in train:
+        cid(p.positive)
+    queries, relevant = {}, {}
+    for i, p in enumerate(held_out):
+        qid = f"q{hashlib.sha1(p.query.encode()).hexdigest()[:12]}"
+        queries[qid] = p.query
+        relevant.setdefault(qid, set()).add(cid(p.positive))
+        for n in p.negatives:
+            cid(n)
+    return InformationRetrievalEvaluator(queries, corpus, relevant, name="domain", ndcg_at_k=[10],
+                                         mrr_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[10],
+                                         map_at_k=[10], show_progress_bar=False, batch_size=64)
+
+
+def general_evaluator(sts_path: Path):
+    from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
+
+    s1, s2, scores = read_sts(sts_path)
+    top = max(scores) or 1.0
+    return EmbeddingSimilarityEvaluator(s1, s2, [s / top for s in scores], name="general", show_progress_bar=False)
+
+
+def _score(evaluator, model) -> float:
+    if evaluator is None:
+        return float("nan")
+    result = evaluator(model)
+    return 100 * float(result[evaluator.primary_metric])
+
+
+def _interpolate(model, base_state: dict, tuned_state: dict, alpha: float) -> None:
+    import torch
+
+    with torch.no_grad():
+        mixed = {k: (alpha * v + (1 - alpha) * base_state[k]) if v.is_floating_point() else v
+                 for k, v in tuned_state.items()}
+        model.load_state_dict(mixed)
+
+
+def run_key(base: ModelVersion, pair_hashes: list[str], config: TrainConfig) -> str:
+    blob = json.dumps({"base": base.digest, "pairs": pair_hashes, "config": asdict(config)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: str | None = None,
+          general_pairs: list[TrainingPair] | None = None, general_eval: Path | None = None,
+          config: TrainConfig | None = None, pair_hashes: list[str] | None = None,
+          on_log: Callable[[dict], None] | None = None) -> TrainResult:
+    """Fine-tune ``base_ref`` on ``pairs`` and register the result as the next version of ``name``."""
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments, losses
+    from sentence_transformers.training_args import BatchSamplers
+    from transformers import TrainerCallback
+
+    config = config or TrainConfig()
+    base = registry.models.get(base_ref)
+    name = name or base.name
+    if config.interpolate == "auto" and general_eval is None:
+        raise UsageError("--interpolate auto needs a general benchmark (--general-eval STS.tsv) to stay within")
+    if not pairs:
+        raise UsageError("no training pairs")
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+
+    train_pairs, held_out = _split(pairs, config.eval_fraction, config.seed)
+    rng = random.Random(config.seed)
+    if general_pairs and config.replay_fraction > 0:
+        n = int(round(config.replay_fraction / (1 - config.replay_fraction) * len(train_pairs)))
+        replay = [rng.choice(general_pairs) for _ in range(n)]
+        train_pairs = train_pairs + replay
+    n_neg = min(len(p.negatives) for p in train_pairs) if all(p.negatives for p in train_pairs) else 0
+    if any(p.negatives for p in train_pairs) and n_neg == 0:  # replay pairs have none: borrow positives
+        n_neg = min(len(p.negatives) for p in train_pairs if p.negatives)
+        pool = [p.positive for p in train_pairs]
+        train_pairs = [p if p.negatives else TrainingPair(p.query, p.positive, p.doc_id, rng.sample(pool, n_neg), p.source)
+                       for p in train_pairs]
+    columns: dict[str, list[str]] = {"anchor": [p.query for p in train_pairs], "positive": [p.positive for p in train_pairs]}
+    for j in range(n_neg):
+        columns[f"negative_{j + 1}"] = [p.negatives[j] for p in train_pairs]
+    dataset = Dataset.from_dict(columns)
+
+    model = registry.models.load(base.ref, device="cuda" if torch.cuda.is_available() else "cpu")
+    base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    dom_eval = domain_evaluator(held_out, train_pairs) if held_out else None
+    gen_eval = general_evaluator(general_eval) if general_eval else None
+    before = {"domain_ndcg@10": _score(dom_eval, model), "general_spearman": _score(gen_eval, model)}
+
+    loss = (losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size)
+            if config.loss == "cached-mnrl" else losses.MultipleNegativesRankingLoss(model))
+    key = run_key(base, pair_hashes or [], config)
+    out_dir = registry.store.artifacts / ".training" / key
+    curve: list[dict[str, float]] = []
+
+    class Curve(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                point = {"step": state.global_step, "epoch": round(state.epoch or 0, 3), "loss": float(logs["loss"])}
+                curve.append(point)
+                if on_log:
+                    on_log(point)
+
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    steps_per_epoch = max(1, len(dataset) // config.batch_size)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out_dir), num_train_epochs=config.epochs, max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size, learning_rate=config.lr, warmup_ratio=config.warmup_ratio,
+        seed=config.seed, data_seed=config.seed, batch_sampler=BatchSamplers.NO_DUPLICATES,
+        save_strategy="epoch", save_total_limit=1, logging_steps=max(1, steps_per_epoch // 10),
+        eval_strategy="epoch" if dom_eval else "no", report_to=[], bf16=bf16, fp16=cuda and not bf16,
+        use_cpu=not cuda, dataloader_drop_last=False, disable_tqdm=True,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
+                                         evaluator=dom_eval, callbacks=[Curve()])
+    resume = any(out_dir.glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=True if resume else None)
+
+    tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    sweep = []
+    if config.interpolate == "auto":
+        for alpha in ALPHAS:
+            _interpolate(model, base_state, tuned_state, alpha)
+            sweep.append({"alpha": alpha, "domain_ndcg@10": _score(dom_eval, model),
+                          "general_spearman": _score(gen_eval, model)})
+        allowed = [s for s in sweep if before["general_spearman"] - s["general_spearman"] <= config.max_general_drop]
+        best = max(allowed or sweep[-1:], key=lambda s: s["domain_ndcg@10"])
+        alpha = best["alpha"]
+    else:
+        alpha = float(config.interpolate) if config.interpolate is not None else None
+    if alpha is not None:
+        _interpolate(model, base_state, tuned_state, alpha)
+    after = {"domain_ndcg@10": _score(dom_eval, model), "general_spearman": _score(gen_eval, model)}
+    metrics = {"before": before, "after": after, "alpha": alpha, "alpha_sweep": sweep,
+               "train_pairs": len(train_pairs), "held_out_pairs": len(held_out), "negatives_per_pair": n_neg}
+    params = asdict(config) | {"pairs_sha256": pair_hashes or [], "general_eval": str(general_eval) if general_eval else None,
+                               "run_key": key, "resumed": resume}
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(tmp, safe_serialization=True)
+        version = registry.models.register(
+            name, tmp, parent=base.ref, params=params, metrics=metrics | {"curve": curve},
+            notes=f"fine-tuned from {base.ref} on {len(pairs)} pairs" + (f", alpha {alpha}" if alpha is not None else ""),
+        )
+    return TrainResult(version, alpha, metrics, curve)
