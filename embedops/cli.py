@@ -35,6 +35,8 @@ alias_app = typer.Typer(help="Aliases such as production and shadow.\n\nExample:
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(model_app, name="model")
 index_app = typer.Typer(help="Corpus indexes built blue-green.\n\nExample:  embedops index build minilm@2 --corpus scifact", no_args_is_help=True)
+pairs_app = typer.Typer(help="Training pairs: import, generate, mine hard negatives.\n\nExample:  embedops pairs import ../shared/data/scifact --split train --out pairs.jsonl", no_args_is_help=True)
+app.add_typer(pairs_app, name="pairs")
 app.add_typer(alias_app, name="alias")
 app.add_typer(index_app, name="index")
 
@@ -564,6 +566,184 @@ def shadow(
         m.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v)[:60] for v in row.values()])
     if m:
         out.print(m)
+
+
+# -- training ---------------------------------------------------------------------------------------
+
+
+@pairs_app.command("import")
+@handle_errors
+def pairs_import(
+    beir_dir: Path = typer.Argument(..., help="BEIR directory with corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv."),
+    split: str = typer.Option("train", "--split", help="qrels split to read."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Pairs JSONL to write."),
+):
+    """Labelled (query, document) pairs from a BEIR directory's qrels.
+
+    Example:  embedops pairs import ../shared/data/scifact --split train --out pairs.jsonl
+    """
+    from embedops.trainer.pairs import import_beir, write_pairs
+
+    pairs = import_beir(beir_dir, split)
+    write_pairs(out_path, pairs)
+    out.print(f"{len(pairs)} pairs from {beir_dir} ({split}) -> {out_path}")
+
+
+@pairs_app.command("generate")
+@handle_errors
+def pairs_generate(
+    ctx: typer.Context,
+    corpus: str = typer.Option(..., "--corpus", "-c", help="Corpus to generate queries for."),
+    generator: str = typer.Option("extractive", "--generator", "-g", help="extractive (no model) or openai (any OpenAI-compatible endpoint)."),
+    per_doc: int = typer.Option(1, "--per-doc", help="Queries per document."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Pairs JSONL to write."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N documents."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", envvar="EMBEDOPS_LLM_BASE_URL", help="openai: endpoint, e.g. http://localhost:8000/v1."),
+    llm_model: Optional[str] = typer.Option(None, "--llm-model", envvar="EMBEDOPS_LLM_MODEL", help="openai: model name."),
+    prompt_file: Optional[Path] = typer.Option(None, "--prompt", help="openai: prompt template with {document} and {n}."),
+    round_trip: Optional[str] = typer.Option(None, "--round-trip", help="Keep a query only if its document ranks in the top-k under this model (NAME@N)."),
+    top_k: int = typer.Option(10, "--top-k", help="k for --round-trip."),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Generate pseudo-queries for a corpus, then filter them (dedup, length, round trip).
+
+    The openai generator reads its key from $OPENAI_API_KEY only; answers are cached in the store
+    so a rerun pays nothing twice.
+
+    Example:  embedops pairs generate --corpus runbooks --generator extractive --per-doc 2 --out gen.jsonl
+    """
+    from embedops.corpus import Document
+    from embedops.trainer.generate import DEFAULT_PROMPT, ExtractiveGenerator, OpenAIGenerator, filter_pairs
+    from embedops.trainer.mining import round_trip_ranker
+    from embedops.trainer.pairs import write_pairs
+
+    reg = state(ctx).registry
+    rows = reg.corpora.documents(corpus).to_pylist()[:limit]
+    docs = [Document(r["id"], r["text"], r["title"]) for r in rows]
+    if generator == "extractive":
+        gen = ExtractiveGenerator(per_doc=per_doc, seed=seed)
+    elif generator == "openai":
+        if not base_url or not llm_model:
+            raise UsageError("--generator openai needs --base-url and --llm-model (or $EMBEDOPS_LLM_BASE_URL / $EMBEDOPS_LLM_MODEL)")
+        gen = OpenAIGenerator(base_url=base_url, model=llm_model, per_doc=per_doc,
+                              cache_dir=reg.store.root / "cache" / "llm",
+                              prompt=prompt_file.read_text("utf-8") if prompt_file else DEFAULT_PROMPT)
+    else:
+        raise UsageError(f"unknown generator {generator!r}: use extractive or openai")
+    with err.status(f"generating queries for {len(docs)} documents ({generator}) ..."):
+        pairs = gen.generate(docs)
+    rank_of = round_trip_ranker(reg, round_trip, corpus, top_k) if round_trip else None
+    kept, report = filter_pairs(pairs, rank_of=rank_of, top_k=top_k)
+    write_pairs(out_path, kept)
+    out.print(f"{len(pairs)} generated, {report.kept} kept (dropped: {report.dropped_duplicate} duplicate, "
+              f"{report.dropped_length} length, {report.dropped_round_trip} round trip) -> {out_path}")
+
+
+@pairs_app.command("mine")
+@handle_errors
+def pairs_mine(
+    ctx: typer.Context,
+    pairs_path: Path = typer.Argument(..., help="Pairs JSONL ({query, doc_id} or {query, text})."),
+    model: str = typer.Option(..., "--model", "-m", help="Model version whose index is searched, NAME@N."),
+    corpus: str = typer.Option(..., "--corpus", "-c"),
+    out_path: Path = typer.Option(..., "--out", "-o"),
+    negatives: int = typer.Option(3, "--negatives", "-n", help="Negatives per pair."),
+    range_min: int = typer.Option(0, "--range-min", help="Skip the top ranks below this."),
+    range_max: int = typer.Option(50, "--range-max", help="Look no deeper than this rank."),
+    margin: float = typer.Option(0.95, "--margin", help="Drop candidates scoring above margin x the positive's score."),
+):
+    """Mine hard negatives, positive-aware (TopK-PercPos), through an index of the corpus.
+
+    Example:  embedops pairs mine pairs.jsonl --model minilm@1 --corpus scifact --out mined.jsonl
+    """
+    from embedops.trainer.mining import mine_hard_negatives
+    from embedops.trainer.pairs import read_pairs, write_pairs
+    from embedops.corpus import doc_text
+
+    reg = state(ctx).registry
+    texts = {r["id"]: doc_text(r["title"], r["text"]) for r in reg.corpora.documents(corpus).to_pylist()}
+    pairs = read_pairs(pairs_path, corpus=texts)
+    with _progress() as progress:
+        task = progress.add_task("mining", total=len(pairs), rate="-")
+        mined, report = mine_hard_negatives(
+            reg, pairs, model, corpus, num_negatives=negatives, range_min=range_min, range_max=range_max,
+            margin=margin, on_progress=lambda d, t: progress.update(task, completed=d),
+        )
+    write_pairs(out_path, mined)
+    out.print(f"{report.pairs} pairs, {report.num_negatives} negatives each -> {out_path}; false-negative filter "
+              f"removed {report.removed_false_negatives} candidates, known positives skipped "
+              f"{report.removed_known_positives}; {report.pairs_short_of_negatives} pairs got fewer negatives")
+
+
+@app.command("train")
+@handle_errors
+def train_cmd(
+    ctx: typer.Context,
+    base: str = typer.Option(..., "--base", help="Model version to fine-tune, NAME@N."),
+    pairs_path: Path = typer.Option(..., "--pairs", help="Pairs JSONL (mined negatives used when present)."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus for {query, doc_id} lines."),
+    general: Optional[Path] = typer.Option(None, "--general", help="General pairs JSONL mixed in (replay)."),
+    replay: float = typer.Option(0.2, "--replay", help="Fraction of each batch from --general."),
+    general_eval: Optional[Path] = typer.Option(None, "--general-eval", help="STS TSV (sentence1, sentence2, score) to watch forgetting."),
+    interpolate: Optional[str] = typer.Option(None, "--interpolate", help="auto, or an alpha in (0, 1] (WiSE-FT with the base)."),
+    max_general_drop: float = typer.Option(1.0, "--max-general-drop", help="auto: allowed drop of the general score, points."),
+    epochs: int = typer.Option(1, "--epochs"),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    lr: float = typer.Option(2e-5, "--lr"),
+    loss: str = typer.Option("mnrl", "--loss", help="mnrl or cached-mnrl."),
+    seed: int = typer.Option(0, "--seed"),
+    name: Optional[str] = typer.Option(None, "--name", help="Name of the new version (default: the base's name)."),
+    as_json: bool = JsonOpt,
+):
+    """Fine-tune a model version with contrastive loss and register the result as NAME@N.
+
+    Example:  embedops train --base minilm@1 --pairs mined.jsonl --epochs 3 --general-eval sts-dev.tsv --interpolate auto
+    """
+    from embedops.corpus import doc_text
+    from embedops.trainer.pairs import file_sha256, read_pairs
+    from embedops.trainer.train import TrainConfig, train
+
+    reg = state(ctx).registry
+    texts = ({r["id"]: doc_text(r["title"], r["text"]) for r in reg.corpora.documents(corpus).to_pylist()}
+             if corpus else None)
+    pairs = read_pairs(pairs_path, corpus=texts)
+    general_pairs = read_pairs(general) if general else None
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, seed=seed,
+                         replay_fraction=replay if general else 0.0, interpolate=interpolate,
+                         max_general_drop=max_general_drop)
+    hashes = [file_sha256(pairs_path)] + ([file_sha256(general)] if general else [])
+    with err.status(f"training {base} on {len(pairs)} pairs ...") as status:
+        result = train(reg, base, pairs, name=name, general_pairs=general_pairs, general_eval=general_eval,
+                       config=config, pair_hashes=hashes,
+                       on_log=lambda p: status.update(f"training: step {p['step']} epoch {p['epoch']} loss {p['loss']:.4f}"))
+    if as_json:
+        print_json({"ref": result.model.ref, "alpha": result.alpha, "metrics": result.metrics})
+        return
+    b, a = result.metrics["before"], result.metrics["after"]
+    err.print(f"held-out nDCG@10 {b['domain_ndcg@10']:.2f} -> {a['domain_ndcg@10']:.2f}; general Spearman "
+              f"{b['general_spearman']:.2f} -> {a['general_spearman']:.2f}"
+              + (f"; alpha {result.alpha}" if result.alpha is not None else ""))
+    typer.echo(result.model.ref)
+
+
+@model_app.command("export")
+@handle_errors
+def model_export(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="Model version, NAME@N."),
+    dest: Path = typer.Argument(..., help="Directory to write (must not exist)."),
+):
+    """Write a model version out as a plain sentence-transformers directory (checksums verified).
+
+    Example:  embedops model export minilm@2 ./minilm-scifact
+    """
+    import shutil
+
+    if dest.exists():
+        raise UsageError(f"{dest} already exists; choose a new directory")
+    src = state(ctx).registry.models.verified_path(ref)
+    shutil.copytree(src, dest)
+    out.print(f"{ref} -> {dest}")
 
 
 # -- history and status ----------------------------------------------------------------------------

@@ -205,6 +205,10 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
                                          evaluator=dom_eval, callbacks=[Curve()])
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for noisy in (PrinterCallback, ProgressCallback):  # progress goes through on_log, stdout stays clean
+        trainer.remove_callback(noisy)
     resume = any(out_dir.glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if resume else None)
 

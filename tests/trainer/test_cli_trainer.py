@@ -1,0 +1,43 @@
+"""In-process CLI tests of the training commands."""
+
+import json
+
+from helpers import write_jsonl
+from test_pairs_and_generate import make_beir
+from test_mining_and_training import TOPICS
+
+
+def test_import_generate_mine_train_export(cli, tiny_model_dir, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    beir = make_beir(tmp_path / "beir")
+    assert "6 pairs" in cli("pairs", "import", beir, "--split", "train", "--out", tmp_path / "labelled.jsonl").stdout
+
+    docs = [{"_id": k, "title": k.upper(), "text": v + ". It is documented in the runbook. Ask on-call first."} for k, v in TOPICS.items()]
+    cli("corpus", "add", "ops", write_jsonl(tmp_path / "docs.jsonl", docs))
+    cli("model", "register", "tiny", tiny_model_dir)
+    gen = cli("pairs", "generate", "--corpus", "ops", "--per-doc", "2", "--out", tmp_path / "gen.jsonl",
+              "--round-trip", "tiny@1", "--top-k", "8").stdout
+    assert "16 generated" in gen and "round trip" in gen
+    written = [json.loads(l) for l in (tmp_path / "gen.jsonl").read_text().splitlines()]
+    assert written and all(p["source"] == "extractive" for p in written)
+
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"query": f"about {k}", "doc_id": k} for k in TOPICS] * 3)
+    mined_out = cli("pairs", "mine", pairs, "--model", "tiny@1", "--corpus", "ops", "--out", tmp_path / "mined.jsonl",
+                    "-n", "2", "--margin", "2").stdout
+    assert "false-negative filter" in mined_out
+    mined = [json.loads(l) for l in (tmp_path / "mined.jsonl").read_text().splitlines()]
+    assert all(len(m["negatives"]) == 2 for m in mined)
+
+    result = json.loads(cli("train", "--base", "tiny@1", "--pairs", tmp_path / "mined.jsonl", "--epochs", "1",
+                            "--batch-size", "4", "--lr", "1e-4", "--json").stdout)
+    assert result["ref"] == "tiny@2" and result["alpha"] is None
+    shown = json.loads(cli("model", "show", "tiny@2", "--json").stdout)
+    assert shown["parent"] == "tiny@1" and len(shown["params"]["pairs_sha256"]) == 1
+
+    cli("model", "export", "tiny@2", tmp_path / "exported")
+    emb = SentenceTransformer(str(tmp_path / "exported"), device="cpu").encode(["kafka lag"])
+    assert emb.shape == (1, 32)
+    assert "already exists" in cli("model", "export", "tiny@2", tmp_path / "exported", expect=2).stderr
+    assert "--base-url" in cli("pairs", "generate", "--corpus", "ops", "-g", "openai", "--out", tmp_path / "x.jsonl", expect=2).stderr
+    assert "auto" in cli("train", "--base", "tiny@1", "--pairs", tmp_path / "mined.jsonl", "--interpolate", "auto", expect=2).stderr
