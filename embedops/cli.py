@@ -492,24 +492,74 @@ def promote(
     index_id: str = typer.Argument(..., help="Ready index to serve."),
     alias: str = typer.Option("production", "--alias", "-a"),
     expect: Optional[str] = typer.Option(None, "--expect", help="Fail unless the alias still points at this index id (for scripts)."),
+    policy_file: Optional[Path] = typer.Option(None, "--policy", help="Guard policy file (default ./embedops.toml or built-in defaults)."),
     force: bool = typer.Option(False, "--force", help="Promote without a passing guard report (recorded as an override)."),
-    reason: Optional[str] = typer.Option(None, "--reason", help="Why; required with --force."),
+    reason: Optional[str] = typer.Option(None, "--reason", help="Why (recorded); required with --force."),
 ):
     """Point an alias at an index: an atomic compare-and-swap, effective for the next query.
 
-    Until the guards stage lands, promotion requires --force --reason, recorded in the audit log.
+    Refused unless a passing guard report exists for exactly this index (its table version and its
+    model's checksum) made under the current policy; '--force --reason' overrides, recorded in the
+    audit log.
 
-    Example:  embedops promote scifact--minilm-v2--1a2b3c4d --force --reason "manual check"
+    Example:  embedops promote scifact--minilm-v2--1a2b3c4d --expect scifact--minilm-v1--9f8e7d6c
     """
+    from embedops.guards import load_policy, passing_report
     from embedops.registry import UNSET
 
-    if not force:
-        raise UsageError("promotion needs a passing guard report; none can exist yet, so use --force --reason TEXT")
-    if not reason:
+    reg = state(ctx).registry
+    if force and not reason:
         raise UsageError("--force needs --reason TEXT (it is recorded in the audit log)")
-    s = state(ctx).registry.promote(index_id, alias, expect=UNSET if expect is None else expect, reason=reason,
-                                    override=force)
-    out.print(f"{alias} -> [bold]{s.value}[/] (was {s.previous or '-'})")
+    report = None
+    if not force:
+        report = passing_report(reg, index_id, load_policy(policy_file))
+    s = reg.promote(index_id, alias, expect=UNSET if expect is None else expect,
+                    reason=reason or f"guard report {report.report_id} passed", override=force)
+    out.print(f"{alias} -> [bold]{s.value}[/] (was {s.previous or '-'})"
+              + (f"; guard report {report.report_id}" if report else "; forced: recorded as an override"))
+
+
+@app.command("guard")
+@handle_errors
+def guard(
+    ctx: typer.Context,
+    index_id: str = typer.Argument(..., help="Candidate index to judge."),
+    gold: Path = typer.Option(..., "--gold", help="Gold set: BEIR directory (queries.jsonl + qrels/test.tsv)."),
+    general: list[Path] = typer.Option([], "--general", help="General benchmark: BEIR directory or STS TSV (repeatable)."),
+    alias: str = typer.Option("production", "--alias", "-a", help="Alias whose index the candidate must beat."),
+    policy_file: Optional[Path] = typer.Option(None, "--policy", help="Policy file (default ./embedops.toml or built-in defaults)."),
+    html_dir: Optional[Path] = typer.Option(None, "--html", help="Write report.html and PNG plots into this directory."),
+    as_json: bool = JsonOpt,
+):
+    """Run the promotion gates for a candidate index and store the report in the registry.
+
+    Gates: domain retrieval vs the alias's index (paired bootstrap), forgetting vs the lineage's base
+    model, ONNX parity, index integrity, latency (optional). Exit 0 when every gate passes, 1 when
+    any fails, 2 for usage or input errors.
+
+    Example:  embedops guard scifact--minilm-v2--1a2b3c4d --gold ../shared/data/scifact --general ../shared/data/general-stsb/sts-test.tsv --html guard-report
+    """
+    from embedops.guards import load_policy, run_guards
+
+    policy = load_policy(policy_file)
+    with err.status(f"running guards on {index_id} ..."):
+        report = run_guards(state(ctx).registry, index_id, gold=gold, general=list(general), policy=policy,
+                            alias=alias, html_dir=html_dir)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        colour = {"pass": "green", "fail": "red", "warn": "yellow", "skip": "dim"}
+        t = Table("gate", "status", "value", "threshold", "reason", title=f"guards for {index_id}: {report.verdict.upper()}")
+        for g in report.gates:
+            value = "" if g.value is None else (f"{g.value:.4g}" if isinstance(g.value, float) else str(g.value))
+            t.add_row(g.name, f"[{colour[g.status]}]{g.status}[/]", value, "" if g.threshold is None else str(g.threshold), g.reason)
+        out.print(t)
+        lost = next((g.evidence.get("lost_most") for g in report.gates if g.name == "domain"), None)
+        if lost:
+            out.print("queries that lost most: " + "; ".join(f"{x['query'][:50]} ({x['delta']:+.1f})" for x in lost))
+        out.print(f"report {report.stored.report_id} stored" + (f"; HTML: {report.html}" if report.html else ""))
+    if report.verdict != "pass":
+        raise typer.Exit(1)
 
 
 @app.command("rollback")

@@ -1,1 +1,14 @@
-"""embedops.guards (see the module docstrings)."""
+"""Guards: promotion gates against recall regressions and catastrophic forgetting.
+
+Gates (each in its own module): ``domain`` (paired bootstrap on per-query lift), ``forgetting``
+(general benchmarks vs the lineage's base), ``parity`` (the serving ONNX artifact vs torch),
+``integrity`` (index checks, ANN recall) and ``latency`` (optional). ``run_guards`` runs them,
+stores the report bound to the exact model checksum and table version, and ``passing_report``
+decides whether a promotion may go ahead.
+"""
+
+from embedops.guards.gate import GateResult
+from embedops.guards.policy import Policy, load_policy
+from embedops.guards.run import GuardReport, PromotionRefused, passing_report, run_guards
+
+__all__ = ["GateResult", "GuardReport", "Policy", "PromotionRefused", "load_policy", "passing_report", "run_guards"]

@@ -322,3 +322,16 @@ def find_ready_index(registry: Registry, model_ref: str, corpus: str, precision:
                 and (precision is None or rec.params.get("precision") == precision)):
             return rec
     return None
+
+
+def check_index_integrity(registry: Registry, index_id: str) -> dict[str, Any]:
+    """Re-run the integrity checks of an index (raises IntegrityError), plus ANN recall vs exact
+    search when the index has an ANN index."""
+    record = registry.indexes.get(index_id)
+    _, onnx_path = ensure_export(registry, record.model_ref, record.params.get("precision", "fp32"))
+    writer = IndexWriter(registry, record, OnnxEncoder(onnx_path))
+    checks = writer.check_integrity()
+    ann = record.metrics.get("integrity", {}).get("ann")
+    if ann:
+        checks["ann"] = ann
+    return checks

@@ -15,13 +15,14 @@ from embedops.corpus import CorpusStore
 from embedops.registry.artifacts import ArtifactRecord, ArtifactRegistry
 from embedops.registry.aliases import UNSET, AliasRegistry, AliasState
 from embedops.registry.indexes import IndexRecord, IndexRegistry, IndexStatus
+from embedops.registry.reports import GuardReportStore, StoredReport
 from embedops.registry.models import ModelRegistry, ModelVersion, parse_ref
 from embedops.errors import IndexStateError
 from embedops.store import Store
 
 __all__ = [
     "AliasRegistry", "AliasState", "ArtifactRecord", "ArtifactRegistry", "AuditEvent", "IndexRecord", "IndexRegistry", "IndexStatus",
-    "ModelRegistry", "ModelVersion", "Registry", "UNSET", "parse_ref",
+    "GuardReportStore", "ModelRegistry", "ModelVersion", "Registry", "StoredReport", "UNSET", "parse_ref",
 ]
 
 
@@ -36,6 +37,7 @@ class Registry:
         self.indexes = IndexRegistry(store, self.audit)
         self.aliases = AliasRegistry(store)
         self.artifacts = ArtifactRegistry(store, self.audit)
+        self.reports = GuardReportStore(store, self.audit)
 
     def promote(self, index_id: str, alias: str = "production", *, expect=UNSET, reason: str | None = None,
                 override: bool = False) -> AliasState:
@@ -48,6 +50,15 @@ class Registry:
         if override:
             self.audit.record("promote.override", index_id, reason=reason, alias=alias, previous=state.previous)
         return state
+
+    def lineage_root(self, model_ref: str) -> str:
+        """The original base model of ``model_ref``'s lineage (itself when it has no parent)."""
+        model = self.models.get(model_ref)
+        seen = {model.ref}
+        while model.parent and model.parent not in seen:
+            model = self.models.get(model.parent)
+            seen.add(model.ref)
+        return model.ref
 
     def rollback(self, alias: str = "production", *, reason: str | None = None, expect=UNSET) -> AliasState:
         """Point ``alias`` back at its previous index: one O(1) compare-and-swap."""

@@ -1,0 +1,118 @@
+"""Quality benchmark (a benchmark, not a test): SciFact train for training, SciFact test for
+evaluation, with STS-B test Spearman and the MS MARCO slice nDCG@10 as the general checks.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/quality.py [--runs labelled,extractive] [--epochs 3]
+
+Runs the real pipeline through the library: pairs -> positive-aware mining -> MNRL training with
+WiSE-FT interpolation (alpha chosen on STS-B dev) -> registered version -> ONNX index -> search.
+Prints a table and appends a line to bench/results.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("EMBEDOPS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def evaluate_model(reg, ref: str) -> dict:
+    from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
+
+    from embedops.beir import read_qrels, read_queries, read_sts
+    from embedops.metrics import evaluate, mean_metrics
+    from embedops.reembed import IndexBuild, Searcher, find_ready_index
+
+    out = {}
+    searcher = Searcher(reg)
+    for corpus, path, split in (("scifact", DATA / "scifact", "test"), ("msmarco", DATA / "general-msmarco-dl19", None)):
+        qrels_file = path / "qrels" / f"{split}.tsv" if split else next((path / "qrels").glob("*.tsv"))
+        qrels = read_qrels(qrels_file)
+        queries = read_queries(path, only=set(qrels))
+        index = find_ready_index(reg, ref, corpus, "fp32") or IndexBuild(reg, ref, corpus).run().index
+        run = {}
+        for qid, text in queries.items():
+            hits = searcher.search(text, 100, index_id=index.index_id).hits
+            run[qid] = {h.id: h.score for h in hits}
+        m = mean_metrics(evaluate(qrels, run, k=10))
+        out[f"{corpus}_ndcg@10"], out[f"{corpus}_recall@10"] = m["ndcg@10"], m["recall@10"]
+    s1, s2, scores = read_sts(DATA / "general-stsb" / "sts-test.tsv")
+    ev = EmbeddingSimilarityEvaluator(s1, s2, [s / 5 for s in scores], name="sts-test")
+    out["stsb_test_spearman"] = 100 * ev(reg.models.load(ref))[ev.primary_metric]
+    return out
+
+
+def main() -> None:
+    from embedops.registry import Registry
+    from embedops.store import Store
+    from embedops.trainer.generate import ExtractiveGenerator, filter_pairs
+    from embedops.trainer.mining import mine_hard_negatives, round_trip_ranker
+    from embedops.trainer.pairs import import_beir
+    from embedops.trainer.train import TrainConfig, train
+    from embedops.corpus import read_documents
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--store", default=None, help="store to use (default: a temporary one)")
+    ap.add_argument("--runs", default="labelled,extractive")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--negatives", type=int, default=3)
+    ap.add_argument("--extractive-docs", type=int, default=2000, help="documents to generate queries for")
+    args = ap.parse_args()
+
+    store_uri = args.store or tempfile.mkdtemp(prefix="embedops-quality-") + "/store"
+    reg = Registry(Store.open(store_uri))
+    for name, path in (("scifact", DATA / "scifact"), ("msmarco", DATA / "general-msmarco-dl19")):
+        reg.corpora.add(name, path)
+    base = reg.models.register("minilm", "bundled:all-MiniLM-L6-v2")
+    results = {"base": evaluate_model(reg, base.ref)}
+    print("base", json.dumps(results["base"]), flush=True)
+    sts_dev = DATA / "general-stsb" / "sts-dev.tsv"
+    timings = {}
+
+    for run in args.runs.split(","):
+        t = time.perf_counter()
+        if run == "labelled":
+            pairs = import_beir(DATA / "scifact", "train")
+            epochs = args.epochs
+        elif run == "extractive":
+            docs = read_documents(DATA / "scifact")[: args.extractive_docs]
+            generated = ExtractiveGenerator(per_doc=1, seed=0).generate(docs)
+            pairs, report = filter_pairs(generated, rank_of=round_trip_ranker(reg, base.ref, "scifact", 10))
+            print("extractive filter", report.to_dict(), flush=True)
+            epochs = 1
+        else:
+            raise SystemExit(f"unknown run {run}")
+        mined, mreport = mine_hard_negatives(reg, pairs, base.ref, "scifact", num_negatives=args.negatives)
+        print(run, "mining", mreport.to_dict(), flush=True)
+        config = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, interpolate="auto",
+                             max_general_drop=1.0, eval_fraction=0.1)
+        result = train(reg, base.ref, mined, name=f"minilm-{run}", general_eval=sts_dev, config=config,
+                       on_log=lambda p: print("  ", p, flush=True))
+        results[run] = evaluate_model(reg, result.model.ref) | {"alpha": result.alpha, "pairs": len(pairs),
+                                                                 "ref": result.model.ref}
+        timings[run] = time.perf_counter() - t
+        print(run, json.dumps(results[run]), flush=True)
+
+    b = results["base"]
+    print(f"\n{'run':<12} {'SciFact nDCG@10':>16} {'recall@10':>10} {'STS-B test':>11} {'MS MARCO nDCG@10':>17} {'alpha':>6}")
+    for run, r in results.items():
+        print(f"{run:<12} {r['scifact_ndcg@10']:>16.2f} {r['scifact_recall@10']:>10.2f} {r['stsb_test_spearman']:>11.2f} "
+              f"{r['msmarco_ndcg@10']:>17.2f} {str(r.get('alpha', '-')):>6}")
+    from conftest import record
+
+    record("quality_scifact", {"results": results, "seconds": timings, "args": vars(args),
+                               "delta_vs_base": {run: {k: r[k] - b[k] for k in b} for run, r in results.items() if run != "base"}})
+
+
+if __name__ == "__main__":
+    main()

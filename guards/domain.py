@@ -1,0 +1,78 @@
+"""Domain retrieval gate: candidate index vs the alias's current index on a gold set.
+
+Per-query recall@k, nDCG@10 and MRR@10 (trec_eval via pytrec_eval) for both indexes; a paired
+bootstrap over per-query differences of ``policy.metric`` (scipy.stats.bootstrap, BCa) gives the
+mean lift and its confidence interval. Fails when the interval's lower bound is below
+``-tolerance`` or the mean lift is below ``min_lift``; lists the queries that lost most.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import bootstrap
+
+from embedops.guards.gate import FAIL, PASS, GateResult
+from embedops.guards.policy import Policy
+from embedops.metrics import evaluate, mean_metrics
+
+
+def run_index(searcher, index_id: str, queries: dict[str, str], depth: int = 100):
+    run, latencies = {}, []
+    for qid, text in queries.items():
+        res = searcher.search(text, depth, index_id=index_id)
+        run[qid] = {h.id: h.score for h in res.hits}
+        latencies.append(res.latency_ms)
+    return run, latencies
+
+
+def recall_curve(qrels, run, ks=(1, 3, 5, 10, 20, 50, 100)) -> dict[int, float]:
+    out = {}
+    for k in ks:
+        vals = []
+        for q, rel in qrels.items():
+            relevant = {d for d, r in rel.items() if r > 0}
+            if q in run and relevant:
+                top = [d for d, _ in sorted(run[q].items(), key=lambda x: -x[1])[:k]]
+                vals.append(100 * len(relevant & set(top)) / len(relevant))
+        out[k] = float(np.mean(vals)) if vals else 0.0
+    return out
+
+
+def domain_gate(searcher, candidate_id: str, production_id: str | None, queries: dict[str, str],
+                qrels: dict[str, dict[str, int]], policy: Policy) -> tuple[GateResult, dict]:
+    """Returns the gate result and the runs/latencies (reused by the latency gate and the plots)."""
+    metric = policy.metric if not policy.metric.startswith("recall@") else f"recall@{policy.k}"
+    cand_run, cand_lat = run_index(searcher, candidate_id, queries)
+    cand = evaluate(qrels, cand_run, k=policy.k)
+    extra = {"candidate_run": cand_run, "candidate_latency": cand_lat}
+    if production_id is None:
+        means = mean_metrics(cand)
+        return GateResult("domain", PASS, means.get(metric), None,
+                          "no index serves the alias yet: nothing to regress against", {"candidate": means}), extra
+    prod_run, prod_lat = run_index(searcher, production_id, queries)
+    prod = evaluate(qrels, prod_run, k=policy.k)
+    extra |= {"production_run": prod_run, "production_latency": prod_lat}
+    qids = sorted(set(cand) & set(prod))
+    deltas = np.array([cand[q][metric] - prod[q][metric] for q in qids])
+    mean = float(deltas.mean()) if len(deltas) else 0.0
+    if len(deltas) > 1 and np.ptp(deltas) > 0:
+        ci = bootstrap((deltas,), np.mean, confidence_level=policy.confidence, n_resamples=policy.bootstrap_resamples,
+                       method="BCa", random_state=0).confidence_interval
+        low, high = float(ci.low), float(ci.high)
+    else:
+        low = high = mean
+    lost = sorted(zip(qids, deltas), key=lambda x: x[1])[:5]
+    evidence = {
+        "production": mean_metrics(prod), "candidate": mean_metrics(cand), "metric": metric, "queries": len(qids),
+        "mean_lift": mean, "ci_low": low, "ci_high": high, "confidence": policy.confidence,
+        "per_query_delta": {q: float(d) for q, d in zip(qids, deltas)},
+        "lost_most": [{"query_id": q, "query": queries[q], "delta": float(d)} for q, d in lost if d < 0],
+    }
+    if low < -policy.tolerance:
+        status, reason = FAIL, (f"{metric} may regress: {policy.confidence:.0%} CI of the lift is [{low:+.2f}, "
+                                f"{high:+.2f}] points, lower bound below -{policy.tolerance}")
+    elif mean < policy.min_lift:
+        status, reason = FAIL, f"mean {metric} lift {mean:+.2f} points is below the required {policy.min_lift:+.2f}"
+    else:
+        status, reason = PASS, f"mean {metric} lift {mean:+.2f} points, {policy.confidence:.0%} CI [{low:+.2f}, {high:+.2f}]"
+    return GateResult("domain", status, mean, policy.min_lift, reason, evidence), extra
