@@ -36,7 +36,9 @@ app.add_typer(corpus_app, name="corpus")
 app.add_typer(model_app, name="model")
 index_app = typer.Typer(help="Corpus indexes built blue-green.\n\nExample:  embedops index build minilm@2 --corpus scifact", no_args_is_help=True)
 pairs_app = typer.Typer(help="Training pairs: import, generate, mine hard negatives.\n\nExample:  embedops pairs import ../shared/data/scifact --split train --out pairs.jsonl", no_args_is_help=True)
+pipeline_app = typer.Typer(help="The main job from one config file.\n\nExample:  embedops pipeline run examples/pipeline-scifact.toml", no_args_is_help=True)
 app.add_typer(pairs_app, name="pairs")
+app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(alias_app, name="alias")
 app.add_typer(index_app, name="index")
 
@@ -794,6 +796,102 @@ def model_export(
     src = state(ctx).registry.models.verified_path(ref)
     shutil.copytree(src, dest)
     out.print(f"{ref} -> {dest}")
+
+
+# -- pipeline and demo ------------------------------------------------------------------------------
+
+
+def _stage_printer():
+    import time as _t
+
+    t0 = _t.perf_counter()
+
+    def on_stage(name: str, status: str) -> None:
+        err.print(f"[dim]{_t.perf_counter() - t0:7.1f}s[/] [bold]{name:<10}[/] {status}")
+
+    return on_stage
+
+
+def _print_pipeline(report) -> None:
+    t = Table("stage", "result", "seconds", "key", title="pipeline run")
+    for s in report.stages:
+        summary = ", ".join(f"{k}={v}" for k, v in s.outputs.items() if isinstance(v, (str, int, float)) and k != "file")[:70]
+        t.add_row(s.name, "cached" if s.cached else summary, f"{s.seconds:.1f}", s.key[:12])
+    out.print(t)
+
+
+@pipeline_app.command("run")
+@handle_errors
+def pipeline_run(
+    ctx: typer.Context,
+    config_path: Path = typer.Argument(..., help="Pipeline config (TOML); see examples/pipeline-scifact.toml."),
+    report_path: Optional[Path] = typer.Option(None, "--report", help="Write the machine-readable run report (JSON) here."),
+    as_json: bool = JsonOpt,
+):
+    """Run pairs -> mine -> train -> export -> index -> guards -> shadow -> promote from one config.
+
+    Promotes only when every gate passes; otherwise stops with the verdict and leaves production
+    untouched (exit 1). Stage outputs are content-addressed: a rerun redoes only what changed.
+
+    Example:  embedops pipeline run examples/pipeline-scifact.toml --report run.json
+    """
+    from embedops.pipeline import Pipeline, PipelineConfig
+
+    config = PipelineConfig.from_toml(config_path)
+    report = Pipeline(state(ctx).registry, config, on_stage=_stage_printer()).run()
+    data = report.to_dict()
+    if report_path:
+        report_path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    if as_json:
+        print_json(data)
+    else:
+        _print_pipeline(report)
+        out.print(f"verdict [bold]{report.verdict}[/]; " + (f"promoted {report.candidate_index}" if report.promoted
+                                                             else "production untouched"))
+    if not report.promoted:
+        raise typer.Exit(1)
+
+
+@app.command("demo")
+@handle_errors
+def demo(
+    store: Path = typer.Option(Path("./embedops-demo"), "--store", "-s", help="Demo store (recreated; only an earlier demo store is ever wiped)."),
+    domain: Optional[Path] = typer.Option(None, "--domain", help="Run on a real BEIR directory instead of the demo domain."),
+    general: list[Path] = typer.Option([], "--general", help="General benchmark(s): BEIR directory or STS TSV."),
+    as_json: bool = JsonOpt,
+):
+    """The whole lifecycle offline in a few minutes: base model -> fine-tuned, guarded, promoted,
+    rolled back and re-promoted, with a before/after summary.
+
+    Example:  embedops demo
+    Example:  embedops demo --domain ../shared/data/scifact --general ../shared/data/general-stsb/sts-test.tsv
+    """
+    import time as _t
+
+    from embedops.demo import run_demo
+
+    t0 = _t.perf_counter()
+    s = run_demo(store, domain=domain, general=list(general), on_stage=_stage_printer())
+    total = _t.perf_counter() - t0
+    if as_json:
+        print_json({"store": str(s.store), "report": s.report.to_dict(), "before": s.before, "after": s.after,
+                    "general": s.general, "rollback_ms": s.rollback_ms, "repromote_ms": s.repromote_ms, "seconds": total})
+        return
+    _print_pipeline(s.report)
+    t = Table("held-out retrieval", "base model", "fine-tuned", "change", title="before / after")
+    for m in ("ndcg@10", "recall@10", "mrr@10"):
+        if m in s.before and m in s.after:
+            t.add_row(m, f"{s.before[m]:.1f}", f"{s.after[m]:.1f}", f"{s.after[m] - s.before[m]:+.1f}")
+    for g in s.general:
+        t.add_row(f"general {Path(g['benchmark']).name} ({g['metric']})", f"{g['base']:.1f}", f"{g['candidate']:.1f}",
+                  f"{g['candidate'] - g['base']:+.1f}")
+    out.print(t)
+    out.print(f"[dim]{s.general_note}[/]")
+    out.print(f"verdict [bold]{s.report.verdict}[/]; " + (
+        f"promoted, rolled back in {s.rollback_ms:.0f} ms, re-promoted in {s.repromote_ms:.0f} ms" if s.report.promoted
+        else "not promoted: production untouched") + f"; {total:.0f}s in all")
+    out.print(f"next:  embedops --store {s.store} status   |   embedops --store {s.store} search \"the main database is down\""
+              f"   |   open {s.store}/pipeline/guards/*/report/report.html")
 
 
 # -- history and status ----------------------------------------------------------------------------
