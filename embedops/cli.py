@@ -860,8 +860,9 @@ def demo(
     general: list[Path] = typer.Option([], "--general", help="General benchmark(s): BEIR directory or STS TSV."),
     as_json: bool = JsonOpt,
 ):
-    """The whole lifecycle offline in a few minutes: base model -> fine-tuned, guarded, promoted,
-    rolled back and re-promoted, with a before/after summary.
+    """The whole lifecycle offline in a few minutes, with a before/after summary.
+
+    Base model -> fine-tuned, guarded, promoted, rolled back and re-promoted.
 
     Example:  embedops demo
     Example:  embedops demo --domain ../shared/data/scifact --general ../shared/data/general-stsb/sts-test.tsv
