@@ -52,7 +52,10 @@ def prepare_store(path: Path) -> Path:
 def demo_config(store: Path, domain: Path | None, general: list[Path]) -> tuple[PipelineConfig, str]:
     from embedops.demo_domain import write_demo_domain
 
-    train = {"epochs": 1, "batch_size": 32, "lr": 5e-5, "interpolate": "auto", "max_general_drop": 1.0, "eval_fraction": 0.1}
+    # Sized for "under 5 minutes on 2 CPU cores": one epoch, 2 mined negatives, 4 interpolation weights.
+    train = {"epochs": 1, "batch_size": 32, "lr": 5e-5, "interpolate": "auto", "max_general_drop": 1.0,
+             "eval_fraction": 0.1, "alphas": (1.0, 0.8, 0.6, 0.4)}
+    mine = {"negatives": 2, "margin": 0.95, "range_min": 0, "range_max": 50}
     if domain is None:
         dom = write_demo_domain(store / "demo-domain")
         note = ("general check: 24 hand-written sentence pairs (a smoke test of everyday English, not a benchmark); "
@@ -60,7 +63,7 @@ def demo_config(store: Path, domain: Path | None, general: list[Path]) -> tuple[
         return PipelineConfig(
             corpus_name="demo-runbooks", corpus_path=dom.root, labelled={"file": str(dom.pairs)},
             generated={"generator": "extractive", "per_doc": 1, "round_trip_top_k": 10},
-            train=train | {"general_eval": str(dom.general)}, gold=dom.root,
+            mine=mine, train=train | {"general_eval": str(dom.general)}, gold=dom.root,
             general=[*general] or [dom.general], source="embedops demo",
         ), note
     domain = Path(domain)
@@ -72,7 +75,7 @@ def demo_config(store: Path, domain: Path | None, general: list[Path]) -> tuple[
     note = (f"general check: {', '.join(str(g) for g in general)}" if general else
             "no --general given: the forgetting gate is skipped, so nothing checks general ability")
     return PipelineConfig(
-        corpus_name=domain.name.replace(".", "-")[:64], corpus_path=domain, labelled=labelled, generated=generated,
+        corpus_name=domain.name.replace(".", "-")[:64], corpus_path=domain, labelled=labelled, generated=generated, mine=mine,
         train=train | ({"general_eval": str(sts)} if sts else {"interpolate": None}), gold=domain, general=list(general),
         source="embedops demo --domain",
     ), note

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import tempfile
 from collections.abc import Callable
@@ -49,6 +50,7 @@ class TrainConfig:
     interpolate: str | float | None = None  # None, an alpha in (0, 1], or "auto"
     max_general_drop: float = 1.0
     max_steps: int = -1
+    alphas: tuple[float, ...] = ALPHAS  # interpolation weights tried by "auto"
 
     def __post_init__(self):
         if self.loss not in ("mnrl", "cached-mnrl"):
@@ -203,6 +205,7 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
         eval_strategy="epoch" if dom_eval else "no", report_to=[], bf16=bf16, fp16=cuda and not bf16,
         use_cpu=not cuda, dataloader_drop_last=False, disable_tqdm=True,
     )
+    os.environ.setdefault("TQDM_DISABLE", "1")  # model-card widget bars would garble the CLI's progress lines
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
                                          evaluator=dom_eval, callbacks=[Curve()])
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -215,7 +218,7 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
     tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     sweep = []
     if config.interpolate == "auto":
-        for alpha in ALPHAS:
+        for alpha in config.alphas:
             _interpolate(model, base_state, tuned_state, alpha)
             sweep.append({"alpha": alpha, "domain_ndcg@10": _score(dom_eval, model),
                           "general_spearman": _score(gen_eval, model)})
