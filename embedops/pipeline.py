@@ -219,7 +219,11 @@ class Pipeline:
                 g = cfg.generated
                 rows = reg.corpora.documents(cfg.corpus_name).to_pylist()[: g.get("limit")]
                 docs = [Document(r["id"], r["text"], r["title"]) for r in rows]
-                if g.get("generator", "extractive") == "openai":
+                if g.get("generator") == "local":
+                    from embedops.trainer.generate import LocalGenerator
+
+                    gen = LocalGenerator(g.get("model_dir"), g.get("gguf_file"), per_doc=g.get("per_doc", 1))
+                elif g.get("generator", "extractive") == "openai":
                     gen = OpenAIGenerator(base_url=g["base_url"], model=g["model"], per_doc=g.get("per_doc", 3),
                                           cache_dir=reg.store.root / "cache" / "llm")
                 else:

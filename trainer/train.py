@@ -205,7 +205,8 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
         eval_strategy="epoch" if dom_eval else "no", report_to=[], bf16=bf16, fp16=cuda and not bf16,
         use_cpu=not cuda, dataloader_drop_last=False, disable_tqdm=True,
     )
-    os.environ.setdefault("TQDM_DISABLE", "1")  # model-card widget bars would garble the CLI's progress lines
+    previous_tqdm = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # model-card widget bars would garble the CLI's progress lines; restored below
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
                                          evaluator=dom_eval, callbacks=[Curve()])
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -213,7 +214,13 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
     for noisy in (PrinterCallback, ProgressCallback):  # progress goes through on_log, stdout stays clean
         trainer.remove_callback(noisy)
     resume = any(out_dir.glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    try:
+        trainer.train(resume_from_checkpoint=True if resume else None)
+    finally:
+        if previous_tqdm is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous_tqdm
 
     tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     sweep = []

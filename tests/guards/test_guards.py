@@ -70,6 +70,13 @@ def test_fine_tuned_model_passes_and_promotion_needs_an_exactly_matching_report(
         passing_report(reg, cand.index_id, Policy(bootstrap_resamples=2000, max_drop=0.5))  # another policy
     with pytest.raises(PromotionRefused, match="no guard report"):
         passing_report(reg, base.index_id, policy)
+    # a passing report for another model checksum does not count
+    rec = reg.indexes.get(cand.index_id)
+    reg.reports.put(index_id=cand.index_id, model_ref=rec.model_ref, model_digest="0" * 64,
+                    table_version=rec.table_version, policy_hash=Policy(bootstrap_resamples=2000, min_lift=-5).hash,
+                    verdict="pass", inputs={}, gates=[])
+    with pytest.raises(PromotionRefused, match="digest"):
+        passing_report(reg, cand.index_id, Policy(bootstrap_resamples=2000, min_lift=-5))
     # the index moves to a new table version: the old report no longer counts
     reg.corpora.add("runbooks", _with_extra_doc(tmp_path))
     sync_index(reg, cand.index_id)

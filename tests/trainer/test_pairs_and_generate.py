@@ -106,3 +106,24 @@ def test_openai_generator_gives_up_with_a_clear_error(tmp_path):
     gen = OpenAIGenerator(base_url="http://127.0.0.1:9/v1", model="m", cache_dir=tmp_path, retries=1, backoff=0.01, timeout=2)
     with pytest.raises(GeneratorError, match="failed after 2 attempts"):
         gen.generate([Document("d1", "x")])
+
+
+def test_local_generator_runs_a_causal_lm_from_disk(tmp_path):
+    """A tiny random Llama stands in for SmolLM2: the plumbing (prompt, greedy decoding, parsing) is real."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from embedops.trainer.generate import LocalGenerator
+
+    vocab = {w: i for i, w in enumerate(["<unk>", "<eos>"] + "kafka lag orders query document write a short search user would type to find this".split())}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>").save_pretrained(tmp_path / "lm")
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2, eos_token_id=1)).save_pretrained(tmp_path / "lm")
+    gen = LocalGenerator(tmp_path / "lm", per_doc=2, max_new_tokens=4)
+    pairs = gen.generate([Document("d1", "kafka lag on orders", "Kafka")])
+    assert 1 <= len(pairs) <= 2 and all(p.source == "local" and p.doc_id == "d1" and p.query for p in pairs)
+    assert pairs[0].positive == "Kafka kafka lag on orders"
