@@ -2,7 +2,6 @@
 sentence-transformers' torch ``encode`` on the same texts, machine and run; plus retrieval quality
 of each path on SciFact test (nDCG@10 with trec_eval) and how often fp32 rankings agree."""
 
-import json
 import time
 
 import numpy as np

@@ -68,3 +68,31 @@ def verify_files(root: Path, files: list[FileChecksum]) -> list[str]:
             if p.is_file() and rel not in expected:
                 problems.append(f"{rel}: unexpected file (not part of the registered artifact)")
     return problems
+
+
+def store_content_addressed(source: Path, files: list[Path], artifacts: Path, kind: str) -> tuple[str, list[FileChecksum]]:
+    """Copy ``files`` (under ``source``) into ``artifacts/<kind>/<digest>``, hashing as they are copied.
+
+    The copy goes to a private staging folder first and is renamed into place whole, so a killed
+    writer never leaves a half-copied artifact under its digest. Identical content already stored
+    is reused; a damaged earlier copy is replaced. Returns (path relative to the store, checksums).
+    """
+    import os
+    import uuid
+
+    staging = artifacts / ".staging" / uuid.uuid4().hex
+    try:
+        checksums = []
+        for src in files:
+            rel = src.relative_to(source).as_posix()
+            checksums.append(FileChecksum(rel, copy_and_hash(src, staging / rel), (staging / rel).stat().st_size))
+        digest = manifest_digest(checksums)
+        final = artifacts / kind / digest
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists() and verify_files(final, checksums):
+            shutil.rmtree(final)
+        if not final.exists():
+            os.rename(staging, final)
+        return f"{artifacts.name}/{kind}/{digest}", checksums
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

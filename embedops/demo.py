@@ -19,7 +19,7 @@ from typing import Any
 from embedops.errors import UsageError
 from embedops.pipeline import Pipeline, PipelineConfig, PipelineReport
 from embedops.registry import Registry
-from embedops.store import META_FILE, Store
+from embedops.store import Store
 
 DEMO_MARKER = ".embedops-demo"
 

@@ -9,9 +9,6 @@ the checksums, exactly as for the model itself.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from embedops.audit import AuditLog
-from embedops.checksums import FileChecksum, copy_and_hash, manifest_digest, verify_files
+from embedops.checksums import FileChecksum, manifest_digest, store_content_addressed, verify_files
 from embedops.errors import ChecksumMismatchError, NotFoundError
 from embedops.records import dumps, loads, sql_str
 from embedops.store import Store, utcnow
@@ -67,23 +64,11 @@ class ArtifactRegistry:
 
     def put(self, model_ref: str, kind: str, source: Path, meta: dict[str, Any] | None = None) -> ArtifactRecord:
         """Copy folder ``source`` into the store as ``kind`` of ``model_ref`` (replacing an older one)."""
-        staging = self.store.artifacts / ".staging" / uuid.uuid4().hex
-        try:
-            checksums = []
-            for src in sorted(p for p in Path(source).rglob("*") if p.is_file()):
-                rel = src.relative_to(source).as_posix()
-                checksums.append(FileChecksum(rel, copy_and_hash(src, staging / rel), src.stat().st_size))
-            digest = manifest_digest(checksums)
-            final = self.store.artifacts / "derived" / digest
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists() and verify_files(final, checksums):
-                shutil.rmtree(final)
-            if not final.exists():
-                os.rename(staging, final)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        files = sorted(p for p in Path(source).rglob("*") if p.is_file())
+        artifact, checksums = store_content_addressed(Path(source), files, self.store.artifacts, "derived")
+        digest = manifest_digest(checksums)
         record = ArtifactRecord(
-            model_ref=model_ref, kind=kind, digest=digest, artifact=f"artifacts/derived/{digest}",
+            model_ref=model_ref, kind=kind, digest=digest, artifact=artifact,
             files=tuple(checksums), created_at=utcnow(), meta=meta or {},
         )
         row = record.to_dict() | {"files": dumps([f.to_dict() for f in checksums]), "meta": dumps(record.meta)}

@@ -8,9 +8,6 @@ content-addressed folder (``artifacts/models/<digest>``) and every load re-check
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from embedops.audit import AuditLog
-from embedops.checksums import FileChecksum, copy_and_hash, manifest_digest, verify_files
+from embedops.checksums import FileChecksum, manifest_digest, store_content_addressed, verify_files
 from embedops.errors import (
     ChecksumMismatchError,
     ConflictError,
@@ -163,26 +160,6 @@ class ModelRegistry:
 
     # -- writing ------------------------------------------------------------------------------------
 
-    def _copy_artifact(self, source: Path, files: list[Path]) -> tuple[str, list[FileChecksum]]:
-        staging = self.store.artifacts / ".staging" / uuid.uuid4().hex
-        try:
-            checksums = []
-            for src in files:
-                rel = src.relative_to(source).as_posix()
-                digest = copy_and_hash(src, staging / rel)
-                checksums.append(FileChecksum(rel, digest, (staging / rel).stat().st_size))
-            digest = manifest_digest(checksums)
-            final = self.store.artifacts / "models" / digest
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.is_dir() and not verify_files(final, checksums):
-                return f"artifacts/models/{digest}", checksums  # identical content already stored
-            if final.exists():  # damaged earlier copy: replace it with the fresh one
-                shutil.rmtree(final)
-            os.rename(staging, final)
-            return f"artifacts/models/{digest}", checksums
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
     def _claim_version(self, name: str, digest: str) -> int:
         key = f"model-versions/{name}"
         for _ in range(50):
@@ -211,7 +188,7 @@ class ModelRegistry:
         files = check_model_dir(source)
         if parent is not None:
             parent = self.get(parent).ref
-        artifact, checksums = self._copy_artifact(source, files)
+        artifact, checksums = store_content_addressed(source, files, self.store.artifacts, "models")
         version = self._claim_version(name, artifact)
         record = ModelVersion(
             name=name, version=version, digest=manifest_digest(checksums), artifact=artifact,

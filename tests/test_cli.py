@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from helpers import SAMPLE_DOCS, write_jsonl
 from embedops.registry import Registry
 from embedops.store import Store
 from helpers import tree_snapshot

@@ -7,7 +7,7 @@ import pytest
 
 from helpers import StoreCli, write_jsonl
 from embedops.errors import InputError
-from embedops.pipeline import Pipeline, PipelineConfig
+from embedops.pipeline import PipelineConfig
 from embedops.registry import Registry
 from embedops.store import Store
 
@@ -28,7 +28,7 @@ def setup(tmp_path, tiny_model_dir):
     write_jsonl(beir / "queries.jsonl", [{"_id": f"q-{k}", "text": f"problem with {k}"} for k in TOPICS])
     (beir / "qrels").mkdir()
     (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q-{k}\t{k}\t1\n" for k in TOPICS))
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"query": f"{k} issue {i}", "doc_id": k} for k in TOPICS for i in range(3)])
+    write_jsonl(tmp_path / "pairs.jsonl", [{"query": f"{k} issue {i}", "doc_id": k} for k in TOPICS for i in range(3)])
     config = tmp_path / "pipeline.toml"
     config.write_text(f"""
 [corpus]

@@ -1,30 +1,14 @@
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO, bundled_model_path
 from embedops.registry import Registry
 from embedops.store import Store
 
 from guard_helpers import RUNBOOKS
 
-# A small STS set with gold scores (0-5) written for the tests: enough for Spearman to mean something.
-STS = [
-    (5.0, "A man is playing a guitar.", "A man plays the guitar."),
-    (4.6, "A woman is slicing an onion.", "A woman cuts an onion."),
-    (0.2, "A man is playing a guitar.", "The stock market fell sharply today."),
-    (3.8, "Two dogs run across a field.", "Two dogs are running on the grass."),
-    (0.0, "A cat sleeps on the sofa.", "The government passed a new tax law."),
-    (2.5, "A child is riding a bike.", "A child is walking with a bike."),
-    (4.2, "The train arrived late.", "The train was delayed."),
-    (1.0, "She is cooking pasta.", "She is reading a book."),
-    (3.2, "A plane is taking off.", "An airplane departs from the runway."),
-    (0.4, "The baby is crying.", "Engineers repaired the bridge."),
-    (4.8, "The sun is shining.", "It is sunny."),
-    (1.6, "A boy kicks a ball.", "A boy throws a ball to a dog."),
-]
+# The demo's hand-written pairs: a smoke test of everyday English (see embedops.demo_domain).
+from embedops.demo_domain import GENERAL_STS as STS  # noqa: E402
 
 
 @pytest.fixture(scope="session")

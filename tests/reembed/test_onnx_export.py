@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from helpers import bundled_model_path, make_tiny_model
+from helpers import bundled_model_path
 from embedops.errors import ChecksumMismatchError, ModelFormatError
 from embedops.reembed.encoder import OnnxEncoder
 from embedops.reembed.onnx_export import (

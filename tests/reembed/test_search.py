@@ -2,7 +2,6 @@ import threading
 
 import pytest
 
-from helpers import write_jsonl
 from embedops.errors import AliasConflictError, IndexStateError, NotFoundError
 from embedops.reembed.build import IndexBuild
 from embedops.reembed.search import Searcher

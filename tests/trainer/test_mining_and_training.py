@@ -1,5 +1,3 @@
-import json
-
 import pytest
 
 from helpers import write_jsonl
@@ -53,7 +51,6 @@ def test_mining_skips_positives_and_drops_false_negatives(reg):
 
 @pytest.mark.slow
 def test_training_registers_a_child_version_with_lineage(reg, tmp_path):
-    pairs = pairs_for(reg) * 4
     mined, _ = mine_hard_negatives(reg, pairs_for(reg), "tiny@1", "ops", num_negatives=1)
     sts = tmp_path / "sts.tsv"
     sts.write_text("score\tsentence1\tsentence2\n" + "".join(
