@@ -67,3 +67,15 @@ def test_training_registers_a_child_version_with_lineage(reg, tmp_path):
     assert result.alpha in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4) and len(result.metrics["alpha_sweep"]) == 7
     assert reg.models.verify("tiny@2") == []
     assert result.metrics["after"]["domain_ndcg@10"] >= result.metrics["before"]["domain_ndcg@10"]
+
+
+def test_rerun_with_the_same_inputs_resumes_from_the_checkpoint(reg):
+    pairs = pairs_for(reg) * 2
+    config = TrainConfig(epochs=1, batch_size=4, lr=1e-4, eval_fraction=0.0)
+    first = train(reg, "tiny@1", pairs, config=config, pair_hashes=["same"])
+    assert first.model.params["resumed"] is False and first.curve
+    second = train(reg, "tiny@1", pairs, config=config, pair_hashes=["same"])
+    assert second.model.params["resumed"] is True
+    assert second.model.params["run_key"] == first.model.params["run_key"]
+    weights = lambda mv: next(f.sha256 for f in mv.files if f.path == "model.safetensors")
+    assert weights(second.model) == weights(first.model)  # the finished run's weights, not a new training
