@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The building blocks one command at a time, on the bundled example corpus, offline:
+# The building blocks one command at a time, on embedops' own 20-runbook example, offline:
 # corpus -> model version -> blue-green index -> promote -> search -> candidate index (int8) ->
 # shadow comparison -> guards -> guarded promote -> rollback -> status.
 # (The whole lifecycle including fine-tuning is 'embedops demo'.)
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 EMBEDOPS_STORE=./quickstart-store
 E=.venv/bin/embedops
 rm -rf "$EMBEDOPS_STORE"
-ex=examples/runbooks
+ex=$(.venv/bin/python -m embedops.example_runbooks ./quickstart-data/runbooks)  # 20 example runbooks, BEIR layout
 
 $E corpus add runbooks $ex
 $E model register minilm bundled:all-MiniLM-L6-v2 --notes "all-MiniLM-L6-v2, bundled"

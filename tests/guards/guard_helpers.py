@@ -3,9 +3,13 @@
 import shutil
 from pathlib import Path
 
-from helpers import REPO, bundled_model_path
+import tempfile
 
-RUNBOOKS = REPO / "examples" / "runbooks"
+from helpers import bundled_model_path
+from embedops.example_runbooks import write_runbooks
+
+# The project's own 20-runbook example, written once per test session.
+RUNBOOKS = write_runbooks(Path(tempfile.mkdtemp(prefix="embedops-runbooks-")) / "runbooks")
 
 
 def damaged_copy(dest: Path, noise: float = 0.6, seed: int = 0) -> Path:
