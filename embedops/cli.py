@@ -896,7 +896,8 @@ def demo(
     out.print(f"verdict [bold]{s.report.verdict}[/]; " + (
         f"promoted, rolled back in {s.rollback_ms:.0f} ms, re-promoted in {s.repromote_ms:.0f} ms" if s.report.promoted
         else "not promoted: production untouched") + f"; {total:.0f}s in all")
-    out.print(f"next:  embedops --store {s.store} status   |   embedops --store {s.store} search \"the main database is down\""
+    example = "the main database is down" if domain is None else "your question here"
+    out.print(f"next:  embedops --store {s.store} status   |   embedops --store {s.store} search \"{example}\""
               f"   |   open {s.store}/pipeline/guards/*/report/report.html")
 
 
