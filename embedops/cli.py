@@ -715,10 +715,9 @@ def pairs_mine(
     """
     from embedops.trainer.mining import mine_hard_negatives
     from embedops.trainer.pairs import read_pairs, write_pairs
-    from embedops.corpus import doc_text
 
     reg = state(ctx).registry
-    texts = {r["id"]: doc_text(r["title"], r["text"]) for r in reg.corpora.documents(corpus).to_pylist()}
+    texts = reg.corpora.texts(corpus)
     pairs = read_pairs(pairs_path, corpus=texts)
     with _progress() as progress:
         task = progress.add_task("mining", total=len(pairs), rate="-")
@@ -756,13 +755,11 @@ def train_cmd(
 
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --epochs 3 --general-eval sts-dev.tsv --interpolate auto
     """
-    from embedops.corpus import doc_text
     from embedops.trainer.pairs import file_sha256, read_pairs
     from embedops.trainer.train import TrainConfig, train
 
     reg = state(ctx).registry
-    texts = ({r["id"]: doc_text(r["title"], r["text"]) for r in reg.corpora.documents(corpus).to_pylist()}
-             if corpus else None)
+    texts = reg.corpora.texts(corpus) if corpus else None
     pairs = read_pairs(pairs_path, corpus=texts)
     general_pairs = read_pairs(general) if general else None
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, seed=seed,

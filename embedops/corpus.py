@@ -219,6 +219,10 @@ class CorpusStore:
         tbl = self.table(name)
         return CorpusInfo(name, tbl.count_rows(), tbl.version)
 
+    def texts(self, name: str) -> dict[str, str]:
+        """``{id: embedded text}`` (title and body, see :func:`doc_text`) for every document of ``name``."""
+        return {r["id"]: doc_text(r["title"], r["text"]) for r in self.documents(name).to_pylist()}
+
     def documents(self, name: str, version: int | None = None) -> pa.Table:
         """All documents of ``name`` (at table ``version``, default latest) as an Arrow table."""
         return self.table(name, version).to_arrow()

@@ -167,7 +167,7 @@ class Pipeline:
         return outputs
 
     def run(self) -> PipelineReport:
-        from embedops.corpus import Document, doc_text
+        from embedops.corpus import Document
         from embedops.guards import load_policy, run_guards
         from embedops.guards.run import read_gold
         from embedops.reembed import IndexBuild, Searcher, find_ready_index
@@ -203,7 +203,7 @@ class Pipeline:
             self._stage("production", _key("baseline", base_digest, cfg.corpus_name, cfg.alias), baseline)
         self.report.production_before = reg.aliases.current(cfg.alias)
 
-        texts = {r["id"]: doc_text(r["title"], r["text"]) for r in reg.corpora.documents(cfg.corpus_name).to_pylist()}
+        texts = reg.corpora.texts(cfg.corpus_name)
 
         def make_pairs(work):
             pairs: list[TrainingPair] = []

@@ -39,13 +39,18 @@ class MiningReport:
         return dict(self.__dict__)
 
 
+def _index_and_encoder(registry: Registry, model_ref: str, corpus: str):
+    """A ready index of ``corpus`` under ``model_ref`` (built if missing) and its ONNX encoder."""
+    index = find_ready_index(registry, model_ref, corpus) or IndexBuild(registry, model_ref, corpus).run().index
+    _, onnx_path = ensure_export(registry, index.model_ref, index.params.get("precision", "fp32"))
+    return index, OnnxEncoder(onnx_path)
+
+
 def mine_hard_negatives(registry: Registry, pairs: list[TrainingPair], model_ref: str, corpus: str, *,
                         num_negatives: int = 3, range_min: int = 0, range_max: int = 50, margin: float = 0.95,
                         on_progress: Callable[[int, int], None] | None = None) -> tuple[list[TrainingPair], MiningReport]:
     """Return ``pairs`` with ``negatives`` filled in, and what the filters removed."""
-    index = find_ready_index(registry, model_ref, corpus) or IndexBuild(registry, model_ref, corpus).run().index
-    _, onnx_path = ensure_export(registry, index.model_ref, index.params.get("precision", "fp32"))
-    encoder = OnnxEncoder(onnx_path)
+    index, encoder = _index_and_encoder(registry, model_ref, corpus)
     searcher = Searcher(registry)
     report = MiningReport(pairs=len(pairs), num_negatives=num_negatives, index_id=index.index_id)
 
@@ -100,9 +105,8 @@ def _doc_texts(registry: Registry, corpus: str, ids: set[str]) -> dict[str, str]
 def round_trip_ranker(registry: Registry, model_ref: str, corpus: str, k: int = 10):
     """``rank_of(queries, doc_ids)`` for :func:`embedops.trainer.generate.filter_pairs`: the rank of
     each source document among the top-k for its query under ``model_ref``."""
-    index = find_ready_index(registry, model_ref, corpus) or IndexBuild(registry, model_ref, corpus).run().index
-    _, onnx_path = ensure_export(registry, index.model_ref, index.params.get("precision", "fp32"))
-    encoder, searcher = OnnxEncoder(onnx_path), Searcher(registry)
+    index, encoder = _index_and_encoder(registry, model_ref, corpus)
+    searcher = Searcher(registry)
 
     def rank_of(queries: list[str], doc_ids: list[str]) -> list[int | None]:
         vecs = encoder.encode(queries)
