@@ -67,6 +67,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--negatives", type=int, default=3)
     ap.add_argument("--extractive-docs", type=int, default=2000, help="documents to generate queries for")
+    ap.add_argument("--extractive-per-doc", type=int, default=1)
+    ap.add_argument("--title-query", action="store_true", help="extractive: each title is one of its document's queries")
+    ap.add_argument("--extractive-epochs", type=int, default=1)
     args = ap.parse_args()
 
     store_uri = args.store or tempfile.mkdtemp(prefix="embedops-quality-") + "/store"
@@ -86,10 +89,11 @@ def main() -> None:
             epochs = args.epochs
         elif run == "extractive":
             docs = read_documents(DATA / "scifact")[: args.extractive_docs]
-            generated = ExtractiveGenerator(per_doc=1, seed=0).generate(docs)
+            generated = ExtractiveGenerator(per_doc=args.extractive_per_doc, seed=0,
+                                            title_query=args.title_query).generate(docs)
             pairs, report = filter_pairs(generated, rank_of=round_trip_ranker(reg, base.ref, "scifact", 10))
             print("extractive filter", report.to_dict(), flush=True)
-            epochs = 1
+            epochs = args.extractive_epochs
         else:
             raise SystemExit(f"unknown run {run}")
         mined, mreport = mine_hard_negatives(reg, pairs, base.ref, "scifact", num_negatives=args.negatives)

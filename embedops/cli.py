@@ -349,6 +349,10 @@ def index_build(
     precision: str = typer.Option("fp32", "--precision", "-p", help="fp32, fp16 (GPU) or int8 (CPU)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Texts per ONNX Runtime call (default 32 on CPU, 256 on CUDA)."),
     ann_threshold: int = typer.Option(100_000, "--ann-threshold", help="Build an IVF-PQ ANN index at or above this many documents."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data: encoder actors write Lance fragments; see docs/SCALING.md)."),
+    address: Optional[str] = typer.Option(None, "--address", help="ray: cluster address ('auto', 'ray://head:10001'); default: start a local cluster."),
+    workers: int = typer.Option(2, "--workers", help="ray: encoder actors."),
+    gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="ray: GPUs per encoder actor (0: CPU actors)."),
     as_json: bool = JsonOpt,
 ):
     """Build a new index of a corpus with a model version while aliases keep serving the old one.
@@ -357,10 +361,18 @@ def index_build(
     the build are caught up before the index is checked and marked ready. Prints the index id.
 
     Example:  embedops index build minilm@2 --corpus scifact
+    Example:  embedops index build minilm@2 --corpus scifact --engine ray --workers 8 --gpus-per-worker 1
     """
     from embedops.reembed.build import IndexBuild
 
     reg = state(ctx).registry
+    if engine not in ("local", "ray"):
+        raise UsageError(f"unknown engine {engine!r}: use local or ray")
+    runner = None
+    if engine == "ray":
+        from embedops.reembed.ray_engine import RayEngine
+
+        runner = RayEngine(address=address, workers=workers, gpus_per_worker=gpus_per_worker)
     with _progress() as progress:
         task = progress.add_task(f"embedding {corpus}", total=None, rate="-")
         started = {}
@@ -374,7 +386,7 @@ def index_build(
             progress.update(task, completed=done, total=total, rate=f"{rate:,.0f}" if done > d0 else "-")
 
         report = IndexBuild(reg, model_ref, corpus, precision=precision, batch_size=batch_size,
-                            ann_threshold=ann_threshold, on_progress=on_progress).run()
+                            ann_threshold=ann_threshold, on_progress=on_progress, engine=runner).run()
     if as_json:
         print_json({"index": report.index.to_dict(), "embedded": report.embedded, "deleted": report.deleted,
                     "resumed_from": report.resumed_from, "seconds": report.seconds})
@@ -657,6 +669,7 @@ def pairs_generate(
     gguf_file: Optional[str] = typer.Option(None, "--gguf-file", help="local: GGUF file name inside --local-model."),
     round_trip: Optional[str] = typer.Option(None, "--round-trip", help="Keep a query only if its document ranks in the top-k under this model (NAME@N)."),
     top_k: int = typer.Option(10, "--top-k", help="k for --round-trip."),
+    title_query: bool = typer.Option(False, "--title-query", help="extractive: use each document's title as one of its queries (positive: the body without the title)."),
     seed: int = typer.Option(0, "--seed"),
 ):
     """Generate pseudo-queries for a corpus, then filter them (dedup, length, round trip).
@@ -675,7 +688,7 @@ def pairs_generate(
     rows = reg.corpora.documents(corpus).to_pylist()[:limit]
     docs = [Document(r["id"], r["text"], r["title"]) for r in rows]
     if generator == "extractive":
-        gen = ExtractiveGenerator(per_doc=per_doc, seed=seed)
+        gen = ExtractiveGenerator(per_doc=per_doc, seed=seed, title_query=title_query)
     elif generator == "openai":
         if not base_url or not llm_model:
             raise UsageError("--generator openai needs --base-url and --llm-model (or $EMBEDOPS_LLM_BASE_URL / $EMBEDOPS_LLM_MODEL)")

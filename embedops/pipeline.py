@@ -227,7 +227,8 @@ class Pipeline:
                     gen = OpenAIGenerator(base_url=g["base_url"], model=g["model"], per_doc=g.get("per_doc", 3),
                                           cache_dir=reg.store.root / "cache" / "llm")
                 else:
-                    gen = ExtractiveGenerator(per_doc=g.get("per_doc", 1), seed=g.get("seed", 0))
+                    gen = ExtractiveGenerator(per_doc=g.get("per_doc", 1), seed=g.get("seed", 0),
+                                              title_query=g.get("title_query", False))
                 top_k = g.get("round_trip_top_k", 10)
                 rank_of = round_trip_ranker(reg, base_ref, cfg.corpus_name, top_k) if top_k else None
                 kept, rep = filter_pairs(gen.generate(docs), rank_of=rank_of, top_k=top_k or 10)

@@ -187,8 +187,18 @@ class Store:
             if not token:
                 return names
 
+    def table_uri(self, name: str) -> str:
+        """Where table ``name``'s Lance dataset lives (for engines that write Lance directly)."""
+        return str(self.root / f"{name}.lance")
+
+    def storage_options(self) -> dict[str, str]:
+        """Object-store options for Lance readers and writers of this store ({} for a local store)."""
+        return {}
+
     def has_table(self, name: str) -> bool:
-        return (self.root / f"{name}.lance").is_dir()
+        """True once table ``name`` has a committed version (fragment files alone do not count)."""
+        versions = self.root / f"{name}.lance" / "_versions"
+        return versions.is_dir() and any(versions.iterdir())
 
     def table(self, name: str, schema: pa.Schema):
         """Open table ``name``, creating it empty with ``schema`` (versioned) if it is missing."""

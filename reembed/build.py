@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +34,20 @@ from embedops.reembed.onnx_export import ensure_export
 
 VECTOR = "vector"
 Progress = Callable[[int, int], None]
+
+
+class MainPassEngine(Protocol):
+    """Runs a build's main pass somewhere else (e.g. :class:`~embedops.reembed.ray_engine.RayEngine`).
+
+    It embeds the corpus at ``version``, skipping ``done`` ids, into ``writer``'s table, calls
+    ``on_progress(done, total)`` and ``after_chunk(embedded)`` after each commit, and returns the
+    number of rows it wrote. Catch-up, checks and registration stay with :class:`IndexBuild`.
+    """
+
+    def main_pass(self, writer: "IndexWriter", version: int, done: set[str], on_progress: Progress,
+                  after_chunk: Callable[[int], None]) -> int: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
 
 class IntegrityError(EmbedopsError):
@@ -76,8 +90,9 @@ class IndexBuild:
     def __init__(self, registry: Registry, model_ref: str, corpus: str, *, precision: str = "fp32",
                  chunk_size: int = 1024, batch_size: int | None = None, ann_threshold: int = 100_000,
                  providers: list[str] | None = None, on_progress: Progress | None = None,
-                 after_chunk: Callable[[int], None] | None = None):
+                 after_chunk: Callable[[int], None] | None = None, engine: MainPassEngine | None = None):
         self.registry = registry
+        self.engine = engine
         self.model = registry.models.get(model_ref)
         self.corpus = corpus
         self.precision = precision
@@ -114,7 +129,11 @@ class IndexBuild:
         try:
             done = writer.existing_ids()
             resumed_from = len(done)
-            embedded = writer.main_pass(int(record.params["corpus_version"]), done, self.on_progress, self.after_chunk)
+            version = int(record.params["corpus_version"])
+            if self.engine is None:
+                embedded = writer.main_pass(version, done, self.on_progress, self.after_chunk)
+            else:
+                embedded = self.engine.main_pass(writer, version, done, self.on_progress, self.after_chunk)
             rounds, added, deleted = writer.catch_up()
             checks = writer.check_integrity()
             if writer.count() >= self.ann_threshold:
@@ -127,6 +146,7 @@ class IndexBuild:
         final = self.registry.indexes.update(
             record.index_id, status=IndexStatus.READY, doc_count=tbl.count_rows(), table_version=tbl.version,
             metrics=record.metrics | {"integrity": checks, "build_seconds": round(seconds, 3),
+                                      "engine": self.engine.describe() if self.engine else {"engine": "local"},
                                       "docs_per_second": round((embedded + added) / seconds, 1) if seconds else None},
         )
         return BuildReport(final, embedded + added, deleted, resumed_from, rounds, seconds, checks)
@@ -144,6 +164,12 @@ class IndexWriter:
 
     def table(self):
         return self.registry.store.open_table(self.record.table_name)
+
+    def versioned_schema(self) -> pa.Schema:
+        """The index table's schema as the store writes it (with the schema-version metadata)."""
+        from embedops.store import with_schema_version
+
+        return with_schema_version(self.schema)
 
     def has_table(self) -> bool:
         return self.registry.store.has_table(self.record.table_name)

@@ -50,26 +50,44 @@ class GeneratorError(EmbedopsError):
 
 
 class ExtractiveGenerator:
-    """Inverse-cloze pseudo-queries from a document's own sentences and title."""
+    """Inverse-cloze pseudo-queries from a document's own sentences and title.
+
+    A title query's positive is the body without the title, and a sentence query's positive is the
+    document without that sentence (with probability ``remove_sentence``), so a pair never teaches
+    plain substring matching. With ``title_query=True`` every titled document gives its title as one
+    of its ``per_doc`` queries: titles read like the short claims and questions users type, where a
+    random sentence often does not.
+
+    Example::
+
+        pairs = ExtractiveGenerator(per_doc=2, title_query=True).generate(read_documents(beir_dir))
+    """
 
     name = "extractive"
 
-    def __init__(self, per_doc: int = 1, seed: int = 0, remove_sentence: float = 0.9):
+    def __init__(self, per_doc: int = 1, seed: int = 0, remove_sentence: float = 0.9, title_query: bool = False):
         self.per_doc = per_doc
         self.rng = random.Random(seed)
         self.remove_sentence = remove_sentence
+        self.title_query = title_query
 
     def generate(self, docs: Iterable[Document]) -> list[TrainingPair]:
         pairs = []
         for doc in docs:
             sentences = [s.strip() for s in _SENTENCE.split(doc.text) if len(s.split()) >= 4]
-            candidates = ([doc.title] if doc.title else []) + sentences
-            for query in self.rng.sample(candidates, min(self.per_doc, len(candidates))):
-                rest = doc.text
-                if query in sentences and len(sentences) > 1 and self.rng.random() < self.remove_sentence:
-                    rest = " ".join(s for s in sentences if s != query)
-                pairs.append(TrainingPair(query=query, positive=doc_text(doc.title, rest), doc_id=doc.id,
-                                          source=self.name))
+            if self.title_query and doc.title:
+                chosen = [doc.title] + self.rng.sample(sentences, min(self.per_doc - 1, len(sentences)))
+            else:
+                candidates = ([doc.title] if doc.title else []) + sentences
+                chosen = self.rng.sample(candidates, min(self.per_doc, len(candidates)))
+            for query in chosen:
+                if query == doc.title and doc.text.strip():
+                    positive = doc.text
+                elif query in sentences and len(sentences) > 1 and self.rng.random() < self.remove_sentence:
+                    positive = doc_text(doc.title, " ".join(s for s in sentences if s != query))
+                else:
+                    positive = doc_text(doc.title, doc.text)
+                pairs.append(TrainingPair(query=query, positive=positive, doc_id=doc.id, source=self.name))
         return pairs
 
 

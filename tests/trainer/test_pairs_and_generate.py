@@ -43,6 +43,15 @@ def test_extractive_queries_come_from_the_document():
     assert all(p.query in docs[0].text or p.query == docs[0].title for p in pairs)
 
 
+def test_title_queries_never_see_the_title_in_their_positive():
+    docs = [Document("d1", "Kafka lag grows on orders. Restart the consumer group after skipping the offset. "
+                           "Check the dead letter queue first.", "Kafka consumer lag runbook")]
+    pairs = ExtractiveGenerator(per_doc=2, seed=0, title_query=True).generate(docs)
+    assert [p.query for p in pairs][0] == "Kafka consumer lag runbook" and len(pairs) == 2
+    assert "runbook" not in pairs[0].positive and pairs[0].positive.startswith("Kafka lag grows")
+    assert pairs[1].query in docs[0].text
+
+
 def test_filters_report_what_they_drop():
     pairs = [TrainingPair("kafka consumer lag", "x", "d1"), TrainingPair("Kafka  consumer LAG", "x", "d1"),
              TrainingPair("x", "y", "d2"), TrainingPair("tls cert renew", "z", "d3"), TrainingPair("redis oom fix", "w", "d4")]
