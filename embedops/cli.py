@@ -948,12 +948,12 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt):
     verdicts = _latest_verdicts(reg)
     if as_json:
         print_json({
-            "store": str(reg.store.root), "aliases": [a.to_dict() for a in aliases],
+            "store": reg.store.location, "aliases": [a.to_dict() for a in aliases],
             "corpora": [c.__dict__ for c in corpora], "models": [m.to_dict() for m in models],
             "indexes": [i.to_dict() for i in indexes], "verdicts": verdicts,
         })
         return
-    out.print(f"[bold]store[/] {reg.store.root}")
+    out.print(f"[bold]store[/] {reg.store.location}")
     t = Table("alias", "index", "model", "previous", "since", title="Aliases")
     by_id = {i.index_id: i for i in indexes}
     for a in aliases:

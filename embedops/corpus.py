@@ -166,7 +166,7 @@ class CorpusStore:
     def table(self, name: str, version: int | None = None):
         if not self.exists(name):
             raise CorpusNotFoundError(
-                f"no corpus named {name!r} in store {self.store.root}; add it with 'embedops corpus add {name} PATH'"
+                f"no corpus named {name!r} in store {self.store.location}; add it with 'embedops corpus add {name} PATH'"
             )
         return self.store.open_table(self.table_name(name), version=version)
 

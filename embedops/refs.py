@@ -11,7 +11,8 @@ It is the same protocol Lance uses to commit table manifests:
   with ``os.link`` — which fails if the target exists, so the slot is taken whole or not at all
   (a writer killed with SIGKILL leaves at most an ignored temporary file);
 * on object storage the same publish step is a conditional PUT (``If-None-Match: *``), which S3,
-  GCS and Azure support; several machines sharing one store then keep the same guarantee.
+  GCS and Azure support; several machines sharing one store then keep the same guarantee
+  (:class:`embedops.objects.ObjectRefLog`, used by ``s3://`` stores).
 
 Reading the head is a listing of one small folder plus one read, whatever the corpus size.
 """
@@ -51,6 +52,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def check_ref_key(key: str) -> None:
+    """Refuse empty keys and path tricks (``..``, hidden parts)."""
+    parts = key.split("/")
+    if not key or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+        raise UsageError(f"invalid ref key {key!r}")
+
+
 class RefLog:
     """Exclusive-create logs under ``root``; one folder per key (keys may contain ``/``)."""
 
@@ -58,10 +66,8 @@ class RefLog:
         self.root = Path(root)
 
     def _dir(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
-            raise UsageError(f"invalid ref key {key!r}")
-        return self.root.joinpath(*parts)
+        check_ref_key(key)
+        return self.root.joinpath(*key.split("/"))
 
     def _seqs(self, key: str) -> list[int]:
         d = self._dir(key)

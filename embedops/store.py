@@ -7,6 +7,12 @@ Layout of a store directory (a LanceDB database with a few extra folders)::
     refs/                     compare-and-swap logs (aliases, version counters), see embedops.refs
     artifacts/                model files, content-addressed and checksummed
 
+The same layout works on object storage: ``s3://bucket/prefix`` (credentials and endpoint from the
+standard AWS_* environment variables, see :mod:`embedops.objects`). LanceDB commits its tables with
+conditional PUTs, refs use exclusive-create PUTs, artifacts are uploaded whole and verified by
+sha256 after download into a local working folder (``$EMBEDOPS_CACHE_DIR``, default
+``~/.cache/embedops``), which also holds caches such as generated queries and pipeline state.
+
 Every table's Arrow schema carries ``embedops.schema_version`` in its metadata. Opening a store
 written by a newer schema fails with :class:`StoreSchemaTooNewError`; an older one is migrated in
 order by the functions in ``MIGRATIONS`` under an exclusive lock.
@@ -27,6 +33,7 @@ import pyarrow as pa
 
 from embedops import __version__
 from embedops.errors import NotAStoreError, StoreError, StoreSchemaTooNewError
+from embedops.objects import ObjectRefLog, S3Objects, s3_storage_options, split_s3_uri
 from embedops.refs import RefLog
 
 SCHEMA_VERSION = 1
@@ -34,6 +41,7 @@ META_FILE = "embedops.json"
 SCHEMA_KEY = "embedops.schema_version"
 DEFAULT_STORE = "./embedops-store"
 STORE_ENV = "EMBEDOPS_STORE"
+CACHE_ENV = "EMBEDOPS_CACHE_DIR"
 
 
 @dataclass(frozen=True)
@@ -85,19 +93,35 @@ class Store:
         schema_version: int = SCHEMA_VERSION,
         migrations: Sequence[Migration] = MIGRATIONS,
     ):
-        if "://" in uri and not uri.startswith("file://"):
-            raise StoreError(
-                f"store {uri!r}: only local stores are supported in this version. Object storage "
-                "(s3://) uses the same layout with conditional writes for refs and is planned."
-            )
+        if "://" in uri and not uri.startswith(("file://", "s3://")):
+            raise StoreError(f"store {uri!r}: use a local path, file://PATH or s3://bucket/prefix")
         self.uri = uri
-        self.root = Path(uri.removeprefix("file://")).expanduser().resolve()
         self.schema_version = schema_version
         self._migrations = {m.from_version: m for m in migrations}
+        self.objects: S3Objects | None = None
+        if uri.startswith("s3://"):
+            bucket, prefix = split_s3_uri(uri)
+            self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+            self.objects = S3Objects(bucket, prefix)
+            # Local working folder of an object store: verified copies of artifacts, caches.
+            cache = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "embedops")
+            self.root = (cache / "s3" / bucket / (prefix or "_")).expanduser().resolve()
+            self.root.mkdir(parents=True, exist_ok=True)
+        else:
+            self.root = Path(uri.removeprefix("file://")).expanduser().resolve()
         self._prepare(create)
-        self.db = lancedb.connect(str(self.root))
-        self.refs = RefLog(self.root / "refs")
+        if self.objects is not None:
+            self.db = lancedb.connect(self.uri, storage_options=s3_storage_options())
+            self.refs = ObjectRefLog(self.objects)
+        else:
+            self.db = lancedb.connect(str(self.root))
+            self.refs = RefLog(self.root / "refs")
         self.artifacts = self.root / "artifacts"
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages: its directory, or its s3:// URI."""
+        return self.uri if self.objects is not None else str(self.root)
 
     @classmethod
     def open(cls, uri: str | None = None, **kwargs) -> "Store":
@@ -111,40 +135,69 @@ class Store:
 
     def _read_meta(self) -> dict:
         try:
+            if self.objects is not None:
+                data = self.objects.read(META_FILE)
+                if data is None:
+                    raise OSError("missing")
+                return json.loads(data)
             return json.loads(self.meta_path.read_text("utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise StoreError(f"{self.meta_path}: cannot read store metadata: {exc}") from exc
+            raise StoreError(f"{self.location}/{META_FILE}: cannot read store metadata: {exc}") from exc
+
+    def _write_meta(self, meta: dict) -> None:
+        if self.objects is not None:
+            self.objects.write(META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
+        else:
+            _write_json_atomic(self.meta_path, meta)
 
     def _prepare(self, create: bool) -> None:
-        if self.root.exists() and not self.root.is_dir():
-            raise NotAStoreError(f"{self.root} is a file, not an embedops store directory")
-        if not self.meta_path.exists():
-            if self.root.is_dir() and any(not p.name.startswith(".") for p in self.root.iterdir()):
-                raise NotAStoreError(
-                    f"{self.root} is not empty and has no {META_FILE}: not an embedops store. "
-                    "Point --store (or $EMBEDOPS_STORE) at a new or existing store directory."
-                )
-            if not create:
-                raise NotAStoreError(f"no embedops store at {self.root}")
-            self.root.mkdir(parents=True, exist_ok=True)
-            with self._lock():
-                if not self.meta_path.exists():
-                    _write_json_atomic(
-                        self.meta_path,
-                        {"schema_version": self.schema_version, "created_at": utcnow(),
-                         "created_by_embedops": __version__},
+        new_meta = {"schema_version": self.schema_version, "created_at": utcnow(), "created_by_embedops": __version__}
+        if self.objects is not None:
+            if self.objects.read(META_FILE) is None:
+                if not self.objects.is_empty():
+                    raise NotAStoreError(f"{self.uri} holds objects but no {META_FILE}: not an embedops store")
+                if not create:
+                    raise NotAStoreError(f"no embedops store at {self.uri}")
+                self.objects.create(META_FILE, json.dumps(new_meta, indent=2, sort_keys=True).encode())
+        else:
+            if self.root.exists() and not self.root.is_dir():
+                raise NotAStoreError(f"{self.root} is a file, not an embedops store directory")
+            if not self.meta_path.exists():
+                if self.root.is_dir() and any(not p.name.startswith(".") for p in self.root.iterdir()):
+                    raise NotAStoreError(
+                        f"{self.root} is not empty and has no {META_FILE}: not an embedops store. "
+                        "Point --store (or $EMBEDOPS_STORE) at a new or existing store directory."
                     )
+                if not create:
+                    raise NotAStoreError(f"no embedops store at {self.root}")
+                self.root.mkdir(parents=True, exist_ok=True)
+                with self._lock():
+                    if not self.meta_path.exists():
+                        _write_json_atomic(self.meta_path, new_meta)
         version = int(self._read_meta().get("schema_version", 0))
         if version > self.schema_version:
             raise StoreSchemaTooNewError(
-                f"store {self.root} has schema version {version}, but this embedops ({__version__}) "
+                f"store {self.location} has schema version {version}, but this embedops ({__version__}) "
                 f"understands up to {self.schema_version}. Upgrade embedops; the store was not touched."
             )
         if version < self.schema_version:
             self._migrate()
 
     def _lock(self):
+        """Exclusive lock for migrations: flock on a local store, a lock object on object storage."""
         store = self
+        if self.objects is not None:
+            class _ObjectLock:
+                def __enter__(self):
+                    if not store.objects.create(".lock", utcnow().encode()):
+                        raise StoreError(f"{store.uri}/.lock exists: another process is migrating this store "
+                                         "(delete the object if that process died)")
+                    return self
+
+                def __exit__(self, *exc):
+                    store.objects.client.delete_object(Bucket=store.objects.bucket, Key=store.objects._key(".lock"))
+
+            return _ObjectLock()
 
         class _Lock:
             def __enter__(self):
@@ -166,14 +219,14 @@ class Store:
                 migration = self._migrations.get(version)
                 if migration is None:
                     raise StoreError(
-                        f"store {self.root} has schema version {version} and no migration to "
+                        f"store {self.location} has schema version {version} and no migration to "
                         f"{version + 1} exists"
                     )
                 migration.apply(self)
                 version += 1
                 meta.update(schema_version=version, migrated_at=utcnow())
                 meta.setdefault("migrations", []).append(migration.description)
-                _write_json_atomic(self.meta_path, meta)
+                self._write_meta(meta)
 
     # -- tables -------------------------------------------------------------------------------------
 
@@ -189,16 +242,46 @@ class Store:
 
     def table_uri(self, name: str) -> str:
         """Where table ``name``'s Lance dataset lives (for engines that write Lance directly)."""
+        if self.objects is not None:
+            return f"{self.uri}/{name}.lance"
         return str(self.root / f"{name}.lance")
 
     def storage_options(self) -> dict[str, str]:
         """Object-store options for Lance readers and writers of this store ({} for a local store)."""
-        return {}
+        return s3_storage_options() if self.objects is not None else {}
 
     def has_table(self, name: str) -> bool:
         """True once table ``name`` has a committed version (fragment files alone do not count)."""
+        if self.objects is not None:
+            files, _ = self.objects.listdir(f"{name}.lance/_versions")
+            return bool(files)
         versions = self.root / f"{name}.lance" / "_versions"
         return versions.is_dir() and any(versions.iterdir())
+
+    # -- artifacts ----------------------------------------------------------------------------------
+
+    def publish(self, artifact: str, files) -> None:
+        """Make artifact folder ``artifact`` (relative to the store, already written under
+        :attr:`root`) visible to every user of the store: uploads it on object storage."""
+        if self.objects is None:
+            return
+        for f in files:
+            key = f"{artifact}/{f.path}"
+            if self.objects.read_size(key) != f.size:
+                self.objects.upload(self.root / artifact / f.path, key)
+
+    def materialize(self, artifact: str, files) -> Path:
+        """A local folder holding artifact ``artifact``: downloads missing or changed files from object
+        storage (callers verify every checksum before use)."""
+        path = self.root / artifact
+        if self.objects is not None:
+            from embedops.checksums import sha256_file
+
+            for f in files:
+                local = path / f.path
+                if not local.is_file() or local.stat().st_size != f.size or sha256_file(local) != f.sha256:
+                    self.objects.download(f"{artifact}/{f.path}", local)
+        return path
 
     def table(self, name: str, schema: pa.Schema):
         """Open table ``name``, creating it empty with ``schema`` (versioned) if it is missing."""
@@ -209,7 +292,7 @@ class Store:
         found = int((tbl.schema.metadata or {}).get(SCHEMA_KEY.encode(), b"0"))
         if found > self.schema_version:
             raise StoreSchemaTooNewError(
-                f"table {name!r} in {self.root} has schema version {found}; this embedops "
+                f"table {name!r} in {self.location} has schema version {found}; this embedops "
                 f"understands up to {self.schema_version}. Upgrade embedops."
             )
         return tbl
@@ -220,7 +303,7 @@ class Store:
 
     def open_table(self, name: str, version: int | None = None):
         if not self.has_table(name):
-            raise StoreError(f"table {name!r} does not exist in store {self.root}")
+            raise StoreError(f"table {name!r} does not exist in store {self.location}")
         return self.db.open_table(name, version=version) if version else self.db.open_table(name)
 
     def drop_table(self, name: str) -> None:

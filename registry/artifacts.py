@@ -66,6 +66,7 @@ class ArtifactRegistry:
         """Copy folder ``source`` into the store as ``kind`` of ``model_ref`` (replacing an older one)."""
         files = sorted(p for p in Path(source).rglob("*") if p.is_file())
         artifact, checksums = store_content_addressed(Path(source), files, self.store.artifacts, "derived")
+        self.store.publish(artifact, checksums)
         digest = manifest_digest(checksums)
         record = ArtifactRecord(
             model_ref=model_ref, kind=kind, digest=digest, artifact=artifact,
@@ -95,7 +96,7 @@ class ArtifactRegistry:
         return rec
 
     def verified_path(self, record: ArtifactRecord) -> Path:
-        path = self.store.root / record.artifact
+        path = self.store.materialize(record.artifact, record.files)
         problems = verify_files(path, list(record.files))
         if problems:
             raise ChecksumMismatchError(f"{record.model_ref} [{record.kind}]", problems)

@@ -118,7 +118,7 @@ class IndexRegistry:
     def get(self, index_id: str) -> IndexRecord:
         rows = self._table().search().where(f"index_id = {sql_str(index_id)}").limit(None).to_arrow().to_pylist()
         if not rows:
-            raise IndexNotFoundError(f"no index {index_id!r} in store {self.store.root}; see 'embedops index list'")
+            raise IndexNotFoundError(f"no index {index_id!r} in store {self.store.location}; see 'embedops index list'")
         return IndexRecord.from_row(rows[0])
 
     def list(self) -> list[IndexRecord]:

@@ -189,6 +189,7 @@ class ModelRegistry:
         if parent is not None:
             parent = self.get(parent).ref
         artifact, checksums = store_content_addressed(source, files, self.store.artifacts, "models")
+        self.store.publish(artifact, checksums)
         version = self._claim_version(name, artifact)
         record = ModelVersion(
             name=name, version=version, digest=manifest_digest(checksums), artifact=artifact,
@@ -216,11 +217,11 @@ class ModelRegistry:
         if not rows:
             known = sorted({m.ref for m in self.list() if m.name == name})
             hint = f" (known: {', '.join(known)})" if known else ""
-            raise ModelNotFoundError(f"no model version {ref!r} in store {self.store.root}{hint}")
+            raise ModelNotFoundError(f"no model version {ref!r} in store {self.store.location}{hint}")
         return ModelVersion.from_row(max(rows, key=lambda r: r["version"]))
 
     def artifact_path(self, model: ModelVersion) -> Path:
-        return self.store.root / model.artifact
+        return self.store.materialize(model.artifact, model.files)
 
     def verify(self, ref: str) -> list[str]:
         """Re-hash every file of ``ref``; return the problems (empty when intact)."""

@@ -64,9 +64,17 @@ def test_non_store_directory_is_refused(tmp_path):
         Store.open(str(tmp_path / "d"))
 
 
-def test_object_storage_uri_gives_clear_error(tmp_path):
-    with pytest.raises(StoreError, match="only local stores"):
+def test_unreachable_object_store_gives_clear_error(tmp_path, monkeypatch):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("EMBEDOPS_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(StoreError, match="AWS_ACCESS_KEY_ID"):
         Store.open("s3://bucket/prefix")
+    with pytest.raises(StoreError, match="s3://bucket/prefix"):
+        Store.open("gs://bucket/prefix")
 
 
 def test_store_uri_resolution(monkeypatch):
