@@ -762,11 +762,13 @@ def train_cmd(
     loss: str = typer.Option("mnrl", "--loss", help="mnrl or cached-mnrl."),
     seed: int = typer.Option(0, "--seed"),
     name: Optional[str] = typer.Option(None, "--name", help="Name of the new version (default: the base's name)."),
+    devices: int = typer.Option(1, "--devices", help="Processes for distributed data-parallel training (one per GPU; gloo on CPU). --batch-size is per device; negatives are gathered across devices."),
     as_json: bool = JsonOpt,
 ):
     """Fine-tune a model version with contrastive loss and register the result as NAME@N.
 
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --epochs 3 --general-eval sts-dev.tsv --interpolate auto
+    Example:  embedops train --base minilm@1 --pairs mined.jsonl --devices 4 --batch-size 64
     """
     from embedops.trainer.pairs import file_sha256, read_pairs
     from embedops.trainer.train import TrainConfig, train
@@ -777,7 +779,7 @@ def train_cmd(
     general_pairs = read_pairs(general) if general else None
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, seed=seed,
                          replay_fraction=replay if general else 0.0, interpolate=interpolate,
-                         max_general_drop=max_general_drop)
+                         max_general_drop=max_general_drop, devices=devices)
     hashes = [file_sha256(pairs_path)] + ([file_sha256(general)] if general else [])
     with err.status(f"training {base} on {len(pairs)} pairs ...") as status:
         result = train(reg, base, pairs, name=name, general_pairs=general_pairs, general_eval=general_eval,

@@ -51,6 +51,7 @@ class TrainConfig:
     max_general_drop: float = 1.0
     max_steps: int = -1
     alphas: tuple[float, ...] = ALPHAS  # interpolation weights tried by "auto"
+    devices: int = 1  # > 1: distributed data parallel over that many processes (trainer/distributed.py)
 
     def __post_init__(self):
         if self.loss not in ("mnrl", "cached-mnrl"):
@@ -64,6 +65,8 @@ class TrainConfig:
                 raise UsageError("--interpolate takes 'auto' or an alpha in (0, 1]") from None
         if isinstance(self.interpolate, float) and not 0 < self.interpolate <= 1:
             raise UsageError("--interpolate alpha must be in (0, 1]")
+        if self.devices < 1:
+            raise UsageError("--devices must be at least 1")
 
 
 @dataclass
@@ -139,15 +142,26 @@ def run_key(base: ModelVersion, pair_hashes: list[str], config: TrainConfig) -> 
 def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: str | None = None,
           general_pairs: list[TrainingPair] | None = None, general_eval: Path | None = None,
           config: TrainConfig | None = None, pair_hashes: list[str] | None = None,
-          on_log: Callable[[dict], None] | None = None) -> TrainResult:
-    """Fine-tune ``base_ref`` on ``pairs`` and register the result as the next version of ``name``."""
+          on_log: Callable[[dict], None] | None = None) -> TrainResult | None:
+    """Fine-tune ``base_ref`` on ``pairs`` and register the result as the next version of ``name``.
+
+    With ``config.devices > 1`` this starts that many processes (see :mod:`embedops.trainer.distributed`);
+    inside such a process group only rank 0 returns a result (the others return None).
+    """
+    config = config or TrainConfig()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if config.devices > 1 and world == 1:
+        from embedops.trainer.distributed import launch
+
+        return launch(registry, base_ref, pairs, devices=config.devices, name=name, general_pairs=general_pairs,
+                      general_eval=general_eval, config=config, pair_hashes=pair_hashes, on_log=on_log)
+    rank = int(os.environ.get("RANK", "0"))
     import torch
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments, losses
     from sentence_transformers.training_args import BatchSamplers
     from transformers import TrainerCallback
 
-    config = config or TrainConfig()
     base = registry.models.get(base_ref)
     name = name or base.name
     if config.interpolate == "auto" and general_eval is None:
@@ -180,8 +194,9 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
     gen_eval = general_evaluator(general_eval) if general_eval else None
     before = {"domain_ndcg@10": _score(dom_eval, model), "general_spearman": _score(gen_eval, model)}
 
-    loss = (losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size)
-            if config.loss == "cached-mnrl" else losses.MultipleNegativesRankingLoss(model))
+    gather = world > 1  # in-batch negatives from every process's batch, not just this one's
+    loss = (losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size, gather_across_devices=gather)
+            if config.loss == "cached-mnrl" else losses.MultipleNegativesRankingLoss(model, gather_across_devices=gather))
     key = run_key(base, pair_hashes or [], config)
     out_dir = registry.store.artifacts / ".training" / key
     curve: list[dict[str, float]] = []
@@ -196,7 +211,7 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
 
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
-    steps_per_epoch = max(1, len(dataset) // config.batch_size)
+    steps_per_epoch = max(1, len(dataset) // (config.batch_size * world))
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out_dir), num_train_epochs=config.epochs, max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size, learning_rate=config.lr, warmup_ratio=config.warmup_ratio,
@@ -204,6 +219,7 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
         save_strategy="epoch", save_total_limit=1, logging_steps=max(1, steps_per_epoch // 10),
         eval_strategy="epoch" if dom_eval else "no", report_to=[], bf16=bf16, fp16=cuda and not bf16,
         use_cpu=not cuda, dataloader_drop_last=False, disable_tqdm=True,
+        ddp_backend=("nccl" if cuda else "gloo") if world > 1 else None,
     )
     previous_tqdm = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"  # model-card widget bars would garble the CLI's progress lines; restored below
@@ -222,6 +238,8 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
         else:
             os.environ["TQDM_DISABLE"] = previous_tqdm
 
+    if rank != 0:  # rank 0 interpolates, evaluates and registers
+        return None
     tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     sweep = []
     if config.interpolate == "auto":
@@ -240,7 +258,8 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
     metrics = {"before": before, "after": after, "alpha": alpha, "alpha_sweep": sweep,
                "train_pairs": len(train_pairs), "held_out_pairs": len(held_out), "negatives_per_pair": n_neg}
     params = asdict(config) | {"pairs_sha256": pair_hashes or [], "general_eval": str(general_eval) if general_eval else None,
-                               "run_key": key, "resumed": resume}
+                               "run_key": key, "resumed": resume, "world_size": world,
+                               "global_batch_size": config.batch_size * world, "gather_across_devices": gather}
     with tempfile.TemporaryDirectory() as tmp:
         model.save(tmp, safe_serialization=True)
         version = registry.models.register(

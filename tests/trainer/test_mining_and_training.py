@@ -79,3 +79,16 @@ def test_rerun_with_the_same_inputs_resumes_from_the_checkpoint(reg):
     assert second.model.params["run_key"] == first.model.params["run_key"]
     weights = lambda mv: next(f.sha256 for f in mv.files if f.path == "model.safetensors")
     assert weights(second.model) == weights(first.model)  # the finished run's weights, not a new training
+
+
+def test_two_process_training_shares_batches_and_negatives_across_devices(reg):
+    pairs = pairs_for(reg) * 4  # 32 pairs
+    logs = []
+    config = TrainConfig(epochs=1, batch_size=4, lr=1e-4, eval_fraction=0.0, devices=2)
+    result = train(reg, "tiny@1", pairs, config=config, pair_hashes=["ddp"], on_log=logs.append)
+    mv = result.model
+    assert mv.ref == "tiny@2" and mv.parent == "tiny@1" and reg.models.verify("tiny@2") == []
+    assert mv.params["world_size"] == 2 and mv.params["global_batch_size"] == 8
+    assert mv.params["gather_across_devices"] is True
+    # 32 pairs in global batches of 8: 4 optimizer steps (one process alone would take 8)
+    assert max(c["step"] for c in result.curve) == 4 and logs == result.curve
