@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--extractive-per-doc", type=int, default=1)
     ap.add_argument("--title-query", action="store_true", help="extractive: each title is one of its document's queries")
     ap.add_argument("--extractive-epochs", type=int, default=1)
+    ap.add_argument("--alphas", default="1.0,0.9,0.8,0.7,0.6,0.5,0.4", help="interpolation weights to try")
     args = ap.parse_args()
 
     store_uri = args.store or tempfile.mkdtemp(prefix="embedops-quality-") + "/store"
@@ -99,7 +100,8 @@ def main() -> None:
         mined, mreport = mine_hard_negatives(reg, pairs, base.ref, "scifact", num_negatives=args.negatives)
         print(run, "mining", mreport.to_dict(), flush=True)
         config = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, interpolate="auto",
-                             max_general_drop=1.0, eval_fraction=0.1)
+                             max_general_drop=1.0, eval_fraction=0.1,
+                             alphas=tuple(float(a) for a in args.alphas.split(",")))
         result = train(reg, base.ref, mined, name=f"minilm-{run}", general_eval=sts_dev, config=config,
                        on_log=lambda p: print("  ", p, flush=True))
         results[run] = evaluate_model(reg, result.model.ref) | {"alpha": result.alpha, "pairs": len(pairs),

@@ -62,11 +62,24 @@ class _EmbedAndWriteFragments:
     """Ray Data actor: embeds a block and writes it as Lance fragments; returns their metadata."""
 
     def __init__(self, onnx_dir: str, table_uri: str, schema_ipc: bytes, storage_options: dict[str, str],
-                 skip_ref: Any, threads: int, batch_size: int | None, providers: list[str] | None):
+                 skip_ref: Any, threads: int, batch_size: int | None, providers: list[str] | None,
+                 store_uri: str, artifact: str, files: list[dict]):
+        from pathlib import Path
+
         import ray
 
+        from embedops.checksums import FileChecksum, verify_files
         from embedops.reembed.encoder import OnnxEncoder
 
+        if not Path(onnx_dir).is_dir():  # another machine: fetch the export from the store, verified
+            from embedops.errors import ChecksumMismatchError
+            from embedops.store import Store
+
+            checksums = [FileChecksum(**f) for f in files]
+            onnx_dir = str(Store.open(store_uri, create=False).materialize(artifact, checksums))
+            problems = verify_files(Path(onnx_dir), checksums)
+            if problems:
+                raise ChecksumMismatchError(artifact, problems)
         self.encoder = OnnxEncoder(onnx_dir, threads=threads, batch_size=batch_size, providers=providers)
         self.table_uri = table_uri
         self.schema = pa.ipc.read_schema(pa.py_buffer(schema_ipc))
@@ -139,6 +152,7 @@ class RayEngine:
         table_uri = store.table_uri(writer.record.table_name)
         options = store.storage_options()
         schema = writer.versioned_schema()
+        export = writer.registry.artifacts.get(writer.record.model_ref, f"onnx-{writer.record.params.get('precision', 'fp32')}")
         rows_per_block = max(1, writer.chunk_size)
         ds = ray.data.read_lance(
             store.table_uri(writer.registry.corpora.table_name(writer.record.corpus)), version=version,
@@ -152,6 +166,7 @@ class RayEngine:
                 storage_options=options, skip_ref=ray.put(frozenset(done)) if done else None,
                 threads=self.threads_per_worker, batch_size=writer.encoder.batch_size,
                 providers=None if self.gpus_per_worker else ["CPUExecutionProvider"],
+                store_uri=store.uri, artifact=export.artifact, files=[f.to_dict() for f in export.files],
             ),
             batch_size=rows_per_block, batch_format="pyarrow", concurrency=self.workers,
             num_gpus=self.gpus_per_worker or None, num_cpus=self.threads_per_worker,

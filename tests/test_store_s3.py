@@ -3,7 +3,6 @@
 import json
 import multiprocessing as mp
 import shutil
-import uuid
 
 import pytest
 
@@ -12,33 +11,6 @@ from embedops.errors import AliasConflictError, ChecksumMismatchError
 from embedops.registry import Registry
 from embedops.registry.aliases import AliasRegistry
 from embedops.store import Store
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3_uri(s3_endpoint, monkeypatch, tmp_path):
-    """A fresh bucket on the loopback server, configured the way users do: AWS_* variables only."""
-    import boto3
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
-    monkeypatch.setenv("EMBEDOPS_CACHE_DIR", str(tmp_path / "cache"))
-    bucket = f"embedops-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3").create_bucket(Bucket=bucket)
-    return f"s3://{bucket}/team/store"
 
 
 def test_every_command_works_on_an_s3_store(s3_uri, tiny_model_dir, tmp_path):

@@ -85,8 +85,10 @@ def _split(pairs: list[TrainingPair], fraction: float, seed: int):
     return [p for p in pairs if p.query not in held], [p for p in pairs if p.query in held]
 
 
-def domain_evaluator(held_out: list[TrainingPair], train: list[TrainingPair]):
-    """Retrieval on held-out queries over every positive and negative seen (nDCG@10)."""
+def domain_evaluator(held_out: list[TrainingPair], train: list[TrainingPair], max_corpus: int = 2000, seed: int = 0):
+    """Retrieval on held-out queries (nDCG@10) over their positives and hard negatives, plus train
+    positives as distractors up to ``max_corpus`` texts in all (it runs once per interpolation weight,
+    so it must stay small: re-encoding every text seen would dominate the run on large pair sets)."""
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
 
     corpus: dict[str, str] = {}
@@ -96,15 +98,17 @@ def domain_evaluator(held_out: list[TrainingPair], train: list[TrainingPair]):
         corpus[key] = text
         return key
 
-    for p in train:
-        cid(p.positive)
     queries, relevant = {}, {}
-    for i, p in enumerate(held_out):
+    for p in held_out:
         qid = f"q{hashlib.sha1(p.query.encode()).hexdigest()[:12]}"
         queries[qid] = p.query
         relevant.setdefault(qid, set()).add(cid(p.positive))
         for n in p.negatives:
             cid(n)
+    distractors = sorted({p.positive for p in train} - set(corpus.values()))
+    random.Random(seed).shuffle(distractors)
+    for text in distractors[: max(0, max_corpus - len(corpus))]:
+        cid(text)
     return InformationRetrievalEvaluator(queries, corpus, relevant, name="domain", ndcg_at_k=[10],
                                          mrr_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[10],
                                          map_at_k=[10], show_progress_bar=False, batch_size=64)
@@ -190,7 +194,7 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
 
     model = registry.models.load(base.ref, device="cuda" if torch.cuda.is_available() else "cpu")
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    dom_eval = domain_evaluator(held_out, train_pairs) if held_out else None
+    dom_eval = domain_evaluator(held_out, train_pairs, seed=config.seed) if held_out else None
     gen_eval = general_evaluator(general_eval) if general_eval else None
     before = {"domain_ndcg@10": _score(dom_eval, model), "general_spearman": _score(gen_eval, model)}
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from helpers import write_jsonl
-from embedops.registry import IndexStatus
+from embedops.registry import IndexStatus, Registry
+from embedops.store import Store
 from embedops.reembed.build import IndexBuild
 from embedops.reembed.ray_engine import RayEngine, shutdown
 from reembed_helpers import make_docs
@@ -37,7 +38,9 @@ def test_ray_build_equals_local_build(reg, tmp_path, engine):
     assert max(float(np.abs(got[i] - want[i]).max()) for i in want) < 1e-5
 
 
-def test_interrupted_ray_build_resumes_without_duplicates(reg, tmp_path, engine):
+def test_interrupted_ray_build_on_an_s3_store_resumes_without_duplicates(s3_uri, tiny_model_dir, tmp_path, engine):
+    reg = Registry(Store.open(s3_uri))
+    reg.models.register("tiny", tiny_model_dir)
     reg.corpora.add("ops", write_jsonl(tmp_path / "docs.jsonl", make_docs(64)))
 
     def crash(embedded):
