@@ -141,6 +141,9 @@ class S3Objects:
         resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=full, MaxKeys=1)
         return resp.get("KeyCount", 0) == 0
 
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
     def upload(self, path: Path, key: str) -> None:
         self.client.upload_file(str(path), self.bucket, self._key(key))
 

@@ -195,7 +195,7 @@ class Store:
                     return self
 
                 def __exit__(self, *exc):
-                    store.objects.client.delete_object(Bucket=store.objects.bucket, Key=store.objects._key(".lock"))
+                    store.objects.delete(".lock")
 
             return _ObjectLock()
 

@@ -84,3 +84,15 @@ def test_processes_racing_on_an_s3_alias_have_exactly_one_winner(s3_uri):
     assert len(winners) == 1, outcomes
     hist = AliasRegistry(Store.open(s3_uri)).history("production")
     assert [h.seq for h in hist] == [1, 2] and hist[-1].value == f"idx-{winners[0]}"
+
+
+def test_s3_store_migrates_under_a_lock_object_and_releases_it(s3_uri):
+    from embedops.store import Migration
+
+    Store.open(s3_uri)
+    applied = []
+    migration = Migration(1, "add a column", lambda store: applied.append(store.uri))
+    store = Store.open(s3_uri, schema_version=2, migrations=(migration,))
+    assert applied == [s3_uri] and store._read_meta()["schema_version"] == 2
+    assert store.objects.read(".lock") is None  # released: the next process is not blocked
+    assert Store.open(s3_uri, schema_version=2, migrations=(migration,)) and applied == [s3_uri]
