@@ -168,7 +168,7 @@ class RayEngine:
                 providers=None if self.gpus_per_worker else ["CPUExecutionProvider"],
                 store_uri=store.uri, artifact=export.artifact, files=[f.to_dict() for f in export.files],
             ),
-            batch_size=rows_per_block, batch_format="pyarrow", concurrency=self.workers,
+            batch_size=rows_per_block, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=self.workers),
             num_gpus=self.gpus_per_worker or None, num_cpus=self.threads_per_worker,
         )
         embedded = 0
