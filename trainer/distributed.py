@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -59,8 +60,6 @@ def launch(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, devi
         env = os.environ | {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         tail: list[str] = []
-
-        import threading
 
         def drain_stderr():
             for line in proc.stderr:
