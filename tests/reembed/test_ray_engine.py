@@ -6,7 +6,7 @@ import pytest
 from helpers import write_jsonl
 from embedops.registry import IndexStatus, Registry
 from embedops.store import Store
-from embedops.reembed.build import IndexBuild
+from embedops.reembed.build import IndexBuild, sync_index
 from embedops.reembed.ray_engine import RayEngine, shutdown
 from reembed_helpers import make_docs
 
@@ -36,6 +36,12 @@ def test_ray_build_equals_local_build(reg, tmp_path, engine):
     got, ids = vectors_by_id(reg, ray_rec)
     assert sorted(ids) == sorted(want) and len(ids) == len(set(ids))
     assert max(float(np.abs(got[i] - want[i]).max()) for i in want) < 1e-5
+
+    # LanceDB's own writes (catch-up after a corpus change) work on the table the actors wrote
+    docs = make_docs(90)[1:] + make_docs(5, seed=9, prefix="new")  # one deleted, five added
+    reg.corpora.add("ops", write_jsonl(tmp_path / "more.jsonl", docs))
+    synced = sync_index(reg, ray_rec.index_id)
+    assert synced.embedded == 5 and synced.deleted == 1 and synced.index.doc_count == 94
 
 
 def test_interrupted_ray_build_on_an_s3_store_resumes_without_duplicates(s3_uri, tiny_model_dir, tmp_path, engine):
