@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from embedops.errors import ConflictError, StoreError
-from embedops.refs import RefRecord, check_ref_key
+from embedops.refs import RefLog, RefRecord, check_ref_key
 
 _WIDTH = 12
 
@@ -154,10 +154,10 @@ class S3Objects:
         tmp.replace(path)
 
 
-class ObjectRefLog:
-    """:class:`embedops.refs.RefLog`'s protocol over :class:`S3Objects` (same methods, same guarantees)."""
+class ObjectRefLog(RefLog):
+    """:class:`embedops.refs.RefLog` over :class:`S3Objects` (same methods, same guarantees)."""
 
-    def __init__(self, objects: S3Objects, root: str = "refs"):
+    def __init__(self, objects: S3Objects, root: str = "refs"):  # RefLog.__init__ takes a local folder: not called
         self.objects = objects
         self.root = root
 
@@ -174,13 +174,6 @@ class ObjectRefLog:
         if data is None:
             raise StoreError(f"{key}: record {seq} vanished while reading")
         return RefRecord(key=key, seq=seq, payload=json.loads(data))
-
-    def head(self, key: str) -> RefRecord | None:
-        seqs = self._seqs(key)
-        return self._read(key, seqs[-1]) if seqs else None
-
-    def records(self, key: str) -> list[RefRecord]:
-        return [self._read(key, s) for s in self._seqs(key)]
 
     def keys(self, prefix: str) -> list[str]:
         _, dirs = self.objects.listdir(self._prefix(prefix))

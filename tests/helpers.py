@@ -97,3 +97,32 @@ class StoreCli:
                 + (f"\n{result.exception!r}" if result.exception and not isinstance(result.exception, SystemExit) else "")
             )
         return result
+
+
+def _alias_racer(store_uri, i, barrier, results):
+    from embedops.errors import AliasConflictError
+    from embedops.registry.aliases import AliasRegistry
+    from embedops.store import Store
+
+    aliases = AliasRegistry(Store.open(store_uri))
+    barrier.wait()
+    try:
+        aliases.switch("production", f"idx-{i}", expect="idx-start", reason=f"racer {i}")
+        results.put((i, "won"))
+    except AliasConflictError:
+        results.put((i, "conflict"))
+
+
+def race_alias_switches(store_uri: str, n: int) -> dict[int, str]:
+    """``n`` processes released together all switch ``production`` from ``idx-start``: {racer: won|conflict}."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_alias_racer, args=(store_uri, i, barrier, results)) for i in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    return dict(results.get(timeout=5) for _ in range(n))
+

@@ -1,13 +1,12 @@
 """An s3:// store works for every command, against a real S3-compatible server on loopback (moto)."""
 
 import json
-import multiprocessing as mp
 import shutil
 
 import pytest
 
-from helpers import SAMPLE_DOCS, StoreCli, write_jsonl
-from embedops.errors import AliasConflictError, ChecksumMismatchError
+from helpers import SAMPLE_DOCS, StoreCli, race_alias_switches, write_jsonl
+from embedops.errors import ChecksumMismatchError
 from embedops.registry import Registry
 from embedops.registry.aliases import AliasRegistry
 from embedops.store import Store
@@ -59,27 +58,9 @@ def test_tampered_artifact_in_the_bucket_is_refused(s3_uri, tiny_model_dir, tmp_
         Registry(Store.open(s3_uri)).models.verified_path("tiny@1")
 
 
-def _racer(store_uri, i, barrier, results):
-    aliases = AliasRegistry(Store.open(store_uri))
-    barrier.wait()
-    try:
-        aliases.switch("production", f"idx-{i}", expect="idx-start", reason=f"racer {i}")
-        results.put((i, "won"))
-    except AliasConflictError:
-        results.put((i, "conflict"))
-
-
 def test_processes_racing_on_an_s3_alias_have_exactly_one_winner(s3_uri):
     AliasRegistry(Store.open(s3_uri)).switch("production", "idx-start")
-    ctx = mp.get_context("spawn")
-    n = 4
-    barrier, results = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=_racer, args=(s3_uri, i, barrier, results)) for i in range(n)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    outcomes = dict(results.get(timeout=5) for _ in range(n))
+    outcomes = race_alias_switches(s3_uri, 4)
     winners = [i for i, o in outcomes.items() if o == "won"]
     assert len(winners) == 1, outcomes
     hist = AliasRegistry(Store.open(s3_uri)).history("production")

@@ -1,8 +1,7 @@
-import multiprocessing as mp
-
 import pytest
 
 from embedops.errors import AliasConflictError, UsageError
+from helpers import race_alias_switches
 from embedops.registry import Registry
 from embedops.registry.aliases import AliasRegistry
 from embedops.store import Store
@@ -42,28 +41,10 @@ def test_rollback_without_previous_and_noop_switch_are_refused(aliases):
         aliases.switch("production", "idx-a")
 
 
-def _racer(store_uri, i, barrier, results):
-    reg = AliasRegistry(Store.open(store_uri))
-    barrier.wait()
-    try:
-        reg.switch("production", f"idx-{i}", expect="idx-start", reason=f"racer {i}")
-        results.put((i, "won"))
-    except AliasConflictError:
-        results.put((i, "conflict"))
-
-
 def test_processes_racing_on_one_alias_have_exactly_one_winner(tmp_path):
     uri = str(tmp_path / "s")
     AliasRegistry(Store.open(uri)).switch("production", "idx-start")
-    ctx = mp.get_context("spawn")
-    n = 6
-    barrier, results = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=_racer, args=(uri, i, barrier, results)) for i in range(n)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-    outcomes = dict(results.get(timeout=5) for _ in range(n))
+    outcomes = race_alias_switches(uri, 6)
     winners = [i for i, o in outcomes.items() if o == "won"]
     assert len(winners) == 1, outcomes
     reg = Registry(Store.open(uri))
