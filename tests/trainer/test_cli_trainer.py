@@ -41,3 +41,22 @@ def test_import_generate_mine_train_export(cli, tiny_model_dir, tmp_path):
     assert "already exists" in cli("model", "export", "tiny@2", tmp_path / "exported", expect=2).stderr
     assert "--base-url" in cli("pairs", "generate", "--corpus", "ops", "-g", "openai", "--out", tmp_path / "x.jsonl", expect=2).stderr
     assert "auto" in cli("train", "--base", "tiny@1", "--pairs", tmp_path / "mined.jsonl", "--interpolate", "auto", expect=2).stderr
+
+
+def test_generate_with_the_local_generator_and_few_shot_examples(cli, tmp_path):
+    from test_pairs_and_generate import make_tiny_lm
+
+    cli("corpus", "add", "ops", write_jsonl(tmp_path / "docs.jsonl", [{"_id": k, "text": v} for k, v in TOPICS.items()]))
+    lm = make_tiny_lm(tmp_path / "lm")
+    examples = write_jsonl(tmp_path / "shots.jsonl", [{"document": "Certificates renew 30 days early.", "query": "certs renew"}])
+    res = cli("pairs", "generate", "-c", "ops", "-g", "local", "--local-model", lm, "--few-shot", examples, "--batch-size", "4",
+              "--per-doc", "2", "--temperature", "0.9", "--max-words", "1000", "--min-words", "1", "--out", tmp_path / "gen.jsonl")
+    written = [json.loads(l) for l in (tmp_path / "gen.jsonl").read_text().splitlines()]
+    assert f"{len(written)} kept" in res.stdout and len(TOPICS) <= len(written) <= 2 * len(TOPICS)  # an empty answer is skipped
+    assert {p["source"] for p in written} == {"local"} and {p["doc_id"] for p in written} == set(TOPICS)
+    assert "generating (cpu)" in res.stderr
+
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"document": "x"}])
+    res = cli("pairs", "generate", "-c", "ops", "-g", "local", "--local-model", lm, "--few-shot", bad,
+              "--out", tmp_path / "never.jsonl", expect=2)
+    assert "bad.jsonl:1" in res.stderr and "query" in res.stderr and not (tmp_path / "never.jsonl").exists()

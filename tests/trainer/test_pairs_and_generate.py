@@ -117,22 +117,68 @@ def test_openai_generator_gives_up_with_a_clear_error(tmp_path):
         gen.generate([Document("d1", "x")])
 
 
-def test_local_generator_runs_a_causal_lm_from_disk(tmp_path):
-    """A tiny random Llama stands in for SmolLM2: the plumbing (prompt, greedy decoding, parsing) is real."""
+def make_tiny_lm(path):
+    """A tiny random Llama with a word-level tokenizer: stands in for SmolLM2 (the plumbing is real)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from embedops.trainer.generate import LocalGenerator
-
-    vocab = {w: i for i, w in enumerate(["<unk>", "<eos>"] + "kafka lag orders query document write a short search user would type to find this".split())}
+    vocab = {w: i for i, w in enumerate(["<unk>", "<eos>", "<pad>"] + "kafka lag orders query document write a short search user would type to find this certs renew".split())}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>").save_pretrained(tmp_path / "lm")
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>").save_pretrained(path)
     torch.manual_seed(0)
     LlamaForCausalLM(LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2, num_key_value_heads=2, eos_token_id=1)).save_pretrained(tmp_path / "lm")
-    gen = LocalGenerator(tmp_path / "lm", per_doc=2, max_new_tokens=4)
-    pairs = gen.generate([Document("d1", "kafka lag on orders", "Kafka")])
+                                 num_attention_heads=2, num_key_value_heads=2, eos_token_id=1)).save_pretrained(path)
+    return path
+
+
+DOCS = [Document("d1", "kafka lag on orders", "Kafka"), Document("d2", "certs renew", "Certs"),
+        Document("d3", "write a short document a user would type to find this kafka query", "Long")]
+
+
+def test_local_generator_runs_a_causal_lm_from_disk(tmp_path):
+    from embedops.trainer.generate import LocalGenerator
+
+    gen = LocalGenerator(make_tiny_lm(tmp_path / "lm"), per_doc=2, max_new_tokens=4)
+    assert gen.device == "cpu"
+    pairs = gen.generate(DOCS[:1])
     assert 1 <= len(pairs) <= 2 and all(p.source == "local" and p.doc_id == "d1" and p.query for p in pairs)
     assert pairs[0].positive == "Kafka kafka lag on orders"
+
+
+def test_local_generator_batches_give_the_same_queries_as_one_at_a_time(tmp_path):
+    """Documents of different lengths share a left-padded batch: greedy answers must not change."""
+    from embedops.trainer.generate import LocalGenerator
+
+    gen = LocalGenerator(make_tiny_lm(tmp_path / "lm"), max_new_tokens=5, batch_size=1)
+    one_by_one = [(p.doc_id, p.query) for p in gen.generate(DOCS)]
+    gen.batch_size = 3
+    seen = []
+    batched = [(p.doc_id, p.query) for p in gen.generate(DOCS, on_progress=lambda d, t: seen.append((d, t)))]
+    assert batched == one_by_one and len(batched) == 3
+    assert seen == [(3, 3)]
+
+
+def test_local_generator_samples_several_queries_repeatably_and_uses_the_few_shot_examples(tmp_path):
+    from embedops.trainer.generate import LocalGenerator
+
+    examples = [("Statins lower LDL cholesterol in adults.", "statins reduce LDL")]
+    gen = LocalGenerator(make_tiny_lm(tmp_path / "lm"), per_doc=3, max_new_tokens=4, temperature=1.0, seed=7,
+                         few_shot=examples, batch_size=2)
+    assert "statins reduce LDL" in gen._prompt("anything") and "Kafka consumer lag" not in gen._prompt("anything")
+    first = gen.generate(DOCS)
+    assert first == gen.generate(DOCS)  # seeded sampling
+    assert {p.doc_id for p in first} <= {"d1", "d2", "d3"} and max(sum(p.doc_id == d for p in first) for d in "d1 d2 d3".split()) <= 3
+
+
+def test_few_shot_file_errors_name_the_line_and_field(tmp_path):
+    from embedops.trainer.generate import read_few_shot
+
+    good = write_jsonl(tmp_path / "good.jsonl", [{"document": "Statins lower LDL.", "query": "statins LDL"}])
+    assert read_few_shot(good) == [("Statins lower LDL.", "statins LDL")]
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"document": "x", "query": "ok"}, {"document": "y", "query": ""}])
+    with pytest.raises(InputError, match=r"bad.jsonl:2.*query"):
+        read_few_shot(bad)
+    with pytest.raises(InputError, match="no such few-shot file"):
+        read_few_shot(tmp_path / "missing.jsonl")
