@@ -775,6 +775,8 @@ def train_cmd(
     general_eval: Optional[Path] = typer.Option(None, "--general-eval", help="STS TSV (sentence1, sentence2, score) to watch forgetting."),
     interpolate: Optional[str] = typer.Option(None, "--interpolate", help="auto, or an alpha in (0, 1] (WiSE-FT with the base)."),
     max_general_drop: float = typer.Option(1.0, "--max-general-drop", help="auto: allowed drop of the general score, points."),
+    domain_dev: Optional[Path] = typer.Option(None, "--domain-dev", help="BEIR directory with a few labelled queries: scores the domain (alpha choice) instead of held-out pairs. Recommended with generated pairs."),
+    domain_dev_split: str = typer.Option("dev", "--domain-dev-split", help="Qrels split of --domain-dev."),
     epochs: int = typer.Option(1, "--epochs"),
     batch_size: int = typer.Option(32, "--batch-size"),
     lr: float = typer.Option(2e-5, "--lr"),
@@ -788,6 +790,7 @@ def train_cmd(
 
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --epochs 3 --general-eval sts-dev.tsv --interpolate auto
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --devices 4 --batch-size 64
+    Example:  embedops train --base minilm@1 --pairs generated-mined.jsonl --general-eval sts-dev.tsv --interpolate auto --domain-dev my-dev-beir/
     """
     from embedops.trainer.pairs import file_sha256, read_pairs
     from embedops.trainer.train import TrainConfig, train
@@ -798,7 +801,8 @@ def train_cmd(
     general_pairs = read_pairs(general) if general else None
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, seed=seed,
                          replay_fraction=replay if general else 0.0, interpolate=interpolate,
-                         max_general_drop=max_general_drop, devices=devices)
+                         max_general_drop=max_general_drop, devices=devices,
+                         domain_dev=str(domain_dev) if domain_dev else None, domain_dev_split=domain_dev_split)
     hashes = [file_sha256(pairs_path)] + ([file_sha256(general)] if general else [])
     with err.status(f"training {base} on {len(pairs)} pairs ...") as status:
         result = train(reg, base, pairs, name=name, general_pairs=general_pairs, general_eval=general_eval,
@@ -808,7 +812,7 @@ def train_cmd(
         print_json({"ref": result.model.ref, "alpha": result.alpha, "metrics": result.metrics})
         return
     b, a = result.metrics["before"], result.metrics["after"]
-    err.print(f"held-out nDCG@10 {b['domain_ndcg@10']:.2f} -> {a['domain_ndcg@10']:.2f}; general Spearman "
+    err.print(f"{'dev' if domain_dev else 'held-out'} nDCG@10 {b['domain_ndcg@10']:.2f} -> {a['domain_ndcg@10']:.2f}; general Spearman "
               f"{b['general_spearman']:.2f} -> {a['general_spearman']:.2f}"
               + (f"; alpha {result.alpha}" if result.alpha is not None else ""))
     typer.echo(result.model.ref)

@@ -10,7 +10,8 @@
 * Weight interpolation with the base model (WiSE-FT, Wortsman et al., 2022; LM-Cocktail, Xiao et
   al., 2023): ``theta = alpha * tuned + (1 - alpha) * base``. ``interpolate="auto"`` sweeps alpha and
   keeps the value with the best domain score whose general score stays within ``max_general_drop``
-  points of the base model's. The chosen alpha is recorded.
+  points of the base model's. The chosen alpha is recorded. The domain score comes from a held-out
+  slice of the pairs, or, with ``domain_dev``, from a small labelled dev set (better for generated pairs).
 
 The result is registered as a new model version whose lineage records the parent, the sha256 of the
 pair files, every hyper-parameter, the seed, the training curve and the final metrics.
@@ -28,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedops.beir import read_sts
+from embedops.beir import read_qrels, read_queries, read_sts
 from embedops.errors import UsageError
 from embedops.registry import ModelVersion, Registry
 from embedops.trainer.pairs import TrainingPair
@@ -52,6 +53,8 @@ class TrainConfig:
     max_steps: int = -1
     alphas: tuple[float, ...] = ALPHAS  # interpolation weights tried by "auto"
     devices: int = 1  # > 1: distributed data parallel over that many processes (trainer/distributed.py)
+    domain_dev: str | None = None  # a BEIR directory with a few labelled queries: scores the domain for "auto"
+    domain_dev_split: str = "dev"
 
     def __post_init__(self):
         if self.loss not in ("mnrl", "cached-mnrl"):
@@ -111,6 +114,35 @@ def domain_evaluator(held_out: list[TrainingPair], train: list[TrainingPair], ma
         cid(text)
     return InformationRetrievalEvaluator(queries, corpus, relevant, name="domain", ndcg_at_k=[10],
                                          mrr_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[10],
+                                         map_at_k=[10], show_progress_bar=False, batch_size=64)
+
+
+def labelled_dev_evaluator(beir_dir: Path, split: str = "dev", max_corpus: int = 2000, seed: int = 0):
+    """Retrieval (nDCG@10) on a small labelled dev set: a BEIR directory's ``split`` queries over their
+    relevant documents plus random distractors from its corpus, ``max_corpus`` texts in all.
+
+    Generated pairs reward learning the generator's task: a held-out slice of them keeps rising as the
+    model drifts from what users type, so ``interpolate="auto"`` picks alpha 1.0. A few dozen real
+    queries choose alpha far better (docs/BENCHMARKS.md, SciFact). Used for scoring only, never trained on.
+    """
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+    from embedops.corpus import doc_text, read_documents
+
+    beir_dir = Path(beir_dir)
+    qrels = read_qrels(beir_dir / "qrels" / f"{split}.tsv")
+    queries = read_queries(beir_dir, only=set(qrels))
+    docs = {d.id: doc_text(d.title, d.text) for d in read_documents(beir_dir)}
+    relevant = {q: {d for d, g in rel.items() if g > 0 and d in docs} for q, rel in qrels.items() if q in queries}
+    relevant = {q: r for q, r in relevant.items() if r}
+    if not relevant:
+        raise UsageError(f"{beir_dir}: no {split} query has a relevant document in the corpus")
+    needed = set().union(*relevant.values())
+    others = sorted(set(docs) - needed)
+    random.Random(seed).shuffle(others)
+    corpus = {d: docs[d] for d in sorted(needed) + others[: max(0, max_corpus - len(needed))]}
+    return InformationRetrievalEvaluator({q: queries[q] for q in relevant}, corpus, relevant, name="domain",
+                                         ndcg_at_k=[10], mrr_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[10],
                                          map_at_k=[10], show_progress_bar=False, batch_size=64)
 
 
@@ -194,7 +226,10 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
 
     model = registry.models.load(base.ref, device="cuda" if torch.cuda.is_available() else "cpu")
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    dom_eval = domain_evaluator(held_out, train_pairs, seed=config.seed) if held_out else None
+    if config.domain_dev:
+        dom_eval = labelled_dev_evaluator(Path(config.domain_dev), config.domain_dev_split, seed=config.seed)
+    else:
+        dom_eval = domain_evaluator(held_out, train_pairs, seed=config.seed) if held_out else None
     gen_eval = general_evaluator(general_eval) if general_eval else None
     before = {"domain_ndcg@10": _score(dom_eval, model), "general_spearman": _score(gen_eval, model)}
 

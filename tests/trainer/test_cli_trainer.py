@@ -42,6 +42,15 @@ def test_import_generate_mine_train_export(cli, tiny_model_dir, tmp_path):
     assert "--base-url" in cli("pairs", "generate", "--corpus", "ops", "-g", "openai", "--out", tmp_path / "x.jsonl", expect=2).stderr
     assert "auto" in cli("train", "--base", "tiny@1", "--pairs", tmp_path / "mined.jsonl", "--interpolate", "auto", expect=2).stderr
 
+    from test_mining_and_training import make_dev_beir
+
+    sts = tmp_path / "sts.tsv"
+    sts.write_text("score\tsentence1\tsentence2\n5\ta cat sits\ta cat is sitting\n0\ta cat sits\tstocks fell\n")
+    res = cli("train", "--base", "tiny@1", "--pairs", tmp_path / "mined.jsonl", "--epochs", "1", "--batch-size", "4",
+              "--general-eval", sts, "--interpolate", "auto", "--max-general-drop", "100", "--domain-dev", make_dev_beir(tmp_path / "dev"))
+    assert res.stdout.strip() == "tiny@3" and "dev nDCG@10" in res.stderr
+    assert json.loads(cli("model", "show", "tiny@3", "--json").stdout)["params"]["domain_dev_split"] == "dev"
+
 
 def test_generate_with_the_local_generator_and_few_shot_examples(cli, tmp_path):
     from test_pairs_and_generate import make_tiny_lm

@@ -92,3 +92,41 @@ def test_two_process_training_shares_batches_and_negatives_across_devices(reg):
     assert mv.params["gather_across_devices"] is True
     # 32 pairs in global batches of 8: 4 optimizer steps (one process alone would take 8)
     assert max(c["step"] for c in result.curve) == 4 and logs == result.curve
+
+
+def make_dev_beir(root):
+    """The ops runbooks as a BEIR directory with a few labelled dev queries (a user's small dev set)."""
+    write_jsonl(root / "corpus.jsonl", [{"_id": k, "title": k.upper(), "text": v} for k, v in TOPICS.items()])
+    dev = {"q1": ("database primary is down", "pgx"), "q2": ("consumers lagging on orders", "kafka"),
+           "q3": ("pods evicted because the disk is full", "disk")}
+    write_jsonl(root / "queries.jsonl", [{"_id": q, "text": t} for q, (t, _) in dev.items()])
+    (root / "qrels").mkdir(parents=True)
+    (root / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, (_, d) in dev.items()))
+    return root
+
+
+def test_labelled_dev_set_keeps_every_relevant_document_and_caps_the_rest(tmp_path):
+    from embedops.errors import InputError
+    from embedops.trainer.train import labelled_dev_evaluator
+
+    beir = make_dev_beir(tmp_path / "dev")
+    ev = labelled_dev_evaluator(beir, "dev", max_corpus=5)
+    assert set(ev.queries_ids) == {"q1", "q2", "q3"}
+    assert len(ev.corpus) == 5 and {"pgx", "kafka", "disk"} <= set(ev.corpus_ids)
+    with pytest.raises(InputError, match="test.tsv"):
+        labelled_dev_evaluator(beir, "test")
+
+
+@pytest.mark.slow
+def test_auto_interpolation_scores_alphas_on_the_labelled_dev_set(reg, tmp_path):
+    """With a dev set, alpha is chosen on real queries even when no pairs are held out."""
+    sts = tmp_path / "sts.tsv"
+    sts.write_text("score\tsentence1\tsentence2\n5\ta cat sits\ta cat is sitting\n0\ta cat sits\tstocks fell\n"
+                   "4\tmen play soccer\tboys play football\n1\tmen play soccer\train today\n")
+    config = TrainConfig(epochs=1, batch_size=4, lr=1e-4, eval_fraction=0.0, interpolate="auto", alphas=(1.0, 0.5),
+                         max_general_drop=100.0, domain_dev=str(make_dev_beir(tmp_path / "dev")))
+    result = train(reg, "tiny@1", pairs_for(reg) * 2, general_eval=sts, config=config)
+    sweep = result.metrics["alpha_sweep"]
+    assert [s["alpha"] for s in sweep] == [1.0, 0.5] and all(0 <= s["domain_ndcg@10"] <= 100 for s in sweep)
+    assert result.alpha == max(sweep, key=lambda s: s["domain_ndcg@10"])["alpha"]
+    assert result.model.params["domain_dev"].endswith("dev") and result.metrics["held_out_pairs"] == 0
