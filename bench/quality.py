@@ -1,10 +1,15 @@
 """Quality benchmark (a benchmark, not a test): SciFact train for training, SciFact test for
 evaluation, with STS-B test Spearman and the MS MARCO slice nDCG@10 as the general checks.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/quality.py [--runs labelled,extractive] [--epochs 3]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/quality.py [--runs labelled,extractive,generated] [--epochs 3]
+    # LLM-written queries (see docs/BENCHMARKS.md, (b)), alpha fixed or chosen on a labelled dev split:
+    ... bench/quality.py --runs generated --pairs-file greedy.jsonl,sampled.jsonl --lr 2e-5 --interpolate 0.6
+    ... bench/quality.py --runs generated --pairs-file ... --domain-dev-split train
 
 Runs the real pipeline through the library: pairs -> positive-aware mining -> MNRL training with
-WiSE-FT interpolation (alpha chosen on STS-B dev) -> registered version -> ONNX index -> search.
+WiSE-FT interpolation (alpha: the best domain score whose STS-B dev score stays within 1 point; the
+domain score is a held-out slice of the pairs, or with --domain-dev-split SciFact queries of that
+split, never the test split) -> registered version -> ONNX index -> search.
 Prints a table and appends a line to bench/results.jsonl.
 """
 
@@ -72,9 +77,12 @@ def main() -> None:
     ap.add_argument("--extractive-epochs", type=int, default=1)
     ap.add_argument("--alphas", default="1.0,0.9,0.8,0.7,0.6,0.5,0.4", help="interpolation weights to try")
     ap.add_argument("--interpolate", default="auto", help="'auto' (sweep --alphas) or a fixed alpha")
+    ap.add_argument("--domain-dev-split", default=None, help="choose alpha on SciFact's queries of this split (e.g. train)")
     ap.add_argument("--pairs-file", default="", help="run 'generated': comma-separated pairs JSONL files "
                     "({query, doc_id}) written by a generator, e.g. `embedops pairs generate -g local`")
     args = ap.parse_args()
+    if args.domain_dev_split == "test":
+        raise SystemExit("--domain-dev-split test would choose alpha on the evaluation queries; use train")
 
     store_uri = args.store or tempfile.mkdtemp(prefix="embedops-quality-") + "/store"
     reg = Registry(Store.open(store_uri))
@@ -113,7 +121,9 @@ def main() -> None:
         config = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr,
                              interpolate=args.interpolate if args.interpolate == "auto" else float(args.interpolate),
                              max_general_drop=1.0, eval_fraction=0.1,
-                             alphas=tuple(float(a) for a in args.alphas.split(",")))
+                             alphas=tuple(float(a) for a in args.alphas.split(",")),
+                             domain_dev=str(DATA / "scifact") if args.domain_dev_split else None,
+                             domain_dev_split=args.domain_dev_split or "dev")
         result = train(reg, base.ref, mined, name=f"minilm-{run}", general_eval=sts_dev, config=config,
                        on_log=lambda p: print("  ", p, flush=True))
         results[run] = evaluate_model(reg, result.model.ref) | {"alpha": result.alpha, "pairs": len(pairs),

@@ -38,7 +38,7 @@ class PipelineConfig:
     base_model: str = "bundled:all-MiniLM-L6-v2"
     base_name: str = "minilm"
     labelled: dict[str, Any] | None = None      # {"beir": DIR, "split": "train"} or {"file": PAIRS.jsonl}
-    generated: dict[str, Any] | None = None     # {"generator": "extractive"|"openai", "per_doc", "limit", "round_trip_top_k", ...}
+    generated: dict[str, Any] | None = None     # {"generator": "extractive"|"openai"|"local", "per_doc", "limit", "round_trip_top_k", ...}
     mine: dict[str, Any] = field(default_factory=lambda: {"negatives": 3, "margin": 0.95, "range_min": 0, "range_max": 50})
     train: dict[str, Any] = field(default_factory=dict)
     gold: Path | None = None
@@ -81,11 +81,15 @@ class PipelineConfig:
                 if k in labelled:
                     labelled[k] = str(rel(labelled[k]))
         generated = dict(pairs["generated"]) if "generated" in pairs else None
+        for k in ("few_shot", "model_dir"):
+            if generated and k in generated:
+                generated[k] = str(rel(generated[k]))
         if not labelled and not generated:
             raise InputError(InputProblem(source, None, "pairs", "give pairs.labelled and/or pairs.generated"))
         train = dict(data.get("train", {}))
-        if "general_eval" in train:
-            train["general_eval"] = str(rel(train["general_eval"]))
+        for k in ("general_eval", "domain_dev"):
+            if k in train:
+                train[k] = str(rel(train[k]))
         guards = data.get("guards", {})
         base = data.get("base", {})
         model = base.get("model", "bundled:all-MiniLM-L6-v2")
@@ -220,9 +224,12 @@ class Pipeline:
                 rows = reg.corpora.documents(cfg.corpus_name).to_pylist()[: g.get("limit")]
                 docs = [Document(r["id"], r["text"], r["title"]) for r in rows]
                 if g.get("generator") == "local":
-                    from embedops.trainer.generate import LocalGenerator
+                    from embedops.trainer.generate import LocalGenerator, read_few_shot
 
-                    gen = LocalGenerator(g.get("model_dir"), g.get("gguf_file"), per_doc=g.get("per_doc", 1))
+                    gen = LocalGenerator(g.get("model_dir"), g.get("gguf_file"), per_doc=g.get("per_doc", 1),
+                                         few_shot=read_few_shot(g["few_shot"]) if g.get("few_shot") else None,
+                                         batch_size=g.get("batch_size", 8), device=g.get("device"),
+                                         temperature=g.get("temperature", 0.0), seed=g.get("seed", 0))
                 elif g.get("generator", "extractive") == "openai":
                     gen = OpenAIGenerator(base_url=g["base_url"], model=g["model"], per_doc=g.get("per_doc", 3),
                                           cache_dir=reg.store.root / "cache" / "llm")

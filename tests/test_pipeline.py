@@ -114,3 +114,14 @@ def test_example_config_parses():
     cfg = PipelineConfig.from_toml(REPO / "examples" / "pipeline-scifact.toml")
     assert cfg.corpus_name == "scifact" and cfg.train["interpolate"] == "auto" and len(cfg.general) == 2
     assert cfg.labelled["split"] == "train"
+
+
+def test_paths_in_the_generator_and_train_sections_are_relative_to_the_config(tmp_path):
+    cfg_file = tmp_path / "conf" / "c.toml"
+    cfg_file.parent.mkdir()
+    cfg_file.write_text("[corpus]\nname = 'x'\npath = 'd'\n[guards]\ngold = 'g'\n"
+                        "[pairs]\ngenerated = { generator = 'local', few_shot = 'shots.jsonl', batch_size = 64 }\n"
+                        "[train]\ndomain_dev = 'dev-beir'\n")
+    cfg = PipelineConfig.from_toml(cfg_file)
+    assert cfg.generated["few_shot"] == str(cfg_file.parent / "shots.jsonl") and cfg.generated["batch_size"] == 64
+    assert cfg.train["domain_dev"] == str(cfg_file.parent / "dev-beir")
