@@ -309,12 +309,14 @@ class LocalGenerator:
         docs = list(docs)
         texts = [doc_text(d.title, d.text) for d in docs]
         prompts = [self._prompt(t) for t in texts]
+        chat = bool(getattr(self.tokenizer, "chat_template", None))
         order = sorted(range(len(docs)), key=lambda i: len(prompts[i]))  # similar lengths share a batch
         queries: dict[int, list[str]] = {}
         torch.manual_seed(self.seed)
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
-            enc = self.tokenizer([prompts[i] for i in rows], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = self.tokenizer([prompts[i] for i in rows], return_tensors="pt", padding=True,
+                                 add_special_tokens=not chat)  # a chat template already holds them
             enc = {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask")}
             with torch.no_grad():
                 out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
