@@ -243,9 +243,13 @@ def smollm2_location() -> tuple[Path, str]:
 
 
 class LocalGenerator:
-    """Queries from a causal language model on disk (air-gapped sites): a transformers directory, or a
-    GGUF file (needs the ``gguf`` package). Two-example few-shot chat prompt (replace the examples with
-    ``few_shot`` to match your users' style); zero-shot prompts give poor queries from small models.
+    """Queries from a language model on disk (air-gapped sites): a transformers directory, or a GGUF
+    file (needs the ``gguf`` package).
+
+    * A causal LM gets a two-example few-shot chat prompt (replace the examples with ``few_shot`` to
+      match your users' style); zero-shot prompts give poor queries from small models.
+    * A seq2seq model (``is_encoder_decoder``, e.g. a doc2query T5, Nogueira et al., 2019) reads the
+      document and writes a query; no prompt.
 
     Decoding: greedy for one query per document; with ``per_doc > 1``, beam search (``temperature=0``)
     or sampling (``temperature > 0``, seeded). Documents run in length-sorted, left-padded batches on
@@ -265,18 +269,24 @@ class LocalGenerator:
                  max_new_tokens: int = 24, *, few_shot: list[tuple[str, str]] | None = None,
                  batch_size: int = 8, device: str | None = None, temperature: float = 0.0, seed: int = 0):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
         if model_dir is None:
             model_dir, gguf_file = smollm2_location()
         kwargs = {"gguf_file": gguf_file} if gguf_file else {}
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True, **kwargs)
-        self.tokenizer.padding_side = "left"  # generation continues from the right end of every row
+        # A seq2seq model (doc2query-style T5) reads the document and writes the query; a causal LM
+        # continues a few-shot chat prompt.
+        self.seq2seq = not gguf_file and bool(getattr(  # transformers reads GGUF files as causal LMs only
+            AutoConfig.from_pretrained(str(model_dir), local_files_only=True), "is_encoder_decoder", False))
+        # a causal LM's generation continues from the right end of every row: pad on the left
+        self.tokenizer.padding_side = "right" if self.seq2seq else "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, **kwargs)
+        model_class = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
+        self.model = model_class.from_pretrained(str(model_dir), local_files_only=True, **kwargs)
         self.model.to(device=self.device, dtype=dtype).eval()
         self.per_doc = per_doc
         self.max_new_tokens = max_new_tokens
@@ -293,6 +303,8 @@ class LocalGenerator:
         return msgs + [{"role": "user", "content": LOCAL_INSTRUCTION.format(document=text[:1500])}]
 
     def _prompt(self, text: str) -> str:
+        if self.seq2seq:
+            return text[:1500]
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template(self._messages(text), add_generation_prompt=True, tokenize=False)
         plain = "".join(f"{LOCAL_INSTRUCTION.format(document=d)} {q}\n\n" for d, q in self.few_shot)
@@ -321,7 +333,8 @@ class LocalGenerator:
             with torch.no_grad():
                 out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
                                           **self._decode_kwargs())
-            answers = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            new = out if self.seq2seq else out[:, enc["input_ids"].shape[1]:]  # a causal LM echoes its prompt
+            answers = self.tokenizer.batch_decode(new, skip_special_tokens=True)
             for j, answer in enumerate(answers):
                 line = answer.strip().splitlines()
                 if line and line[0].strip():

@@ -172,6 +172,32 @@ def test_local_generator_samples_several_queries_repeatably_and_uses_the_few_sho
     assert {p.doc_id for p in first} <= {"d1", "d2", "d3"} and max(sum(p.doc_id == d for p in first) for d in "d1 d2 d3".split()) <= 3
 
 
+def test_local_generator_runs_a_seq2seq_model_without_a_prompt(tmp_path):
+    """A tiny random T5 stands in for a doc2query model: the document goes in as it is."""
+    import torch
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from embedops.trainer.generate import LocalGenerator
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "</s>", "<unk>"] + "kafka lag on orders certs renew query".split())}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="</s>", pad_token="<pad>").save_pretrained(tmp_path / "t5")
+    torch.manual_seed(0)
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=len(vocab), d_model=16, d_ff=32, d_kv=8, num_layers=1, num_heads=2,
+                                             decoder_start_token_id=0, pad_token_id=0, eos_token_id=1))
+    t5.generation_config.suppress_tokens = [0, 2]  # random weights would answer <pad> forever
+    t5.generation_config.min_new_tokens = 2
+    t5.save_pretrained(tmp_path / "t5")
+    gen = LocalGenerator(tmp_path / "t5", max_new_tokens=4, batch_size=1)
+    assert gen.seq2seq and gen._prompt("Kafka kafka lag") == "Kafka kafka lag"
+    one_by_one = gen.generate(DOCS)
+    gen.batch_size = 3
+    assert one_by_one and gen.generate(DOCS) == one_by_one and {p.doc_id for p in one_by_one} <= {"d1", "d2", "d3"}
+    assert all(p.source == "local" and set(p.query.split()) <= set(vocab) for p in one_by_one)
+
+
 def test_few_shot_file_errors_name_the_line_and_field(tmp_path):
     from embedops.trainer.generate import read_few_shot
 
