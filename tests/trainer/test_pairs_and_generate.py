@@ -160,6 +160,32 @@ def test_local_generator_batches_give_the_same_queries_as_one_at_a_time(tmp_path
     assert seen == [(3, 3)]
 
 
+def test_local_generator_resumes_from_its_cache_after_an_interruption(tmp_path):
+    from embedops.trainer.generate import LocalGenerator
+
+    gen = LocalGenerator(make_tiny_lm(tmp_path / "lm"), max_new_tokens=4, batch_size=1, cache_dir=tmp_path / "cache")
+    calls = []
+    real = gen.model.generate
+    gen.model.generate = lambda **kw: calls.append(1) or real(**kw)
+
+    def stop_after_first_batch(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        gen.generate(DOCS, on_progress=stop_after_first_batch)
+    assert len(calls) == 1
+    progress = []
+    resumed = gen.generate(DOCS, on_progress=lambda d, t: progress.append((d, t)))
+    assert len(calls) == 3 and progress == [(2, 3), (3, 3)]  # only the two documents not yet done
+    fresh = LocalGenerator(tmp_path / "lm", max_new_tokens=4, batch_size=3)
+    assert resumed == fresh.generate(DOCS)  # the cache changes nothing but the cost
+    again = gen.generate(DOCS)
+    assert again == resumed and len(calls) == 3
+    gen.max_new_tokens = 2  # other settings, other answers: not served from the cache
+    gen.generate(DOCS[:1])
+    assert len(calls) == 4
+
+
 def test_local_generator_samples_several_queries_repeatably_and_uses_the_few_shot_examples(tmp_path):
     from embedops.trainer.generate import LocalGenerator
 
