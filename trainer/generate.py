@@ -91,6 +91,32 @@ class ExtractiveGenerator:
         return pairs
 
 
+@dataclass(frozen=True)
+class AnswerCache:
+    """Generated answers on disk, one JSON file per sha256 key of everything that shaped the answer
+    (``DIR/ab/abcd....json``), written atomically so an interrupted run leaves no half file."""
+
+    root: Path
+
+    @staticmethod
+    def key(blob: dict) -> str:
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return Path(self.root) / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        path = self._path(key)
+        return json.loads(path.read_text("utf-8")) if path.is_file() else None
+
+    def put(self, key: str, value: dict) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(value), encoding="utf-8")
+        tmp.replace(path)
+
+
 @dataclass
 class OpenAIGenerator:
     """Queries from an OpenAI-compatible ``/chat/completions`` endpoint, cached on disk."""
@@ -109,14 +135,11 @@ class OpenAIGenerator:
     name: str = "openai"
     requests_made: int = field(default=0, init=False)
 
-    def _cache_path(self, body: dict) -> Path:
-        key = hashlib.sha256(json.dumps({"url": self.base_url, **body}, sort_keys=True).encode()).hexdigest()
-        return Path(self.cache_dir) / key[:2] / f"{key}.json"
-
     def _call(self, body: dict) -> str:
-        path = self._cache_path(body)
-        if path.is_file():
-            return json.loads(path.read_text("utf-8"))["content"]
+        cache, cache_key = AnswerCache(Path(self.cache_dir)), AnswerCache.key({"url": self.base_url, **body})
+        hit = cache.get(cache_key)
+        if hit is not None:
+            return hit["content"]
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env)
         if key:
@@ -139,10 +162,7 @@ class OpenAIGenerator:
             time.sleep(self.backoff * 2**attempt)
         else:
             raise GeneratorError(f"{url}: failed after {self.retries + 1} attempts: {last}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"content": content}), encoding="utf-8")  # the key is never cached
-        tmp.replace(path)
+        cache.put(cache_key, {"content": content})  # the API key is never cached
         return content
 
     def _one(self, doc: Document) -> list[TrainingPair]:
@@ -297,7 +317,7 @@ class LocalGenerator:
         self.batch_size = batch_size
         self.temperature = temperature
         self.seed = seed
-        self.cache_dir = cache_dir
+        self.cache = AnswerCache(Path(cache_dir)) if cache_dir is not None else None
         self.model_id = f"{Path(model_dir).resolve()}:{gguf_file or ''}"  # part of every cache key
 
     def _messages(self, text: str) -> list[dict]:
@@ -321,24 +341,8 @@ class LocalGenerator:
         return {"do_sample": False, "num_beams": max(1, self.per_doc), "num_return_sequences": self.per_doc}
 
     def _cache_key(self, prompt: str) -> str:
-        blob = {"model": self.model_id, "prompt": prompt, "per_doc": self.per_doc, "max_new_tokens": self.max_new_tokens,
-                "decode": self._decode_kwargs(), "seed": self.seed}
-        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
-
-    def _cached(self, key: str) -> list[str] | None:
-        if self.cache_dir is None:
-            return None
-        path = Path(self.cache_dir) / key[:2] / f"{key}.json"
-        return json.loads(path.read_text("utf-8"))["queries"] if path.is_file() else None
-
-    def _store(self, key: str, queries: list[str]) -> None:
-        if self.cache_dir is None:
-            return
-        path = Path(self.cache_dir) / key[:2] / f"{key}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"queries": queries}), encoding="utf-8")
-        tmp.replace(path)
+        return AnswerCache.key({"model": self.model_id, "prompt": prompt, "per_doc": self.per_doc,
+                                "max_new_tokens": self.max_new_tokens, "decode": self._decode_kwargs(), "seed": self.seed})
 
     def generate(self, docs: Iterable[Document], on_progress: Callable[[int, int], None] | None = None) -> list[TrainingPair]:
         """Queries for ``docs``; with ``cache_dir``, each batch's answers are saved as it finishes, so a
@@ -351,9 +355,9 @@ class LocalGenerator:
         keys = [self._cache_key(p) for p in prompts]
         queries: dict[int, list[str]] = {}
         for i, key in enumerate(keys):
-            hit = self._cached(key)
+            hit = self.cache.get(key) if self.cache else None
             if hit is not None:
-                queries[i] = hit
+                queries[i] = hit["queries"]
         chat = bool(getattr(self.tokenizer, "chat_template", None))
         todo = sorted((i for i in range(len(docs)) if i not in queries), key=lambda i: len(prompts[i]))  # similar lengths share a batch
         torch.manual_seed(self.seed)
@@ -374,7 +378,8 @@ class LocalGenerator:
                 if line and line[0].strip():
                     queries[rows[j // self.per_doc]].append(line[0].strip().strip('"'))
             for i in rows:
-                self._store(keys[i], queries[i])
+                if self.cache:
+                    self.cache.put(keys[i], {"queries": queries[i]})
             if on_progress:
                 on_progress(len(docs) - len(todo) + min(start + self.batch_size, len(todo)), len(docs))
         return [TrainingPair(query=q, positive=texts[i], doc_id=docs[i].id, source=self.name)

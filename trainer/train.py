@@ -88,12 +88,19 @@ def _split(pairs: list[TrainingPair], fraction: float, seed: int):
     return [p for p in pairs if p.query not in held], [p for p in pairs if p.query in held]
 
 
+def _retrieval_evaluator(queries: dict[str, str], corpus: dict[str, str], relevant: dict[str, set[str]]):
+    """The domain score of both evaluators below: nDCG@10 (the primary metric) and friends."""
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+    return InformationRetrievalEvaluator(queries, corpus, relevant, name="domain", ndcg_at_k=[10], mrr_at_k=[10],
+                                         accuracy_at_k=[1], precision_recall_at_k=[10], map_at_k=[10],
+                                         show_progress_bar=False, batch_size=64)
+
+
 def domain_evaluator(held_out: list[TrainingPair], train: list[TrainingPair], max_corpus: int = 2000, seed: int = 0):
     """Retrieval on held-out queries (nDCG@10) over their positives and hard negatives, plus train
     positives as distractors up to ``max_corpus`` texts in all (it runs once per interpolation weight,
     so it must stay small: re-encoding every text seen would dominate the run on large pair sets)."""
-    from sentence_transformers.evaluation import InformationRetrievalEvaluator
-
     corpus: dict[str, str] = {}
 
     def cid(text: str) -> str:
@@ -112,9 +119,7 @@ def domain_evaluator(held_out: list[TrainingPair], train: list[TrainingPair], ma
     random.Random(seed).shuffle(distractors)
     for text in distractors[: max(0, max_corpus - len(corpus))]:
         cid(text)
-    return InformationRetrievalEvaluator(queries, corpus, relevant, name="domain", ndcg_at_k=[10],
-                                         mrr_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[10],
-                                         map_at_k=[10], show_progress_bar=False, batch_size=64)
+    return _retrieval_evaluator(queries, corpus, relevant)
 
 
 def labelled_dev_evaluator(beir_dir: Path, split: str = "dev", max_corpus: int = 2000, seed: int = 0):
@@ -125,8 +130,6 @@ def labelled_dev_evaluator(beir_dir: Path, split: str = "dev", max_corpus: int =
     model drifts from what users type, so ``interpolate="auto"`` picks alpha 1.0. A few dozen real
     queries choose alpha far better (docs/BENCHMARKS.md, SciFact). Used for scoring only, never trained on.
     """
-    from sentence_transformers.evaluation import InformationRetrievalEvaluator
-
     from embedops.corpus import doc_text, read_documents
 
     beir_dir = Path(beir_dir)
@@ -141,9 +144,7 @@ def labelled_dev_evaluator(beir_dir: Path, split: str = "dev", max_corpus: int =
     others = sorted(set(docs) - needed)
     random.Random(seed).shuffle(others)
     corpus = {d: docs[d] for d in sorted(needed) + others[: max(0, max_corpus - len(needed))]}
-    return InformationRetrievalEvaluator({q: queries[q] for q in relevant}, corpus, relevant, name="domain",
-                                         ndcg_at_k=[10], mrr_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[10],
-                                         map_at_k=[10], show_progress_bar=False, batch_size=64)
+    return _retrieval_evaluator({q: queries[q] for q in relevant}, corpus, relevant)
 
 
 def general_evaluator(sts_path: Path):
