@@ -81,6 +81,28 @@ def test_rerun_with_the_same_inputs_resumes_from_the_checkpoint(reg):
     assert weights(second.model) == weights(first.model)  # the finished run's weights, not a new training
 
 
+def test_bf16_training_on_a_cpu_registers_a_full_precision_version(reg):
+    from safetensors import safe_open
+
+    pairs = pairs_for(reg) * 2
+    result = train(reg, "tiny@1", pairs, config=TrainConfig(epochs=1, batch_size=4, lr=1e-4, eval_fraction=0.0,
+                                                            mixed_precision="bf16"))
+    assert result.model.params["mixed_precision"] == "bf16" and result.curve
+    weights = reg.models.verified_path(result.model.ref) / "model.safetensors"
+    with safe_open(str(weights), "pt") as f:  # autocast trains in bf16; the stored weights stay fp32
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float32"}
+
+
+def test_fp16_on_a_cpu_or_an_unknown_precision_is_refused_before_training(reg):
+    from embedops.errors import UsageError
+
+    with pytest.raises(UsageError, match="fp16 training needs a GPU"):
+        train(reg, "tiny@1", pairs_for(reg), config=TrainConfig(mixed_precision="fp16"))
+    with pytest.raises(UsageError, match="unknown mixed precision 'int4'"):
+        TrainConfig(mixed_precision="int4")
+    assert [m.ref for m in reg.models.list()] == ["tiny@1"]
+
+
 def test_two_process_training_shares_batches_and_negatives_across_devices(reg):
     pairs = pairs_for(reg) * 4  # 32 pairs
     logs = []
