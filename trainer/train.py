@@ -4,7 +4,7 @@
   et al., 2018 / Henderson et al., 2017), or CachedMultipleNegativesRankingLoss (GradCache, Gao et
   al., 2021) for large effective batches on small memory. Batches come from the no-duplicates
   sampler; the seed is fixed; bf16 (fp16 where the GPU lacks bf16) on a GPU, and bf16 on a CPU when asked
-  (``mixed_precision="bf16"``: about 1.6x faster per step on an AVX512-BF16 CPU, see docs/BENCHMARKS.md);
+  (``mixed_precision="bf16"``: about 1.5x faster per step on an AVX512-BF16 CPU, see docs/BENCHMARKS.md);
   checkpoints every epoch, resumed when a run with
   the same inputs and settings is restarted; evaluation on a held-out slice of the pairs.
 * Replay: general pairs mixed into the training set at ``replay_fraction`` (so each shuffled batch
