@@ -5,7 +5,7 @@ evaluation, with STS-B test Spearman and the MS MARCO slice nDCG@10 as the gener
     # LLM-written queries (see docs/BENCHMARKS.md, (b)), alpha fixed or chosen on a labelled dev split:
     ... bench/quality.py --runs generated --pairs-file greedy.jsonl,sampled.jsonl --lr 2e-5 --interpolate 0.6
     ... bench/quality.py --runs generated --pairs-file ... --domain-dev-split train
-    # on a CPU with AVX512-BF16 (e.g. AMD EPYC Zen 4), bf16 autocast makes a training step ~1.6x faster:
+    # on a CPU with AVX512-BF16 (e.g. AMD EPYC Zen 4), bf16 autocast makes a training step ~1.5x faster:
     ... bench/quality.py ... --mixed-precision bf16
     # other interpolation weights of the same training run, without retraining (e.g. label-free 0.5):
     ... bench/quality.py ... --interpolate 0.6 --also-alphas 0.5,1.0
@@ -65,16 +65,11 @@ def reinterpolate(reg, base_ref: str, ref: str, alpha: float, new_alpha: float, 
     theta_a = a * tuned + (1 - a) * base, so tuned = (theta_a - (1 - a) * base) / a: other alphas of
     the same training run cost an evaluation, not a training (for reporting, e.g. a label-free 0.5).
     """
-    base, model = reg.models.load(base_ref), reg.models.load(ref)
-    b = base.state_dict()
-    mixed = {}
-    for k, v in model.state_dict().items():
-        if v.is_floating_point():
-            tuned = (v - (1 - alpha) * b[k]) / alpha
-            mixed[k] = new_alpha * tuned + (1 - new_alpha) * b[k]
-        else:
-            mixed[k] = v
-    model.load_state_dict(mixed)
+    from embedops.trainer.train import _interpolate  # the trainer's own WiSE-FT mix
+
+    b, model = reg.models.load(base_ref).state_dict(), reg.models.load(ref)
+    tuned = {k: (v - (1 - alpha) * b[k]) / alpha if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    _interpolate(model, b, tuned, new_alpha)
     out = Path(tempfile.mkdtemp(prefix="embedops-alpha-"))
     model.save(str(out))
     return reg.models.register(name, str(out)).ref
