@@ -21,7 +21,6 @@ sentence-transformers, gguf and pytrec_eval. Results stream to OUT/probe.jsonl a
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import random
 import sys
@@ -82,9 +81,9 @@ class Bench:
         if quick:
             self.sts = tuple(x[:200] for x in self.sts)
 
-    def embed(self, texts: list[str], bf16: bool = True) -> torch.Tensor:
+    def embed(self, texts: list[str], bf16: bool = True, max_length: int = 256) -> torch.Tensor:
         """Mean-pooled, L2-normalised embeddings, with gradients (bf16 autocast on a GPU for training)."""
-        enc = self.tok(texts, padding=True, truncation=True, max_length=256, return_tensors="pt").to(DEV)
+        enc = self.tok(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(DEV)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and DEV == "cuda"):
             hidden = self.model(**enc).last_hidden_state.float()
         mask = enc["attention_mask"].unsqueeze(-1).float()
@@ -155,7 +154,8 @@ class Bench:
                         out.append(TrainingPair(p.query, p.positive, p.doc_id, negs, p.source))
         return out
 
-    def train(self, pairs: list[TrainingPair], lr: float, epochs: int, batch: int = 32, seed: int = 0) -> dict:
+    def train(self, pairs: list[TrainingPair], lr: float, epochs: int, batch: int = 32, seed: int = 0,
+              max_length: int = 256) -> dict:
         """One MNRL run from the base weights; returns the fine-tuned state dict."""
         torch.manual_seed(seed)
         rng = random.Random(seed)
@@ -184,8 +184,8 @@ class Bench:
         n_neg = len(pairs[0].negatives)
 
         for b in batches:
-            q = self.embed([p.query for p in b])
-            d = self.embed([p.positive for p in b] + [p.negatives[j] for j in range(n_neg) for p in b])
+            q = self.embed([p.query for p in b], max_length=max_length)
+            d = self.embed([p.positive for p in b] + [p.negatives[j] for j in range(n_neg) for p in b], max_length=max_length)
             loss = torch.nn.functional.cross_entropy(20.0 * q @ d.T, torch.arange(len(b), device=DEV))
             loss.backward()
             opt.step()
@@ -216,7 +216,14 @@ def main() -> None:
     ap.add_argument("--pairs-dir", type=Path, default=None, help="reuse llm-greedy/llm-sampled.jsonl from an earlier run")
     ap.add_argument("--recipes", default=None, help="SET:RT(0/1):LR:EPOCHS:NEGATIVES:MAX_PAIRS,... instead of the default sweep")
     ap.add_argument("--alphas", default="1.0,0.8,0.6,0.4")
+    ap.add_argument("--more", default="", help="NAME:PER_DOC:TEMPERATURE:SEED,... extra generated sets (also with "
+                    "--pairs-dir); set 'llm-more' is llm-all plus them")
+    ap.add_argument("--extra", default="", help="NAME,... more sets read from --pairs-dir (NAME.jsonl), added to 'llm-more'")
+    ap.add_argument("--train-max-len", type=int, default=256, help="token limit while training (evaluation keeps 256)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--deadline", type=float, default=None, help="seconds: start no recipe after this much time")
     args = ap.parse_args()
+    t0 = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
 
     few_shot = [(r["document"], r["query"]) for r in map(json.loads, open(ROOT / "bench" / "fewshot-claims.jsonl"))]
@@ -224,14 +231,18 @@ def main() -> None:
     sets = {}
     if args.pairs_dir:
         text_of = {d.id: doc_text(d.title, d.text) for d in docs}
-        for name in ("llm-greedy", "llm-sampled"):
+        for name in ("llm-greedy", "llm-sampled", *(e for e in args.extra.split(",") if e)):
             sets[name] = [TrainingPair(r["query"], text_of[r["doc_id"]], r["doc_id"], [], "local")
                           for r in map(json.loads, open(args.pairs_dir / f"{name}.jsonl")) if r["doc_id"] in text_of]
     t = time.perf_counter()
-    gen = None if args.pairs_dir else LocalGenerator(args.gguf, next(args.gguf.glob("*.gguf")).name, per_doc=1, max_new_tokens=32,
-                         few_shot=few_shot, batch_size=args.batch_size)
-    for name, per_doc, temp in () if gen is None else (("llm-greedy", 1, 0.0), ("llm-sampled", 3, 0.8)):
-        gen.per_doc, gen.temperature = per_doc, temp
+    todo = [] if args.pairs_dir else [("llm-greedy", 1, 0.0, 0), ("llm-sampled", 3, 0.8, 0)]
+    todo += [(n, int(k), float(temp), int(seed)) for n, k, temp, seed in (m.split(":") for m in args.more.split(",") if m)]
+    gen = LocalGenerator(args.gguf, next(args.gguf.glob("*.gguf")).name, per_doc=1, max_new_tokens=32,
+                         few_shot=few_shot, batch_size=args.batch_size) if todo else None
+    if gen is not None:
+        log(args.out, {"stage": "llm_loaded", "seconds": round(time.perf_counter() - t, 1), "device": gen.device})
+    for name, per_doc, temp, seed in todo:
+        gen.per_doc, gen.temperature, gen.seed = per_doc, temp, seed
         t = time.perf_counter()
         sets[name] = gen.generate(docs)
         write_pairs(args.out / f"{name}.jsonl", sets[name])
@@ -243,6 +254,8 @@ def main() -> None:
     bench = Bench(args.data, args.minilm, args.limit_docs, args.quick)
     log(args.out, {"stage": "base", **bench.evaluate()})
     sets["llm-all"] = sets["llm-greedy"] + sets["llm-sampled"]
+    sets["llm-more"] = sets["llm-all"] + [p for m in args.more.split(",") + args.extra.split(",") if m
+                                          for p in sets[m.split(":")[0]]]
     sets["ext-title"] = ExtractiveGenerator(per_doc=1, title_query=True).generate(bench.docs)
     sets["ext-sent"] = ExtractiveGenerator(per_doc=1, seed=0).generate(bench.docs)
     sets["labelled"] = [TrainingPair(p.query, bench.text_of[p.doc_id], p.doc_id, [], "labels")
@@ -269,6 +282,9 @@ def main() -> None:
     prepared = {}
     for name, rt, lr, epochs, negatives, max_pairs in recipes:
         t = time.perf_counter()
+        if args.deadline is not None and t - t0 > args.deadline:
+            log(args.out, {"stage": "skipped", "set": name, "negatives": negatives, "elapsed": round(t - t0, 1)})
+            continue
         if (name, rt) not in prepared:
             kept, report = filter_pairs([TrainingPair(p.query, p.positive, p.doc_id, [], p.source) for p in sets[name]])
             if rt:
@@ -277,11 +293,12 @@ def main() -> None:
         pairs = [TrainingPair(p.query, p.positive, p.doc_id, p.negatives[:negatives], p.source) for p in prepared[(name, rt)]]
         if max_pairs:
             pairs = random.Random(0).sample(pairs, min(max_pairs, len(pairs)))
-        ft = bench.train(pairs, lr, epochs)
+        ft = bench.train(pairs, lr, epochs, seed=args.seed, max_length=args.train_max_len)
         for alpha in map(float, args.alphas.split(",")):
             bench.interpolate(ft, alpha)
             log(args.out, {"stage": "recipe", "set": name, "round_trip": rt, "lr": lr, "epochs": epochs, "alpha": alpha,
-                           "negatives": negatives, "pairs": len(pairs), **bench.evaluate(), "seconds": round(time.perf_counter() - t, 1)})
+                           "negatives": negatives, "pairs": len(pairs),
+                           "seed": args.seed, "train_max_len": args.train_max_len, **bench.evaluate(), "seconds": round(time.perf_counter() - t, 1)})
 
 
 if __name__ == "__main__":

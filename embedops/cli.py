@@ -786,6 +786,8 @@ def train_cmd(
     name: Optional[str] = typer.Option(None, "--name", help="Name of the new version (default: the base's name)."),
     devices: int = typer.Option(1, "--devices", help="Processes for distributed data-parallel training (one per GPU; gloo on CPU). --batch-size is per device; negatives are gathered across devices."),
     mixed_precision: str = typer.Option("auto", "--mixed-precision", help="auto (bf16/fp16 on a GPU, fp32 on a CPU), bf16 (also on a CPU with AVX512-BF16 or AMX: faster), fp16 (GPU) or fp32."),
+    max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="Token limit while training (default: the model's own). 128 halves a step's cost on long documents; the new version keeps the model's limit for encoding."),
+    save_steps: Optional[int] = typer.Option(None, "--save-steps", help="Checkpoint every N steps (default: each epoch's end). Rerunning the same command resumes from the last checkpoint."),
     as_json: bool = JsonOpt,
 ):
     """Fine-tune a model version with contrastive loss and register the result as NAME@N.
@@ -793,6 +795,7 @@ def train_cmd(
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --epochs 3 --general-eval sts-dev.tsv --interpolate auto
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --devices 4 --batch-size 64
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --mixed-precision bf16   # a CPU with AVX512-BF16
+    Example:  embedops train --base minilm@1 --pairs mined.jsonl --max-seq-length 128 --save-steps 100   # long CPU run
     Example:  embedops train --base minilm@1 --pairs generated-mined.jsonl --general-eval sts-dev.tsv --interpolate auto --domain-dev my-dev-beir/
     """
     from embedops.trainer.pairs import file_sha256, read_pairs
@@ -806,7 +809,7 @@ def train_cmd(
                          replay_fraction=replay if general else 0.0, interpolate=interpolate,
                          max_general_drop=max_general_drop, devices=devices,
                          domain_dev=str(domain_dev) if domain_dev else None, domain_dev_split=domain_dev_split,
-                         mixed_precision=mixed_precision)
+                         mixed_precision=mixed_precision, max_seq_length=max_seq_length, save_steps=save_steps)
     hashes = [file_sha256(pairs_path)] + ([file_sha256(general)] if general else [])
     with err.status(f"training {base} on {len(pairs)} pairs ...") as status:
         result = train(reg, base, pairs, name=name, general_pairs=general_pairs, general_eval=general_eval,

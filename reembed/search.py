@@ -94,6 +94,17 @@ class Searcher:
                                                                    rows.column("_distance").to_pylist())])
         return out
 
+    def stored_vectors(self, rec: IndexRecord, ids: list[str]) -> dict[str, np.ndarray]:
+        """The vectors the index holds for these document ids (ids it lacks are left out): what a
+        search scores against, without encoding the documents again."""
+        tbl, out = self._table(rec), {}
+        wanted = sorted(set(ids))
+        for start in range(0, len(wanted), 1000):
+            rows = tbl.search().where(sql_in("id", wanted[start : start + 1000])).select(["id", VECTOR]) \
+                .limit(None).to_arrow()
+            out.update(zip(rows.column("id").to_pylist(), np.asarray(rows.column(VECTOR).to_pylist(), dtype=np.float32)))
+        return out
+
     def search(self, query: str, k: int = 10, *, alias: str = "production", index_id: str | None = None,
                with_titles: bool = False) -> SearchResult:
         start = time.perf_counter()

@@ -59,8 +59,7 @@ def mine_hard_negatives(registry: Registry, pairs: list[TrainingPair], model_ref
         if p.doc_id:
             positives[p.query].add(p.doc_id)
     q_vecs = encoder.encode([p.query for p in pairs])
-    p_vecs = encoder.encode([p.positive for p in pairs])
-    pos_scores = (q_vecs * p_vecs).sum(axis=1)
+    pos_scores = (q_vecs * _positive_vectors(searcher, index, encoder, registry, corpus, pairs)).sum(axis=1)
     depth = range_max + max((len(v) for v in positives.values()), default=0)
 
     chosen: list[list[str]] = []
@@ -89,6 +88,20 @@ def mine_hard_negatives(registry: Registry, pairs: list[TrainingPair], model_ref
     texts = _doc_texts(registry, corpus, {d for ids in chosen for d in ids})
     mined = [replace(p, negatives=[texts[d] for d in ids if d in texts]) for p, ids in zip(pairs, chosen)]
     return mined, report
+
+
+def _positive_vectors(searcher: Searcher, index, encoder: OnnxEncoder, registry: Registry, corpus: str,
+                      pairs: list[TrainingPair]) -> np.ndarray:
+    """Each pair's positive as a vector: the index's stored vector where the positive is that corpus
+    document's text (no second encoding of the corpus), else freshly encoded."""
+    if not pairs:
+        return np.zeros((0, 0), dtype=np.float32)
+    ids = {p.doc_id for p in pairs if p.doc_id}
+    texts, stored = _doc_texts(registry, corpus, ids), searcher.stored_vectors(index, list(ids))
+    from_index = [p.doc_id in stored and texts.get(p.doc_id) == p.positive for p in pairs]
+    fresh = iter(encoder.encode([p.positive for p, hit in zip(pairs, from_index) if not hit]))
+    rows = [stored[p.doc_id] if hit else next(fresh) for p, hit in zip(pairs, from_index)]
+    return np.stack(rows).astype(np.float32)
 
 
 def _doc_texts(registry: Registry, corpus: str, ids: set[str]) -> dict[str, str]:

@@ -5,8 +5,11 @@
   al., 2021) for large effective batches on small memory. Batches come from the no-duplicates
   sampler; the seed is fixed; bf16 (fp16 where the GPU lacks bf16) on a GPU, and bf16 on a CPU when asked
   (``mixed_precision="bf16"``: about 1.5x faster per step on an AVX512-BF16 CPU, see docs/BENCHMARKS.md);
-  checkpoints every epoch, resumed when a run with
+  checkpoints every epoch (or every ``save_steps`` steps, for long CPU runs), resumed when a run with
   the same inputs and settings is restarted; evaluation on a held-out slice of the pairs.
+  ``max_seq_length`` caps the tokens per text while training only (all-MiniLM-L6-v2 was itself
+  trained at 128): on long documents a step costs far less, and the registered version keeps the
+  model's own limit for encoding.
 * Replay: general pairs mixed into the training set at ``replay_fraction`` (so each shuffled batch
   holds that share in expectation).
 * Weight interpolation with the base model (WiSE-FT, Wortsman et al., 2022; LM-Cocktail, Xiao et
@@ -58,6 +61,8 @@ class TrainConfig:
     domain_dev: str | None = None  # a BEIR directory with a few labelled queries: scores the domain for "auto"
     domain_dev_split: str = "dev"
     mixed_precision: str = "auto"  # auto (bf16/fp16 on a GPU, fp32 on a CPU), bf16, fp16 (GPU only) or fp32
+    max_seq_length: int | None = None  # token limit while training (None: the model's own); the saved model keeps its own
+    save_steps: int | None = None  # checkpoint every N steps (None: at each epoch's end); a rerun resumes from the last
 
     def __post_init__(self):
         if self.loss not in ("mnrl", "cached-mnrl"):
@@ -73,6 +78,10 @@ class TrainConfig:
             raise UsageError("--interpolate alpha must be in (0, 1]")
         if self.devices < 1:
             raise UsageError("--devices must be at least 1")
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise UsageError("--max-seq-length must be a positive number of tokens")
+        if self.save_steps is not None and self.save_steps < 1:
+            raise UsageError("--save-steps must be at least 1")
         if self.mixed_precision not in ("auto", "bf16", "fp16", "fp32"):
             raise UsageError(f"unknown mixed precision {self.mixed_precision!r}: use auto, bf16, fp16 or fp32")
 
@@ -274,13 +283,17 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
         output_dir=str(out_dir), num_train_epochs=config.epochs, max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size, learning_rate=config.lr, warmup_ratio=config.warmup_ratio,
         seed=config.seed, data_seed=config.seed, batch_sampler=BatchSamplers.NO_DUPLICATES,
-        save_strategy="epoch", save_total_limit=1, logging_steps=max(1, steps_per_epoch // 10),
+        save_strategy="steps" if config.save_steps else "epoch", save_steps=config.save_steps or 500,
+        save_total_limit=1, logging_steps=max(1, steps_per_epoch // 10),
         eval_strategy="epoch" if dom_eval else "no", report_to=[], bf16=bf16, fp16=fp16,
         use_cpu=not cuda, dataloader_drop_last=False, disable_tqdm=True,
         ddp_backend=("nccl" if cuda else "gloo") if world > 1 else None,
     )
     previous_tqdm = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"  # model-card widget bars would garble the CLI's progress lines; restored below
+    model_max_seq_length = model.max_seq_length
+    if config.max_seq_length:  # e.g. 128: all-MiniLM-L6-v2 was itself trained at 128 tokens; ~2x cheaper steps
+        model.max_seq_length = config.max_seq_length
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
                                          evaluator=dom_eval, callbacks=[Curve()])
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -296,6 +309,7 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
         else:
             os.environ["TQDM_DISABLE"] = previous_tqdm
 
+    model.max_seq_length = model_max_seq_length  # evaluation and the saved model use the model's own limit
     if rank != 0:  # rank 0 interpolates, evaluates and registers
         return None
     tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

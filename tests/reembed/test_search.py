@@ -128,3 +128,15 @@ def test_rank_correlation():
     assert rank_correlation(["a", "b", "c"], ["a", "b", "c"]) == 1.0
     assert rank_correlation(["a", "b", "c"], ["c", "b", "a"]) < 0
     assert -1.0 <= rank_correlation(["a", "b"], ["x", "y"]) <= 1.0
+
+
+def test_stored_vectors_are_what_a_search_scores_and_unknown_ids_are_left_out(two_indexes):
+    import numpy as np
+
+    reg, a, _ = two_indexes
+    searcher = Searcher(reg)
+    hit = searcher.search("kafka lag", k=1, index_id=a.index_id).hits[0]
+    stored = searcher.stored_vectors(a, [hit.id, "no-such-doc"])
+    assert list(stored) == [hit.id]
+    query = searcher._encoder(a).encode(["kafka lag"])[0]
+    assert float(np.dot(query, stored[hit.id])) == pytest.approx(hit.score, abs=1e-4)

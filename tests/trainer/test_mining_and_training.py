@@ -49,6 +49,18 @@ def test_mining_skips_positives_and_drops_false_negatives(reg):
     assert report.removed_false_negatives >= 1 and report.removed_known_positives >= 1
 
 
+def test_mining_scores_positives_from_the_index_as_if_encoded_again(reg, monkeypatch):
+    from embedops.reembed import Searcher
+
+    pairs = pairs_for(reg)
+    pairs[1] = TrainingPair(pairs[1].query, "orders consumers are behind (a text of the user's own)", "kafka")
+    from_index, report = mine_hard_negatives(reg, pairs, "tiny@1", "ops", num_negatives=2)
+    monkeypatch.setattr(Searcher, "stored_vectors", lambda self, index, ids: {})  # encode every positive
+    encoded, again = mine_hard_negatives(reg, pairs, "tiny@1", "ops", num_negatives=2)
+    assert [p.negatives for p in from_index] == [p.negatives for p in encoded]
+    assert report.to_dict() == again.to_dict()
+
+
 @pytest.mark.slow
 def test_training_registers_a_child_version_with_lineage(reg, tmp_path):
     mined, _ = mine_hard_negatives(reg, pairs_for(reg), "tiny@1", "ops", num_negatives=1)
@@ -79,6 +91,36 @@ def test_rerun_with_the_same_inputs_resumes_from_the_checkpoint(reg):
     assert second.model.params["run_key"] == first.model.params["run_key"]
     weights = lambda mv: next(f.sha256 for f in mv.files if f.path == "model.safetensors")
     assert weights(second.model) == weights(first.model)  # the finished run's weights, not a new training
+
+
+def test_an_interrupted_run_resumes_from_its_last_step_checkpoint(reg):
+    pairs = pairs_for(reg) * 2  # 16 pairs in batches of 4: 4 steps, a checkpoint every 2
+    config = TrainConfig(epochs=1, batch_size=4, lr=1e-4, eval_fraction=0.0, save_steps=2)
+
+    def stop_after_step_3(point):
+        if point["step"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(reg, "tiny@1", pairs, config=config, pair_hashes=["long"], on_log=stop_after_step_3)
+    assert [m.ref for m in reg.models.list()] == ["tiny@1"]  # nothing registered half-way
+    result = train(reg, "tiny@1", pairs, config=config, pair_hashes=["long"])
+    assert result.model.params["resumed"] is True and result.model.params["save_steps"] == 2
+    assert [c["step"] for c in result.curve] == [3, 4]  # steps 1-2 came from the checkpoint
+
+
+def test_training_at_a_shorter_token_limit_keeps_the_models_own_limit(reg):
+    pairs = pairs_for(reg) * 2
+    base_limit = reg.models.load("tiny@1").max_seq_length
+    full = train(reg, "tiny@1", pairs, config=TrainConfig(epochs=1, batch_size=4, lr=1e-3, eval_fraction=0.0))
+    short = train(reg, "tiny@1", pairs, config=TrainConfig(epochs=1, batch_size=4, lr=1e-3, eval_fraction=0.0,
+                                                             max_seq_length=4))
+    assert short.model.params["max_seq_length"] == 4
+    assert reg.models.load(short.model.ref).max_seq_length == base_limit  # encodes documents as before
+    weights = lambda mv: next(f.sha256 for f in mv.files if f.path == "model.safetensors")
+    assert weights(short.model) != weights(full.model)  # truncated inputs trained differently
+    with pytest.raises(Exception, match="max-seq-length must be a positive"):
+        TrainConfig(max_seq_length=0)
 
 
 def test_bf16_training_on_a_cpu_registers_a_full_precision_version(reg):
