@@ -103,7 +103,7 @@ def main() -> None:
     ap.add_argument("--also-alphas", default="", help="also evaluate these interpolation weights "
                     "of the same training run (e.g. 0.5,1.0), derived from its weights")
     ap.add_argument("--mixed-precision", default="auto", help="training precision: auto, bf16 (fast on an AVX512-BF16 CPU), fp32")
-    ap.add_argument("--train-max-seq-length", type=int, default=None, help="token limit while training (e.g. 128: ~2x faster steps)")
+    ap.add_argument("--train-max-seq-length", type=int, default=None, help="token limit while training (e.g. 128: much cheaper steps on abstracts)")
     ap.add_argument("--eval-fraction", type=float, default=0.1, help="share of the pairs' queries held out for the trainer's evaluator")
     ap.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps: a rerun of the same command resumes")
     args = ap.parse_args()

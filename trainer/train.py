@@ -292,7 +292,7 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
     previous_tqdm = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"  # model-card widget bars would garble the CLI's progress lines; restored below
     model_max_seq_length = model.max_seq_length
-    if config.max_seq_length:  # e.g. 128: all-MiniLM-L6-v2 was itself trained at 128 tokens; ~2x cheaper steps
+    if config.max_seq_length:  # e.g. 128: all-MiniLM-L6-v2 was itself trained at 128 tokens
         model.max_seq_length = config.max_seq_length
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
                                          evaluator=dom_eval, callbacks=[Curve()])
