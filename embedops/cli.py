@@ -786,7 +786,7 @@ def train_cmd(
     name: Optional[str] = typer.Option(None, "--name", help="Name of the new version (default: the base's name)."),
     devices: int = typer.Option(1, "--devices", help="Processes for distributed data-parallel training (one per GPU; gloo on CPU). --batch-size is per device; negatives are gathered across devices."),
     mixed_precision: str = typer.Option("auto", "--mixed-precision", help="auto (bf16/fp16 on a GPU, fp32 on a CPU), bf16 (also on a CPU with AVX512-BF16 or AMX: faster), fp16 (GPU) or fp32."),
-    max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="Token limit while training (default: the model's own). 128 makes steps on long documents much cheaper (SciFact, 2-core CPU, bf16: 4.0 s vs 10-12.5 s at 256, separate runs); the new version keeps the model's limit for encoding."),
+    max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="Token limit while training (default: the model's own). 128 makes steps on long documents much cheaper (SciFact abstracts, 2-core CPU, bf16: 3.1x faster per step than at 256); the new version keeps the model's limit for encoding."),
     save_steps: Optional[int] = typer.Option(None, "--save-steps", help="Checkpoint every N steps (default: each epoch's end). Rerunning the same command resumes from the last checkpoint."),
     as_json: bool = JsonOpt,
 ):
