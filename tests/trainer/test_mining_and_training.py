@@ -50,11 +50,15 @@ def test_mining_skips_positives_and_drops_false_negatives(reg):
 
 
 def test_mining_scores_positives_from_the_index_as_if_encoded_again(reg, monkeypatch):
-    from embedops.reembed import Searcher
+    from embedops.reembed import OnnxEncoder, Searcher
 
     pairs = pairs_for(reg)
     pairs[1] = TrainingPair(pairs[1].query, "orders consumers are behind (a text of the user's own)", "kafka")
+    mine_hard_negatives(reg, pairs, "tiny@1", "ops", num_negatives=2)  # builds the index
+    seen, encode = [], OnnxEncoder.encode
+    monkeypatch.setattr(OnnxEncoder, "encode", lambda self, texts: seen.extend(texts) or encode(self, texts))
     from_index, report = mine_hard_negatives(reg, pairs, "tiny@1", "ops", num_negatives=2)
+    assert len(seen) == len(pairs) + 1  # the queries, and the one positive that is not its document's text
     monkeypatch.setattr(Searcher, "stored_vectors", lambda self, index, ids: {})  # encode every positive
     encoded, again = mine_hard_negatives(reg, pairs, "tiny@1", "ops", num_negatives=2)
     assert [p.negatives for p in from_index] == [p.negatives for p in encoded]
