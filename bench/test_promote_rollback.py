@@ -29,10 +29,10 @@ def _synthetic_index(reg, n, dim=384, seed=0):
 def test_promote_and_rollback_time_does_not_grow_with_size(benchmark, tmp_path, docs):
     reg = Registry(Store.open(str(tmp_path / "s")))
     a, b = _synthetic_index(reg, docs, seed=1), _synthetic_index(reg, docs, seed=2)
-    reg.promote(a.index_id, reason="start")
+    reg.promote(a.index_id, reason="start", override=True)
 
     def promote_then_rollback():
-        reg.promote(b.index_id, reason="bench")
+        reg.promote(b.index_id, reason="bench", override=True)
         reg.rollback(reason="bench")
 
     benchmark.pedantic(promote_then_rollback, rounds=30, iterations=1)

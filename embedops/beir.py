@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from embedops.corpus import iter_jsonl
@@ -103,3 +104,48 @@ def read_sts(path: Path | str) -> tuple[list[str], list[str], list[float]]:
     if problems:
         raise InputError(problems)
     return s1, s2, scores
+
+
+def gold_files(gold: Path | str) -> tuple[Path, Path]:
+    """(queries file, qrels file) of a gold set: a BEIR directory with ``queries.jsonl`` and
+    ``qrels/test.tsv`` (or its only other ``qrels/*.tsv``)."""
+    gold = Path(gold)
+    if not gold.is_dir():
+        raise InputError(InputProblem(str(gold), None, None, "gold set must be a BEIR directory (queries.jsonl + qrels/)"))
+    qrels_file = gold / "qrels" / "test.tsv"
+    if not qrels_file.is_file():
+        candidates = sorted((gold / "qrels").glob("*.tsv")) if (gold / "qrels").is_dir() else []
+        if not candidates:
+            raise InputError(InputProblem(str(gold), None, None, "no qrels/test.tsv in the gold directory"))
+        qrels_file = candidates[0]
+    return gold / "queries.jsonl", qrels_file
+
+
+def gold_digest(gold: Path | str) -> str:
+    """sha256 (16 hex digits) of a gold set's queries and qrels files, as guard reports bind it."""
+    queries_file, qrels_file = gold_files(gold)
+    if not queries_file.is_file():
+        raise InputError(InputProblem(str(queries_file), None, None, "no such queries file"))
+    return hashlib.sha256(queries_file.read_bytes() + qrels_file.read_bytes()).hexdigest()[:16]
+
+
+def read_gold(gold: Path | str) -> tuple[dict[str, str], dict[str, dict[str, int]], str]:
+    """Queries, qrels and :func:`gold_digest` of a gold set (see :func:`gold_files`)."""
+    queries_file, qrels_file = gold_files(gold)
+    qrels = read_qrels(qrels_file)
+    queries = read_queries(queries_file, only=set(qrels))
+    return queries, qrels, gold_digest(gold)
+
+
+def benchmark_digest(path: Path | str) -> str:
+    """sha256 (16 hex digits) of a general benchmark: an STS TSV file, or every file of a BEIR
+    directory (names and bytes; SOURCE.md excluded), as guard reports bind it."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(InputProblem(str(path), None, None, "no such general benchmark"))
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.name != "SOURCE.md")
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]

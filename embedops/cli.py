@@ -85,6 +85,21 @@ def state(ctx: typer.Context) -> CliState:
     return ctx.find_root().obj
 
 
+def _table(*headers: str, **kwargs) -> Table:
+    """A rich table whose cells wrap instead of being cut: ids and refs stay whole at 80 columns."""
+    table = Table(*headers, **kwargs)
+    for column in table.columns:
+        column.overflow = "fold"
+        if column.header in ("when", "since", "created", "updated"):
+            column.max_width = 10  # a _when() timestamp: date over time
+    return table
+
+
+def _when(ts: str) -> str:
+    """A stored UTC timestamp as 'YYYY-MM-DD HH:MM:SS' (it wraps at the space in a narrow table)."""
+    return ts[:19].replace("T", " ")
+
+
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
@@ -141,7 +156,7 @@ def corpus_list(ctx: typer.Context, as_json: bool = JsonOpt):
     if as_json:
         print_json([i.__dict__ for i in infos])
         return
-    table = Table("corpus", "documents", "version", title="Corpora")
+    table = _table("corpus", "documents", "version", title="Corpora")
     for i in infos:
         table.add_row(i.name, str(i.documents), str(i.version))
     out.print(table if infos else "no corpora yet: embedops corpus add NAME PATH")
@@ -200,9 +215,9 @@ def model_list(ctx: typer.Context, as_json: bool = JsonOpt):
     if as_json:
         print_json([m.to_dict() for m in models])
         return
-    table = Table("ref", "parent", "created", "creator", "files", "digest", title="Model versions")
+    table = _table("ref", "parent", "created", "creator", "files", "digest", title="Model versions")
     for m in models:
-        table.add_row(m.ref, m.parent or "-", m.created_at[:19], m.creator, str(len(m.files)), m.digest[:12])
+        table.add_row(m.ref, m.parent or "-", _when(m.created_at), m.creator, str(len(m.files)), m.digest[:12])
     out.print(table if models else "no models yet: embedops model register NAME PATH")
 
 
@@ -217,7 +232,7 @@ def model_show(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME@N, 
     if as_json:
         print_json(m.to_dict())
         return
-    table = Table(show_header=False, title=m.ref)
+    table = _table(show_header=False, title=m.ref)
     for key in ("parent", "created_at", "creator", "digest", "artifact", "notes"):
         table.add_row(key, str(getattr(m, key) or "-"))
     table.add_row("params", json.dumps(m.params, sort_keys=True))
@@ -266,7 +281,7 @@ def alias_show(ctx: typer.Context, name: str = typer.Argument(..., help="Alias n
     if s is None:
         out.print(f"alias {name!r} is not set")
         return
-    out.print(f"{name} -> [bold]{s.value}[/] (since {s.ts[:19]} by {s.actor}; previous {s.previous or '-'})")
+    out.print(f"{name} -> [bold]{s.value}[/] (since {_when(s.ts)} by {s.actor}; previous {s.previous or '-'})")
 
 
 @alias_app.command("history")
@@ -280,9 +295,9 @@ def alias_history(ctx: typer.Context, name: str = typer.Argument(..., help="Alia
     if as_json:
         print_json([s.to_dict() for s in hist])
         return
-    table = Table("#", "when", "action", "value", "previous", "who", "why", title=f"alias {name}")
+    table = _table("#", "when", "action", "value", "previous", "who", "why", title=f"alias {name}")
     for s in hist:
-        table.add_row(str(s.seq), s.ts[:19], s.action, s.value or "-", s.previous or "-", s.actor, s.reason or "")
+        table.add_row(str(s.seq), _when(s.ts), s.action, s.value or "-", s.previous or "-", s.actor, s.reason or "")
     out.print(table if hist else f"alias {name!r} has no history")
 
 
@@ -297,9 +312,9 @@ def alias_list(ctx: typer.Context, as_json: bool = JsonOpt):
     if as_json:
         print_json([a.to_dict() for a in aliases])
         return
-    table = Table("alias", "index", "previous", "since", title="Aliases")
+    table = _table("alias", "index", "previous", "since", title="Aliases")
     for a in aliases:
-        table.add_row(a.name, a.value or "-", a.previous or "-", a.ts[:19])
+        table.add_row(a.name, a.value or "-", a.previous or "-", _when(a.ts))
     out.print(table if aliases else "no aliases yet")
 
 
@@ -354,12 +369,15 @@ def index_build(
     address: Optional[str] = typer.Option(None, "--address", help="ray: cluster address ('auto', 'ray://head:10001'); default: start a local cluster."),
     workers: int = typer.Option(2, "--workers", help="ray: encoder actors."),
     gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="ray: GPUs per encoder actor (0: CPU actors)."),
+    wait: bool = typer.Option(False, "--wait", help="If a build of the same model, corpus and precision is running, wait for it (and use its index) instead of failing."),
     as_json: bool = JsonOpt,
 ):
     """Build a new index of a corpus with a model version while aliases keep serving the old one.
 
     Rerun the same command after a crash to resume it. Documents added, changed or deleted during
     the build are caught up before the index is checked and marked ready. Prints the index id.
+    Builds of the same model, corpus and precision run one at a time: a second one exits with code
+    3 naming the running one, or with --wait waits and prints the index the first one built.
 
     Example:  embedops index build minilm@2 --corpus scifact
     Example:  embedops index build minilm@2 --corpus scifact --engine ray --workers 8 --gpus-per-worker 1
@@ -386,11 +404,19 @@ def index_build(
             rate = (done - d0) / max(_t.perf_counter() - t0, 1e-9)
             progress.update(task, completed=done, total=total, rate=f"{rate:,.0f}" if done > d0 else "-")
 
+        def on_wait(holder):
+            progress.console.print(f"waiting: {holder} is building the same index ...")
+
         report = IndexBuild(reg, model_ref, corpus, precision=precision, batch_size=batch_size,
-                            ann_threshold=ann_threshold, on_progress=on_progress, engine=runner).run()
+                            ann_threshold=ann_threshold, on_progress=on_progress, engine=runner,
+                            wait=wait, on_wait=on_wait).run()
     if as_json:
         print_json({"index": report.index.to_dict(), "embedded": report.embedded, "deleted": report.deleted,
                     "resumed_from": report.resumed_from, "seconds": report.seconds})
+        return
+    if report.finished_by_other:
+        err.print(f"a concurrent build of the same inputs finished {report.index.index_id} while this one waited")
+        typer.echo(report.index.index_id)
         return
     if report.resumed_from:
         err.print(f"resumed: {report.resumed_from} documents were already embedded")
@@ -415,7 +441,7 @@ def index_list(ctx: typer.Context, as_json: bool = JsonOpt):
     for a in reg.aliases.list():
         if a.value:
             aliases.setdefault(a.value, []).append(a.name)
-    table = Table("index", "model", "corpus", "precision", "status", "docs", "aliases", title="Indexes")
+    table = _table("index", "model", "corpus", "precision", "status", "docs", "aliases", title="Indexes")
     for i in indexes:
         table.add_row(i.index_id, i.model_ref, i.corpus, i.params.get("precision", "-"), i.status.value,
                       str(i.doc_count or "-"), ", ".join(aliases.get(i.index_id, [])))
@@ -494,7 +520,7 @@ def search(
     if as_json:
         print_json(result.to_dict())
         return
-    table = Table("#", "score", "id", "title", title=f"{result.index_id} ({result.model_ref}) {result.latency_ms:.1f} ms")
+    table = _table("#", "score", "id", "title", title=f"{result.index_id} ({result.model_ref}) {result.latency_ms:.1f} ms")
     for n, h in enumerate(result.hits, 1):
         table.add_row(str(n), f"{h.score:.4f}", h.id, h.title)
     out.print(table)
@@ -508,30 +534,32 @@ def promote(
     alias: str = typer.Option("production", "--alias", "-a"),
     expect: Optional[str] = typer.Option(None, "--expect", help="Fail unless the alias still points at this index id (for scripts)."),
     policy_file: Optional[Path] = typer.Option(None, "--policy", help="Guard policy file (default ./embedops.toml or built-in defaults)."),
-    force: bool = typer.Option(False, "--force", help="Promote without a passing guard report (recorded as an override)."),
+    gold: Optional[Path] = typer.Option(None, "--gold", help="Also require that the report was run on this gold set (BEIR directory)."),
+    general: list[Path] = typer.Option([], "--general", help="Also require that the report was run on this general benchmark (repeatable)."),
+    force: bool = typer.Option(False, "--force", help="Promote without an authorising guard report: an override, recorded in the audit log and flagged in status and history."),
     reason: Optional[str] = typer.Option(None, "--reason", help="Why (recorded); required with --force."),
 ):
     """Point an alias at an index: an atomic compare-and-swap, effective for the next query.
 
-    Refused unless a passing guard report exists for exactly this index (its table version and its
-    model's checksum) made under the current policy; '--force --reason' overrides, recorded in the
-    audit log.
+    Refused unless a passing guard report authorises exactly this switch: same index table version,
+    model checksum and policy; judged against the index the alias points at now, on the corpus
+    version it has now; every gate the policy requires passed. '--force --reason' overrides, recorded
+    in the audit log and flagged by status and history. Rollback never needs a report.
 
     Example:  embedops promote scifact--minilm-v2--1a2b3c4d --expect scifact--minilm-v1--9f8e7d6c
+    Example:  embedops promote scifact--minilm-v1--9f8e7d6c --force --reason "first production index"
     """
-    from embedops.guards import load_policy, passing_report
-    from embedops.registry import UNSET
+    from embedops.beir import benchmark_digest, gold_digest
+    from embedops.registry import UNSET, load_policy
 
     reg = state(ctx).registry
-    if force and not reason:
+    if force and not (reason and reason.strip()):
         raise UsageError("--force needs --reason TEXT (it is recorded in the audit log)")
-    report = None
-    if not force:
-        report = passing_report(reg, index_id, load_policy(policy_file))
-    s = reg.promote(index_id, alias, expect=UNSET if expect is None else expect,
-                    reason=reason or f"guard report {report.report_id} passed", override=force)
+    s = reg.promote(index_id, alias, policy=load_policy(policy_file), expect=UNSET if expect is None else expect,
+                    reason=reason, override=force, gold_digest=gold_digest(gold) if gold else None,
+                    general_digests=[benchmark_digest(g) for g in general] or None)
     out.print(f"{alias} -> [bold]{s.value}[/] (was {s.previous or '-'})"
-              + (f"; guard report {report.report_id}" if report else "; forced: recorded as an override"))
+              + (f"; guard report {s.report_id}" if s.report_id else "; OVERRIDE without a guard report, recorded"))
 
 
 @app.command("guard")
@@ -564,7 +592,7 @@ def guard(
         print_json(report.to_dict())
     else:
         colour = {"pass": "green", "fail": "red", "warn": "yellow", "skip": "dim"}
-        t = Table("gate", "status", "value", "threshold", "reason", title=f"guards for {index_id}: {report.verdict.upper()}")
+        t = _table("gate", "status", "value", "threshold", "reason", title=f"guards for {index_id}: {report.verdict.upper()}")
         for g in report.gates:
             value = "" if g.value is None else (f"{g.value:.4g}" if isinstance(g.value, float) else str(g.value))
             t.add_row(g.name, f"[{colour[g.status]}]{g.status}[/]", value, "" if g.threshold is None else str(g.threshold), g.reason)
@@ -584,7 +612,8 @@ def rollback(
     alias: str = typer.Option("production", "--alias", "-a"),
     reason: Optional[str] = typer.Option(None, "--reason", help="Why (recorded)."),
 ):
-    """Point an alias back at its previous index: O(1), whatever the corpus size.
+    """Point an alias back at its previous index: O(1), whatever the corpus size; never needs a
+    guard report.
 
     Example:  embedops rollback --reason "recall dropped for short queries"
     """
@@ -618,7 +647,7 @@ def shadow(
     if as_json:
         print_json(report.to_dict())
         return
-    t = Table("", f"{alias}: {report.production}", f"candidate: {report.candidate}", title=f"shadow over {report.queries} queries")
+    t = _table("", f"{alias}: {report.production}", f"candidate: {report.candidate}", title=f"shadow over {report.queries} queries")
     for name in sorted(report.metrics.get("production", {})):
         p, c = report.metrics["production"][name], report.metrics["candidate"][name]
         t.add_row(name, f"{p:.2f}", f"{c:.2f} ({c - p:+.2f})")
@@ -626,7 +655,7 @@ def shadow(
         t.add_row(f"latency {q} ms", f"{report.latency_ms['production'][q]:.1f}", f"{report.latency_ms['candidate'][q]:.1f}")
     out.print(t)
     out.print(f"overlap@{k}: {report.overlap_at_k:.3f}   rank correlation (Kendall tau): {report.rank_correlation:.3f}")
-    m = Table(*report.movers[0].keys(), title="biggest movers") if report.movers else None
+    m = _table(*report.movers[0].keys(), title="biggest movers") if report.movers else None
     for row in report.movers:
         m.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v)[:60] for v in row.values()])
     if m:
@@ -860,7 +889,7 @@ def _stage_printer():
 
 
 def _print_pipeline(report) -> None:
-    t = Table("stage", "result", "seconds", "key", title="pipeline run")
+    t = _table("stage", "result", "seconds", "key", title="pipeline run")
     for s in report.stages:
         summary = ", ".join(f"{k}={v}" for k, v in s.outputs.items() if isinstance(v, (str, int, float)) and k != "file")[:70]
         t.add_row(s.name, "cached" if s.cached else summary, f"{s.seconds:.1f}", s.key[:12])
@@ -926,7 +955,7 @@ def demo(
                     "general": s.general, "rollback_ms": s.rollback_ms, "repromote_ms": s.repromote_ms, "seconds": total})
         return
     _print_pipeline(s.report)
-    t = Table("held-out retrieval", "base model", "fine-tuned", "change", title="before / after")
+    t = _table("held-out retrieval", "base model", "fine-tuned", "change", title="before / after")
     for m in ("ndcg@10", "recall@10", "mrr@10"):
         if m in s.before and m in s.after:
             t.add_row(m, f"{s.before[m]:.1f}", f"{s.after[m]:.1f}", f"{s.after[m] - s.before[m]:+.1f}")
@@ -957,14 +986,24 @@ def history(
 
     Example:  embedops history -n 20
     """
-    events = state(ctx).registry.history(limit or None)
+    reg = state(ctx).registry
+    events = reg.history(limit or None)
     if as_json:
         print_json([e.to_dict() for e in events])
         return
-    table = Table("when", "who", "action", "subject", "why", title="History")
+    table = _table("when", "who", "action", "subject", "why", title="History")
+    table.columns[2].min_width = len("promote.override")
     for e in events:
-        table.add_row(e.ts[:19], e.actor, e.action, e.subject, e.reason or "")
+        action = e.action + (" [bold red](OVERRIDE)[/]" if e.details.get("override") else "")
+        table.add_row(_when(e.ts), e.actor, action, e.subject, e.reason or "")
     out.print(table if events else "no events yet")
+    _warn_overrides(reg)
+
+
+def _warn_overrides(reg) -> None:
+    for a in reg.overridden_aliases():
+        err.print(f"[bold yellow]warning:[/] {a.name} -> {a.value} was promoted WITHOUT a passing guard report "
+                  f"(override by {a.actor} at {_when(a.ts)}: {a.reason})")
 
 
 @app.command("status")
@@ -977,46 +1016,41 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt):
     reg = state(ctx).registry
     aliases, corpora = reg.aliases.list(), reg.corpora.list()
     models, indexes = reg.models.list(), reg.indexes.list()
-    verdicts = _latest_verdicts(reg)
+    verdicts = [{"index_id": r.index_id, "verdict": r.verdict, "ts": r.created_at, "report_id": r.report_id}
+                for r in reg.reports.latest()]
     if as_json:
         print_json({
             "store": reg.store.location, "aliases": [a.to_dict() for a in aliases],
             "corpora": [c.__dict__ for c in corpora], "models": [m.to_dict() for m in models],
             "indexes": [i.to_dict() for i in indexes], "verdicts": verdicts,
+            "overrides": [a.to_dict() for a in reg.overridden_aliases()],
         })
         return
     out.print(f"[bold]store[/] {reg.store.location}")
-    t = Table("alias", "index", "model", "previous", "since", title="Aliases")
+    t = _table("alias", "index", "model", "previous", "since", "authorised by", title="Aliases")
     by_id = {i.index_id: i for i in indexes}
     for a in aliases:
         idx = by_id.get(a.value or "")
-        t.add_row(a.name, a.value or "-", idx.model_ref if idx else "-", a.previous or "-", a.ts[:19])
+        how = ("[bold red]OVERRIDE[/]" if a.override else f"report {a.report_id}" if a.report_id else a.action)
+        t.add_row(a.name, a.value or "-", idx.model_ref if idx else "-", a.previous or "-", _when(a.ts), how)
     out.print(t)
-    t = Table("corpus", "documents", "version", title="Corpora")
+    t = _table("corpus", "documents", "version", title="Corpora")
     for c in corpora:
         t.add_row(c.name, str(c.documents), str(c.version))
     out.print(t)
-    t = Table("ref", "parent", "created", "digest", title="Models")
+    t = _table("ref", "parent", "created", "digest", title="Models")
     for m in models:
-        t.add_row(m.ref, m.parent or "-", m.created_at[:19], m.digest[:12])
+        t.add_row(m.ref, m.parent or "-", _when(m.created_at), m.digest[:12])
     out.print(t)
-    t = Table("index", "model", "corpus", "status", "docs", "updated", title="Indexes")
+    t = _table("index", "model", "corpus", "status", "docs", "updated", title="Indexes")
     for i in indexes:
-        t.add_row(i.index_id, i.model_ref, i.corpus, i.status.value, str(i.doc_count or "-"), i.updated_at[:19])
+        t.add_row(i.index_id, i.model_ref, i.corpus, i.status.value, str(i.doc_count or "-"), _when(i.updated_at))
     out.print(t)
-    t = Table("index", "verdict", "when", title="Latest guard verdicts")
+    t = _table("index", "verdict", "when", title="Latest guard verdicts")
     for v in verdicts:
-        t.add_row(v["index_id"], v["verdict"], v["ts"][:19])
+        t.add_row(v["index_id"], v["verdict"], _when(v["ts"]))
     out.print(t if verdicts else "[dim]no guard verdicts yet[/]")
-
-
-def _latest_verdicts(reg) -> list[dict[str, Any]]:
-    """Latest verdict per index, from 'guard.*' audit events (written by the guards stage)."""
-    latest: dict[str, dict[str, Any]] = {}
-    for e in reg.audit.events():
-        if e.action.startswith("guard."):
-            latest[e.subject] = {"index_id": e.subject, "verdict": e.action.split(".", 1)[1], "ts": e.ts}
-    return list(latest.values())
+    _warn_overrides(reg)
 
 
 def main() -> None:  # pragma: no cover - console entry point

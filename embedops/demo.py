@@ -71,9 +71,15 @@ def demo_config(store: Path, domain: Path | None, general: list[Path]) -> tuple[
         raise UsageError(f"--domain {domain}: not a BEIR directory (no corpus.jsonl)")
     labelled = {"beir": str(domain), "split": "train"} if (domain / "qrels" / "train.tsv").is_file() else None
     generated = None if labelled else {"generator": "extractive", "per_doc": 1, "limit": 2000, "round_trip_top_k": 10}
+    if general:
+        note = f"general check: {', '.join(str(g) for g in general)}"
+    else:  # the forgetting gate is required: without --general, the demo's smoke test is the general set
+        from embedops.demo_domain import write_general_sts
+
+        general = [write_general_sts(store / "general-sts.tsv")]
+        note = ("no --general given: general ability checked only on the demo's 24 hand-written sentence pairs "
+                "(a smoke test, not a benchmark); pass --general ../shared/data/general-stsb/sts-test.tsv")
     sts = next((g for g in general if g.is_file()), None)
-    note = (f"general check: {', '.join(str(g) for g in general)}" if general else
-            "no --general given: the forgetting gate is skipped, so nothing checks general ability")
     return PipelineConfig(
         corpus_name=domain.name.replace(".", "-")[:64], corpus_path=domain, labelled=labelled, generated=generated, mine=mine,
         train=train | ({"general_eval": str(sts)} if sts else {"interpolate": None}), gold=domain, general=list(general),
@@ -100,7 +106,8 @@ def run_demo(store: Path, *, domain: Path | None = None, general: list[Path] | N
         if on_stage:
             on_stage("rollback", f"{config.alias} -> {reg.aliases.current(config.alias)} in {summary.rollback_ms:.0f} ms")
         t = time.perf_counter()
-        reg.promote(report.candidate_index, config.alias, expect=report.production_before,
+        # the same guard report authorises it again: production is back where it was when the guards ran
+        reg.promote(report.candidate_index, config.alias, policy=config.policy, expect=report.production_before,
                     reason="demo: re-promote after the rollback")
         summary.repromote_ms = 1000 * (time.perf_counter() - t)
         if on_stage:

@@ -113,6 +113,12 @@ class DemoDomain:
         return self.root / "train-pairs.jsonl"
 
 
+def write_general_sts(path: Path) -> Path:
+    """The 24 hand-written general pairs as an STS TSV (a smoke test of everyday English)."""
+    path.write_text("score\tsentence1\tsentence2\n" + "".join(f"{s}\t{a}\t{b}\n" for s, a, b in GENERAL_STS))
+    return path
+
+
 def write_demo_domain(root: Path | str, seed: int = 0) -> DemoDomain:
     """Write the demo domain as a BEIR directory under ``root`` (deterministic for a seed)."""
     rng = random.Random(seed)
@@ -147,7 +153,7 @@ def write_demo_domain(root: Path | str, seed: int = 0) -> DemoDomain:
     (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels))
     with open(root / "train-pairs.jsonl", "w") as fh:
         fh.writelines(json.dumps(p) + "\n" for p in pairs)
-    (root / "general-sts.tsv").write_text("score\tsentence1\tsentence2\n" + "".join(f"{s}\t{a}\t{b}\n" for s, a, b in GENERAL_STS))
+    write_general_sts(root / "general-sts.tsv")
     (root / "SOURCE.md").write_text(
         "Produced by embedops.demo_domain (synthetic, seeded): runbooks and incident notes of a fictional "
         "engineering organisation with internal codenames; held-out staff questions in queries.jsonl/qrels; "

@@ -119,3 +119,16 @@ class AliasConflictError(ConflictError):
 
 class IndexStateError(EmbedopsError):
     """An operation is not allowed in the index's current state."""
+
+
+class PromotionRefused(EmbedopsError):
+    """No guard report authorises this alias switch now (none, failed, or made for something else),
+    and no override was given."""
+
+
+class LockHeldError(ConflictError):
+    """Another process holds the lock for the same work (e.g. an index build of the same inputs)."""
+
+
+class UnsafePathError(StoreError):
+    """A path read back from a store row points outside the store's folders; nothing was written."""

@@ -17,21 +17,38 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedops.errors import InputError, InputProblem
-from embedops.registry import Registry
+from embedops.config import TomlFile, check_field_types
+from embedops.errors import InputError, InputProblem, UsageError
+from embedops.registry import Policy, Registry, load_policy
 
 STAGES = ("corpus", "base", "production", "pairs", "mine", "train", "index", "guards", "shadow", "promote")
 
 
+_SECTION_KEYS = {
+    "corpus": ("name", "path"),
+    "base": ("model", "name"),
+    "pairs": ("labelled", "generated"),
+    "pairs.labelled": ("beir", "split", "file"),
+    "pairs.generated": ("generator", "per_doc", "limit", "round_trip_top_k", "seed", "title_query", "few_shot",
+                        "model_dir", "gguf_file", "batch_size", "device", "temperature", "base_url", "model"),
+    "mine": ("negatives", "margin", "range_min", "range_max"),
+    "promote": ("alias", "auto"),
+}
+_GUARDS_KEYS = ("gold", "general", "policy")
+_TRAIN_EXTRA = ("general_eval",)
+
+
 @dataclass
 class PipelineConfig:
-    """Settings of a pipeline run; see examples/pipeline-scifact.toml for every field."""
+    """Settings of a pipeline run; see examples/pipeline-scifact.toml for every field.
+
+    ``policy`` is the promotion policy in force: the built-in defaults, overridden by the file named
+    in ``[guards] policy`` and then by thresholds written inline in ``[guards]``."""
 
     corpus_name: str
     corpus_path: Path
@@ -43,64 +60,100 @@ class PipelineConfig:
     train: dict[str, Any] = field(default_factory=dict)
     gold: Path | None = None
     general: list[Path] = field(default_factory=list)
-    policy: Path | None = None
+    policy: Policy = field(default_factory=Policy)
     alias: str = "production"
     auto_promote: bool = True
     source: str = "<config>"
+
+    def train_config(self):
+        """The :class:`~embedops.trainer.train.TrainConfig` of ``[train]`` (general_eval aside)."""
+        from embedops.trainer.train import TrainConfig
+
+        return TrainConfig(**{k: v for k, v in self.train.items() if k not in _TRAIN_EXTRA})
 
     @classmethod
     def from_toml(cls, path: Path | str) -> "PipelineConfig":
         path = Path(path)
         if not path.is_file():
             raise InputError(InputProblem(str(path), None, None, "no such config file"))
-        try:
-            data = tomllib.loads(path.read_text("utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(InputProblem(str(path), getattr(exc, "lineno", None), None, f"invalid TOML: {exc}")) from None
-        return cls.from_dict(data, base_dir=path.parent, source=str(path))
+        return cls.from_file(TomlFile.read(path), base_dir=path.parent)
 
     @classmethod
     def from_dict(cls, data: dict, base_dir: Path = Path("."), source: str = "<config>") -> "PipelineConfig":
+        return cls.from_file(TomlFile(source, "", data), base_dir=base_dir)
+
+    @classmethod
+    def from_file(cls, toml: TomlFile, base_dir: Path = Path(".")) -> "PipelineConfig":
+        """Read and check every section and key: unknown ones, wrong types and values out of range
+        are InputErrors naming the file, line and ``section.key``; nothing is run on a bad config."""
+        from embedops.trainer.train import TrainConfig
+
+        data, source = toml.data, toml.path
+        toml.check_sections(["corpus", "base", "pairs", "mine", "train", "guards", "promote"])
+        for section, keys in _SECTION_KEYS.items():
+            toml.check_keys(section, toml.section(section), keys)
+
         def need(section: str, key: str):
-            try:
-                return data[section][key]
-            except KeyError:
-                raise InputError(InputProblem(source, None, f"{section}.{key}", "required")) from None
+            value = toml.section(section).get(key)
+            if value is None:
+                raise toml.error(section, key, "required")
+            return value
 
         def rel(p):
             return None if p is None else (base_dir / p if not str(p).startswith(("bundled:", "/")) else Path(p))
 
-        known = {"corpus", "base", "pairs", "mine", "train", "guards", "promote"}
-        for section in data:
-            if section not in known:
-                raise InputError(InputProblem(source, None, section, f"unknown section; known: {', '.join(sorted(known))}"))
-        pairs = data.get("pairs", {})
+        pairs = toml.section("pairs")
         labelled = dict(pairs["labelled"]) if "labelled" in pairs else None
         if labelled:
             for k in ("beir", "file"):
                 if k in labelled:
                     labelled[k] = str(rel(labelled[k]))
         generated = dict(pairs["generated"]) if "generated" in pairs else None
+        if generated and generated.get("generator", "extractive") not in ("extractive", "openai", "local"):
+            raise toml.error("pairs.generated", "generator", "use extractive, openai or local")
         for k in ("few_shot", "model_dir"):
             if generated and k in generated:
                 generated[k] = str(rel(generated[k]))
         if not labelled and not generated:
-            raise InputError(InputProblem(source, None, "pairs", "give pairs.labelled and/or pairs.generated"))
-        train = dict(data.get("train", {}))
+            raise toml.error("pairs", None, "give pairs.labelled and/or pairs.generated")
+
+        train = dict(toml.section("train"))
+        toml.check_keys("train", train, list(TrainConfig.__dataclass_fields__) + list(_TRAIN_EXTRA))
+        check_field_types(toml, "train", train, {k: f.type for k, f in TrainConfig.__dataclass_fields__.items()}
+                          | {"general_eval": "str"})
+        check_field_types(toml, "mine", toml.section("mine"),
+                          {"negatives": "int", "margin": "float", "range_min": "int", "range_max": "int"})
+        check_field_types(toml, "promote", toml.section("promote"), {"alias": "str", "auto": "bool"})
         for k in ("general_eval", "domain_dev"):
             if k in train:
                 train[k] = str(rel(train[k]))
-        guards = data.get("guards", {})
-        base = data.get("base", {})
+        try:
+            tcfg = TrainConfig(**{k: v for k, v in train.items() if k not in _TRAIN_EXTRA})
+        except (UsageError, TypeError) as exc:
+            raise toml.error("train", None, str(exc)) from None
+        if tcfg.interpolate == "auto" and not train.get("general_eval"):
+            raise toml.error("train", "interpolate", "'auto' needs train.general_eval (an STS TSV) to stay within")
+
+        guards = toml.section("guards")
+        policy = Policy()
+        if "policy" in guards:
+            policy = load_policy(rel(guards["policy"]))
+        policy = Policy.from_section(toml, "guards", guards, base=policy, ignore=_GUARDS_KEYS)
+        general = guards.get("general", [])
+        if not isinstance(general, list):
+            raise toml.error("guards", "general", "must be a list of paths")
+
+        mine = toml.section("mine")
+        base = toml.section("base")
         model = base.get("model", "bundled:all-MiniLM-L6-v2")
+        promote = toml.section("promote")
         return cls(
             corpus_name=need("corpus", "name"), corpus_path=rel(need("corpus", "path")),
             base_model=model if model.startswith("bundled:") or "@" in model else str(rel(model)),
             base_name=base.get("name", "minilm"), labelled=labelled, generated=generated,
-            mine={**cls.__dataclass_fields__["mine"].default_factory(), **data.get("mine", {})}, train=train,
-            gold=rel(need("guards", "gold")), general=[rel(g) for g in guards.get("general", [])],
-            policy=rel(guards.get("policy")), alias=data.get("promote", {}).get("alias", "production"),
-            auto_promote=bool(data.get("promote", {}).get("auto", True)), source=source,
+            mine={**cls.__dataclass_fields__["mine"].default_factory(), **mine}, train=train,
+            gold=rel(need("guards", "gold")), general=[rel(g) for g in general], policy=policy,
+            alias=promote.get("alias", "production"), auto_promote=bool(promote.get("auto", True)), source=source,
         )
 
 
@@ -173,16 +226,16 @@ class Pipeline:
     def run(self) -> PipelineReport:
         from embedops.corpus import Document
         from embedops.guards import load_policy, run_guards
-        from embedops.guards.run import read_gold
+        from embedops.beir import benchmark_digest, read_gold
         from embedops.reembed import IndexBuild, Searcher, find_ready_index
         from embedops.reembed.shadow import run_shadow
         from embedops.trainer.generate import ExtractiveGenerator, OpenAIGenerator, filter_pairs
         from embedops.trainer.mining import mine_hard_negatives, round_trip_ranker
         from embedops.trainer.pairs import TrainingPair, file_sha256, import_beir, read_pairs, write_pairs
-        from embedops.trainer.train import TrainConfig, train
+        from embedops.trainer.train import train
 
         reg, cfg = self.registry, self.config
-        policy = load_policy(cfg.policy)
+        policy = cfg.policy
 
         # corpus: idempotent by itself (counts changes), keyed by the corpus table version it yields
         t = time.perf_counter()
@@ -200,7 +253,7 @@ class Pipeline:
         current = reg.aliases.get(cfg.alias)
         if current is None or current.value is None:
             def baseline(work):
-                idx = find_ready_index(reg, base_ref, cfg.corpus_name) or IndexBuild(reg, base_ref, cfg.corpus_name).run().index
+                idx = find_ready_index(reg, base_ref, cfg.corpus_name) or IndexBuild(reg, base_ref, cfg.corpus_name, wait=True).run().index
                 reg.promote(idx.index_id, cfg.alias, expect=None, override=True,
                             reason=f"pipeline: first {cfg.alias} index, the unmodified base model {base_ref}")
                 return {"index_id": idx.index_id}
@@ -261,13 +314,14 @@ class Pipeline:
         mined = self._stage("mine", _key(pairs["sha256"], cfg.mine, base_digest, corpus_version), mine,
                             valid=lambda out: Path(out["file"]).is_file())
 
-        tcfg = {k: v for k, v in cfg.train.items() if k in TrainConfig.__dataclass_fields__}
+        train_config = cfg.train_config()
+        tcfg = {k: v for k, v in cfg.train.items() if k not in _TRAIN_EXTRA}  # the settings given: the stage key
         general_eval = cfg.train.get("general_eval")
 
         def do_train(work):
             result = train(reg, base_ref, read_pairs(mined["file"]), name=cfg.base_name,
                            general_eval=Path(general_eval) if general_eval else None,
-                           config=TrainConfig(**tcfg), pair_hashes=[mined["sha256"]])
+                           config=train_config, pair_hashes=[mined["sha256"]])
             return {"ref": result.model.ref, "alpha": result.alpha, "metrics": {k: result.metrics[k] for k in ("before", "after")}}
 
         trained = self._stage("train", _key(mined["sha256"], tcfg, base_digest,
@@ -276,12 +330,20 @@ class Pipeline:
         cand_ref = trained["ref"]
 
         def build(work):
-            idx = find_ready_index(reg, cand_ref, cfg.corpus_name) or IndexBuild(reg, cand_ref, cfg.corpus_name).run().index
+            idx = find_ready_index(reg, cand_ref, cfg.corpus_name) or IndexBuild(reg, cand_ref, cfg.corpus_name, wait=True).run().index
             return {"index_id": idx.index_id, "table_version": idx.table_version}
 
         index = self._stage("index", _key(reg.models.get(cand_ref).digest, cfg.corpus_name, corpus_version), build,
                             valid=lambda out: _ready(reg, out["index_id"]))
         self.report.candidate_index = index["index_id"]
+
+        head = reg.aliases.get(cfg.alias)
+        if head is not None and head.value == index["index_id"]:  # a rerun after this candidate was promoted
+            self.report.verdict = "pass" if head.report_id else "override"
+            self.report.promoted = True
+            self.on_stage("promote", f"{cfg.alias} already serves {index['index_id']} ("
+                          + (f"guard report {head.report_id})" if head.report_id else "an override)"))
+            return self.report
 
         queries, qrels, gold_hash = read_gold(cfg.gold)
 
@@ -294,7 +356,7 @@ class Pipeline:
                                if k in ("production", "candidate", "mean_lift", "ci_low", "ci_high")},
                     "general": next(g for g in r.gates if g.name == "forgetting").evidence.get("benchmarks", [])}
 
-        general_hashes = [_sha(g) if g.is_file() else str(g) for g in cfg.general]
+        general_hashes = [benchmark_digest(g) for g in cfg.general]
         guards = self._stage("guards", _key(index, policy.hash, gold_hash, general_hashes, self.report.production_before), guard)
         self.report.verdict = guards["verdict"]
 
@@ -307,8 +369,9 @@ class Pipeline:
         if guards["verdict"] == "pass" and cfg.auto_promote:
             if reg.aliases.current(cfg.alias) != index["index_id"]:
                 t = time.perf_counter()
-                reg.promote(index["index_id"], cfg.alias, expect=self.report.production_before,
-                            reason=f"pipeline: guard report {guards['report_id']} passed")
+                reg.promote(index["index_id"], cfg.alias, policy=policy, expect=self.report.production_before,
+                            reason=f"pipeline: guard report {guards['report_id']} passed", gold_digest=gold_hash,
+                            general_digests=general_hashes)
                 self.report.stages.append(StageResult("promote", index["index_id"], False, time.perf_counter() - t,
                                                       {"alias": cfg.alias, "index_id": index["index_id"]}))
             self.report.promoted = True

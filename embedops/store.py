@@ -31,7 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from embedops import __version__
-from embedops.errors import NotAStoreError, StoreError, StoreSchemaTooNewError
+from embedops.errors import ChecksumMismatchError, NotAStoreError, StoreError, StoreSchemaTooNewError, UnsafePathError
 from embedops.objects import ObjectRefLog, S3Objects, s3_storage_options, split_s3_uri
 from embedops.refs import RefLog
 
@@ -259,7 +259,41 @@ class Store:
         versions = self.root / f"{name}.lance" / "_versions"
         return versions.is_dir() and any(versions.iterdir())
 
+    # -- locks --------------------------------------------------------------------------------------
+
+    def lock(self, name: str, *, what: str, wait: bool = False, on_wait=None):
+        """A cross-process lock named ``name`` on this store (see :mod:`embedops.locks`): a file lock
+        on a local store, a lease object on ``s3://``. Use it as a context manager; raises
+        :class:`~embedops.errors.LockHeldError` when held elsewhere unless ``wait``."""
+        from embedops.locks import FileLock, ObjectLease
+        from embedops.records import check_name
+
+        check_name("lock", name)
+        if self.objects is not None:
+            return ObjectLease(self.objects, f"locks/{name}", what=what, wait=wait, on_wait=on_wait)
+        return FileLock(self.root / "locks" / f"{name}.lock", what=what, wait=wait, on_wait=on_wait)
+
     # -- artifacts ----------------------------------------------------------------------------------
+
+    def artifact_dir(self, artifact: str, files=()) -> Path:
+        """The local folder of artifact ``artifact`` (a path read back from a store row), after
+        checking that it and every file path in ``files`` stay inside the store's ``artifacts/``:
+        ``artifacts/<kind>/<sha256>``, relative file paths without ``..``. Raises
+        :class:`~embedops.errors.UnsafePathError` before anything is read or written otherwise."""
+        parts = str(artifact).split("/")
+        if (len(parts) != 3 or parts[0] != "artifacts" or not parts[1].replace("-", "").isalnum()
+                or len(parts[2]) != 64 or any(c not in "0123456789abcdef" for c in parts[2])):
+            raise UnsafePathError(f"store {self.location}: artifact path {artifact!r} read from the store is not "
+                                  "artifacts/<kind>/<sha256>; refusing to use it (the row was altered)")
+        path = self.root / artifact
+        for f in files:
+            rel = str(f.path)
+            bits = rel.replace("\\", "/").split("/")
+            if (not rel or rel.startswith("/") or "\\" in rel or ":" in bits[0]
+                    or any(b in ("", ".", "..") for b in bits)):
+                raise UnsafePathError(f"store {self.location}: file path {rel!r} of artifact {artifact} points outside "
+                                      "the artifact; refusing to use it (the row was altered)")
+        return path
 
     def publish(self, artifact: str, files) -> None:
         """Make artifact folder ``artifact`` (relative to the store, already written under
@@ -273,15 +307,34 @@ class Store:
 
     def materialize(self, artifact: str, files) -> Path:
         """A local folder holding artifact ``artifact``: downloads missing or changed files from object
-        storage (callers verify every checksum before use)."""
-        path = self.root / artifact
+        storage. Paths are checked first (:meth:`artifact_dir`); each download lands in a private
+        temporary file and becomes visible only once its size and sha256 match the record (callers
+        still verify every checksum before use)."""
+        path = self.artifact_dir(artifact, files)
         if self.objects is not None:
+            import tempfile
+
             from embedops.checksums import sha256_file
 
             for f in files:
                 local = path / f.path
-                if not local.is_file() or local.stat().st_size != f.size or sha256_file(local) != f.sha256:
-                    self.objects.download(f"{artifact}/{f.path}", local)
+                if local.is_file() and local.stat().st_size == f.size and sha256_file(local) == f.sha256:
+                    continue
+                staging = self.root / "artifacts" / ".staging"
+                staging.mkdir(parents=True, exist_ok=True)
+                fd, tmp_name = tempfile.mkstemp(dir=staging, prefix="download-")
+                os.close(fd)
+                tmp = Path(tmp_name)
+                try:
+                    self.objects.download(f"{artifact}/{f.path}", tmp)
+                    got = sha256_file(tmp)
+                    if tmp.stat().st_size != f.size or got != f.sha256:
+                        raise ChecksumMismatchError(artifact, [f"{f.path}: downloaded sha256 is {got[:16]}..., "
+                                                               f"expected {f.sha256[:16]}..."])
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp, local)
+                finally:
+                    tmp.unlink(missing_ok=True)
         return path
 
     def table(self, name: str, schema: pa.Schema):

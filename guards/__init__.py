@@ -3,8 +3,8 @@
 Gates (each in its own module): ``domain`` (paired bootstrap on per-query lift), ``forgetting``
 (general benchmarks vs the lineage's base), ``parity`` (the serving ONNX artifact vs torch),
 ``integrity`` (index checks, ANN recall) and ``latency`` (optional). ``run_guards`` runs them,
-stores the report bound to the exact model checksum and table version, and ``passing_report``
-decides whether a promotion may go ahead.
+stores the report bound to exactly what it judged (see :class:`embedops.registry.ReportBinding`);
+the registry's promotion rule (``passing_report`` here) decides whether a promotion may go ahead.
 """
 
 from embedops.guards.gate import GateResult

@@ -4,6 +4,10 @@ Per-query recall@k, nDCG@10 and MRR@10 (trec_eval via pytrec_eval) for both inde
 bootstrap over per-query differences of ``policy.metric`` (scipy.stats.bootstrap, BCa) gives the
 mean lift and its confidence interval. Fails when the interval's lower bound is below
 ``-tolerance`` or the mean lift is below ``min_lift``; lists the queries that lost most.
+
+When no index serves the alias yet there is nothing to regress against: the candidate must then
+reach the policy's absolute ``domain_floor``; with no floor set the gate is skipped, which fails a
+policy that requires it (a first promotion then needs a floor or an explicit override).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import bootstrap
 
-from embedops.guards.gate import FAIL, PASS, GateResult
+from embedops.guards.gate import FAIL, PASS, SKIP, GateResult
 from embedops.guards.policy import Policy
 from embedops.metrics import evaluate, mean_metrics
 
@@ -47,8 +51,16 @@ def domain_gate(searcher, candidate_id: str, production_id: str | None, queries:
     extra = {"candidate_run": cand_run, "candidate_latency": cand_lat}
     if production_id is None:
         means = mean_metrics(cand)
-        return GateResult("domain", PASS, means.get(metric), None,
-                          "no index serves the alias yet: nothing to regress against", {"candidate": means}), extra
+        value, floor = means.get(metric, 0.0), policy.domain_floor
+        evidence = {"candidate": means, "metric": metric, "queries": len(cand)}
+        if floor is None:
+            return GateResult("domain", SKIP, value, None,
+                              "no index serves the alias yet and the policy sets no domain_floor: nothing to "
+                              "compare with", evidence), extra
+        status = PASS if value >= floor else FAIL
+        return GateResult("domain", status, value, floor,
+                          f"no index serves the alias yet: {metric} {value:.2f} is "
+                          f"{'at or above' if status == PASS else 'below'} the policy's floor {floor:.2f}", evidence), extra
     prod_run, prod_lat = run_index(searcher, production_id, queries)
     prod = evaluate(qrels, prod_run, k=policy.k)
     extra |= {"production_run": prod_run, "production_latency": prod_lat}

@@ -5,7 +5,6 @@ ONNX fp32 export (the same encoder that serves), searched exactly with numpy."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +15,6 @@ from embedops.corpus import doc_text, read_documents
 from embedops.guards.gate import FAIL, PASS, SKIP, GateResult
 from embedops.guards.policy import Policy
 from embedops.metrics import evaluate, mean_metrics
-
-
-def benchmark_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.name != "SOURCE.md")
-    for f in files:
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def score_benchmark(encoder, path: Path) -> tuple[str, float]:
@@ -50,7 +40,8 @@ def score_benchmark(encoder, path: Path) -> tuple[str, float]:
 def forgetting_gate(candidate_encoder, base_encoder, benchmarks: list[Path], policy: Policy,
                     candidate_ref: str, base_ref: str) -> GateResult:
     if not benchmarks:
-        return GateResult("forgetting", SKIP, None, policy.max_drop, "no general benchmark given (--general)")
+        return GateResult("forgetting", SKIP, None, policy.max_drop,
+                          "no general benchmark given (--general): general ability was not checked")
     rows, worst = [], None
     for path in benchmarks:
         metric, cand = score_benchmark(candidate_encoder, path)

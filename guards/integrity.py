@@ -1,17 +1,21 @@
-"""Index integrity gate: counts, ids, NaN, norms and dimension, and ANN recall vs exact search on a
-sample when the index has an ANN index (re-checked now, not read from the build record)."""
+"""Index integrity gate: counts, ids, NaN, norms and dimension, and, when the index has an ANN index,
+its recall@10 against exact search measured now on a sample of queries with exactly the search
+settings serving uses (never read from the build record)."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from embedops.guards.gate import FAIL, PASS, GateResult
 from embedops.guards.policy import Policy
 
 
-def integrity_gate(registry, index_id: str, policy: Policy) -> GateResult:
+def integrity_gate(registry, index_id: str, policy: Policy, queries: np.ndarray | None = None) -> GateResult:
+    """``queries``: query vectors for the ANN recall check (the gold queries; stored vectors when None)."""
     from embedops.reembed import IntegrityError, check_index_integrity
 
     try:
-        checks = check_index_integrity(registry, index_id)
+        checks = check_index_integrity(registry, index_id, queries=queries, sample=policy.ann_sample)
     except IntegrityError as exc:
         return GateResult("index_integrity", FAIL, None, None, str(exc))
     ann = checks.get("ann")
@@ -20,5 +24,8 @@ def integrity_gate(registry, index_id: str, policy: Policy) -> GateResult:
         if recall < policy.ann_min_recall:
             return GateResult("index_integrity", FAIL, recall, policy.ann_min_recall,
                               f"ANN recall@10 vs exact {recall:.3f} < {policy.ann_min_recall}", checks)
+    ann_note = (f"; ANN recall@10 vs exact {ann['recall@10_vs_exact']:.3f} on {ann['sample']} queries (measured now)"
+                if ann else "")
     return GateResult("index_integrity", PASS, checks["rows"], None,
-                      f"{checks['rows']} rows match the corpus; no NaN; max norm error {checks['max_norm_error']:.2g}", checks)
+                      f"{checks['rows']} rows match the corpus; no NaN; max norm error {checks['max_norm_error']:.2g}"
+                      + ann_note, checks)

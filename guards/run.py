@@ -8,25 +8,22 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedops.beir import read_qrels, read_queries
-from embedops.errors import EmbedopsError, InputError, InputProblem
+from embedops.beir import benchmark_digest, read_gold
+from embedops.errors import PromotionRefused
 from embedops.guards.domain import domain_gate, recall_curve
-from embedops.guards.forgetting import benchmark_hash, forgetting_gate
-from embedops.guards.gate import FAIL, GateResult
+from embedops.guards.forgetting import forgetting_gate
+from embedops.guards.gate import FAIL, PASS, SKIP, GateResult
 from embedops.guards.integrity import integrity_gate
 from embedops.guards.latency import latency_gate
 from embedops.guards.parity import parity_gate
 from embedops.guards.policy import Policy
-from embedops.registry import Registry, StoredReport
+from embedops.registry import Registry, ReportBinding, StoredReport, authorising_report
 
-
-class PromotionRefused(EmbedopsError):
-    """No passing guard report exists for exactly what is being promoted."""
+__all__ = ["GuardReport", "PromotionRefused", "passing_report", "read_gold", "run_guards"]
 
 
 @dataclass
@@ -44,38 +41,34 @@ class GuardReport:
         return self.stored.to_dict() | {"html": str(self.html) if self.html else None}
 
 
-def read_gold(gold: Path) -> tuple[dict[str, str], dict[str, dict[str, int]], str]:
-    """Queries and qrels from a BEIR directory (qrels/test.tsv) or a queries JSONL + sibling qrels."""
-    if gold.is_dir():
-        qrels_file = gold / "qrels" / "test.tsv"
-        if not qrels_file.is_file():
-            candidates = sorted((gold / "qrels").glob("*.tsv")) if (gold / "qrels").is_dir() else []
-            if not candidates:
-                raise InputError(InputProblem(str(gold), None, None, "no qrels/test.tsv in the gold directory"))
-            qrels_file = candidates[0]
-        queries_file = gold / "queries.jsonl"
-    else:
-        raise InputError(InputProblem(str(gold), None, None, "gold set must be a BEIR directory (queries.jsonl + qrels/)"))
-    qrels = read_qrels(qrels_file)
-    queries = read_queries(queries_file, only=set(qrels))
-    h = hashlib.sha256(queries_file.read_bytes() + qrels_file.read_bytes()).hexdigest()[:16]
-    return queries, qrels, h
+def require(gates: list[GateResult], policy: Policy) -> list[GateResult]:
+    """Gates with every gate the policy requires but that did not run to a verdict (skipped or
+    absent) turned into a failure: a required gate must have run and passed."""
+    out = []
+    for g in gates:
+        if g.name in policy.required_gates and g.status == SKIP:
+            g = GateResult(g.name, FAIL, g.value, g.threshold, f"required by the policy but skipped: {g.reason}", g.evidence)
+        out.append(g)
+    missing = [name for name in policy.required_gates if name not in {g.name for g in gates}]
+    return out + [GateResult(name, FAIL, None, None, "required by the policy but did not run") for name in missing]
 
 
 def run_guards(registry: Registry, index_id: str, *, gold: Path, general: list[Path] | None = None,
                policy: Policy | None = None, alias: str = "production", html_dir: Path | None = None) -> GuardReport:
+    """Run every gate for ``index_id`` against the index ``alias`` points at, store the report bound
+    to exactly what was judged (:class:`~embedops.registry.ReportBinding`) and return it."""
     from embedops.reembed import OnnxEncoder, Searcher, ensure_export
 
     policy = policy or Policy()
     general = [Path(g) for g in general or []]
-    for g in general:
-        if not g.exists():
-            raise InputError(InputProblem(str(g), None, None, "no such general benchmark"))
+    general_digests = {str(g): benchmark_digest(g) for g in general}  # also: every path exists
     record = registry.indexes.get(index_id)
     model = registry.models.get(record.model_ref)
     queries, qrels, gold_hash = read_gold(Path(gold))
     current = registry.aliases.get(alias)
-    production_id = current.value if current and current.value != index_id else None
+    target = current.value if current else None
+    production_id = target if target != index_id else None
+    corpus_version = registry.corpora.info(record.corpus).version
 
     searcher = Searcher(registry)
     gates: list[GateResult] = []
@@ -88,15 +81,21 @@ def run_guards(registry: Registry, index_id: str, *, gold: Path, general: list[P
     forgetting = forgetting_gate(OnnxEncoder(cand_path), OnnxEncoder(base_path), general, policy, model.ref, base_ref)
     gates.append(forgetting)
     gates.append(parity_gate(registry, record, policy, texts=None))
-    gates.append(integrity_gate(registry, index_id, policy))
+    query_vectors = searcher.encoder_for(record).encode(list(queries.values())[: policy.ann_sample])
+    gates.append(integrity_gate(registry, index_id, policy, queries=query_vectors))
     gates.append(latency_gate(runs["candidate_latency"], runs.get("production_latency"), policy))
+    gates = require(gates, policy)
 
-    verdict = FAIL if any(g.status == FAIL for g in gates) else "pass"
-    inputs = {"gold": str(gold), "gold_hash": gold_hash, "general": {str(g): benchmark_hash(g) for g in general},
-              "alias": alias, "production_index": production_id, "base_model": base_ref, "policy": policy.to_dict()}
+    verdict = FAIL if any(g.status == FAIL for g in gates) else PASS
+    binding = ReportBinding(
+        index_id=index_id, table_version=record.table_version or 0, model_digest=model.digest, policy_hash=policy.hash,
+        alias=alias, alias_target=target, corpus=record.corpus, corpus_version=corpus_version, gold_digest=gold_hash,
+        general_digests=general_digests,
+    )
+    inputs = {"gold": str(gold), "gold_hash": gold_hash, "general": general_digests, "alias": alias,
+              "production_index": production_id, "base_model": base_ref, "policy": policy.to_dict()}
     stored = registry.reports.put(
-        index_id=index_id, model_ref=model.ref, model_digest=model.digest, table_version=record.table_version or 0,
-        policy_hash=policy.hash, verdict=verdict, inputs=inputs,
+        binding, model_ref=model.ref, verdict=verdict, inputs=inputs,
         gates=[g.to_dict() | {"evidence": {k: v for k, v in g.evidence.items() if k != "per_query_delta"}} for g in gates],
     )
     evidence = dict(domain.evidence)
@@ -113,25 +112,7 @@ def run_guards(registry: Registry, index_id: str, *, gold: Path, general: list[P
     return report
 
 
-def passing_report(registry: Registry, index_id: str, policy: Policy) -> StoredReport:
-    """The passing report that allows promoting ``index_id`` now, or PromotionRefused saying why.
-
-    It must be bound to this index's current table version, its model's checksum digest and the
-    current policy."""
-    record = registry.indexes.get(index_id)
-    model = registry.models.get(record.model_ref)
-    reports = registry.reports.for_index(index_id)
-    if not reports:
-        raise PromotionRefused(f"no guard report for {index_id}: run 'embedops guard {index_id} --gold DIR "
-                               "--general DIR|TSV' first, or promote with --force --reason")
-    for r in reversed(reports):
-        if (r.verdict == "pass" and r.table_version == (record.table_version or 0)
-                and r.model_digest == model.digest and r.policy_hash == policy.hash):
-            return r
-    last = reports[-1]
-    why = ("its latest report failed: " + ", ".join(g["name"] for g in last.gates if g["status"] == FAIL)
-           if last.verdict != "pass" else
-           "the passing report was made for table version %s / model digest %s / policy %s, but the index is now at "
-           "table version %s / digest %s / policy %s" % (last.table_version, last.model_digest[:12], last.policy_hash,
-                                                         record.table_version, model.digest[:12], policy.hash))
-    raise PromotionRefused(f"cannot promote {index_id}: {why}. Re-run 'embedops guard', or use --force --reason")
+def passing_report(registry: Registry, index_id: str, policy: Policy, alias: str = "production") -> StoredReport:
+    """The report that authorises promoting ``index_id`` to ``alias`` now, or PromotionRefused
+    saying why: the registry's promotion rule (:func:`embedops.registry.authorising_report`)."""
+    return authorising_report(registry, index_id, alias, policy)

@@ -12,7 +12,12 @@ readers until someone promotes the new index (an O(1) alias switch).
   :func:`sync_index` runs the same catch-up on a live index after ``corpus add``.
 * **Integrity before ready.** Row count equals corpus count, ids match, no NaN, norms ~1,
   dimension as the model's. Above ``ann_threshold`` rows an IVF-PQ ANN index is built
-  (LanceDB's) and its recall@10 against exact search is measured on a sample and recorded.
+  (LanceDB's) and its recall@10 against exact search is measured on a sample, with the serving
+  search settings (:mod:`embedops.reembed.ann`), and recorded. The guards measure it again.
+* **One build per inputs at a time.** Builds of the same (model, corpus, precision) are serialised
+  by a lock (a file lock on a local store, a lease object on ``s3://``): a second one is refused
+  with a message naming the holder, or with ``wait=True`` waits and then returns the index the
+  first one finished instead of building a twin.
 """
 
 from __future__ import annotations
@@ -29,10 +34,9 @@ from embedops.corpus import doc_text
 from embedops.errors import EmbedopsError, IndexStateError
 from embedops.records import sql_in
 from embedops.registry import IndexRecord, IndexStatus, Registry
+from embedops.reembed.ann import VECTOR, has_ann_index, measure_ann_recall, sample_vectors
 from embedops.reembed.encoder import OnnxEncoder
 from embedops.reembed.onnx_export import ensure_export
-
-VECTOR = "vector"
 Progress = Callable[[int, int], None]
 
 
@@ -73,6 +77,7 @@ class BuildReport:
     catch_up_rounds: int
     seconds: float
     checks: dict[str, Any] = field(default_factory=dict)
+    finished_by_other: bool = False  # waited for a concurrent build of the same inputs and returns its index
 
     @property
     def docs_per_second(self) -> float:
@@ -90,8 +95,11 @@ class IndexBuild:
     def __init__(self, registry: Registry, model_ref: str, corpus: str, *, precision: str = "fp32",
                  chunk_size: int = 1024, batch_size: int | None = None, ann_threshold: int = 100_000,
                  providers: list[str] | None = None, on_progress: Progress | None = None,
-                 after_chunk: Callable[[int], None] | None = None, engine: MainPassEngine | None = None):
+                 after_chunk: Callable[[int], None] | None = None, engine: MainPassEngine | None = None,
+                 wait: bool = False, on_wait: Callable[[str], None] | None = None):
         self.registry = registry
+        self.wait = wait
+        self.on_wait = on_wait or (lambda holder: None)
         self.engine = engine
         self.model = registry.models.get(model_ref)
         self.corpus = corpus
@@ -112,7 +120,28 @@ class IndexBuild:
                 return rec
         return None
 
+    def lock_name(self) -> str:
+        """The lock serialising builds of this (model, corpus, precision)."""
+        import hashlib
+
+        key = hashlib.sha256(f"{self.model.ref}\0{self.corpus}\0{self.precision}".encode()).hexdigest()[:16]
+        return f"index-build-{key}"
+
     def run(self) -> BuildReport:
+        """Build or resume the index, holding the build lock for these inputs throughout."""
+        started = time.perf_counter()
+        ready_before = {r.index_id for r in self.registry.indexes.list() if r.status is IndexStatus.READY}
+        lock = self.registry.store.lock(self.lock_name(), wait=self.wait, on_wait=self.on_wait,
+                                        what=f"an index build of {self.model.ref} on {self.corpus} ({self.precision})")
+        with lock:
+            if lock.waited:
+                done = find_ready_index(self.registry, self.model.ref, self.corpus, self.precision)
+                if done is not None and done.index_id not in ready_before:
+                    return BuildReport(done, 0, 0, 0, 0, time.perf_counter() - started,
+                                       done.metrics.get("integrity", {}), finished_by_other=True)
+            return self._run()
+
+    def _run(self) -> BuildReport:
         artifact, onnx_path = ensure_export(self.registry, self.model.ref, self.precision, providers=self.providers)
         encoder = OnnxEncoder(onnx_path, providers=self.providers, batch_size=self.batch_size)
         record = self._resumable()
@@ -301,24 +330,20 @@ class IndexWriter:
         return {"rows": n_index, "corpus_rows": n_corpus, "dim": dim, "nan_vectors": 0, "max_norm_error": worst}
 
     def build_ann(self, sample: int = 100, k: int = 10, seed: int = 0) -> dict[str, Any]:
-        """IVF-PQ ANN index (LanceDB), with its recall@k against exact search on a sample."""
+        """IVF-PQ ANN index (LanceDB), with its recall@k against exact search on ``sample`` stored
+        vectors used as queries, searched with the serving settings. Reads vectors batch by batch."""
         tbl = self.table()
         n = tbl.count_rows()
         partitions = max(1, int(np.sqrt(n)))
         sub_vectors = next(s for s in (self.encoder.dim // 8, self.encoder.dim // 4, 1) if s and self.encoder.dim % s == 0)
-        tbl.create_index(metric="cosine", vector_column_name=VECTOR, index_type="IVF_PQ",
-                         num_partitions=partitions, num_sub_vectors=sub_vectors)
-        rng = np.random.default_rng(seed)
-        rows = tbl.search().select([VECTOR]).limit(None).to_arrow()
-        picks = rng.choice(n, size=min(sample, n), replace=False)
-        recalls = []
-        for i in picks:
-            q = np.asarray(rows.column(VECTOR)[int(i)].as_py(), dtype=np.float32)
-            exact = tbl.search(q).metric("cosine").bypass_vector_index().select(["id", "_distance"]).limit(k).to_arrow()
-            approx = tbl.search(q).metric("cosine").nprobes(20).refine_factor(5).select(["id", "_distance"]).limit(k).to_arrow()
-            recalls.append(len(set(exact.column("id").to_pylist()) & set(approx.column("id").to_pylist())) / k)
-        return {"type": "IVF_PQ", "partitions": partitions, "sub_vectors": sub_vectors,
-                f"recall@{k}_vs_exact": float(np.mean(recalls)), "sample": len(picks)}
+        import warnings
+
+        with warnings.catch_warnings():  # LanceDB's notice about its newer create_index signature
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tbl.create_index(metric="cosine", vector_column_name=VECTOR, index_type="IVF_PQ",
+                             num_partitions=partitions, num_sub_vectors=sub_vectors)
+        recall = measure_ann_recall(tbl, sample_vectors(tbl, sample, seed), k)
+        return {"type": "IVF_PQ", "partitions": partitions, "sub_vectors": sub_vectors} | recall
 
 
 def sync_index(registry: Registry, index_id: str, *, providers: list[str] | None = None,
@@ -350,14 +375,20 @@ def find_ready_index(registry: Registry, model_ref: str, corpus: str, precision:
     return None
 
 
-def check_index_integrity(registry: Registry, index_id: str) -> dict[str, Any]:
-    """Re-run the integrity checks of an index (raises IntegrityError), plus ANN recall vs exact
-    search when the index has an ANN index."""
+def check_index_integrity(registry: Registry, index_id: str, *, queries: np.ndarray | None = None,
+                          sample: int = 100, k: int = 10, seed: int = 0) -> dict[str, Any]:
+    """Re-run the integrity checks of an index now (raises IntegrityError) and, when it has an ANN
+    index, measure its recall@k against exact search now, with the serving search settings, on up
+    to ``sample`` of ``queries`` (query vectors; default: stored vectors picked at random)."""
     record = registry.indexes.get(index_id)
     _, onnx_path = ensure_export(registry, record.model_ref, record.params.get("precision", "fp32"))
     writer = IndexWriter(registry, record, OnnxEncoder(onnx_path))
     checks = writer.check_integrity()
-    ann = record.metrics.get("integrity", {}).get("ann")
-    if ann:
-        checks["ann"] = ann
+    tbl = registry.store.open_table(record.table_name, version=record.table_version)
+    if has_ann_index(tbl):
+        if queries is None or not len(queries):
+            queries = sample_vectors(tbl, sample, seed)
+        elif len(queries) > sample:
+            queries = queries[np.sort(np.random.default_rng(seed).choice(len(queries), sample, replace=False))]
+        checks["ann"] = {"measured": "at check time"} | measure_ann_recall(tbl, queries, k)
     return checks

@@ -4,6 +4,8 @@ Each query resolves its alias once (an O(1) read of the alias's compare-and-swap
 only that index, opened at the table version recorded when it was marked ready: a promotion takes
 effect for the next query without a restart, and a query never sees a half-built table or mixes
 two indexes. Encoders and table handles (per table version) are cached, so switching back and forth is cheap.
+Every query is built by :func:`embedops.reembed.ann.vector_query` with the one set of ANN settings
+the integrity gate measures.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from embedops.errors import IndexStateError
 from embedops.records import sql_in
 from embedops.registry import IndexRecord, IndexStatus, Registry
-from embedops.reembed.build import VECTOR
+from embedops.reembed.ann import VECTOR, vector_query
 from embedops.reembed.encoder import OnnxEncoder
 from embedops.reembed.onnx_export import ensure_export
 
@@ -69,7 +71,8 @@ class Searcher:
             raise IndexStateError(f"index {index_id} is {rec.status.value}, not ready to serve")
         return rec
 
-    def _encoder(self, rec: IndexRecord) -> OnnxEncoder:
+    def encoder_for(self, rec: IndexRecord) -> OnnxEncoder:
+        """The (cached) ONNX encoder that embeds queries for index ``rec``."""
         key = f"{rec.model_ref}:{rec.params.get('precision', 'fp32')}"
         with self._lock:
             if key not in self._encoders:
@@ -89,7 +92,7 @@ class Searcher:
         tbl = self._table(rec)
         out = []
         for v in vectors:
-            rows = tbl.search(v, vector_column_name=VECTOR).metric("cosine").select(["id", "_distance"]).limit(k).to_arrow()
+            rows = vector_query(tbl, v, k).to_arrow()
             out.append([Hit(i, 1.0 - float(d)) for i, d in zip(rows.column("id").to_pylist(),
                                                                    rows.column("_distance").to_pylist())])
         return out
@@ -109,7 +112,7 @@ class Searcher:
                with_titles: bool = False) -> SearchResult:
         start = time.perf_counter()
         rec = self._record(index_id) if index_id else self.resolve(alias)
-        vec = self._encoder(rec).encode([query])
+        vec = self.encoder_for(rec).encode([query])
         hits = self.search_vectors(rec, vec, k)[0]
         if with_titles and hits:
             hits = self._with_titles(rec, hits)

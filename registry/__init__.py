@@ -1,7 +1,6 @@
 """The registry: model versions, corpus indexes, aliases and the audit trail of a store.
 
->>> from embedops.errors import IndexStateError
-from embedops.store import Store
+>>> from embedops.store import Store
 >>> from embedops.registry import Registry
 >>> reg = Registry(Store.open("./embedops-store"))
 >>> reg.models.register("minilm", "/path/to/sentence-transformers-model").ref   # doctest: +SKIP
@@ -15,14 +14,17 @@ from embedops.corpus import CorpusStore
 from embedops.registry.artifacts import ArtifactRecord, ArtifactRegistry
 from embedops.registry.aliases import UNSET, AliasRegistry, AliasState
 from embedops.registry.indexes import IndexRecord, IndexRegistry, IndexStatus
-from embedops.registry.reports import GuardReportStore, StoredReport
 from embedops.registry.models import ModelRegistry, ModelVersion, parse_ref
-from embedops.errors import IndexStateError
+from embedops.registry.policy import Policy, load_policy
+from embedops.registry.promotion import authorising_report
+from embedops.registry.reports import GuardReportStore, ReportBinding, StoredReport
+from embedops.errors import IndexStateError, PromotionRefused, UsageError
 from embedops.store import Store
 
 __all__ = [
     "AliasRegistry", "AliasState", "ArtifactRecord", "ArtifactRegistry", "AuditEvent", "IndexRecord", "IndexRegistry", "IndexStatus",
-    "GuardReportStore", "ModelRegistry", "ModelVersion", "Registry", "StoredReport", "UNSET", "parse_ref",
+    "GuardReportStore", "ModelRegistry", "ModelVersion", "Policy", "PromotionRefused", "Registry", "ReportBinding",
+    "StoredReport", "UNSET", "authorising_report", "load_policy", "parse_ref",
 ]
 
 
@@ -39,17 +41,42 @@ class Registry:
         self.artifacts = ArtifactRegistry(store, self.audit)
         self.reports = GuardReportStore(store, self.audit)
 
-    def promote(self, index_id: str, alias: str = "production", *, expect=UNSET, reason: str | None = None,
-                override: bool = False) -> AliasState:
-        """Point ``alias`` at a ready index (compare-and-swap). ``override`` records that the
-        promotion bypassed the guards, with ``reason``, in the audit log."""
+    def promote(self, index_id: str, alias: str = "production", *, policy: Policy | None = None, expect=UNSET,
+                reason: str | None = None, override: bool = False, gold_digest: str | None = None,
+                general_digests: list[str] | None = None) -> AliasState:
+        """Point ``alias`` at a ready index: the one way any code switches an alias to a new index.
+
+        Allowed only when a guard report authorises exactly this switch now under ``policy``
+        (default: the built-in defaults; see :mod:`embedops.registry.promotion`), else
+        :class:`PromotionRefused`. ``override=True`` with a ``reason`` skips that check; the alias
+        record and the audit log keep it, and ``status``/``history`` flag it until the alias moves.
+        The switch is a compare-and-swap against the value the check saw (or ``expect``), so an
+        alias moved by someone else in between is a conflict, never a silent overwrite.
+        """
         rec = self.indexes.get(index_id)
         if rec.status is not IndexStatus.READY:
             raise IndexStateError(f"index {index_id} is {rec.status.value}; only ready indexes can be promoted")
-        state = self.aliases.switch(alias, index_id, expect=expect, reason=reason, action="promote")
+        head = self.aliases.get(alias)
+        seen = head.value if head else None
+        if expect is UNSET:
+            expect = seen
+        report = None
+        if override:
+            if not (reason and reason.strip()):
+                raise UsageError("an override promotion needs a reason (it is recorded in the audit log)")
+        else:
+            report = authorising_report(self, index_id, alias, policy or Policy(), gold_digest=gold_digest,
+                                        general_digests=general_digests)
+            reason = reason or f"guard report {report.report_id} passed"
+        state = self.aliases._switch(alias, index_id, expect=expect, reason=reason, action="promote",
+                                     report_id=report.report_id if report else None, override=override)
         if override:
             self.audit.record("promote.override", index_id, reason=reason, alias=alias, previous=state.previous)
         return state
+
+    def overridden_aliases(self) -> list[AliasState]:
+        """Aliases whose current value came from an override promotion (flagged until they move)."""
+        return [a for a in self.aliases.list() if a.action == "promote" and a.override]
 
     def lineage_root(self, model_ref: str) -> str:
         """The original base model of ``model_ref``'s lineage (itself when it has no parent)."""
@@ -61,8 +88,9 @@ class Registry:
         return model.ref
 
     def rollback(self, alias: str = "production", *, reason: str | None = None, expect=UNSET) -> AliasState:
-        """Point ``alias`` back at its previous index: one O(1) compare-and-swap."""
-        return self.aliases.rollback(alias, reason=reason, expect=expect)
+        """Point ``alias`` back at its previous index: one O(1) compare-and-swap, never refused for
+        want of a guard report."""
+        return self.aliases._rollback(alias, reason=reason, expect=expect)
 
     def protected_indexes(self) -> dict[str, str]:
         """Index ids that must not be retired or dropped, with why: alias targets and production's
@@ -103,7 +131,8 @@ class Registry:
             for s in self.aliases.history(alias.name):
                 events.append(AuditEvent(
                     ts=s.ts, actor=s.actor, action=f"alias.{s.action}", subject=alias.name, reason=s.reason,
-                    details={"value": s.value, "previous": s.previous, "seq": s.seq},
+                    details={"value": s.value, "previous": s.previous, "seq": s.seq, "report_id": s.report_id,
+                             "override": s.override},
                     event_id=f"alias:{alias.name}:{s.seq}",
                 ))
         events.sort(key=lambda e: e.ts)

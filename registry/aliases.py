@@ -4,6 +4,10 @@ Every switch is a compare-and-swap on the alias's log in the store's refs (see e
 writer names the value it expects to replace, and of two writers racing on one alias exactly one
 wins; the other gets :class:`AliasConflictError`. Each record keeps the value it replaced, so a
 rollback is one more O(1) switch back to ``previous``, whatever the corpus size.
+
+Only :class:`embedops.registry.Registry` writes aliases: its ``promote`` enforces the promotion
+rule (:mod:`embedops.registry.promotion`) and its ``rollback`` is always allowed. The write methods
+here are private to the registry package; everything else reads.
 """
 
 from __future__ import annotations
@@ -38,11 +42,14 @@ class AliasState:
     ts: str
     action: str
     reason: str | None = None
+    report_id: str | None = None  # the guard report that authorised a promotion
+    override: bool = False  # a promotion without an authorising report (explicit, with a reason)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "seq": self.seq, "value": self.value, "previous": self.previous,
             "actor": self.actor, "ts": self.ts, "action": self.action, "reason": self.reason,
+            "report_id": self.report_id, "override": self.override,
         }
 
 
@@ -60,7 +67,8 @@ class AliasRegistry:
         p = rec.payload
         return AliasState(
             name=name, seq=rec.seq, value=p.get("value"), previous=p.get("previous"), actor=p["actor"],
-            ts=p["ts"], action=p.get("action", "set"), reason=p.get("reason"),
+            ts=p["ts"], action=p.get("action", "set"), reason=p.get("reason"), report_id=p.get("report_id"),
+            override=bool(p.get("override", False)),
         )
 
     def get(self, name: str) -> AliasState | None:
@@ -85,9 +93,12 @@ class AliasRegistry:
                 out.append(state)
         return out
 
-    def switch(self, name: str, value: str | None, *, expect: Any = UNSET, reason: str | None = None,
-               action: str = "set") -> AliasState:
-        """Point ``name`` at ``value`` if it still points at ``expect`` (default: what we just read)."""
+    def _switch(self, name: str, value: str | None, *, expect: Any = UNSET, reason: str | None = None,
+                action: str = "set", report_id: str | None = None, override: bool = False) -> AliasState:
+        """Point ``name`` at ``value`` if it still points at ``expect`` (default: what we just read).
+
+        The compare-and-swap primitive: no checks of what ``value`` is. Call it only from
+        :class:`embedops.registry.Registry`, which applies the promotion rule first."""
         key = self._key(name)
         head = self.store.refs.head(key)
         current = head.payload.get("value") if head else None
@@ -100,6 +111,8 @@ class AliasRegistry:
             raise UsageError(f"alias {name!r} already points at {value!r}")
         payload = {"value": value, "previous": current, "actor": actor(), "ts": utcnow(),
                    "action": action, "reason": reason}
+        if action == "promote":
+            payload |= {"report_id": report_id, "override": override}
         try:
             rec = self.store.refs.append(key, head.seq if head else 0, payload)
         except ConflictError:
@@ -109,11 +122,11 @@ class AliasRegistry:
             ) from None
         return self._state(name, rec)
 
-    def rollback(self, name: str, *, reason: str | None = None, expect: Any = UNSET) -> AliasState:
+    def _rollback(self, name: str, *, reason: str | None = None, expect: Any = UNSET) -> AliasState:
         """Point ``name`` back at the value its latest switch replaced (O(1))."""
         state = self.get(name)
         if state is None or state.previous is None:
             raise UsageError(f"alias {name!r} has no previous value to roll back to")
         if expect is not UNSET and expect != state.value:
             raise AliasConflictError(f"alias {name!r} points at {state.value!r}, not the expected {expect!r}")
-        return self.switch(name, state.previous, expect=state.value, reason=reason, action="rollback")
+        return self._switch(name, state.previous, expect=state.value, reason=reason, action="rollback")

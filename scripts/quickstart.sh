@@ -10,17 +10,21 @@ export HF_HUB_OFFLINE=1 EMBEDOPS_STORE=./quickstart-store
 E=.venv/bin/embedops
 rm -rf "$EMBEDOPS_STORE"
 ex=$(.venv/bin/python -m embedops.example_runbooks ./quickstart-data/runbooks)  # 20 example runbooks, BEIR layout
+# A general-ability set for the forgetting gate (required by the default policy): the demo's 24
+# hand-written sentence pairs, a smoke test; use STS-B (../shared/data/general-stsb) for a real check.
+sts=./quickstart-data/general-sts.tsv
+.venv/bin/python -c "import sys, pathlib; from embedops.demo_domain import write_general_sts; write_general_sts(pathlib.Path(sys.argv[1]))" "$sts"
 
 $E corpus add runbooks $ex
 $E model register minilm bundled:all-MiniLM-L6-v2 --notes "all-MiniLM-L6-v2, bundled"
 blue=$($E index build minilm@1 --corpus runbooks)
-$E promote "$blue" --force --reason "first index: nothing to compare against yet"
+$E promote "$blue" --force --reason "first index: nothing to compare against yet"   # an audited override
 $E search "primary db is down, how do I promote the replica" -k 3
 
 # A candidate: the same model served as int8 ONNX (about 2.8x faster on CPU).
 green=$($E index build minilm@1 --corpus runbooks --precision int8)
 $E shadow "$green" --queries $ex/queries.jsonl --qrels $ex/qrels/test.tsv -k 5
-$E guard "$green" --gold $ex --html ./quickstart-guard-report
+$E guard "$green" --gold $ex --general "$sts" --html ./quickstart-guard-report
 $E promote "$green" --expect "$blue"
 $E rollback --reason "showing an O(1) rollback"
 $E status

@@ -107,7 +107,7 @@ def _alias_racer(store_uri, i, barrier, results):
     aliases = AliasRegistry(Store.open(store_uri))
     barrier.wait()
     try:
-        aliases.switch("production", f"idx-{i}", expect="idx-start", reason=f"racer {i}")
+        aliases._switch("production", f"idx-{i}", expect="idx-start", reason=f"racer {i}")
         results.put((i, "won"))
     except AliasConflictError:
         results.put((i, "conflict"))

@@ -94,7 +94,7 @@ def test_alias_history_status_commands(cli, corpus_file, tiny_model_dir):
     cli("model", "register", "tiny", tiny_model_dir)
     reg = Registry(Store.open(cli.store_uri))
     idx = reg.indexes.create("tiny@1", "ops")
-    reg.aliases.switch("production", idx.index_id, reason="first index")
+    reg.aliases._switch("production", idx.index_id, reason="first index")
     assert "is not set" in cli("alias", "show", "shadow").stdout
     assert idx.index_id in cli("alias", "show", "production").stdout
     shown = json.loads(cli("alias", "show", "production", "--json").stdout)
@@ -134,3 +134,26 @@ def test_store_too_new_is_refused_by_cli(cli, corpus_file):
     meta.write_text(json.dumps({"schema_version": 99}))
     assert "schema version 99" in cli("corpus", "list", expect=1).stderr
 
+
+
+def test_override_is_audited_and_flagged_until_the_alias_moves_and_rollback_needs_no_report(cli, corpus_file, tiny_model_dir):
+    cli("corpus", "add", "ops", corpus_file)
+    cli("model", "register", "tiny", tiny_model_dir)
+    a = cli("index", "build", "tiny@1", "--corpus", "ops").stdout.strip()
+    b = cli("index", "build", "tiny@1", "--corpus", "ops").stdout.strip()
+    assert "has no guard report" in cli("promote", a, expect=1).stderr
+    assert "--force needs --reason" in cli("promote", a, "--force", expect=2).stderr
+    assert cli("alias", "show", "production").stdout.startswith("alias 'production' is not set")
+
+    assert "OVERRIDE" in cli("promote", a, "--force", "--reason", "first index").stdout
+    status = cli("status")
+    assert "OVERRIDE" in status.stdout and "WITHOUT a passing guard report" in " ".join(status.stderr.split())
+    data = json.loads(cli("status", "--json").stdout)
+    assert [(o["value"], o["reason"]) for o in data["overrides"]] == [(a, "first index")]
+    history = cli("history")
+    assert "(OVERRIDE)" in history.stdout and "promote.override" in history.stdout
+    cli("promote", b, "--force", "--reason", "second")
+    assert "rolled back" in cli("rollback", "--reason", "no report needed").stdout  # the alias moved again
+    assert json.loads(cli("status", "--json").stdout)["overrides"] == []
+    assert "WITHOUT" not in cli("status").stderr
+    assert json.loads(cli("alias", "show", "production", "--json").stdout)["value"] == a

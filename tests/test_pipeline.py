@@ -50,11 +50,15 @@ lr = 1e-4
 eval_fraction = 0.0
 [guards]
 gold = "domain"
+general = ["sts.tsv"]
 policy = "policy.toml"
 [promote]
 alias = "production"
 """)
-    (tmp_path / "policy.toml").write_text("[guards]\ntolerance = 100.0\nmin_lift = -100.0\nbootstrap_resamples = 500\n")
+    (tmp_path / "policy.toml").write_text("[guards]\ntolerance = 100.0\nmin_lift = -100.0\nmax_drop = 100.0\n"
+                                          "bootstrap_resamples = 500\n")
+    (tmp_path / "sts.tsv").write_text("score\tsentence1\tsentence2\n5\ta cat sits\ta cat is sitting\n"
+                                      "0\ta cat sits\tstocks fell\n4\tmen play soccer\tboys play football\n")
     return tmp_path, config
 
 
@@ -68,13 +72,18 @@ def test_pipeline_promotes_on_pass_and_rerun_is_cached(setup):
     assert report["verdict"] == "pass" and report["promoted"] is True
     reg = Registry(Store.open(str(root / "store")))
     assert reg.aliases.current("production") == report["candidate_index"]
-    assert reg.aliases.get("production").previous == report["production_before"]
+    head = reg.aliases.get("production")
+    assert head.previous == report["production_before"]
+    assert head.report_id == report["stages"][names.index("guards")]["outputs"]["report_id"] and not head.override
+    first = reg.aliases.history("production")[0]
+    assert first.override and "first production index" in first.reason  # the baseline: explicit, audited
     assert "verdict pass" in result.stdout
 
     again = json.loads(cli("pipeline", "run", config, "--json").stdout)
     cached = {s["name"]: s["cached"] for s in again["stages"]}
     assert all(cached[n] for n in ("base", "pairs", "mine", "train", "index"))
     assert len(reg.models.list()) == 2  # nothing retrained
+    assert again["promoted"] and again["verdict"] == "pass" and "guards" not in cached  # it already serves
 
     # change a training setting: pairs and mining are reused, training and what follows rerun
     config.write_text(config.read_text().replace("lr = 1e-4", "lr = 2e-4"))
@@ -93,6 +102,62 @@ def test_failing_guards_leave_production_untouched(setup):
     assert report["verdict"] == "fail" and report["promoted"] is False
     reg = Registry(Store.open(str(root / "store")))
     assert reg.aliases.current("production") == report["production_before"] != report["candidate_index"]
+
+
+def test_without_a_general_benchmark_the_pipeline_does_not_promote(setup):
+    root, config = setup
+    config.write_text(config.read_text().replace('general = ["sts.tsv"]\n', ""))
+    report = json.loads(StoreCli(str(root / "store"))("pipeline", "run", config, "--json", expect=1).stdout)
+    guards = next(s for s in report["stages"] if s["name"] == "guards")["outputs"]
+    forgetting = next(g for g in guards["gates"] if g["name"] == "forgetting")
+    assert report["verdict"] == "fail" and not report["promoted"] and forgetting["status"] == "fail"
+    reg = Registry(Store.open(str(root / "store")))
+    assert reg.aliases.current("production") == report["production_before"]
+
+
+def test_guards_section_takes_policy_thresholds_inline(setup):
+    root, config = setup
+    config.write_text(config.read_text().replace('policy = "policy.toml"\n',
+                                                 'policy = "policy.toml"\nmin_lift = 50.0\ndomain_floor = 10.0\n'))
+    cfg = PipelineConfig.from_toml(config)
+    assert (cfg.policy.min_lift, cfg.policy.tolerance, cfg.policy.domain_floor) == (50.0, 100.0, 10.0)  # inline over file
+    report = json.loads(StoreCli(str(root / "store"))("pipeline", "run", config, "--json", expect=1).stdout)
+    assert report["verdict"] == "fail" and not report["promoted"]
+
+
+BAD_CONFIG_LINES = {
+    ("[train]", "lr_rate = 1e-4"): ("train.lr_rate", "unknown setting"),
+    ("[train]", "seed = '3'"): ("train.seed", "must be int"),
+    ("[mine]", "range_max = 1.5"): ("mine.range_max", "must be int"),
+    ("[guards]", "confidence = 7.0"): ("guards.confidence", "must be < 1"),
+    ("[guards]", "bootstrap_resamples = 0"): ("guards.bootstrap_resamples", "must be >= 100"),
+    ("[promote]", "alais = 'shadow'"): ("promote.alias", None),
+}
+
+
+@pytest.mark.parametrize("where", sorted(BAD_CONFIG_LINES))
+def test_bad_config_keys_and_values_exit_2_naming_file_line_section_and_key(setup, where):
+    root, config = setup
+    header, line = where
+    text = config.read_text().replace(f"{header}\n", f"{header}\n{line}\n", 1)
+    config.write_text(text)
+    key, message = BAD_CONFIG_LINES[where]
+    lineno = text.splitlines().index(line) + 1
+    result = StoreCli(str(root / "store"))("pipeline", "run", config, expect=2)
+    err = " ".join(result.stderr.split())
+    if message is None:  # a misspelt key is reported under its own name
+        key, message = f"{header.strip('[]')}.{line.split()[0]}", "unknown setting"
+    assert f"{config}:{lineno}: field '{key}': " in err and message in err
+    assert not (root / "store").exists() or not (root / "store" / "pipeline").exists()  # nothing ran
+
+
+def test_auto_interpolation_without_a_domain_scorer_is_refused_before_training(setup):
+    root, config = setup
+    config.write_text(config.read_text().replace("eval_fraction = 0.0", "eval_fraction = 0.0\ninterpolate = 'auto'\n"
+                                                 "general_eval = 'sts.tsv'"))
+    with pytest.raises(InputError, match=r"field 'train': interpolate 'auto' chooses alpha by a domain score"):
+        PipelineConfig.from_toml(config)
+    assert not (root / "store").exists()
 
 
 def test_config_errors_name_the_field(tmp_path):

@@ -59,7 +59,7 @@ def test_tampered_artifact_in_the_bucket_is_refused(s3_uri, tiny_model_dir, tmp_
 
 
 def test_processes_racing_on_an_s3_alias_have_exactly_one_winner(s3_uri):
-    AliasRegistry(Store.open(s3_uri)).switch("production", "idx-start")
+    AliasRegistry(Store.open(s3_uri))._switch("production", "idx-start")
     outcomes = race_alias_switches(s3_uri, 4)
     winners = [i for i, o in outcomes.items() if o == "won"]
     assert len(winners) == 1, outcomes
@@ -77,3 +77,25 @@ def test_s3_store_migrates_under_a_lock_object_and_releases_it(s3_uri):
     assert applied == [s3_uri] and store._read_meta()["schema_version"] == 2
     assert store.objects.read(".lock") is None  # released: the next process is not blocked
     assert Store.open(s3_uri, schema_version=2, migrations=(migration,)) and applied == [s3_uri]
+
+
+def test_artifact_row_pointing_outside_the_store_is_refused_before_anything_is_written(s3_uri, tiny_model_dir, tmp_path):
+    from embedops.errors import UnsafePathError
+
+    reg = Registry(Store.open(s3_uri))
+    model = reg.models.register("tiny", tiny_model_dir)
+    shutil.rmtree(tmp_path / "cache")  # a second machine: every artifact file would be downloaded
+    files = [f.to_dict() for f in model.files]
+    files[0]["path"] = "../../../../escaped.txt"
+    reg.models._table().update(where="name = 'tiny'", values={"files": json.dumps(files)})
+    fresh = Registry(Store.open(s3_uri))
+    with pytest.raises(UnsafePathError, match="escaped.txt"):
+        fresh.models.verified_path("tiny@1")
+    assert not list(tmp_path.rglob("escaped.txt"))
+    assert not [p for p in (fresh.store.root / "artifacts").rglob("*") if p.is_file()]  # nothing was downloaded
+
+    reg.models._table().update(where="name = 'tiny'", values={
+        "artifact": "../../elsewhere", "files": json.dumps([f.to_dict() for f in model.files])})
+    with pytest.raises(UnsafePathError, match="not artifacts/<kind>/<sha256>"):
+        Registry(Store.open(s3_uri)).models.verified_path("tiny@1")
+    assert not list(tmp_path.rglob("elsewhere"))

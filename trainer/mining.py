@@ -41,7 +41,7 @@ class MiningReport:
 
 def _index_and_encoder(registry: Registry, model_ref: str, corpus: str):
     """A ready index of ``corpus`` under ``model_ref`` (built if missing) and its ONNX encoder."""
-    index = find_ready_index(registry, model_ref, corpus) or IndexBuild(registry, model_ref, corpus).run().index
+    index = find_ready_index(registry, model_ref, corpus) or IndexBuild(registry, model_ref, corpus, wait=True).run().index
     _, onnx_path = ensure_export(registry, index.model_ref, index.params.get("precision", "fp32"))
     return index, OnnxEncoder(onnx_path)
 

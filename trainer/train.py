@@ -82,6 +82,11 @@ class TrainConfig:
             raise UsageError("--max-seq-length must be a positive number of tokens")
         if self.save_steps is not None and self.save_steps < 1:
             raise UsageError("--save-steps must be at least 1")
+        if not 0 <= self.eval_fraction < 1:
+            raise UsageError("eval_fraction (the held-out share of the pairs) must be in [0, 1)")
+        if self.interpolate == "auto" and not self.domain_dev and self.eval_fraction == 0:
+            raise UsageError("interpolate 'auto' chooses alpha by a domain score and there would be none: keep a "
+                             "held-out share of the pairs (eval_fraction > 0) or give a labelled dev set (--domain-dev)")
         if self.mixed_precision not in ("auto", "bf16", "fp16", "fp32"):
             raise UsageError(f"unknown mixed precision {self.mixed_precision!r}: use auto, bf16, fp16 or fp32")
 
@@ -237,6 +242,9 @@ def train(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name:
     random.seed(config.seed)
 
     train_pairs, held_out = _split(pairs, config.eval_fraction, config.seed)
+    if config.interpolate == "auto" and not config.domain_dev and not held_out:
+        raise UsageError(f"interpolate 'auto' needs a domain score: {len(pairs)} pairs at eval_fraction "
+                         f"{config.eval_fraction} hold out no query; raise eval_fraction or give --domain-dev")
     rng = random.Random(config.seed)
     if general_pairs and config.replay_fraction > 0:
         n = int(round(config.replay_fraction / (1 - config.replay_fraction) * len(train_pairs)))

@@ -32,6 +32,7 @@ def test_guard_then_promote_without_force(minilm_store, sts_file, tmp_path):
     strict.write_text("[guards]\nmin_lift = 5.0\n")
     failed = cli("guard", cand, "--gold", RUNBOOKS, "--policy", strict, expect=1)
     assert "FAIL" in failed.stdout
-    assert "latest report failed: domain" in cli("promote", cand, "--policy", strict, expect=1).stderr
+    refused = " ".join(cli("promote", cand, "--policy", strict, expect=1).stderr.split())
+    assert "latest report" in refused and "failed: domain, forgetting" in refused  # no --general: a required gate
     assert "no such general benchmark" in cli("guard", cand, "--gold", RUNBOOKS, "--general", tmp_path / "nope.tsv", expect=2).stderr
     assert "gold" in cli("guard", cand, "--gold", tmp_path, expect=2).stderr

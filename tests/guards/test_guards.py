@@ -3,8 +3,6 @@ import json
 import pytest
 
 from embedops.guards import Policy, PromotionRefused, passing_report, run_guards
-from embedops.guards.policy import load_policy
-from embedops.errors import InputError
 from embedops.reembed import IndexBuild, sync_index
 from guard_helpers import RUNBOOKS, damaged_copy
 
@@ -59,24 +57,20 @@ def test_fine_tuned_model_passes_and_promotion_needs_an_exactly_matching_report(
     }
     pairs = [TrainingPair(q, docs[d], d) for d, qs in train_queries.items() for q in qs]
     result = train(reg, "minilm@1", pairs * 2, name="minilm", general_eval=sts_file,
-                   config=TrainConfig(epochs=1, batch_size=6, lr=2e-5, eval_fraction=0.0, interpolate="auto"))
+                   config=TrainConfig(epochs=1, batch_size=6, lr=2e-5, eval_fraction=0.25, interpolate="auto"))
     cand = IndexBuild(reg, result.model.ref, "runbooks").run().index
-    report = run_guards(reg, cand.index_id, gold=RUNBOOKS, general=[sts_file], policy=Policy(bootstrap_resamples=2000))
-    assert report.verdict == "pass", [(g.name, g.reason) for g in report.gates]
-
     policy = Policy(bootstrap_resamples=2000)
+    report = run_guards(reg, cand.index_id, gold=RUNBOOKS, general=[sts_file], policy=policy)
+    assert report.verdict == "pass", [(g.name, g.reason) for g in report.gates]
+    binding = report.stored.binding
+    assert (binding.alias, binding.alias_target, binding.corpus) == ("production", base.index_id, "runbooks")
+    assert binding.gold_digest == report.stored.inputs["gold_hash"] and list(binding.general_digests) == [str(sts_file)]
+
     assert passing_report(reg, cand.index_id, policy).report_id == report.stored.report_id
     with pytest.raises(PromotionRefused, match="policy"):
         passing_report(reg, cand.index_id, Policy(bootstrap_resamples=2000, max_drop=0.5))  # another policy
     with pytest.raises(PromotionRefused, match="no guard report"):
         passing_report(reg, base.index_id, policy)
-    # a passing report for another model checksum does not count
-    rec = reg.indexes.get(cand.index_id)
-    reg.reports.put(index_id=cand.index_id, model_ref=rec.model_ref, model_digest="0" * 64,
-                    table_version=rec.table_version, policy_hash=Policy(bootstrap_resamples=2000, min_lift=-5).hash,
-                    verdict="pass", inputs={}, gates=[])
-    with pytest.raises(PromotionRefused, match="digest"):
-        passing_report(reg, cand.index_id, Policy(bootstrap_resamples=2000, min_lift=-5))
     # the index moves to a new table version: the old report no longer counts
     reg.corpora.add("runbooks", _with_extra_doc(tmp_path))
     sync_index(reg, cand.index_id)
@@ -86,23 +80,39 @@ def test_fine_tuned_model_passes_and_promotion_needs_an_exactly_matching_report(
     sync_index(reg, cand.index_id)
 
 
+def test_a_report_without_a_general_benchmark_cannot_promote_under_the_default_policy(minilm_store):
+    reg, base = minilm_store
+    twin = IndexBuild(reg, "minilm@1", "runbooks").run().index
+    report = run_guards(reg, twin.index_id, gold=RUNBOOKS, policy=Policy(bootstrap_resamples=500))
+    forgetting = next(g for g in report.gates if g.name == "forgetting")
+    assert report.verdict == "fail" and forgetting.status == "fail"
+    assert "required by the policy but skipped: no general benchmark" in forgetting.reason
+    with pytest.raises(PromotionRefused, match="failed: forgetting"):
+        reg.promote(twin.index_id, policy=Policy(bootstrap_resamples=500))
+    assert reg.aliases.current("production") == base.index_id
+
+
+def test_a_first_promotion_needs_a_domain_floor_or_an_override(minilm_store, sts_file):
+    reg, base = minilm_store
+    policy = Policy(bootstrap_resamples=500)
+    unset = run_guards(reg, base.index_id, gold=RUNBOOKS, general=[sts_file], policy=policy, alias="canary")
+    domain = next(g for g in unset.gates if g.name == "domain")
+    assert unset.verdict == "fail" and "required by the policy but skipped: no index serves the alias" in domain.reason
+    with pytest.raises(PromotionRefused, match="failed: domain"):
+        reg.promote(base.index_id, "canary", policy=policy)
+    floored = Policy(bootstrap_resamples=500, domain_floor=20.0)
+    report = run_guards(reg, base.index_id, gold=RUNBOOKS, general=[sts_file], policy=floored, alias="canary")
+    domain = next(g for g in report.gates if g.name == "domain")
+    assert report.verdict == "pass" and domain.threshold == 20.0 and domain.value >= 20.0
+    state = reg.promote(base.index_id, "canary", policy=floored)
+    assert state.report_id == report.stored.report_id and state.previous is None
+    too_high = Policy(bootstrap_resamples=500, domain_floor=99.9)
+    assert run_guards(reg, base.index_id, gold=RUNBOOKS, general=[sts_file], policy=too_high, alias="fresh").verdict == "fail"
+
+
 def _with_extra_doc(tmp_path):
     rows = [json.loads(l) for l in (RUNBOOKS / "corpus.jsonl").read_text().splitlines()]
     rows.append({"_id": "rb-999", "title": "Extra", "text": "A new runbook about log rotation."})
     path = tmp_path / "corpus-v2.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
-
-
-def test_policy_file_overrides_defaults_and_rejects_unknown_settings(tmp_path):
-    good = tmp_path / "embedops.toml"
-    good.write_text("[guards]\nmin_lift = 0.5\nmax_drop = 2.0\n")
-    policy = load_policy(good)
-    assert (policy.min_lift, policy.max_drop, policy.tolerance) == (0.5, 2.0, 1.0)
-    assert policy.hash != Policy().hash
-    bad = tmp_path / "bad.toml"
-    bad.write_text("[guards]\nmin_lfit = 0.5\n")
-    with pytest.raises(InputError, match="guards.min_lfit"):
-        load_policy(bad)
-    with pytest.raises(InputError, match="no such policy"):
-        load_policy(tmp_path / "absent.toml")

@@ -12,7 +12,9 @@ import pytest
 from helpers import write_jsonl
 from embedops.errors import IndexStateError
 from embedops.registry import IndexStatus
+from embedops.reembed.ann import SEARCH
 from embedops.reembed.build import IndexBuild, IndexWriter, IntegrityError, sync_index
+from embedops.reembed.search import Searcher
 from reembed_helpers import make_docs
 
 
@@ -38,7 +40,7 @@ def test_build_writes_every_document_once_and_marks_ready(reg, docs_file):
 def test_old_alias_keeps_serving_while_new_index_builds(reg, docs_file):
     reg.corpora.add("ops", docs_file)
     first = IndexBuild(reg, "tiny@1", "ops").run().index
-    reg.promote(first.index_id, reason="first")
+    reg.promote(first.index_id, reason="first", override=True)
     during = []
 
     def look(_):
@@ -94,6 +96,25 @@ def test_build_killed_with_sigkill_resumes_without_starting_over(reg, docs_file,
     assert len(ids) == len(set(ids)) == 40
 
 
+@pytest.mark.slow
+def test_concurrent_builds_of_the_same_inputs_end_with_one_complete_index(reg, docs_file, cli_for):
+    reg.corpora.add("ops", docs_file)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(reg.store.root)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    line = proc.stdout.readline()
+    assert line.startswith("chunk"), proc.stderr.read()
+    cli = cli_for(reg)
+    refused = cli("index", "build", "tiny@1", "--corpus", "ops", expect=3)
+    assert "is already running" in refused.stderr and "--wait" in refused.stderr
+    waited = cli("index", "build", "tiny@1", "--corpus", "ops", "--wait")
+    assert proc.wait(120) == 0 and "finished" in proc.stdout.read()
+    (only,) = reg.indexes.list()
+    assert only.status is IndexStatus.READY and waited.stdout.strip() == only.index_id
+    assert "while this one waited" in " ".join(waited.stderr.split())
+    ids = [r["id"] for r in table_rows(reg, only)]
+    assert len(ids) == len(set(ids)) == 40
+
+
 def test_changes_made_during_the_build_are_caught_up(reg, docs_file, tmp_path):
     reg.corpora.add("ops", docs_file)
     docs = make_docs(40)
@@ -140,6 +161,22 @@ def test_large_corpus_gets_an_ann_index_with_measured_recall(reg, tmp_path):
     ann = report.index.metrics["integrity"]["ann"]
     assert ann["type"] == "IVF_PQ" and ann["sample"] == 100
     assert 0.5 <= ann["recall@10_vs_exact"] <= 1.0
+    assert ann["search"] == SEARCH.to_dict()  # measured with the settings serving uses
+
+    # the integrity gate measures again now, whatever the build record says
+    from embedops.guards.integrity import integrity_gate
+    from embedops.registry import Policy
+
+    metrics = report.index.metrics
+    metrics["integrity"]["ann"]["recall@10_vs_exact"] = 0.0
+    reg.indexes.update(report.index.index_id, metrics=metrics)
+    queries = np.asarray(Searcher(reg).encoder_for(report.index).encode(["postgres failover", "kafka lag"] * 5))
+    gate = integrity_gate(reg, report.index.index_id, Policy(ann_min_recall=0.5, ann_sample=8), queries=queries)
+    measured = gate.evidence["ann"]
+    assert gate.status == "pass" and measured["measured"] == "at check time" and measured["sample"] == 8
+    assert measured["recall@10_vs_exact"] >= 0.5 and measured["search"] == SEARCH.to_dict()
+    strict = integrity_gate(reg, report.index.index_id, Policy(ann_min_recall=1.0), queries=queries)
+    assert strict.status == ("pass" if strict.evidence["ann"]["recall@10_vs_exact"] == 1.0 else "fail")
 
 
 def test_integrity_failure_marks_index_failed_and_not_ready(reg, docs_file, monkeypatch):
@@ -154,7 +191,7 @@ def test_integrity_failure_marks_index_failed_and_not_ready(reg, docs_file, monk
     (rec,) = reg.indexes.list()
     assert rec.status is IndexStatus.FAILED
     with pytest.raises(IndexStateError):
-        reg.promote(rec.index_id, reason="should not work")
+        reg.promote(rec.index_id, reason="should not work", override=True)
 
 
 def test_integrity_checks_catch_real_damage(reg, docs_file):

@@ -23,10 +23,10 @@ def test_search_follows_the_alias_without_restart(two_indexes):
     searcher = Searcher(reg)
     with pytest.raises(NotFoundError, match="promote an index first"):
         searcher.search("kafka lag")
-    reg.promote(a.index_id, reason="first")
+    reg.promote(a.index_id, reason="first", override=True)
     first = searcher.search("kafka lag", k=5)
     assert first.index_id == a.index_id and first.model_ref == "tiny@1" and len(first.hits) == 5
-    reg.promote(b.index_id, reason="second")
+    reg.promote(b.index_id, reason="second", override=True)
     assert searcher.search("kafka lag", k=5).index_id == b.index_id
     reg.rollback(reason="back")
     assert searcher.search("kafka lag", k=5).index_id == a.index_id
@@ -36,7 +36,7 @@ def test_search_follows_the_alias_without_restart(two_indexes):
 
 def test_reader_loop_sees_no_failures_and_no_mixed_results_during_promote_and_rollback(two_indexes):
     reg, a, b = two_indexes
-    reg.promote(a.index_id, reason="start")
+    reg.promote(a.index_id, reason="start", override=True)
     searcher = Searcher(reg)
     queries = [f"{t} issue" for t in TOPICS]
     expected = {
@@ -62,7 +62,7 @@ def test_reader_loop_sees_no_failures_and_no_mixed_results_during_promote_and_ro
         t.start()
     for i in range(6):
         if i % 2 == 0:
-            reg.promote(b.index_id, reason=f"switch {i}")
+            reg.promote(b.index_id, reason=f"switch {i}", override=True)
         else:
             reg.rollback(reason=f"rollback {i}")
         threading.Event().wait(0.05)
@@ -77,20 +77,20 @@ def test_reader_loop_sees_no_failures_and_no_mixed_results_during_promote_and_ro
 
 def test_promote_requires_ready_index_and_honours_expect(two_indexes):
     reg, a, b = two_indexes
-    reg.promote(a.index_id, reason="first")
+    reg.promote(a.index_id, reason="first", override=True)
     with pytest.raises(AliasConflictError):
-        reg.promote(b.index_id, expect="some-other-index", reason="stale script")
+        reg.promote(b.index_id, expect="some-other-index", reason="stale script", override=True)
     assert reg.aliases.current("production") == a.index_id
-    reg.promote(b.index_id, expect=a.index_id, reason="scripted")
+    reg.promote(b.index_id, expect=a.index_id, reason="scripted", override=True)
     rec = reg.indexes.create("tiny@1", "ops")
     with pytest.raises(IndexStateError, match="building"):
-        reg.promote(rec.index_id, reason="not ready")
+        reg.promote(rec.index_id, reason="not ready", override=True)
 
 
 def test_protected_indexes_cannot_be_retired_or_dropped(two_indexes):
     reg, a, b = two_indexes
-    reg.promote(a.index_id, reason="first")
-    reg.promote(b.index_id, reason="second")
+    reg.promote(a.index_id, reason="first", override=True)
+    reg.promote(b.index_id, reason="second", override=True)
     with pytest.raises(IndexStateError, match="alias 'production' points at it"):
         reg.retire(b.index_id)
     with pytest.raises(IndexStateError, match="rollback target"):
@@ -106,7 +106,7 @@ def test_protected_indexes_cannot_be_retired_or_dropped(two_indexes):
 
 def test_shadow_compares_both_sides(two_indexes):
     reg, a, b = two_indexes
-    reg.promote(a.index_id, reason="first")
+    reg.promote(a.index_id, reason="first", override=True)
     docs = make_docs(40)
     queries = {f"q{i}": docs[i]["text"][:60] for i in range(0, 40, 4)}
     qrels = {f"q{i}": {docs[i]["_id"]: 1} for i in range(0, 40, 4)}
@@ -138,5 +138,5 @@ def test_stored_vectors_are_what_a_search_scores_and_unknown_ids_are_left_out(tw
     hit = searcher.search("kafka lag", k=1, index_id=a.index_id).hits[0]
     stored = searcher.stored_vectors(a, [hit.id, "no-such-doc"])
     assert list(stored) == [hit.id]
-    query = searcher._encoder(a).encode(["kafka lag"])[0]
+    query = searcher.encoder_for(a).encode(["kafka lag"])[0]
     assert float(np.dot(query, stored[hit.id])) == pytest.approx(hit.score, abs=1e-4)

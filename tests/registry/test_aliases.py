@@ -13,10 +13,10 @@ def aliases(tmp_path):
 
 
 def test_switch_records_previous_and_rollback_restores_it(aliases):
-    aliases.switch("production", "idx-a", expect=None, reason="first")
-    aliases.switch("production", "idx-b", expect="idx-a", reason="better recall")
+    aliases._switch("production", "idx-a", expect=None, reason="first")
+    aliases._switch("production", "idx-b", expect="idx-a", reason="better recall")
     assert aliases.current("production") == "idx-b"
-    state = aliases.rollback("production", reason="bad latency")
+    state = aliases._rollback("production", reason="bad latency")
     assert state.value == "idx-a" and state.previous == "idx-b" and state.action == "rollback"
     hist = aliases.history("production")
     assert [(h.seq, h.value, h.previous) for h in hist] == [(1, "idx-a", None), (2, "idx-b", "idx-a"), (3, "idx-a", "idx-b")]
@@ -24,26 +24,26 @@ def test_switch_records_previous_and_rollback_restores_it(aliases):
 
 
 def test_wrong_expectation_is_a_conflict_and_changes_nothing(aliases):
-    aliases.switch("production", "idx-a")
+    aliases._switch("production", "idx-a")
     with pytest.raises(AliasConflictError, match="not the expected 'idx-x'"):
-        aliases.switch("production", "idx-b", expect="idx-x")
+        aliases._switch("production", "idx-b", expect="idx-x")
     assert aliases.current("production") == "idx-a"
     assert len(aliases.history("production")) == 1
 
 
 def test_rollback_without_previous_and_noop_switch_are_refused(aliases):
     with pytest.raises(UsageError):
-        aliases.rollback("production")
-    aliases.switch("production", "idx-a")
+        aliases._rollback("production")
+    aliases._switch("production", "idx-a")
     with pytest.raises(UsageError, match="no previous"):
-        aliases.rollback("production")
+        aliases._rollback("production")
     with pytest.raises(UsageError, match="already points"):
-        aliases.switch("production", "idx-a")
+        aliases._switch("production", "idx-a")
 
 
 def test_processes_racing_on_one_alias_have_exactly_one_winner(tmp_path):
     uri = str(tmp_path / "s")
-    AliasRegistry(Store.open(uri)).switch("production", "idx-start")
+    AliasRegistry(Store.open(uri))._switch("production", "idx-start")
     outcomes = race_alias_switches(uri, 6)
     winners = [i for i, o in outcomes.items() if o == "won"]
     assert len(winners) == 1, outcomes

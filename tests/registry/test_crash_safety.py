@@ -27,7 +27,7 @@ WRITER = textwrap.dedent(
         rec = reg.indexes.create("tiny@1", "ops")
         reg.indexes.update(rec.index_id, status=IndexStatus.READY, doc_count=i)
         current = reg.aliases.get("production")
-        reg.aliases.switch("production", rec.index_id, expect=current.value if current else None)
+        reg.aliases._switch("production", rec.index_id, expect=current.value if current else None)
         print("tick", i, flush=True)
         i += 1
     """
