@@ -1,12 +1,14 @@
 """Time to promote and to roll back for a 5k-doc and a 100k-doc index: an alias switch touches only
-the alias's compare-and-swap log, so it must not grow with index size."""
+the alias's compare-and-swap log, so it must not grow with index size. The promotion is the guarded
+one: it finds and checks the guard report that authorises it (a passing report bound to the index,
+its model, the policy and production's current index), as every promotion must."""
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from conftest import record
-from embedops.registry import IndexStatus, Registry
+from embedops.registry import IndexStatus, Policy, Registry, ReportBinding
 from embedops.reembed.build import index_schema
 from embedops.store import Store
 
@@ -25,14 +27,26 @@ def _synthetic_index(reg, n, dim=384, seed=0):
     return reg.indexes.update(rec.index_id, status=IndexStatus.READY, doc_count=n, table_version=1)
 
 
+def _one_doc(tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_text('{"_id": "d0", "text": "one document"}\n')
+    return path
+
+
 @pytest.mark.parametrize("docs", [5_000, 100_000])
 def test_promote_and_rollback_time_does_not_grow_with_size(benchmark, tmp_path, docs):
     reg = Registry(Store.open(str(tmp_path / "s")))
     a, b = _synthetic_index(reg, docs, seed=1), _synthetic_index(reg, docs, seed=2)
+    reg.corpora.add("bench", _one_doc(tmp_path))
+    reg.models.register("synthetic", "bundled:all-MiniLM-L6-v2")
     reg.promote(a.index_id, reason="start", override=True)
+    gates = [{"name": g, "status": "pass"} for g in Policy().required_gates]
+    reg.reports.put(ReportBinding(b.index_id, 1, reg.models.get("synthetic@1").digest, Policy().hash, "production",
+                                  a.index_id, "bench", reg.corpora.info("bench").version, "gold"),
+                    model_ref="synthetic@1", verdict="pass", inputs={}, gates=gates)
 
     def promote_then_rollback():
-        reg.promote(b.index_id, reason="bench", override=True)
+        reg.promote(b.index_id, reason="bench")  # guarded: the report above authorises it each time
         reg.rollback(reason="bench")
 
     benchmark.pedantic(promote_then_rollback, rounds=30, iterations=1)

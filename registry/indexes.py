@@ -7,6 +7,7 @@ may serve. States: ``building`` -> ``ready`` | ``failed``; ``ready`` -> ``retire
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from embedops.audit import AuditLog
-from embedops.errors import IndexNotFoundError, IndexStateError
+from embedops.errors import IndexNotFoundError, IndexStateError, UnsafePathError
 from embedops.records import dumps, loads, sql_str
 from embedops.store import Store, utcnow
 
@@ -34,6 +35,9 @@ INDEXES_SCHEMA = pa.schema(
         pa.field("updated_at", pa.string(), nullable=False),
     ]
 )
+
+
+_INDEX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
 
 
 class IndexStatus(str, enum.Enum):
@@ -80,6 +84,9 @@ class IndexRecord:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "IndexRecord":
+        if row["table_name"] != f"index__{row['index_id']}" or not _INDEX_ID.match(row["index_id"]):
+            raise UnsafePathError(f"index record {row['index_id']!r} names table {row['table_name']!r}, not its own "
+                                  "index__<id> table; refusing to read or drop it (the row was altered)")
         return cls(
             index_id=row["index_id"], model_ref=row["model_ref"], corpus=row["corpus"],
             table_name=row["table_name"], status=IndexStatus(row["status"]), created_at=row["created_at"],

@@ -18,3 +18,15 @@ def test_index_lifecycle_is_recorded_and_audited(tmp_path):
     assert actions == ["index.create", "index.ready"]
     with pytest.raises(IndexNotFoundError):
         reg.indexes.get("nope")
+
+
+def test_an_index_row_naming_another_table_is_refused_before_it_is_read_or_dropped(tmp_path):
+    from embedops.errors import UnsafePathError
+
+    reg = Registry(Store.open(str(tmp_path / "s")))
+    rec = reg.indexes.create("tiny@1", "ops")
+    reg.indexes.update(rec.index_id, status=IndexStatus.FAILED)
+    reg.indexes._table().update(where=f"index_id = '{rec.index_id}'", values={"table_name": "indexes"})
+    with pytest.raises(UnsafePathError, match="names table 'indexes'"):
+        reg.drop(rec.index_id)
+    assert reg.store.has_table("indexes")  # the registry's own table was not dropped
