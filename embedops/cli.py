@@ -412,7 +412,8 @@ def index_build(
                             wait=wait, on_wait=on_wait).run()
     if as_json:
         print_json({"index": report.index.to_dict(), "embedded": report.embedded, "deleted": report.deleted,
-                    "resumed_from": report.resumed_from, "seconds": report.seconds})
+                    "resumed_from": report.resumed_from, "seconds": report.seconds,
+                    "finished_by_other": report.finished_by_other})
         return
     if report.finished_by_other:
         err.print(f"a concurrent build of the same inputs finished {report.index.index_id} while this one waited")
@@ -577,8 +578,11 @@ def guard(
     """Run the promotion gates for a candidate index and store the report in the registry.
 
     Gates: domain retrieval vs the alias's index (paired bootstrap), forgetting vs the lineage's base
-    model, ONNX parity, index integrity, latency (optional). Exit 0 when every gate passes, 1 when
-    any fails, 2 for usage or input errors.
+    model, ONNX parity, index integrity (ANN recall measured now), latency (optional). A gate the
+    policy requires (default: all but latency) fails when it cannot run: give --general, and for a
+    first promotion (nothing behind the alias) set domain_floor in the policy or promote with --force.
+    The report binds the index, model, policy, gold and general sets and the alias's current index.
+    Exit 0 when every gate passes, 1 when any fails, 2 for usage or input errors.
 
     Example:  embedops guard scifact--minilm-v2--1a2b3c4d --gold ../shared/data/scifact --general ../shared/data/general-stsb/sts-test.tsv --html guard-report
     """

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 VECTOR = "vector"
+VECTOR_BATCH_ROWS = 8192  # rows per batch when scanning the vector column: memory stays one batch (12 MB at 384-d)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def has_ann_index(tbl) -> bool:
     return any(VECTOR in getattr(i, "columns", []) for i in tbl.list_indices())
 
 
-def sample_vectors(tbl, size: int, seed: int = 0, batch_rows: int = 65536) -> np.ndarray:
+def sample_vectors(tbl, size: int, seed: int = 0, batch_rows: int = VECTOR_BATCH_ROWS) -> np.ndarray:
     """``size`` stored vectors picked at random, read batch by batch: memory stays bounded by one
     batch plus the sample, whatever the table's size."""
     n = tbl.count_rows()

@@ -34,7 +34,7 @@ from embedops.corpus import doc_text
 from embedops.errors import EmbedopsError, IndexStateError
 from embedops.records import sql_in
 from embedops.registry import IndexRecord, IndexStatus, Registry
-from embedops.reembed.ann import VECTOR, has_ann_index, measure_ann_recall, sample_vectors
+from embedops.reembed.ann import VECTOR, VECTOR_BATCH_ROWS, has_ann_index, measure_ann_recall, sample_vectors
 from embedops.reembed.encoder import OnnxEncoder
 from embedops.reembed.onnx_export import ensure_export
 Progress = Callable[[int, int], None]
@@ -315,7 +315,7 @@ class IndexWriter:
         nan = 0
         worst = 0.0
         if self.has_table():
-            for b in self.table().search().select([VECTOR]).limit(None).to_batches(65536):
+            for b in self.table().search().select([VECTOR]).limit(None).to_batches(VECTOR_BATCH_ROWS):
                 v = b.column(VECTOR).flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
                 nan += int(np.isnan(v).any(axis=1).sum())
                 norms = np.linalg.norm(np.nan_to_num(v), axis=1)

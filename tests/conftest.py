@@ -37,6 +37,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_model_b(tmp_path_factory) -> Path:
+    """A second tiny model, other random weights: a different model version of the same shape."""
+    return make_tiny_model(tmp_path_factory.mktemp("models-b") / "tiny-b", seed=1)
+
+
+@pytest.fixture(scope="session")
 def s3_endpoint():
     from moto.server import ThreadedMotoServer
 

@@ -1,15 +1,10 @@
 import pytest
 
-from helpers import StoreCli, make_tiny_model, write_jsonl
+from helpers import StoreCli, write_jsonl
 from embedops.registry import Registry
 from embedops.store import Store
 
 from reembed_helpers import make_docs  # noqa: F401  (re-exported for tests)
-
-
-@pytest.fixture(scope="session")
-def tiny_model_b(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("models-b") / "tiny-b", seed=1)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from helpers import REPO, SAMPLE_DOCS, make_tiny_model, write_jsonl
+from helpers import REPO, SAMPLE_DOCS, write_jsonl
 from embedops.errors import AliasConflictError, PromotionRefused, UsageError
 from embedops.registry import Policy, Registry, ReportBinding
 from embedops.reembed import IndexBuild
@@ -14,11 +14,6 @@ from embedops.store import Store
 
 PASSING_GATES = [{"name": g, "status": "pass", "reason": "ok"} for g in ("domain", "forgetting", "onnx_parity",
                                                                           "index_integrity")]
-
-
-@pytest.fixture(scope="module")
-def tiny_model_b(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("models-b") / "tiny-b", seed=1)
 
 
 @pytest.fixture
