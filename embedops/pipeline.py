@@ -135,13 +135,14 @@ class PipelineConfig:
             raise toml.error("train", "interpolate", "'auto' needs train.general_eval (an STS TSV) to stay within")
 
         guards = toml.section("guards")
+        check_field_types(toml, "guards", guards, {"gold": "str", "general": "list", "policy": "str"})
+        check_field_types(toml, "corpus", toml.section("corpus"), {"name": "str", "path": "str"})
+        check_field_types(toml, "base", toml.section("base"), {"model": "str", "name": "str"})
         policy = Policy()
         if "policy" in guards:
             policy = load_policy(rel(guards["policy"]))
         policy = Policy.from_section(toml, "guards", guards, base=policy, ignore=_GUARDS_KEYS)
         general = guards.get("general", [])
-        if not isinstance(general, list):
-            raise toml.error("guards", "general", "must be a list of paths")
 
         mine = toml.section("mine")
         base = toml.section("base")

@@ -18,7 +18,7 @@ from embedops.registry.models import ModelRegistry, ModelVersion, parse_ref
 from embedops.registry.policy import Policy, load_policy
 from embedops.registry.promotion import authorising_report
 from embedops.registry.reports import GuardReportStore, ReportBinding, StoredReport
-from embedops.errors import IndexStateError, PromotionRefused, UsageError
+from embedops.errors import AliasConflictError, IndexStateError, PromotionRefused, UsageError
 from embedops.store import Store
 
 __all__ = [
@@ -58,8 +58,9 @@ class Registry:
             raise IndexStateError(f"index {index_id} is {rec.status.value}; only ready indexes can be promoted")
         head = self.aliases.get(alias)
         seen = head.value if head else None
-        if expect is UNSET:
-            expect = seen
+        if expect is not UNSET and expect != seen:
+            raise AliasConflictError(f"alias {alias!r} points at {seen!r}, not the expected {expect!r}; someone else "
+                                     "switched it. Re-read it ('embedops alias show') and retry.")
         report = None
         if override:
             if not (reason and reason.strip()):
@@ -68,7 +69,8 @@ class Registry:
             report = authorising_report(self, index_id, alias, policy or Policy(), gold_digest=gold_digest,
                                         general_digests=general_digests)
             reason = reason or f"guard report {report.report_id} passed"
-        state = self.aliases._switch(alias, index_id, expect=expect, reason=reason, action="promote",
+        # compare-and-swap against what was checked: if the alias moved since, this is a conflict
+        state = self.aliases._switch(alias, index_id, expect=seen, reason=reason, action="promote",
                                      report_id=report.report_id if report else None, override=override)
         if override:
             self.audit.record("promote.override", index_id, reason=reason, alias=alias, previous=state.previous)
