@@ -88,7 +88,7 @@ class PipelineConfig:
         are InputErrors naming the file, line and ``section.key``; nothing is run on a bad config."""
         from embedops.trainer.train import TrainConfig
 
-        data, source = toml.data, toml.path
+        source = toml.path
         toml.check_sections(["corpus", "base", "pairs", "mine", "train", "guards", "promote"])
         for section, keys in _SECTION_KEYS.items():
             toml.check_keys(section, toml.section(section), keys)
@@ -226,7 +226,7 @@ class Pipeline:
 
     def run(self) -> PipelineReport:
         from embedops.corpus import Document
-        from embedops.guards import load_policy, run_guards
+        from embedops.guards import run_guards
         from embedops.beir import benchmark_digest, read_gold
         from embedops.reembed import IndexBuild, Searcher, find_ready_index
         from embedops.reembed.shadow import run_shadow
