@@ -2,9 +2,10 @@
 
 * :class:`FileLock`, for a local store: ``flock`` on a file under ``<store>/locks/``; the kernel
   releases it when the holder exits, even on SIGKILL.
-* :class:`ObjectLease`, for an ``s3://`` store: a lease held as numbered objects under
-  ``locks/NAME/``. Taking it is an exclusive create of the next number (``If-None-Match: *``), so
-  of several machines exactly one wins; the holder renews its object's expiry every few seconds
+* :class:`ObjectLease`, for an ``s3://`` store: a lease held as a compare-and-swap log under
+  ``locks/NAME/`` (:class:`embedops.objects.ObjectRefLog`, the same log aliases use). Taking it is
+  an exclusive create of the next record (``If-None-Match: *``), so of several machines exactly one
+  wins; the holder renews its object's expiry every few seconds
   from a background thread, and a lease whose holder stopped renewing (a killed process) expires
   after ``ttl`` seconds and may be taken over, again by exclusive create.
 
@@ -27,10 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from embedops.errors import LockHeldError
+from embedops.errors import ConflictError, LockHeldError
 from embedops.records import actor
-
-_WIDTH = 12
 
 
 def _holder(ttl: float | None = None) -> dict[str, Any]:
@@ -96,13 +95,16 @@ class FileLock:
 
 
 class ObjectLease:
-    """A lease on object storage (see the module docstring); ``objects`` is an
-    :class:`embedops.objects.S3Objects`, ``prefix`` the folder of the lease's numbered records."""
+    """A lease on object storage (see the module docstring): the log ``locks/NAME`` of ``objects``,
+    an :class:`embedops.objects.S3Objects`."""
 
-    def __init__(self, objects, prefix: str, *, what: str, wait: bool = False,
+    def __init__(self, objects, name: str, *, what: str, wait: bool = False,
                  on_wait: Callable[[str], None] | None = None, ttl: float = 60.0, poll: float = 1.0):
+        from embedops.objects import ObjectRefLog
+
         self.objects = objects
-        self.prefix = prefix.rstrip("/")
+        self.log = ObjectRefLog(objects, root="locks")
+        self.name = name
         self.what = what
         self.wait = wait
         self.on_wait = on_wait or (lambda holder: None)
@@ -113,36 +115,29 @@ class ObjectLease:
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
-    def _head(self) -> tuple[int, dict[str, Any] | None]:
-        files, _ = self.objects.listdir(self.prefix)
-        seqs = sorted(int(f[:-5]) for f in files if f.endswith(".json") and f[:-5].isdigit())
-        if not seqs:
-            return 0, None
-        data = self.objects.read(f"{self.prefix}/{seqs[-1]:0{_WIDTH}d}.json")
-        return seqs[-1], json.loads(data) if data else None
-
     def __enter__(self) -> "ObjectLease":
         told = False
         while True:
-            seq, head = self._head()
-            free = head is None or head.get("state") == "released" or head.get("expires", 0) < time.time()
-            if free:
-                key = f"{self.prefix}/{seq + 1:0{_WIDTH}d}.json"
+            head = self.log.head(self.name)
+            held = head.payload if head else None
+            if held is None or held.get("state") == "released" or held.get("expires", 0) < time.time():
                 payload = {"state": "held"} | _holder(self.ttl)
-                if self.objects.create(key, json.dumps(payload).encode()):
-                    self._key, self._payload = key, payload
-                    self._renewer = threading.Thread(target=self._renew, name="embedops-lease", daemon=True)
-                    self._renewer.start()
-                    return self
-                continue  # someone else took that number first: look again
+                try:
+                    rec = self.log.append(self.name, head.seq if head else 0, payload)
+                except ConflictError:
+                    continue  # someone else took that record first: look again
+                self._key, self._payload = self.log.record_key(self.name, rec.seq), payload
+                self._renewer = threading.Thread(target=self._renew, name="embedops-lease", daemon=True)
+                self._renewer.start()
+                return self
             if not self.wait:
                 raise LockHeldError(
-                    f"{self.what} is already running: {describe_holder(head)} holds the lease "
-                    f"{self.prefix} (it expires {self.ttl:.0f} s after its holder stops renewing it). "
+                    f"{self.what} is already running: {describe_holder(held)} holds the lease "
+                    f"locks/{self.name} (it expires {self.ttl:.0f} s after its holder stops renewing it). "
                     "Wait for it, or rerun with --wait to queue behind it.")
             if not told:
                 self.waited, told = True, True
-                self.on_wait(describe_holder(head))
+                self.on_wait(describe_holder(held))
             time.sleep(self.poll)
 
     def _renew(self) -> None:

@@ -169,8 +169,12 @@ class ObjectRefLog(RefLog):
         files, _ = self.objects.listdir(self._prefix(key))
         return sorted(int(f[:-5]) for f in files if f.endswith(".json") and f[:-5].isdigit())
 
+    def record_key(self, key: str, seq: int) -> str:
+        """The object key of record ``seq`` of ``key``'s log."""
+        return f"{self._prefix(key)}/{seq:0{_WIDTH}d}.json"
+
     def _read(self, key: str, seq: int) -> RefRecord:
-        data = self.objects.read(f"{self._prefix(key)}/{seq:0{_WIDTH}d}.json")
+        data = self.objects.read(self.record_key(key, seq))
         if data is None:
             raise StoreError(f"{key}: record {seq} vanished while reading")
         return RefRecord(key=key, seq=seq, payload=json.loads(data))
@@ -182,6 +186,6 @@ class ObjectRefLog(RefLog):
     def append(self, key: str, expected_seq: int, payload: dict[str, Any]) -> RefRecord:
         seq = expected_seq + 1
         data = json.dumps(payload, sort_keys=True).encode("utf-8")
-        if not self.objects.create(f"{self._prefix(key)}/{seq:0{_WIDTH}d}.json", data):
+        if not self.objects.create(self.record_key(key, seq), data):
             raise ConflictError(f"{key}: record {seq} was written by someone else first")
         return RefRecord(key=key, seq=seq, payload=payload)

@@ -270,7 +270,7 @@ class Store:
 
         check_name("lock", name)
         if self.objects is not None:
-            return ObjectLease(self.objects, f"locks/{name}", what=what, wait=wait, on_wait=on_wait)
+            return ObjectLease(self.objects, name, what=what, wait=wait, on_wait=on_wait)
         return FileLock(self.root / "locks" / f"{name}.lock", what=what, wait=wait, on_wait=on_wait)
 
     # -- artifacts ----------------------------------------------------------------------------------

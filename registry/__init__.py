@@ -67,7 +67,7 @@ class Registry:
                 raise UsageError("an override promotion needs a reason (it is recorded in the audit log)")
         else:
             report = authorising_report(self, index_id, alias, policy or Policy(), gold_digest=gold_digest,
-                                        general_digests=general_digests)
+                                        general_digests=general_digests, record=rec, target=seen)
             reason = reason or f"guard report {report.report_id} passed"
         # compare-and-swap against what was checked: if the alias moved since, this is a conflict
         state = self.aliases._switch(alias, index_id, expect=seen, reason=reason, action="promote",

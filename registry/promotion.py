@@ -23,15 +23,22 @@ from embedops.errors import PromotionRefused
 from embedops.registry.policy import Policy
 from embedops.registry.reports import StoredReport
 
+_READ = object()  # authorising_report(target=...) not given: read the alias now
+
 
 def authorising_report(registry, index_id: str, alias: str, policy: Policy, *, gold_digest: str | None = None,
-                       general_digests: list[str] | None = None) -> StoredReport:
+                       general_digests: list[str] | None = None, record=None, target=_READ) -> StoredReport:
     """The newest report that authorises promoting ``index_id`` to ``alias`` now (see the module
-    docstring), or :class:`~embedops.errors.PromotionRefused` saying why the newest one does not."""
-    record = registry.indexes.get(index_id)
+    docstring), or :class:`~embedops.errors.PromotionRefused` saying why the newest one does not.
+
+    ``record`` (the index record) and ``target`` (where the alias points) are read from the store
+    unless the caller has just read them: :meth:`Registry.promote` passes the values its
+    compare-and-swap will expect, so the check and the switch rest on one read."""
+    record = record or registry.indexes.get(index_id)
     model = registry.models.get(record.model_ref)
-    head = registry.aliases.get(alias)
-    target = head.value if head else None
+    if target is _READ:
+        head = registry.aliases.get(alias)
+        target = head.value if head else None
     corpus_version = registry.corpora.info(record.corpus).version
     hint = (f"Re-run 'embedops guard {index_id} --alias {alias} --gold DIR --general DIR|TSV', "
             "or promote with --force --reason TEXT (recorded as an override)")
