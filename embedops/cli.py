@@ -381,6 +381,7 @@ def index_build(
 
     Example:  embedops index build minilm@2 --corpus scifact
     Example:  embedops index build minilm@2 --corpus scifact --engine ray --workers 8 --gpus-per-worker 1
+    Example:  embedops index build minilm@2 --corpus scifact --wait
     """
     from embedops.reembed.build import IndexBuild
 
