@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
-import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
-from embedops.corpus import iter_jsonl
+from embedops.checksums import sha256_files
+from embedops.corpus import doc_text, iter_jsonl, read_documents
 from embedops.errors import InputError, InputProblem
 
 
@@ -126,15 +127,41 @@ def gold_digest(gold: Path | str) -> str:
     queries_file, qrels_file = gold_files(gold)
     if not queries_file.is_file():
         raise InputError(InputProblem(str(queries_file), None, None, "no such queries file"))
-    return hashlib.sha256(queries_file.read_bytes() + qrels_file.read_bytes()).hexdigest()[:16]
+    return sha256_files([queries_file, qrels_file])[:16]
+
+
+@dataclass(frozen=True)
+class BeirSplit:
+    """One split of a BEIR directory: its queries that have judgements, the judgements, and (when
+    read) the corpus as ``{id: text}`` with title and text joined the way embedops embeds them."""
+
+    path: Path
+    qrels_file: Path
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    documents: dict[str, str] | None = None
+
+
+def read_beir(path: Path | str, split: str | None = None, *, documents: bool = True) -> BeirSplit:
+    """The one BEIR reader: ``qrels/<split>.tsv`` (None: ``test.tsv``, else the only ``qrels/*.tsv``,
+    see :func:`gold_files`), the queries it judges, and with ``documents`` the corpus."""
+    path = Path(path)
+    if split is None:
+        queries_file, qrels_file = gold_files(path)
+    else:
+        queries_file, qrels_file = path / "queries.jsonl", path / "qrels" / f"{split}.tsv"
+        if not qrels_file.is_file():
+            raise InputError(InputProblem(str(qrels_file), None, None, f"no {split} qrels in this BEIR directory"))
+    qrels = read_qrels(qrels_file)
+    queries = read_queries(queries_file, only=set(qrels))
+    docs = {d.id: doc_text(d.title, d.text) for d in read_documents(path)} if documents else None
+    return BeirSplit(path, qrels_file, queries, qrels, docs)
 
 
 def read_gold(gold: Path | str) -> tuple[dict[str, str], dict[str, dict[str, int]], str]:
     """Queries, qrels and :func:`gold_digest` of a gold set (see :func:`gold_files`)."""
-    queries_file, qrels_file = gold_files(gold)
-    qrels = read_qrels(qrels_file)
-    queries = read_queries(queries_file, only=set(qrels))
-    return queries, qrels, gold_digest(gold)
+    split = read_beir(gold, documents=False)
+    return split.queries, split.qrels, gold_digest(gold)
 
 
 def benchmark_digest(path: Path | str) -> str:
@@ -143,9 +170,5 @@ def benchmark_digest(path: Path | str) -> str:
     path = Path(path)
     if not path.exists():
         raise InputError(InputProblem(str(path), None, None, "no such general benchmark"))
-    h = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.name != "SOURCE.md")
-    for f in files:
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    return sha256_files(files, with_names=True)[:16]

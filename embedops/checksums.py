@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +24,31 @@ class FileChecksum:
         return {"path": self.path, "sha256": self.sha256, "size": self.size}
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path | str) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB chunks."""
+    return sha256_files([Path(path)])
+
+
+def sha256_files(paths: Iterable[Path], *, with_names: bool = False) -> str:
+    """sha256 (hex) of several files' bytes in order (each preceded by its name with ``with_names``)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
+    for path in paths:
+        if with_names:
+            h.update(Path(path).name.encode())
+        with open(path, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """sha256 (hex) of a string's UTF-8 bytes."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sha256_json(value, *, default=None) -> str:
+    """sha256 (hex) of ``value`` as canonical JSON (sorted keys): the key of a content-addressed result."""
+    return sha256_text(json.dumps(value, sort_keys=True, default=default))
 
 
 def copy_and_hash(src: Path, dst: Path) -> str:

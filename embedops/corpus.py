@@ -8,7 +8,6 @@ are gone), so a reader or a killed writer never sees half of an update.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from embedops.audit import AuditLog
+from embedops.checksums import sha256_text
 from embedops.errors import CorpusNotFoundError, InputError, InputProblem
 from embedops.records import check_name
 from embedops.store import Store
@@ -33,7 +33,7 @@ DOCS_SCHEMA = pa.schema(
 
 
 def content_hash(title: str, text: str) -> str:
-    return hashlib.sha256(f"{title}\x1f{text}".encode("utf-8")).hexdigest()
+    return sha256_text(f"{title}\x1f{text}")
 
 
 @dataclass(frozen=True)

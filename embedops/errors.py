@@ -88,6 +88,10 @@ class IndexNotFoundError(NotFoundError):
     pass
 
 
+class ExportError(EmbedopsError):
+    """ONNX export failed or did not reach parity with the torch model."""
+
+
 class ModelFormatError(EmbedopsError):
     """A model directory is not a loadable, safe sentence-transformers model."""
 

@@ -1,0 +1,96 @@
+"""Domain retrieval gate: candidate index vs the alias's current index on a gold set.
+
+Per-query recall@k, nDCG@10 and MRR@10 (trec_eval via pytrec_eval) for both indexes; a paired
+bootstrap over per-query differences of ``policy.metric`` (scipy.stats.bootstrap, BCa) gives the
+mean lift and its confidence interval. Fails when the interval's lower bound is below
+``-tolerance`` or the mean lift is below ``min_lift``; lists the queries that lost most.
+
+When no index serves the alias yet there is nothing to regress against: the candidate must then
+reach the policy's absolute ``domain_floor``; with no floor set the gate is skipped, which fails a
+policy that requires it (a first promotion then needs a floor or an explicit override).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy.stats import bootstrap
+
+from embedops.guards.gate import FAIL, PASS, SKIP, GateResult
+from embedops.guards.policy import Policy
+from embedops.index import IndexReader
+from embedops.metrics import evaluate, mean_metrics
+
+
+def run_index(index: IndexReader, queries: dict[str, str], depth: int = 100):
+    """The run (query id -> {doc id: score}) of ``index`` on ``queries`` and each query's latency in
+    ms (encode + search, one query at a time, as serving does)."""
+    run, latencies = {}, []
+    for qid, text in queries.items():
+        start = time.perf_counter()
+        hits = index.search([text], depth)[0]
+        latencies.append(1000 * (time.perf_counter() - start))
+        run[qid] = {h.id: h.score for h in hits}
+    return run, latencies
+
+
+def recall_curve(qrels, run, ks=(1, 3, 5, 10, 20, 50, 100)) -> dict[int, float]:
+    out = {}
+    for k in ks:
+        vals = []
+        for q, rel in qrels.items():
+            relevant = {d for d, r in rel.items() if r > 0}
+            if q in run and relevant:
+                top = [d for d, _ in sorted(run[q].items(), key=lambda x: -x[1])[:k]]
+                vals.append(100 * len(relevant & set(top)) / len(relevant))
+        out[k] = float(np.mean(vals)) if vals else 0.0
+    return out
+
+
+def domain_gate(candidate: IndexReader, production: IndexReader | None, queries: dict[str, str],
+                qrels: dict[str, dict[str, int]], policy: Policy) -> tuple[GateResult, dict]:
+    """Returns the gate result and the runs/latencies (reused by the latency gate and the plots)."""
+    metric = policy.metric if not policy.metric.startswith("recall@") else f"recall@{policy.k}"
+    cand_run, cand_lat = run_index(candidate, queries)
+    cand = evaluate(qrels, cand_run, k=policy.k)
+    extra = {"candidate_run": cand_run, "candidate_latency": cand_lat}
+    if production is None:
+        means = mean_metrics(cand)
+        value, floor = means.get(metric, 0.0), policy.domain_floor
+        evidence = {"candidate": means, "metric": metric, "queries": len(cand)}
+        if floor is None:
+            return GateResult("domain", SKIP, value, None,
+                              "no index serves the alias yet and the policy sets no domain_floor: nothing to "
+                              "compare with", evidence), extra
+        status = PASS if value >= floor else FAIL
+        return GateResult("domain", status, value, floor,
+                          f"no index serves the alias yet: {metric} {value:.2f} is "
+                          f"{'at or above' if status == PASS else 'below'} the policy's floor {floor:.2f}", evidence), extra
+    prod_run, prod_lat = run_index(production, queries)
+    prod = evaluate(qrels, prod_run, k=policy.k)
+    extra |= {"production_run": prod_run, "production_latency": prod_lat}
+    qids = sorted(set(cand) & set(prod))
+    deltas = np.array([cand[q][metric] - prod[q][metric] for q in qids])
+    mean = float(deltas.mean()) if len(deltas) else 0.0
+    if len(deltas) > 1 and np.ptp(deltas) > 0:
+        ci = bootstrap((deltas,), np.mean, confidence_level=policy.confidence, n_resamples=policy.bootstrap_resamples,
+                       method="BCa", random_state=0).confidence_interval
+        low, high = float(ci.low), float(ci.high)
+    else:
+        low = high = mean
+    lost = sorted(zip(qids, deltas), key=lambda x: x[1])[:5]
+    evidence = {
+        "production": mean_metrics(prod), "candidate": mean_metrics(cand), "metric": metric, "queries": len(qids),
+        "mean_lift": mean, "ci_low": low, "ci_high": high, "confidence": policy.confidence,
+        "per_query_delta": {q: float(d) for q, d in zip(qids, deltas)},
+        "lost_most": [{"query_id": q, "query": queries[q], "delta": float(d)} for q, d in lost if d < 0],
+    }
+    if low < -policy.tolerance:
+        status, reason = FAIL, (f"{metric} may regress: {policy.confidence:.0%} CI of the lift is [{low:+.2f}, "
+                                f"{high:+.2f}] points, lower bound below -{policy.tolerance}")
+    elif mean < policy.min_lift:
+        status, reason = FAIL, f"mean {metric} lift {mean:+.2f} points is below the required {policy.min_lift:+.2f}"
+    else:
+        status, reason = PASS, f"mean {metric} lift {mean:+.2f} points, {policy.confidence:.0%} CI [{low:+.2f}, {high:+.2f}]"
+    return GateResult("domain", status, mean, policy.min_lift, reason, evidence), extra

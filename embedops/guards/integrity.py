@@ -1,0 +1,33 @@
+"""Index integrity gate: counts, ids, NaN, norms and dimension, and, when the index has an ANN index,
+its recall@10 against exact search measured now on a sample of queries with exactly the search
+settings serving uses (never read from the build record)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embedops.guards.gate import FAIL, PASS, GateResult
+from embedops.guards.policy import Policy
+from embedops.index import IndexReader, IntegrityError, check_index_integrity
+
+
+def integrity_gate(index: IndexReader, corpus_table, policy: Policy, queries: np.ndarray | None = None) -> GateResult:
+    """``index``: the candidate, opened at its ready version; ``corpus_table``: its corpus now;
+    ``queries``: query vectors for the ANN recall check (the gold queries; stored vectors when None)."""
+    dim = index.encoder.dim if index.encoder is not None else int(index.record.settings.dim or 0)
+    try:
+        checks = check_index_integrity(index.index_id, index.table, corpus_table, dim, queries=queries,
+                                       sample=policy.ann_sample)
+    except IntegrityError as exc:
+        return GateResult("index_integrity", FAIL, None, None, str(exc))
+    ann = checks.get("ann")
+    if ann:
+        recall = ann["recall@10_vs_exact"]
+        if recall < policy.ann_min_recall:
+            return GateResult("index_integrity", FAIL, recall, policy.ann_min_recall,
+                              f"ANN recall@10 vs exact {recall:.3f} < {policy.ann_min_recall}", checks)
+    ann_note = (f"; ANN recall@10 vs exact {ann['recall@10_vs_exact']:.3f} on {ann['sample']} queries (measured now)"
+                if ann else "")
+    return GateResult("index_integrity", PASS, checks["rows"], None,
+                      f"{checks['rows']} rows match the corpus; no NaN; max norm error {checks['max_norm_error']:.2g}"
+                      + ann_note, checks)

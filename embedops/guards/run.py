@@ -1,0 +1,131 @@
+"""Run the gates for a candidate index, store the report in the registry, and decide promotions.
+
+>>> report = run_guards(reg, "scifact--minilm-v2--1a2b3c4d", gold=Path("../shared/data/scifact"),
+...                     general=[Path("../shared/data/general-stsb/sts-test.tsv")])   # doctest: +SKIP
+>>> report.verdict                                                                       # doctest: +SKIP
+'pass'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embedops.beir import benchmark_digest, read_gold
+from embedops.errors import PromotionRefused
+from embedops.guards.domain import domain_gate, recall_curve
+from embedops.guards.forgetting import forgetting_gate
+from embedops.guards.gate import FAIL, PASS, SKIP, GateResult
+from embedops.guards.integrity import integrity_gate
+from embedops.guards.latency import latency_gate
+from embedops.guards.parity import parity_gate
+from embedops.guards.policy import Policy
+from embedops.registry import (
+    Registry,
+    ReportBinding,
+    Searcher,
+    StoredReport,
+    authorising_report,
+    open_encoder,
+    open_export,
+    verified_model_dir,
+)
+
+__all__ = ["GuardReport", "PromotionRefused", "passing_report", "run_guards"]
+
+
+@dataclass
+class GuardReport:
+    stored: StoredReport
+    gates: list[GateResult]
+    evidence: dict[str, Any] = field(default_factory=dict)
+    html: Path | None = None
+
+    @property
+    def verdict(self) -> str:
+        return self.stored.verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.stored.to_dict() | {"html": str(self.html) if self.html else None}
+
+
+def require(gates: list[GateResult], policy: Policy) -> list[GateResult]:
+    """Gates with every gate the policy requires but that did not run to a verdict (skipped or
+    absent) turned into a failure: a required gate must have run and passed."""
+    out = []
+    for g in gates:
+        if g.name in policy.required_gates and g.status == SKIP:
+            g = GateResult(g.name, FAIL, g.value, g.threshold, f"required by the policy but skipped: {g.reason}", g.evidence)
+        out.append(g)
+    missing = [name for name in policy.required_gates if name not in {g.name for g in gates}]
+    return out + [GateResult(name, FAIL, None, None, "required by the policy but did not run") for name in missing]
+
+
+def run_guards(registry: Registry, index_id: str, *, gold: Path, general: list[Path] | None = None,
+               policy: Policy | None = None, alias: str = "production", html_dir: Path | None = None) -> GuardReport:
+    """Run every gate for ``index_id`` against the index ``alias`` points at, store the report bound
+    to exactly what was judged (:class:`~embedops.registry.ReportBinding`) and return it.
+
+    Each (model, precision) is opened once: its export verified and one ONNX Runtime session
+    started for the whole run (:func:`embedops.registry.open_export`)."""
+    policy = policy or Policy()
+    general = [Path(g) for g in general or []]
+    general_digests = {str(g): benchmark_digest(g) for g in general}  # also: every path exists
+    record = registry.indexes.get(index_id)
+    model = registry.models.get(record.model_ref)
+    queries, qrels, gold_hash = read_gold(Path(gold))
+    current = registry.aliases.get(alias)
+    target = current.value if current else None
+    production_id = target if target != index_id else None
+    corpus_version = registry.corpora.info(record.corpus).version
+
+    searcher = Searcher(registry)
+    candidate = searcher.open(index_id)
+    production = searcher.open(production_id) if production_id else None
+    gates: list[GateResult] = []
+    domain, runs = domain_gate(candidate, production, queries, qrels, policy)
+    gates.append(domain)
+
+    base_ref = registry.lineage_root(model.ref)
+    forgetting = forgetting_gate(open_encoder(registry, model.ref, "fp32"), open_encoder(registry, base_ref, "fp32"),
+                                 general, policy, model.ref, base_ref)
+    gates.append(forgetting)
+    export = open_export(registry, record.model_ref, record.precision)
+    gates.append(parity_gate(verified_model_dir(registry, record.model_ref), export.encoder, record.precision, policy,
+                             artifact_digest=export.artifact.digest))
+    query_vectors = candidate.encode(list(queries.values())[: policy.ann_sample])
+    gates.append(integrity_gate(candidate, registry.corpora.table(record.corpus), policy, queries=query_vectors))
+    gates.append(latency_gate(runs["candidate_latency"], runs.get("production_latency"), policy))
+    gates = require(gates, policy)
+
+    verdict = FAIL if any(g.status == FAIL for g in gates) else PASS
+    binding = ReportBinding(
+        index_id=index_id, table_version=record.table_version or 0, model_digest=model.digest, policy_hash=policy.hash,
+        alias=alias, alias_target=target, corpus=record.corpus, corpus_version=corpus_version, gold_digest=gold_hash,
+        general_digests=general_digests,
+    )
+    inputs = {"gold": str(gold), "gold_hash": gold_hash, "general": general_digests, "alias": alias,
+              "production_index": production_id, "base_model": base_ref, "policy": policy.to_dict()}
+    stored = registry.reports.put(
+        binding, model_ref=model.ref, verdict=verdict, inputs=inputs,
+        gates=[g.to_dict() | {"evidence": {k: v for k, v in g.evidence.items() if k != "per_query_delta"}} for g in gates],
+    )
+    evidence = dict(domain.evidence)
+    curves = {"candidate": recall_curve(qrels, runs["candidate_run"])}
+    if "production_run" in runs:
+        curves["production"] = recall_curve(qrels, runs["production_run"])
+    evidence["recall_curves"] = curves
+    evidence["general"] = forgetting.evidence.get("benchmarks", [])
+    report = GuardReport(stored, gates, evidence)
+    if html_dir is not None:
+        from embedops.guards.report import write_html
+
+        report.html = write_html(stored.to_dict(), evidence, Path(html_dir))
+    return report
+
+
+def passing_report(registry: Registry, index_id: str, policy: Policy, alias: str = "production") -> StoredReport:
+    """The report that authorises promoting ``index_id`` to ``alias`` now, or PromotionRefused
+    saying why: the registry's promotion rule (:func:`embedops.registry.authorising_report`)."""
+    return authorising_report(registry, index_id, alias, policy)

@@ -1,0 +1,77 @@
+"""Integrity of an index table against its corpus: row count, ids and content hashes, dimension,
+NaN and norms; and, when it has an ANN index, its recall@k against exact search measured now with
+the serving search settings (never read from the build record).
+
+Builds run these checks before marking an index ready; the integrity gate runs them again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from embedops.errors import EmbedopsError
+from embedops.index.ann import has_ann_index, measure_ann_recall, sample_vectors
+from embedops.index.table import VECTOR, id_hashes, vector_batches
+
+
+class IntegrityError(EmbedopsError):
+    """An index failed its integrity checks (and is not, or should not be, ready)."""
+
+
+def diff_ids(index_table, corpus_table) -> tuple[list[str], list[str]]:
+    """(ids to embed: new or changed, ids to delete) between a corpus table and an index table
+    (``index_table`` None: no table yet)."""
+    want = id_hashes(corpus_table)
+    have = id_hashes(index_table) if index_table is not None else {}
+    upsert = [i for i, h in want.items() if have.get(i) != h]
+    delete = [i for i in have if i not in want]
+    return upsert, delete
+
+
+def check_integrity(index_id: str, index_table, corpus_table, dim: int, norm_tolerance: float = 1e-3) -> dict[str, Any]:
+    """Counts, ids, NaN, norms and dimension of ``index_table`` (None: not created yet) against
+    ``corpus_table`` and the model's ``dim``; raises :class:`IntegrityError` naming every problem."""
+    problems = []
+    n_index = index_table.count_rows() if index_table is not None else 0
+    n_corpus = corpus_table.count_rows()
+    if n_index != n_corpus:
+        problems.append(f"row count {n_index} != corpus count {n_corpus}")
+    upsert, delete = diff_ids(index_table, corpus_table)
+    if upsert or delete:
+        problems.append(f"{len(upsert)} corpus ids missing or stale, {len(delete)} extra ids")
+    have_dim = index_table.schema.field(VECTOR).type.list_size if index_table is not None else 0
+    if have_dim != dim:
+        problems.append(f"vector dimension {have_dim} != model dimension {dim}")
+    nan = 0
+    worst = 0.0
+    if index_table is not None:
+        for b in vector_batches(index_table):
+            v = b.column(VECTOR).flatten().to_numpy(zero_copy_only=False).reshape(-1, have_dim)
+            nan += int(np.isnan(v).any(axis=1).sum())
+            norms = np.linalg.norm(np.nan_to_num(v), axis=1)
+            if len(norms):
+                worst = max(worst, float(np.abs(norms - 1).max()))
+    if nan:
+        problems.append(f"{nan} vectors contain NaN")
+    if worst > norm_tolerance:
+        problems.append(f"vector norms deviate from 1 by up to {worst:.4g} (tolerance {norm_tolerance})")
+    if problems:
+        raise IntegrityError(f"index {index_id} failed integrity checks: " + "; ".join(problems))
+    return {"rows": n_index, "corpus_rows": n_corpus, "dim": have_dim, "nan_vectors": 0, "max_norm_error": worst}
+
+
+def check_index_integrity(index_id: str, table, corpus_table, dim: int, *, queries: np.ndarray | None = None,
+                          sample: int = 100, k: int = 10, seed: int = 0) -> dict[str, Any]:
+    """:func:`check_integrity` now, and, when ``table`` has an ANN index, its recall@k against exact
+    search now, with the serving search settings, on up to ``sample`` of ``queries`` (query vectors;
+    default: stored vectors picked at random)."""
+    checks = check_integrity(index_id, table, corpus_table, dim)
+    if has_ann_index(table):
+        if queries is None or not len(queries):
+            queries = sample_vectors(table, sample, seed)
+        elif len(queries) > sample:
+            queries = queries[np.sort(np.random.default_rng(seed).choice(len(queries), sample, replace=False))]
+        checks["ann"] = {"measured": "at check time"} | measure_ann_recall(table, queries, k)
+    return checks

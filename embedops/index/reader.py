@@ -1,0 +1,82 @@
+"""Reading and searching one index: its LanceDB table at the version recorded when it was marked
+ready, and (to search by text) the ONNX encoder of the model that built it.
+
+Every query is built by :func:`embedops.index.ann.vector_query` with the one set of ANN settings
+the integrity gate measures. Mining, the guards and shadow receive an :class:`IndexReader`; the
+registry's :class:`~embedops.registry.Searcher` opens them behind aliases.
+
+>>> reader = IndexReader(store.open_table(rec.table_name, version=rec.table_version), rec, encoder)  # doctest: +SKIP
+>>> reader.search(["pg failover steps"], k=5)[0][0].id                                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from embedops.index.ann import vector_query
+from embedops.index.records import IndexRecord
+from embedops.index.table import VECTOR
+from embedops.records import sql_in
+
+
+class TextEncoder(Protocol):
+    """What a reader needs of an encoder (:class:`embedops.encoding.OnnxEncoder` is one)."""
+
+    dim: int
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    title: str = ""
+
+
+class IndexReader:
+    """One ready index, opened for reading: ``table`` at the record's version, ``encoder`` for queries."""
+
+    def __init__(self, table, record: IndexRecord, encoder: TextEncoder | None = None):
+        self.table = table
+        self.record = record
+        self.encoder = encoder
+
+    @property
+    def index_id(self) -> str:
+        return self.record.index_id
+
+    def count(self) -> int:
+        return self.table.count_rows()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if self.encoder is None:
+            raise TypeError(f"index {self.index_id} was opened without an encoder; search it by vectors")
+        return self.encoder.encode(texts)
+
+    def search_vectors(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
+        """The ``k`` nearest documents of each query vector, best first (score = cosine)."""
+        out = []
+        for v in vectors:
+            rows = vector_query(self.table, v, k).to_arrow()
+            out.append([Hit(i, 1.0 - float(d)) for i, d in zip(rows.column("id").to_pylist(),
+                                                                   rows.column("_distance").to_pylist())])
+        return out
+
+    def search(self, queries: list[str], k: int) -> list[list[Hit]]:
+        """Encode ``queries`` with the index's model and search them."""
+        return self.search_vectors(self.encode(queries), k)
+
+    def stored_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """The vectors the index holds for these document ids (ids it lacks are left out): what a
+        search scores against, without encoding the documents again."""
+        out: dict[str, np.ndarray] = {}
+        wanted = sorted(set(ids))
+        for start in range(0, len(wanted), 1000):
+            rows = self.table.search().where(sql_in("id", wanted[start : start + 1000])).select(["id", VECTOR]) \
+                .limit(None).to_arrow()
+            out.update(zip(rows.column("id").to_pylist(), np.asarray(rows.column(VECTOR).to_pylist(), dtype=np.float32)))
+        return out

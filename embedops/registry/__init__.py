@@ -1,0 +1,162 @@
+"""The registry: model versions, corpus indexes, aliases and the audit trail of a store.
+
+>>> from embedops.store import Store
+>>> from embedops.registry import Registry
+>>> reg = Registry(Store.open("./embedops-store"))
+>>> reg.models.register("minilm", "/path/to/sentence-transformers-model").ref   # doctest: +SKIP
+'minilm@1'
+"""
+
+from __future__ import annotations
+
+from embedops.audit import AuditEvent, AuditLog
+from embedops.corpus import CorpusStore
+from embedops.errors import (
+    AliasConflictError,
+    IndexStateError,
+    PromotionRefused,
+    UsageError,
+)
+from embedops.index import IndexRecord, IndexStatus, table_name
+from embedops.registry.aliases import UNSET, AliasRegistry, AliasState
+from embedops.registry.artifacts import ArtifactRecord, ArtifactRegistry
+from embedops.registry.exports import (
+    OpenExport,
+    ensure_export,
+    open_encoder,
+    open_export,
+    verified_model_dir,
+)
+from embedops.registry.indexes import IndexRegistry
+from embedops.registry.models import ModelRegistry, ModelVersion, parse_ref
+from embedops.registry.policy import Policy, load_policy
+from embedops.registry.promotion import authorising_report
+from embedops.registry.reports import GuardReportStore, ReportBinding, StoredReport
+from embedops.registry.search import Hit, Searcher, SearchResult
+from embedops.store import Store
+
+__all__ = [
+    "AliasRegistry", "AliasState", "ArtifactRecord", "ArtifactRegistry", "AuditEvent", "Hit", "IndexRecord", "IndexRegistry",
+    "IndexStatus", "GuardReportStore", "ModelRegistry", "ModelVersion", "OpenExport", "Policy", "PromotionRefused",
+    "Registry", "ReportBinding", "SearchResult", "Searcher", "StoredReport", "UNSET", "authorising_report",
+    "ensure_export", "find_ready_index", "load_policy", "open_encoder", "open_export", "parse_ref", "verified_model_dir",
+]
+
+
+class Registry:
+    """Everything the registry keeps for one store."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.audit = AuditLog(store)
+        self.corpora = CorpusStore(store, self.audit)
+        self.models = ModelRegistry(store, self.audit)
+        self.indexes = IndexRegistry(store, self.audit)
+        self.aliases = AliasRegistry(store)
+        self.artifacts = ArtifactRegistry(store, self.audit)
+        self.reports = GuardReportStore(store, self.audit)
+
+    def promote(self, index_id: str, alias: str = "production", *, policy: Policy | None = None, expect=UNSET,
+                reason: str | None = None, override: bool = False, gold_digest: str | None = None,
+                general_digests: list[str] | None = None) -> AliasState:
+        """Point ``alias`` at a ready index: the one way any code switches an alias to a new index.
+
+        Allowed only when a guard report authorises exactly this switch now under ``policy``
+        (default: the built-in defaults; see :mod:`embedops.registry.promotion`), else
+        :class:`PromotionRefused`. ``override=True`` with a ``reason`` skips that check; the alias
+        record and the audit log keep it, and ``status``/``history`` flag it until the alias moves.
+        The switch is a compare-and-swap against the value the check saw (or ``expect``), so an
+        alias moved by someone else in between is a conflict, never a silent overwrite.
+        """
+        rec = self.indexes.get(index_id)
+        if rec.status is not IndexStatus.READY:
+            raise IndexStateError(f"index {index_id} is {rec.status.value}; only ready indexes can be promoted")
+        head = self.aliases.get(alias)
+        seen = head.value if head else None
+        if expect is not UNSET and expect != seen:
+            raise AliasConflictError(f"alias {alias!r} points at {seen!r}, not the expected {expect!r}; someone else "
+                                     "switched it. Re-read it ('embedops alias show') and retry.")
+        report = None
+        if override:
+            if not (reason and reason.strip()):
+                raise UsageError("an override promotion needs a reason (it is recorded in the audit log)")
+        else:
+            report = authorising_report(self, index_id, alias, policy or Policy(), gold_digest=gold_digest,
+                                        general_digests=general_digests, record=rec, target=seen)
+            reason = reason or f"guard report {report.report_id} passed"
+        # compare-and-swap against what was checked: if the alias moved since, this is a conflict
+        state = self.aliases._switch(alias, index_id, expect=seen, reason=reason, action="promote",
+                                     report_id=report.report_id if report else None, override=override)
+        if override:
+            self.audit.record("promote.override", index_id, reason=reason, alias=alias, previous=state.previous)
+        return state
+
+    def overridden_aliases(self) -> list[AliasState]:
+        """Aliases whose current value came from an override promotion (flagged until they move)."""
+        return [a for a in self.aliases.list() if a.action == "promote" and a.override]
+
+    def lineage_root(self, model_ref: str) -> str:
+        """The original base model of ``model_ref``'s lineage (itself when it has no parent)."""
+        model = self.models.get(model_ref)
+        seen = {model.ref}
+        while model.parent and model.parent not in seen:
+            model = self.models.get(model.parent)
+            seen.add(model.ref)
+        return model.ref
+
+    def rollback(self, alias: str = "production", *, reason: str | None = None, expect=UNSET) -> AliasState:
+        """Point ``alias`` back at its previous index: one O(1) compare-and-swap, never refused for
+        want of a guard report."""
+        return self.aliases._rollback(alias, reason=reason, expect=expect)
+
+    def protected_indexes(self) -> dict[str, str]:
+        """Index ids that must not be retired or dropped, with why: alias targets and production's
+        previous value (the rollback target)."""
+        out: dict[str, str] = {}
+        for a in self.aliases.list():
+            if a.value:
+                out[a.value] = f"alias {a.name!r} points at it"
+            if a.name == "production" and a.previous and a.previous not in out:
+                out[a.previous] = "it is production's previous value (the rollback target)"
+        return out
+
+    def retire(self, index_id: str, reason: str | None = None) -> IndexRecord:
+        why = self.protected_indexes().get(index_id)
+        if why:
+            raise IndexStateError(f"index {index_id} cannot be retired: {why}")
+        return self.indexes.update(index_id, status=IndexStatus.RETIRED, reason=reason)
+
+    def drop(self, index_id: str, reason: str | None = None) -> None:
+        """Delete a retired index's table and record."""
+        rec = self.indexes.get(index_id)
+        why = self.protected_indexes().get(index_id)
+        if why:
+            raise IndexStateError(f"index {index_id} cannot be dropped: {why}")
+        if rec.status is not IndexStatus.RETIRED:
+            raise IndexStateError(f"index {index_id} is {rec.status.value}; retire it first ('embedops index retire')")
+        self.store.drop_table(table_name(rec.index_id))
+        self.indexes.delete(index_id, reason=reason)
+
+    def history(self, limit: int | None = None) -> list[AuditEvent]:
+        """Every change, oldest first: the events table plus every alias switch.
+
+        Alias switches are read from the aliases' own compare-and-swap logs, which are the record of
+        truth for them, so the history can never miss a switch or show one that did not happen.
+        """
+        events = list(self.audit.events())
+        for alias in self.aliases.list():
+            for s in self.aliases.history(alias.name):
+                events.append(AuditEvent(
+                    ts=s.ts, actor=s.actor, action=f"alias.{s.action}", subject=alias.name, reason=s.reason,
+                    details={"value": s.value, "previous": s.previous, "seq": s.seq, "report_id": s.report_id,
+                             "override": s.override},
+                    event_id=f"alias:{alias.name}:{s.seq}",
+                ))
+        events.sort(key=lambda e: e.ts)
+        return events[-limit:] if limit else events
+
+
+def find_ready_index(registry: Registry, model_ref: str, corpus: str, precision: str | None = None) -> IndexRecord | None:
+    """The newest ready index of ``corpus`` built with ``model_ref`` (any ref form: ``minilm``,
+    ``minilm@2``) and ``precision`` (any when None), if there is one."""
+    return registry.indexes.find_ready(registry.models.get(model_ref).ref, corpus, precision)

@@ -1,0 +1,103 @@
+"""A model version's ONNX exports as registry artifacts, and the open encoders of a process.
+
+:func:`ensure_export` returns the stored, checksummed export of a model at a precision (exported,
+parity-checked against sentence-transformers and stored the first time). :func:`open_export`
+returns it opened: checksums verified and an ONNX Runtime session started once per process for each
+(store, model digest, precision, providers, batch size), through :data:`embedops.encoding.ENCODERS`.
+
+>>> export = open_export(registry, "minilm@2")                 # doctest: +SKIP
+>>> export.encoder.encode(["pg failover steps"]).shape         # doctest: +SKIP
+(1, 384)
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from embedops.encoding import (
+    ENCODERS,
+    META_FILE,
+    PRECISIONS,
+    OnnxEncoder,
+    export_onnx,
+    measure_parity,
+)
+from embedops.errors import ExportError
+from embedops.registry.artifacts import ArtifactRecord
+
+if TYPE_CHECKING:
+    from embedops.registry import Registry
+
+
+@dataclass(frozen=True)
+class OpenExport:
+    """A verified export and the encoder running it."""
+
+    artifact: ArtifactRecord
+    path: Path
+    encoder: OnnxEncoder
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+
+
+def ensure_export(registry: Registry, model_ref: str, precision: str = "fp32", *,
+                  providers: list[str] | None = None) -> tuple[ArtifactRecord, Path]:
+    """The stored, checksummed ONNX export of ``model_ref`` at ``precision``: reused when it exists,
+    otherwise exported, parity-checked against sentence-transformers, then stored.
+
+    Returns ``(ArtifactRecord, verified path)``; verifies the checksums on every call. Raises
+    ExportError when parity is below threshold.
+    """
+    _check_precision(precision)
+    model = registry.models.get(model_ref)
+    kind = f"onnx-{precision}"
+    record = registry.artifacts.find(model.ref, kind)
+    if record is not None and record.meta.get("source_digest") == model.digest:
+        return record, registry.artifacts.verified_path(record)
+    model_dir = registry.models.verified_path(model.ref)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "export"
+        meta = export_onnx(model_dir, out, precision)
+        parity = measure_parity(model_dir, OnnxEncoder(out, providers=providers), precision)
+        if not parity.ok:
+            raise ExportError(
+                f"{model.ref} {precision} export fails parity: min cosine {parity.min_cosine:.5f} < "
+                f"{parity.threshold} (mean {parity.mean_cosine:.5f}) against sentence-transformers"
+            )
+        meta = meta | {"parity": parity.to_dict(), "source_digest": model.digest}
+        (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        record = registry.artifacts.put(model.ref, kind, out, meta=meta)
+    return record, registry.artifacts.verified_path(record)
+
+
+def open_export(registry: Registry, model_ref: str, precision: str = "fp32", *, providers: list[str] | None = None,
+                batch_size: int | None = None) -> OpenExport:
+    """:func:`ensure_export`, opened: verified and its session started once per process."""
+    _check_precision(precision)
+    model = registry.models.get(model_ref)
+    key = (registry.store.uri, model.digest, precision, tuple(providers or ()), batch_size)
+
+    def open_() -> OpenExport:
+        artifact, path = ensure_export(registry, model.ref, precision, providers=providers)
+        return OpenExport(artifact, path, OnnxEncoder(path, providers=providers, batch_size=batch_size))
+
+    return ENCODERS.get(key, open_)
+
+
+def open_encoder(registry: Registry, model_ref: str, precision: str = "fp32", *,
+                 providers: list[str] | None = None) -> OnnxEncoder:
+    """The process's open encoder of ``model_ref`` at ``precision`` (see :func:`open_export`)."""
+    return open_export(registry, model_ref, precision, providers=providers).encoder
+
+
+def verified_model_dir(registry: Registry, model_ref: str) -> Path:
+    """The model's own files (torch weights), checksums verified once per process and store."""
+    model = registry.models.get(model_ref)
+    return ENCODERS.get((registry.store.uri, model.digest, "model-files"), lambda: registry.models.verified_path(model.ref))

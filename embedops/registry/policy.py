@@ -1,0 +1,181 @@
+"""The promotion policy: which gates must pass and their thresholds, read strictly from the
+``[guards]`` section of ``embedops.toml`` (or inline in a pipeline config's ``[guards]``).
+
+It lives in the registry because the registry enforces it at every alias switch: a guard report
+authorises a promotion only under the policy (by hash) it was made with. Defaults::
+
+    [guards]
+    required_gates = ["domain", "forgetting", "onnx_parity", "index_integrity"]  # must have run AND passed
+    domain_floor = nan        # absolute domain metric (points) a first promotion must reach (no production
+                              # to compare with); unset: a first promotion needs an override
+    metric = "ndcg@10"        # domain metric the paired test runs on (ndcg@10, mrr@10, recall@K)
+    k = 10                    # recall@k cut-off
+    tolerance = 1.0           # fail if the CI lower bound of the mean per-query lift < -tolerance (points)
+    min_lift = 0.0            # fail if the mean lift (points) is below this
+    confidence = 0.95         # of the bootstrap interval, in (0, 1)
+    bootstrap_resamples = 10000  # at least 100
+    max_drop = 1.0            # forgetting: max drop of nDCG@10 or Spearman x100 vs the lineage's base
+    parity_min_cosine = 0.999 # fp32; fp16/int8 use parity_min_cosine_reduced
+    parity_min_cosine_reduced = 0.99
+    ann_min_recall = 0.9      # integrity: ANN recall@10 vs exact search, measured at guard time
+    ann_sample = 100          # integrity: queries the ANN recall is measured on
+    latency_max_ratio = 0     # 0 = latency gate off; else candidate p95 <= ratio x production p95
+
+(``domain_floor`` is unset by default; TOML has no null, so leave the key out to keep it unset.)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from embedops.checksums import sha256_json
+from embedops.config import TomlFile
+from embedops.errors import InputError, InputProblem, UsageError
+
+DEFAULT_POLICY_FILE = "embedops.toml"
+GATES = ("domain", "forgetting", "onnx_parity", "index_integrity", "latency")
+DEFAULT_REQUIRED = ("domain", "forgetting", "onnx_parity", "index_integrity")
+
+
+def _number(value: Any, *, integer: bool = False) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "must be " + ("an integer" if integer else "a number")
+    if integer and not isinstance(value, int):
+        return "must be an integer"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    return None
+
+
+def _in(lo: float | None, hi: float | None, *, lo_open: bool = False, hi_open: bool = False, integer: bool = False):
+    def check(value: Any) -> str | None:
+        bad = _number(value, integer=integer)
+        if bad:
+            return bad
+        if lo is not None and (value < lo or (lo_open and value == lo)):
+            return f"must be {'>' if lo_open else '>='} {lo} (got {value})"
+        if hi is not None and (value > hi or (hi_open and value == hi)):
+            return f"must be {'<' if hi_open else '<='} {hi} (got {value})"
+        return None
+    return check
+
+
+def _metric(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string"
+    if value in ("ndcg@10", "mrr@10"):
+        return None
+    if value.startswith("recall@") and value[7:].isdigit() and int(value[7:]) >= 1:
+        return None
+    return f"use ndcg@10, mrr@10 or recall@K (got {value!r})"
+
+
+def _gates(value: Any) -> str | None:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(g, str) for g in value):
+        return f"must be a list of gate names from: {', '.join(GATES)}"
+    unknown = [g for g in value if g not in GATES]
+    if unknown:
+        return f"unknown gate {unknown[0]!r}; gates: {', '.join(GATES)}"
+    if len(set(value)) != len(value):
+        return "names a gate twice"
+    return None
+
+
+def _floor(value: Any) -> str | None:
+    return None if value is None else _in(0, 100)(value)
+
+
+_CHECKS = {
+    "required_gates": _gates,
+    "domain_floor": _floor,
+    "metric": _metric,
+    "k": _in(1, 1000, integer=True),
+    "tolerance": _in(0, 100),
+    "min_lift": _in(-100, 100),
+    "confidence": _in(0, 1, lo_open=True, hi_open=True),
+    "bootstrap_resamples": _in(100, 10_000_000, integer=True),
+    "max_drop": _in(0, 100),
+    "parity_min_cosine": _in(0, 1, lo_open=True),
+    "parity_min_cosine_reduced": _in(0, 1, lo_open=True),
+    "ann_min_recall": _in(0, 1),
+    "ann_sample": _in(1, 100_000, integer=True),
+    "latency_max_ratio": _in(0, 1000),
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Gates that must pass and their thresholds; every field is type- and range-checked.
+
+    >>> Policy(min_lift=0.5).required_gates
+    ('domain', 'forgetting', 'onnx_parity', 'index_integrity')
+    >>> Policy(confidence=7.0)
+    Traceback (most recent call last):
+    ...
+    embedops.errors.UsageError: policy setting 'confidence' must be < 1 (got 7.0)
+    """
+
+    required_gates: tuple[str, ...] = DEFAULT_REQUIRED
+    domain_floor: float | None = None
+    metric: str = "ndcg@10"
+    k: int = 10
+    tolerance: float = 1.0
+    min_lift: float = 0.0
+    confidence: float = 0.95
+    bootstrap_resamples: int = 10000
+    max_drop: float = 1.0
+    parity_min_cosine: float = 0.999
+    parity_min_cosine_reduced: float = 0.99
+    ann_min_recall: float = 0.9
+    ann_sample: int = 100
+    latency_max_ratio: float = 0.0
+
+    def __post_init__(self):
+        for f in fields(self):
+            problem = _CHECKS[f.name](getattr(self, f.name))
+            if problem:
+                raise UsageError(f"policy setting {f.name!r} {problem}")
+        object.__setattr__(self, "required_gates", tuple(self.required_gates))
+
+    @property
+    def hash(self) -> str:
+        """Identifies the policy in guard reports: a report authorises only under the same hash."""
+        return sha256_json(asdict(self))[:16]
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"required_gates": list(self.required_gates)}
+
+    @classmethod
+    def from_section(cls, toml: TomlFile, section: str, table: dict[str, Any], *, base: "Policy | None" = None,
+                     ignore: tuple[str, ...] = ()) -> "Policy":
+        """A policy from ``table`` (read from ``[section]`` of ``toml``) on top of ``base``'s values.
+        Keys in ``ignore`` belong to the caller (e.g. a pipeline's ``gold``); any other unknown key,
+        wrong type or value out of range is an InputError naming file, line and ``section.key``."""
+        names = [f.name for f in fields(cls)]
+        toml.check_keys(section, {k: v for k, v in table.items() if k not in ignore}, names + list(ignore))
+        values = {k: v for k, v in table.items() if k in names}
+        problems = [toml.problem(section, k, _CHECKS[k](v)) for k, v in values.items() if _CHECKS[k](v)]
+        if problems:
+            raise InputError(problems)
+        if "required_gates" in values:
+            values["required_gates"] = tuple(values["required_gates"])
+        start = (base or cls()).to_dict() | {"required_gates": (base or cls()).required_gates}
+        return cls(**(start | values))
+
+
+def load_policy(path: Path | str | None = None) -> Policy:
+    """The policy in ``path`` (default ./embedops.toml when it exists), else the defaults.
+
+    ``embedops.toml`` has one section, ``[guards]``; any other section or key is an error."""
+    explicit = path is not None
+    path = Path(path) if explicit else Path(DEFAULT_POLICY_FILE)
+    if not path.is_file():
+        if explicit:
+            raise InputError(InputProblem(str(path), None, None, "no such policy file"))
+        return Policy()
+    toml = TomlFile.read(path)
+    toml.check_sections(["guards"])
+    return Policy.from_section(toml, "guards", toml.section("guards"))

@@ -1,0 +1,106 @@
+"""Serving: alias -> index record -> an open :class:`~embedops.index.IndexReader` (that index's
+LanceDB table at its ready version, and its model's ONNX encoder) -> vector search.
+
+Each query resolves its alias once (an O(1) read of the alias's compare-and-swap log) and then uses
+only that index, opened at the table version recorded when it was marked ready: a promotion takes
+effect for the next query without a restart, and a query never sees a half-built table or mixes
+two indexes. Encoders come from the process-wide cache (:func:`~embedops.registry.exports.open_export`)
+and table handles are cached per table version, so switching back and forth is cheap.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from embedops.encoding import OnnxEncoder
+from embedops.errors import IndexStateError
+from embedops.index import Hit, IndexReader, IndexRecord, IndexStatus
+from embedops.records import sql_in
+from embedops.registry.exports import open_encoder
+
+if TYPE_CHECKING:
+    from embedops.registry import Registry
+
+__all__ = ["Hit", "SearchResult", "Searcher"]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The hits of one query and the index that produced all of them."""
+
+    query: str
+    index_id: str
+    model_ref: str
+    hits: list[Hit] = field(default_factory=list)
+    latency_ms: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "index_id": self.index_id, "model_ref": self.model_ref,
+                "latency_ms": self.latency_ms, "hits": [h.__dict__ for h in self.hits]}
+
+
+class Searcher:
+    """Searches the index an alias points at (or a given index). Thread-safe; reuse one instance.
+
+    >>> searcher = Searcher(Registry(store))                              # doctest: +SKIP
+    >>> searcher.search("pg failover steps", k=5).hits[0].id              # doctest: +SKIP
+    """
+
+    def __init__(self, registry: Registry, *, providers: list[str] | None = None):
+        self.registry = registry
+        self.providers = providers
+        self._lock = threading.Lock()
+        self._tables: dict[tuple[str, int], object] = {}
+
+    def resolve(self, alias: str) -> IndexRecord:
+        return self.record(self.registry.aliases.current(alias))
+
+    def record(self, index_id: str) -> IndexRecord:
+        """The ready record of ``index_id``. Read on every query (one small-table lookup): a sync that
+        moved the table version or a retirement is seen by the very next query."""
+        rec = self.registry.indexes.get(index_id)
+        if rec.status is not IndexStatus.READY:
+            raise IndexStateError(f"index {index_id} is {rec.status.value}, not ready to serve")
+        return rec
+
+    def encoder_for(self, rec: IndexRecord) -> OnnxEncoder:
+        """The (process-wide cached) ONNX encoder that embeds queries for index ``rec``."""
+        return open_encoder(self.registry, rec.model_ref, rec.precision, providers=self.providers)
+
+    def _table(self, rec: IndexRecord):
+        key = (rec.table_name, int(rec.table_version or 0))
+        with self._lock:
+            if key not in self._tables:
+                self._tables[key] = self.registry.store.open_table(rec.table_name, version=rec.table_version)
+            return self._tables[key]
+
+    def open(self, index: str | IndexRecord) -> IndexReader:
+        """A reader of a ready index (by id or record) with its model's encoder."""
+        rec = self.record(index) if isinstance(index, str) else index
+        return IndexReader(self._table(rec), rec, self.encoder_for(rec))
+
+    def search_vectors(self, rec: IndexRecord, vectors: np.ndarray, k: int) -> list[list[Hit]]:
+        return IndexReader(self._table(rec), rec).search_vectors(vectors, k)
+
+    def stored_vectors(self, rec: IndexRecord, ids: list[str]) -> dict[str, np.ndarray]:
+        return IndexReader(self._table(rec), rec).stored_vectors(ids)
+
+    def search(self, query: str, k: int = 10, *, alias: str = "production", index_id: str | None = None,
+               with_titles: bool = False) -> SearchResult:
+        start = time.perf_counter()
+        rec = self.record(index_id) if index_id else self.resolve(alias)
+        hits = self.open(rec).search([query], k)[0]
+        if with_titles and hits:
+            hits = self._with_titles(rec, hits)
+        return SearchResult(query, rec.index_id, rec.model_ref, hits, 1000 * (time.perf_counter() - start))
+
+    def _with_titles(self, rec: IndexRecord, hits: list[Hit]) -> list[Hit]:
+        rows = self.registry.corpora.table(rec.corpus).search().where(sql_in("id", [h.id for h in hits])) \
+            .select(["id", "title", "text"]).limit(None).to_arrow().to_pylist()
+        titles = {r["id"]: (r["title"] or r["text"][:80]) for r in rows}
+        return [Hit(h.id, h.score, titles.get(h.id, "")) for h in hits]

@@ -1,0 +1,68 @@
+"""Settings and result of a fine-tuning run (:func:`embedops.trainer.train`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from embedops.errors import UsageError
+from embedops.registry import ModelVersion
+
+ALPHAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 2e-5
+    warmup_ratio: float = 0.1
+    seed: int = 0
+    loss: str = "mnrl"  # or "cached-mnrl"
+    mini_batch_size: int = 16
+    replay_fraction: float = 0.0
+    eval_fraction: float = 0.1
+    interpolate: str | float | None = None  # None, an alpha in (0, 1], or "auto"
+    max_general_drop: float = 1.0
+    max_steps: int = -1
+    alphas: tuple[float, ...] = ALPHAS  # interpolation weights tried by "auto"
+    devices: int = 1  # > 1: distributed data parallel over that many processes (trainer/distributed.py)
+    domain_dev: str | None = None  # a BEIR directory with a few labelled queries: scores the domain for "auto"
+    domain_dev_split: str = "dev"
+    mixed_precision: str = "auto"  # auto (bf16/fp16 on a GPU, fp32 on a CPU), bf16, fp16 (GPU only) or fp32
+    max_seq_length: int | None = None  # token limit while training (None: the model's own); the saved model keeps its own
+    save_steps: int | None = None  # checkpoint every N steps (None: at each epoch's end); a rerun resumes from the last
+
+    def __post_init__(self):
+        if self.loss not in ("mnrl", "cached-mnrl"):
+            raise UsageError(f"unknown loss {self.loss!r}: use mnrl or cached-mnrl")
+        if not 0 <= self.replay_fraction < 1:
+            raise UsageError("replay fraction must be in [0, 1)")
+        if isinstance(self.interpolate, str) and self.interpolate != "auto":
+            try:
+                self.interpolate = float(self.interpolate)
+            except ValueError:
+                raise UsageError("--interpolate takes 'auto' or an alpha in (0, 1]") from None
+        if isinstance(self.interpolate, float) and not 0 < self.interpolate <= 1:
+            raise UsageError("--interpolate alpha must be in (0, 1]")
+        if self.devices < 1:
+            raise UsageError("--devices must be at least 1")
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise UsageError("--max-seq-length must be a positive number of tokens")
+        if self.save_steps is not None and self.save_steps < 1:
+            raise UsageError("--save-steps must be at least 1")
+        if not 0 <= self.eval_fraction < 1:
+            raise UsageError("eval_fraction (the held-out share of the pairs) must be in [0, 1)")
+        if self.interpolate == "auto" and not self.domain_dev and self.eval_fraction == 0:
+            raise UsageError("interpolate 'auto' chooses alpha by a domain score and there would be none: keep a "
+                             "held-out share of the pairs (eval_fraction > 0) or give a labelled dev set (--domain-dev)")
+        if self.mixed_precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise UsageError(f"unknown mixed precision {self.mixed_precision!r}: use auto, bf16, fp16 or fp32")
+
+
+@dataclass
+class TrainResult:
+    model: ModelVersion
+    alpha: float | None
+    metrics: dict[str, Any]
+    curve: list[dict[str, float]] = field(default_factory=list)

@@ -1,0 +1,86 @@
+"""The scores a training run is steered by (sentence-transformers evaluators): domain retrieval on
+held-out pairs or a small labelled dev set (nDCG@10), and general similarity on STS (Spearman).
+
+>>> ev = labelled_dev_evaluator(Path("../shared/data/scifact"), "train")     # doctest: +SKIP
+>>> score(ev, model)                                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from embedops.beir import read_beir, read_sts
+from embedops.checksums import sha256_text
+from embedops.errors import UsageError
+from embedops.trainer.pairs import TrainingPair
+
+
+def _retrieval_evaluator(queries: dict[str, str], corpus: dict[str, str], relevant: dict[str, set[str]]):
+    """The domain score of both evaluators below: nDCG@10 (the primary metric) and friends."""
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+    return InformationRetrievalEvaluator(queries, corpus, relevant, name="domain", ndcg_at_k=[10], mrr_at_k=[10],
+                                         accuracy_at_k=[1], precision_recall_at_k=[10], map_at_k=[10],
+                                         show_progress_bar=False, batch_size=64)
+
+
+def domain_evaluator(held_out: list[TrainingPair], train: list[TrainingPair], max_corpus: int = 2000, seed: int = 0):
+    """Retrieval on held-out queries (nDCG@10) over their positives and hard negatives, plus train
+    positives as distractors up to ``max_corpus`` texts in all (it runs once per interpolation weight,
+    so it must stay small: re-encoding every text seen would dominate the run on large pair sets)."""
+    corpus: dict[str, str] = {}
+
+    def cid(text: str) -> str:
+        key = sha256_text(text)[:16]
+        corpus[key] = text
+        return key
+
+    queries, relevant = {}, {}
+    for p in held_out:
+        qid = f"q{sha256_text(p.query)[:12]}"
+        queries[qid] = p.query
+        relevant.setdefault(qid, set()).add(cid(p.positive))
+        for n in p.negatives:
+            cid(n)
+    distractors = sorted({p.positive for p in train} - set(corpus.values()))
+    random.Random(seed).shuffle(distractors)
+    for text in distractors[: max(0, max_corpus - len(corpus))]:
+        cid(text)
+    return _retrieval_evaluator(queries, corpus, relevant)
+
+
+def labelled_dev_evaluator(beir_dir: Path, split: str = "dev", max_corpus: int = 2000, seed: int = 0):
+    """Retrieval (nDCG@10) on a small labelled dev set: a BEIR directory's ``split`` queries over their
+    relevant documents plus random distractors from its corpus, ``max_corpus`` texts in all.
+
+    Generated pairs reward learning the generator's task: a held-out slice of them keeps rising as the
+    model drifts from what users type, so ``interpolate="auto"`` picks alpha 1.0. A few dozen real
+    queries choose alpha far better (docs/BENCHMARKS.md, SciFact). Used for scoring only, never trained on.
+    """
+    beir = read_beir(beir_dir, split)
+    queries, qrels, docs = beir.queries, beir.qrels, beir.documents or {}
+    relevant = {q: {d for d, g in rel.items() if g > 0 and d in docs} for q, rel in qrels.items() if q in queries}
+    relevant = {q: r for q, r in relevant.items() if r}
+    if not relevant:
+        raise UsageError(f"{beir_dir}: no {split} query has a relevant document in the corpus")
+    needed = set().union(*relevant.values())
+    others = sorted(set(docs) - needed)
+    random.Random(seed).shuffle(others)
+    corpus = {d: docs[d] for d in sorted(needed) + others[: max(0, max_corpus - len(needed))]}
+    return _retrieval_evaluator({q: queries[q] for q in relevant}, corpus, relevant)
+
+
+def general_evaluator(sts_path: Path):
+    from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
+
+    s1, s2, scores = read_sts(sts_path)
+    top = max(scores) or 1.0
+    return EmbeddingSimilarityEvaluator(s1, s2, [s / top for s in scores], name="general", show_progress_bar=False)
+
+
+def score(evaluator, model) -> float:
+    if evaluator is None:
+        return float("nan")
+    result = evaluator(model)
+    return 100 * float(result[evaluator.primary_metric])

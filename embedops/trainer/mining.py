@@ -1,0 +1,123 @@
+"""Hard-negative mining, positive-aware (NV-Retriever's TopK-PercPos, Moreira et al., 2024).
+
+For each pair, the query is searched in an index of the corpus built with the model being tuned
+(an :class:`~embedops.index.IndexReader` the caller opens; no corpus x corpus matrix in memory:
+LanceDB search, one query at a time). Candidates are taken
+in rank order from an optional window ``[range_min, range_max)``, skipping every known positive of
+the query; a candidate scoring above ``margin`` x the positive's score (default 95%) is dropped as a
+probable false negative. The first ``num_negatives`` survivors become the pair's negatives.
+
+>>> index = Searcher(reg).open(find_ready_index(reg, "minilm@1", "scifact"))                # doctest: +SKIP
+>>> mined, report = mine_hard_negatives(pairs, index, reg.corpora.table("scifact"))         # doctest: +SKIP
+>>> report.removed_false_negatives                                                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from embedops.corpus import doc_text
+from embedops.index import IndexReader
+from embedops.records import sql_in
+from embedops.trainer.pairs import TrainingPair
+
+
+@dataclass
+class MiningReport:
+    pairs: int
+    num_negatives: int
+    candidates_considered: int = 0
+    removed_known_positives: int = 0
+    removed_false_negatives: int = 0
+    pairs_short_of_negatives: int = 0
+    index_id: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def mine_hard_negatives(pairs: list[TrainingPair], index: IndexReader, corpus_table, *,
+                        num_negatives: int = 3, range_min: int = 0, range_max: int = 50, margin: float = 0.95,
+                        on_progress: Callable[[int, int], None] | None = None) -> tuple[list[TrainingPair], MiningReport]:
+    """Return ``pairs`` with ``negatives`` filled in, and what the filters removed.
+
+    ``index``: a ready index of the corpus, opened with the encoder of the model being tuned;
+    ``corpus_table``: that corpus's table (negatives are its documents' texts)."""
+    report = MiningReport(pairs=len(pairs), num_negatives=num_negatives, index_id=index.index_id)
+
+    positives: dict[str, set[str]] = defaultdict(set)
+    for p in pairs:
+        if p.doc_id:
+            positives[p.query].add(p.doc_id)
+    q_vecs = index.encode([p.query for p in pairs])
+    pos_scores = (q_vecs * _positive_vectors(index, corpus_table, pairs)).sum(axis=1)
+    depth = range_max + max((len(v) for v in positives.values()), default=0)
+
+    chosen: list[list[str]] = []
+    for i, p in enumerate(pairs):
+        hits = index.search_vectors(q_vecs[i : i + 1], depth)[0]
+        picked: list[str] = []
+        for rank, hit in enumerate(hits):
+            if len(picked) == num_negatives or rank >= range_max:
+                break
+            if rank < range_min:
+                continue
+            report.candidates_considered += 1
+            if hit.id in positives[p.query] or hit.id == p.doc_id:
+                report.removed_known_positives += 1
+                continue
+            if hit.score > margin * float(pos_scores[i]):
+                report.removed_false_negatives += 1
+                continue
+            picked.append(hit.id)
+        if len(picked) < num_negatives:
+            report.pairs_short_of_negatives += 1
+        chosen.append(picked)
+        if on_progress:
+            on_progress(i + 1, len(pairs))
+
+    texts = _doc_texts(corpus_table, {d for ids in chosen for d in ids})
+    mined = [replace(p, negatives=[texts[d] for d in ids if d in texts]) for p, ids in zip(pairs, chosen)]
+    return mined, report
+
+
+def _positive_vectors(index: IndexReader, corpus_table, pairs: list[TrainingPair]) -> np.ndarray:
+    """Each pair's positive as a vector: the index's stored vector where the positive is that corpus
+    document's text (no second encoding of the corpus), else freshly encoded."""
+    if not pairs:
+        return np.zeros((0, 0), dtype=np.float32)
+    ids = {p.doc_id for p in pairs if p.doc_id}
+    texts, stored = _doc_texts(corpus_table, ids), index.stored_vectors(list(ids))
+    from_index = [p.doc_id in stored and texts.get(p.doc_id) == p.positive for p in pairs]
+    fresh = iter(index.encode([p.positive for p, hit in zip(pairs, from_index) if not hit]))
+    rows = [stored[p.doc_id] if hit else next(fresh) for p, hit in zip(pairs, from_index)]
+    return np.stack(rows).astype(np.float32)
+
+
+def _doc_texts(tbl, ids: set[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    id_list = sorted(ids)
+    for start in range(0, len(id_list), 1000):
+        rows = tbl.search().where(sql_in("id", id_list[start : start + 1000])).select(["id", "title", "text"]) \
+            .limit(None).to_arrow().to_pylist()
+        out.update({r["id"]: doc_text(r["title"], r["text"]) for r in rows})
+    return out
+
+
+def round_trip_ranker(index: IndexReader, k: int = 10):
+    """``rank_of(queries, doc_ids)`` for :func:`embedops.trainer.generate.filter_pairs`: the rank of
+    each source document among the top-k for its query in ``index`` (searched with its model)."""
+
+    def rank_of(queries: list[str], doc_ids: list[str]) -> list[int | None]:
+        vecs = index.encode(queries)
+        out: list[int | None] = []
+        for v, d in zip(vecs, doc_ids):
+            ids = [h.id for h in index.search_vectors(np.asarray([v]), k)[0]]
+            out.append(ids.index(d) if d in ids else None)
+        return out
+
+    return rank_of

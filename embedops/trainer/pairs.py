@@ -1,0 +1,105 @@
+"""Training pairs: (query, positive document) with optional hard negatives, as JSONL.
+
+One line per pair::
+
+    {"query": "...", "doc_id": "d17", "positive": "title and text of d17",
+     "negatives": ["text of a hard negative", ...], "source": "labels|extractive|openai|..."}
+
+Inputs accepted from users: ``{"query", "doc_id"}`` (the text is looked up in the corpus) or
+``{"query", "text"}`` (used directly). Labelled pairs come from a BEIR directory's qrels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from embedops.beir import read_beir
+from embedops.corpus import iter_jsonl
+from embedops.errors import InputError, InputProblem
+
+
+@dataclass
+class TrainingPair:
+    """A query and its positive document; ``negatives`` are filled by mining."""
+
+    query: str
+    positive: str
+    doc_id: str | None = None
+    negatives: list[str] = field(default_factory=list)
+    source: str = "labels"
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v not in (None, [])}
+
+
+def write_pairs(path: Path | str, pairs: list[TrainingPair]) -> Path:
+    """Write pairs atomically (a temp file renamed into place: never half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for p in pairs:
+            fh.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_pairs(path: Path | str, corpus: dict[str, str] | None = None) -> list[TrainingPair]:
+    """Read and validate a pairs JSONL; ``doc_id``-only lines need ``corpus`` ({id: text})."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(InputProblem(str(path), None, None, "no such pairs file"))
+    problems: list[InputProblem] = []
+    pairs: list[TrainingPair] = []
+    for lineno, obj in iter_jsonl(path, problems):
+        query = obj.get("query")
+        if not isinstance(query, str) or not query.strip():
+            problems.append(InputProblem(str(path), lineno, "query", "missing or empty query"))
+            continue
+        positive = obj.get("positive") or obj.get("text")
+        doc_id = obj.get("doc_id")
+        if positive is None and doc_id is not None:
+            if corpus is None:
+                problems.append(InputProblem(str(path), lineno, "doc_id", "doc_id given but no corpus to look it up in"))
+                continue
+            positive = corpus.get(str(doc_id))
+            if positive is None:
+                problems.append(InputProblem(str(path), lineno, "doc_id", f"unknown document id {doc_id!r}"))
+                continue
+        if not isinstance(positive, str) or not positive.strip():
+            problems.append(InputProblem(str(path), lineno, "text", "needs \"doc_id\" or a non-empty \"text\""))
+            continue
+        negatives = obj.get("negatives") or []
+        if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
+            problems.append(InputProblem(str(path), lineno, "negatives", "must be a list of strings"))
+            continue
+        pairs.append(TrainingPair(query=query, positive=positive, doc_id=None if doc_id is None else str(doc_id),
+                                  negatives=negatives, source=obj.get("source", "file")))
+    if not pairs and not problems:
+        problems.append(InputProblem(str(path), None, None, "no pairs found"))
+    if problems:
+        raise InputError(problems)
+    return pairs
+
+
+def import_beir(beir_dir: Path | str, split: str = "train") -> list[TrainingPair]:
+    """Labelled pairs from a BEIR directory: one per (query, relevant document) in qrels/SPLIT.tsv."""
+    beir = read_beir(beir_dir, split)
+    queries, docs, where = beir.queries, beir.documents or {}, str(beir.qrels_file)
+    pairs, problems = [], []
+    for qid, rels in beir.qrels.items():
+        if qid not in queries:
+            problems.append(InputProblem(where, None, "query-id", f"query {qid!r} not in queries.jsonl"))
+            continue
+        for doc_id, rel in rels.items():
+            if rel <= 0:
+                continue
+            if doc_id not in docs:
+                problems.append(InputProblem(where, None, "corpus-id", f"document {doc_id!r} not in corpus.jsonl"))
+                continue
+            pairs.append(TrainingPair(query=queries[qid], positive=docs[doc_id], doc_id=doc_id, source="labels"))
+    if problems:
+        raise InputError(problems)
+    return pairs
