@@ -12,11 +12,12 @@ an error the user can fix at once instead of a setting silently ignored::
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from embedops.errors import InputError, InputProblem
 

@@ -24,6 +24,8 @@ pair files, every hyper-parameter, the seed, the training curve and the final me
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import random
 import tempfile
@@ -164,25 +166,20 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
         use_cpu=not cuda, dataloader_drop_last=False, disable_tqdm=True,
         ddp_backend=("nccl" if cuda else "gloo") if world > 1 else None,
     )
-    previous_tqdm = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # model-card widget bars would garble the CLI's progress lines; restored below
     model_max_seq_length = model.max_seq_length
     if config.max_seq_length:  # e.g. 128: all-MiniLM-L6-v2 was itself trained at 128 tokens
         model.max_seq_length = config.max_seq_length
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
-                                         evaluator=dom_eval, callbacks=[Curve()])
+    # The model card writer draws a "Computing widget examples" tqdm bar on stderr while the trainer
+    # is set up (tqdm reads TQDM_DISABLE only when it is imported, so the variable cannot silence it).
+    with contextlib.redirect_stderr(io.StringIO()):
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
+                                             evaluator=dom_eval, callbacks=[Curve()])
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     for noisy in (PrinterCallback, ProgressCallback):  # progress goes through on_log, stdout stays clean
         trainer.remove_callback(noisy)
     resume = any(out_dir.glob("checkpoint-*"))
-    try:
-        trainer.train(resume_from_checkpoint=True if resume else None)
-    finally:
-        if previous_tqdm is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = previous_tqdm
+    trainer.train(resume_from_checkpoint=True if resume else None)
 
     model.max_seq_length = model_max_seq_length  # evaluation and the saved model use the model's own limit
     if rank != 0:  # rank 0 interpolates, evaluates and registers

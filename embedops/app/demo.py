@@ -1,6 +1,6 @@
 """``embedops demo``: the whole lifecycle, offline, on a fresh store.
 
-Creates a demo store, writes the demo domain (see :mod:`embedops.demo_domain`), registers the
+Creates a demo store, writes the demo domain (see :mod:`embedops.app.demo_domain`), registers the
 bundled all-MiniLM-L6-v2 and promotes its index, then runs the pipeline: pairs (the organisation's
 own staff questions plus extractive pseudo-queries), positive-aware mining, fine-tuning with
 WiSE-FT interpolation, the green index, guards, shadow, promotion; then shows a rollback and a
@@ -12,14 +12,19 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from embedops.app.demo_domain import write_demo_domain, write_general_sts
+from embedops.app.generators import GeneratorSpec
+from embedops.app.pairs import MineSettings
+from embedops.app.pipeline import Pipeline, PipelineConfig, PipelineReport
+from embedops.app.pipeline.config import CorpusSection, GuardsSection, LabelledPairs
 from embedops.errors import UsageError
-from embedops.pipeline import Pipeline, PipelineConfig, PipelineReport
 from embedops.registry import Registry
 from embedops.store import Store
+from embedops.trainer.train import TrainConfig
 
 DEMO_MARKER = ".embedops-demo"
 
@@ -50,40 +55,37 @@ def prepare_store(path: Path) -> Path:
 
 
 def demo_config(store: Path, domain: Path | None, general: list[Path]) -> tuple[PipelineConfig, str]:
-    from embedops.demo_domain import write_demo_domain
-
     # Sized for "under 5 minutes on 2 CPU cores": one epoch, 2 mined negatives, 4 interpolation weights.
-    train = {"epochs": 1, "batch_size": 32, "lr": 5e-5, "interpolate": "auto", "max_general_drop": 1.0,
-             "eval_fraction": 0.1, "alphas": (1.0, 0.8, 0.6, 0.4)}
-    mine = {"negatives": 2, "margin": 0.95, "range_min": 0, "range_max": 50}
+    train = TrainConfig(epochs=1, batch_size=32, lr=5e-5, interpolate="auto", max_general_drop=1.0,
+                        eval_fraction=0.1, alphas=(1.0, 0.8, 0.6, 0.4))
+    mine = MineSettings(negatives=2, margin=0.95, range_min=0, range_max=50)
     if domain is None:
         dom = write_demo_domain(store / "demo-domain")
         note = ("general check: 24 hand-written sentence pairs (a smoke test of everyday English, not a benchmark); "
                 "for a real one run with --general ../shared/data/general-stsb/sts-test.tsv")
         return PipelineConfig(
-            corpus_name="demo-runbooks", corpus_path=dom.root, labelled={"file": str(dom.pairs)},
-            generated={"generator": "extractive", "per_doc": 1, "round_trip_top_k": 10},
-            mine=mine, train=train | {"general_eval": str(dom.general)}, gold=dom.root,
-            general=[*general] or [dom.general], source="embedops demo",
+            corpus=CorpusSection("demo-runbooks", dom.root), labelled=LabelledPairs(file=str(dom.pairs)),
+            generated=GeneratorSpec(generator="extractive", per_doc=1, round_trip_top_k=10),
+            mine=mine, train=train, general_eval=dom.general,
+            guards=GuardsSection(dom.root, [*general] or [dom.general]), source="embedops demo",
         ), note
     domain = Path(domain)
     if not (domain / "corpus.jsonl").is_file():
         raise UsageError(f"--domain {domain}: not a BEIR directory (no corpus.jsonl)")
-    labelled = {"beir": str(domain), "split": "train"} if (domain / "qrels" / "train.tsv").is_file() else None
-    generated = None if labelled else {"generator": "extractive", "per_doc": 1, "limit": 2000, "round_trip_top_k": 10}
+    has_train = (domain / "qrels" / "train.tsv").is_file()
+    labelled = LabelledPairs(beir=str(domain), split="train") if has_train else None
+    generated = None if has_train else GeneratorSpec(generator="extractive", per_doc=1, limit=2000, round_trip_top_k=10)
     if general:
         note = f"general check: {', '.join(str(g) for g in general)}"
     else:  # the forgetting gate is required: without --general, the demo's smoke test is the general set
-        from embedops.demo_domain import write_general_sts
-
         general = [write_general_sts(store / "general-sts.tsv")]
         note = ("no --general given: general ability checked only on the demo's 24 hand-written sentence pairs "
                 "(a smoke test, not a benchmark); pass --general ../shared/data/general-stsb/sts-test.tsv")
     sts = next((g for g in general if g.is_file()), None)
     return PipelineConfig(
-        corpus_name=domain.name.replace(".", "-")[:64], corpus_path=domain, labelled=labelled, generated=generated, mine=mine,
-        train=train | ({"general_eval": str(sts)} if sts else {"interpolate": None}), gold=domain, general=list(general),
-        source="embedops demo --domain",
+        corpus=CorpusSection(domain.name.replace(".", "-")[:64], domain), labelled=labelled, generated=generated,
+        mine=mine, train=train if sts else replace(train, interpolate=None), general_eval=sts,
+        guards=GuardsSection(domain, list(general)), source="embedops demo --domain",
     ), note
 
 

@@ -1,0 +1,56 @@
+"""Indexes as the commands and the pipeline need them: built with the engine asked for, or found
+ready (and built when missing) and opened for mining, round trips and the guards.
+
+>>> rec = ready_index(registry, "minilm@1", "scifact")          # doctest: +SKIP
+>>> reader = open_ready_index(registry, "minilm@1", "scifact")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+
+from embedops.errors import UsageError
+from embedops.index import IndexReader, IndexRecord
+from embedops.reembed import BuildReport, IndexBuild, sync_index
+from embedops.registry import Registry, Searcher, find_ready_index
+
+ENGINES = ("local", "ray")
+
+
+def build_index(registry: Registry, model_ref: str, corpus: str, *, engine: str = "local", address: str | None = None,
+                workers: int = 2, gpus_per_worker: float = 0, **build_options) -> BuildReport:
+    """Run an :class:`~embedops.reembed.IndexBuild` with the ``local`` or ``ray`` main-pass engine;
+    ``build_options`` go to IndexBuild (precision, batch_size, ann_threshold, on_progress, wait, ...)."""
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}: use local or ray")
+    runner = None
+    if engine == "ray":
+        from embedops.reembed.ray_engine import RayEngine
+
+        runner = RayEngine(address=address, workers=workers, gpus_per_worker=gpus_per_worker)
+    return IndexBuild(registry, model_ref, corpus, engine=runner, **build_options).run()
+
+
+def ready_index(registry: Registry, model_ref: str, corpus: str,
+                on_wait: Callable[[str], None] | None = None) -> IndexRecord:
+    """The newest ready index of ``corpus`` under ``model_ref``; built (or waited for) when missing."""
+    found = find_ready_index(registry, model_ref, corpus)
+    return found or IndexBuild(registry, model_ref, corpus, wait=True, on_wait=on_wait).run().index
+
+
+def open_ready_index(registry: Registry, model_ref: str, corpus: str) -> IndexReader:
+    """:func:`ready_index`, opened for search with its model's encoder."""
+    return Searcher(registry).open(ready_index(registry, model_ref, corpus))
+
+
+def sync_indexes(registry: Registry, index_id: str | None = None,
+                 around: Callable[[str], AbstractContextManager] | None = None) -> list[BuildReport]:
+    """:func:`~embedops.reembed.sync_index` on ``index_id``, or on every index an alias points at;
+    ``around(index_id)`` (e.g. a status spinner) wraps each sync."""
+    ids = [index_id] if index_id else sorted({a.value for a in registry.aliases.list() if a.value})
+    reports = []
+    for i in ids:
+        with around(i) if around else nullcontext():
+            reports.append(sync_index(registry, i))
+    return reports

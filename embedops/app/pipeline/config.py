@@ -1,0 +1,182 @@
+"""The pipeline's config file, read into one typed dataclass per section.
+
+Every section and key is checked before anything runs: an unknown section or key, a value of the
+wrong type or out of range is an InputError naming the file, line and ``section.key`` (exit 2).
+Paths are relative to the config file. See examples/pipeline-scifact.toml for every field.
+
+>>> cfg = PipelineConfig.from_toml("examples/pipeline-scifact.toml")   # doctest: +SKIP
+>>> cfg.train.interpolate, cfg.guards.policy.min_lift                   # doctest: +SKIP
+('auto', 0.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from embedops.app.generators import GeneratorSpec
+from embedops.app.pairs import MineSettings
+from embedops.config import TomlFile, check_field_types
+from embedops.errors import InputError, InputProblem, UsageError
+from embedops.registry import Policy, load_policy
+from embedops.trainer.train import TrainConfig
+
+BUNDLED_BASE = "bundled:all-MiniLM-L6-v2"
+SECTIONS = ("corpus", "base", "pairs", "mine", "train", "guards", "promote")
+
+
+@dataclass(frozen=True)
+class CorpusSection:
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class BaseSection:
+    model: str = BUNDLED_BASE  # a model directory, bundled:..., or a registered NAME@N
+    name: str = "minilm"  # the name fine-tuned versions are registered under
+
+
+@dataclass(frozen=True)
+class LabelledPairs:
+    beir: str | None = None  # a BEIR directory: one pair per relevant (query, document) of qrels/<split>.tsv
+    split: str = "train"
+    file: str | None = None  # or a pairs JSONL ({query, doc_id} or {query, text})
+
+    @property
+    def source(self) -> Path:
+        """The file whose bytes these pairs come from (its checksum keys the pairs stage)."""
+        return Path(self.file) if self.file else Path(self.beir or ".") / "qrels" / f"{self.split}.tsv"
+
+
+@dataclass(frozen=True)
+class GuardsSection:
+    gold: Path
+    general: list[Path] = field(default_factory=list)
+    policy: Policy = field(default_factory=Policy)  # built-in defaults < [guards] policy file < inline thresholds
+
+
+@dataclass(frozen=True)
+class PromoteSection:
+    alias: str = "production"
+    auto: bool = True
+
+
+@dataclass
+class PipelineConfig:
+    """Settings of a pipeline run, one typed section each."""
+
+    corpus: CorpusSection
+    guards: GuardsSection
+    base: BaseSection = field(default_factory=BaseSection)
+    labelled: LabelledPairs | None = None
+    generated: GeneratorSpec | None = None
+    mine: MineSettings = field(default_factory=MineSettings)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    general_eval: Path | None = None  # [train] general_eval: an STS TSV watched while training
+    promote: PromoteSection = field(default_factory=PromoteSection)
+    source: str = "<config>"
+
+    @property
+    def policy(self) -> Policy:
+        return self.guards.policy
+
+    @property
+    def alias(self) -> str:
+        return self.promote.alias
+
+    @classmethod
+    def from_toml(cls, path: Path | str) -> PipelineConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(InputProblem(str(path), None, None, "no such config file"))
+        return cls.from_file(TomlFile.read(path), base_dir=path.parent)
+
+    @classmethod
+    def from_dict(cls, data: dict, base_dir: Path = Path("."), source: str = "<config>") -> PipelineConfig:
+        return cls.from_file(TomlFile(source, "", data), base_dir=base_dir)
+
+    @classmethod
+    def from_file(cls, toml: TomlFile, base_dir: Path = Path(".")) -> PipelineConfig:
+        """Read and check every section and key; nothing is run on a bad config."""
+        return _Reader(toml, base_dir).config()
+
+
+def _annotations(cls) -> dict[str, str]:
+    return {f.name: str(f.type) for f in fields(cls)} if cls is not None else {}
+
+
+class _Reader:
+    """Reads one TOML file into a PipelineConfig, section by section."""
+
+    def __init__(self, toml: TomlFile, base_dir: Path):
+        self.toml = toml
+        self.base_dir = base_dir
+
+    def rel(self, p: str) -> str:
+        return p if str(p).startswith(("bundled:", "/")) else str(self.base_dir / p)
+
+    def section(self, name: str, cls, values: dict[str, Any] | None = None, *, paths: tuple[str, ...] = (),
+                extra: dict[str, str] | None = None) -> dict[str, Any]:
+        """``[name]`` checked against ``cls``'s fields (and ``extra`` keys): known keys, types; paths resolved."""
+        values = dict(self.toml.section(name) if values is None else values)
+        annotations = _annotations(cls) | (extra or {})
+        self.toml.check_keys(name, values, annotations)
+        check_field_types(self.toml, name, values, annotations)
+        return {k: self.rel(v) if k in paths else v for k, v in values.items()}
+
+    def build(self, name: str, cls, values: dict[str, Any]):
+        try:
+            return cls(**values)
+        except (UsageError, TypeError) as exc:
+            raise self.toml.error(name, None, str(exc)) from None
+
+    def need(self, section: str, key: str):
+        value = self.toml.section(section).get(key)
+        if value is None:
+            raise self.toml.error(section, key, "required")
+        return value
+
+    def config(self) -> PipelineConfig:
+        toml = self.toml
+        toml.check_sections(list(SECTIONS))
+        self.section("corpus", CorpusSection)
+        base = self.section("base", BaseSection)
+        pairs = self.section("pairs", None, extra={"labelled": "dict", "generated": "dict"})
+        labelled = generated = None
+        if "labelled" in pairs:
+            labelled = self.build("pairs.labelled", LabelledPairs,
+                                  self.section("pairs.labelled", LabelledPairs, pairs["labelled"], paths=("beir", "file")))
+        if "generated" in pairs:
+            gen = self.section("pairs.generated", GeneratorSpec, pairs["generated"],
+                               paths=("few_shot", "model_dir", "prompt"))
+            if gen.get("generator", "extractive") not in ("extractive", "openai", "local"):
+                raise toml.error("pairs.generated", "generator", "use extractive, openai or local")
+            generated = self.build("pairs.generated", GeneratorSpec, gen)
+        if not labelled and not generated:
+            raise toml.error("pairs", None, "give pairs.labelled and/or pairs.generated")
+        mine = self.build("mine", MineSettings, self.section("mine", MineSettings))
+        train_values = self.section("train", TrainConfig, paths=("domain_dev", "general_eval"),
+                                    extra={"general_eval": "str"})
+        general_eval = train_values.pop("general_eval", None)
+        train = self.build("train", TrainConfig, train_values)
+        if train.interpolate == "auto" and not general_eval:
+            raise toml.error("train", "interpolate", "'auto' needs train.general_eval (an STS TSV) to stay within")
+        guards = self.section("guards", None, extra={"gold": "str", "general": "list", "policy": "str"}
+                              | {k: "" for k in Policy.__dataclass_fields__})
+        policy = load_policy(Path(self.rel(guards["policy"]))) if "policy" in guards else Policy()
+        policy = Policy.from_section(toml, "guards", toml.section("guards"), base=policy,
+                                     ignore=("gold", "general", "policy"))
+        promote = self.build("promote", PromoteSection, self.section("promote", PromoteSection))
+        model = base.get("model", BUNDLED_BASE)
+        return PipelineConfig(
+            corpus=CorpusSection(self.need("corpus", "name"), Path(self.rel(self.need("corpus", "path")))),
+            base=BaseSection(model if model.startswith("bundled:") or "@" in model else self.rel(model),
+                             base.get("name", "minilm")),
+            labelled=labelled, generated=generated, mine=mine, train=train,
+            general_eval=Path(general_eval) if general_eval else None,
+            guards=GuardsSection(Path(self.rel(self.need("guards", "gold"))),
+                                 [Path(self.rel(g)) for g in guards.get("general", [])], policy),
+            promote=promote, source=toml.path,
+        )

@@ -1,0 +1,28 @@
+"""The ``embedops`` command line: a thin layer over the library API, one module per command group.
+
+Each command parses its options, calls one library function (mostly in :mod:`embedops.app` or
+:mod:`embedops.registry`) and renders the result. Every command can be run in-process with
+``typer.testing.CliRunner`` against ``embedops.cli.app``. Exit codes: 0 success; 1 failure; 2 bad
+input or usage (nothing was written); 3 conflict (a compare-and-swap lost to another writer, or a
+lock held by another build).
+"""
+
+from __future__ import annotations
+
+# Importing a module registers its commands on ``app``, in this order in --help.
+from embedops.cli import indexes, aliases, guards, train, pipeline, status  # noqa: F401, I001
+from embedops.cli import corpus, models, pairs
+from embedops.cli._common import app
+
+app.add_typer(corpus.corpus_app, name="corpus")
+app.add_typer(models.model_app, name="model")
+app.add_typer(pairs.pairs_app, name="pairs")
+app.add_typer(pipeline.pipeline_app, name="pipeline")
+app.add_typer(aliases.alias_app, name="alias")
+app.add_typer(indexes.index_app, name="index")
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(prog_name="embedops")

@@ -1,0 +1,118 @@
+"""What every command shares: the root app and its ``--store`` option, the consoles, error
+handling (an EmbedopsError becomes a red message and its exit code), tables that fit 80 columns."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from embedops.errors import EmbedopsError
+from embedops.registry import Registry
+from embedops.store import STORE_ENV, Store, resolve_store_uri
+
+app = typer.Typer(
+    name="embedops",
+    help="Fine-tune embedding models for your domain and ship them safely.\n\n"
+    "Example:  embedops --store ./embedops-store status",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
+
+
+def group(help: str) -> typer.Typer:
+    """A command group (``embedops corpus ...``); ``help`` ends with an example."""
+    return typer.Typer(help=help, no_args_is_help=True)
+
+
+@dataclass
+class CliState:
+    store_uri: str
+    _store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(self.store_uri)
+        return self._store
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.store)
+
+
+def handle_errors(fn):
+    """Turn EmbedopsError into a red message on stderr and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EmbedopsError as exc:
+            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+def state(ctx: typer.Context) -> CliState:
+    return ctx.find_root().obj
+
+
+def make_table(*headers: str, **kwargs) -> Table:
+    """A rich table whose cells wrap instead of being cut: ids and refs stay whole at 80 columns."""
+    table = Table(*headers, **kwargs)
+    for column in table.columns:
+        column.overflow = "fold"
+        if column.header in ("when", "since", "created", "updated"):
+            column.max_width = 10  # a when() timestamp: date over time
+    return table
+
+
+def when(ts: str) -> str:
+    """A stored UTC timestamp as 'YYYY-MM-DD HH:MM:SS' (it wraps at the space in a narrow table)."""
+    return ts[:19].replace("T", " ")
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def progress_bar():
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} docs/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=err, transient=False,
+    )
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    store: Optional[str] = typer.Option(
+        None, "--store", "-s", help=f"Store location (a directory). Default: ${STORE_ENV} or ./embedops-store.",
+        show_default=False,
+    ),
+):
+    """Fine-tune embedding models for your domain and ship them safely."""
+    ctx.obj = CliState(resolve_store_uri(store))

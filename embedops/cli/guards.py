@@ -1,0 +1,104 @@
+"""embedops guard, embedops shadow"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from embedops.beir import read_qrels, read_queries
+from embedops.cli._common import (
+    JsonOpt,
+    app,
+    err,
+    handle_errors,
+    make_table,
+    out,
+    print_json,
+    state,
+)
+from embedops.guards import load_policy, run_guards
+from embedops.guards.shadow import run_shadow
+from embedops.registry import Searcher
+
+
+@app.command("guard")
+@handle_errors
+def guard(
+    ctx: typer.Context,
+    index_id: str = typer.Argument(..., help="Candidate index to judge."),
+    gold: Path = typer.Option(..., "--gold", help="Gold set: BEIR directory (queries.jsonl + qrels/test.tsv)."),
+    general: list[Path] = typer.Option([], "--general", help="General benchmark: BEIR directory or STS TSV (repeatable)."),
+    alias: str = typer.Option("production", "--alias", "-a", help="Alias whose index the candidate must beat."),
+    policy_file: Optional[Path] = typer.Option(None, "--policy", help="Policy file (default ./embedops.toml or built-in defaults)."),
+    html_dir: Optional[Path] = typer.Option(None, "--html", help="Write report.html and PNG plots into this directory."),
+    as_json: bool = JsonOpt,
+):
+    """Run the promotion gates for a candidate index and store the report in the registry.
+
+    Gates: domain retrieval vs the alias's index (paired bootstrap), forgetting vs the lineage's base
+    model, ONNX parity, index integrity (ANN recall measured now), latency (optional). A gate the
+    policy requires (default: all but latency) fails when it cannot run: give --general, and for a
+    first promotion (nothing behind the alias) set domain_floor in the policy or promote with --force.
+    The report binds the index, model, policy, gold and general sets and the alias's current index.
+    Exit 0 when every gate passes, 1 when any fails, 2 for usage or input errors.
+
+    Example:  embedops guard scifact--minilm-v2--1a2b3c4d --gold ../shared/data/scifact --general ../shared/data/general-stsb/sts-test.tsv --html guard-report
+    """
+    policy = load_policy(policy_file)
+    with err.status(f"running guards on {index_id} ..."):
+        report = run_guards(state(ctx).registry, index_id, gold=gold, general=list(general), policy=policy,
+                            alias=alias, html_dir=html_dir)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        colour = {"pass": "green", "fail": "red", "warn": "yellow", "skip": "dim"}
+        t = make_table("gate", "status", "value", "threshold", "reason", title=f"guards for {index_id}: {report.verdict.upper()}")
+        for g in report.gates:
+            value = "" if g.value is None else (f"{g.value:.4g}" if isinstance(g.value, float) else str(g.value))
+            t.add_row(g.name, f"[{colour[g.status]}]{g.status}[/]", value, "" if g.threshold is None else str(g.threshold), g.reason)
+        out.print(t)
+        lost = next((g.evidence.get("lost_most") for g in report.gates if g.name == "domain"), None)
+        if lost:
+            out.print("queries that lost most: " + "; ".join(f"{x['query'][:50]} ({x['delta']:+.1f})" for x in lost))
+        out.print(f"report {report.stored.report_id} stored" + (f"; HTML: {report.html}" if report.html else ""))
+    if report.verdict != "pass":
+        raise typer.Exit(1)
+
+
+@app.command("shadow")
+@handle_errors
+def shadow(
+    ctx: typer.Context,
+    index_id: str = typer.Argument(..., help="Candidate index."),
+    queries: Path = typer.Option(..., "--queries", help="queries.jsonl (BEIR) or JSONL of {_id|id, text}."),
+    qrels: Optional[Path] = typer.Option(None, "--qrels", help="BEIR qrels TSV, for recall and nDCG."),
+    k: int = typer.Option(10, "-k"),
+    alias: str = typer.Option("production", "--alias", "-a", help="Alias to compare against."),
+    as_json: bool = JsonOpt,
+):
+    """Run the same queries against an alias's index and a candidate; compare them side by side.
+
+    Example:  embedops shadow scifact--minilm-v2--1a2b3c4d --queries q.jsonl --qrels qrels/test.tsv
+    """
+    judged = read_qrels(qrels) if qrels else None
+    qs = read_queries(queries, only=set(judged) if judged else None)
+    with err.status(f"running {len(qs)} queries on both indexes ..."):
+        report = run_shadow(Searcher(state(ctx).registry), index_id, qs, qrels=judged, k=k, alias=alias)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    t = make_table("", f"{alias}: {report.production}", f"candidate: {report.candidate}", title=f"shadow over {report.queries} queries")
+    for name in sorted(report.metrics.get("production", {})):
+        p, c = report.metrics["production"][name], report.metrics["candidate"][name]
+        t.add_row(name, f"{p:.2f}", f"{c:.2f} ({c - p:+.2f})")
+    for q in ("p50", "p95"):
+        t.add_row(f"latency {q} ms", f"{report.latency_ms['production'][q]:.1f}", f"{report.latency_ms['candidate'][q]:.1f}")
+    out.print(t)
+    out.print(f"overlap@{k}: {report.overlap_at_k:.3f}   rank correlation (Kendall tau): {report.rank_correlation:.3f}")
+    m = make_table(*report.movers[0].keys(), title="biggest movers") if report.movers else None
+    for row in report.movers:
+        m.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v)[:60] for v in row.values()])
+    if m:
+        out.print(m)

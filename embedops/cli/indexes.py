@@ -1,0 +1,178 @@
+"""embedops index build | list | sync | retire | drop, embedops search"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import typer
+
+from embedops.app.indexes import build_index, sync_indexes
+from embedops.cli._common import (
+    JsonOpt,
+    app,
+    err,
+    group,
+    handle_errors,
+    make_table,
+    out,
+    print_json,
+    progress_bar,
+    state,
+)
+from embedops.registry import Searcher
+
+index_app = group("Corpus indexes built blue-green.\n\nExample:  embedops index build minilm@2 --corpus scifact")
+
+@index_app.command("build")
+@handle_errors
+def index_build(
+    ctx: typer.Context,
+    model_ref: str = typer.Argument(..., help="Model version to embed with, NAME@N."),
+    corpus: str = typer.Option(..., "--corpus", "-c", help="Corpus name."),
+    precision: str = typer.Option("fp32", "--precision", "-p", help="fp32, fp16 (GPU) or int8 (CPU)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Texts per ONNX Runtime call (default 32 on CPU, 256 on CUDA)."),
+    ann_threshold: int = typer.Option(100_000, "--ann-threshold", help="Build an IVF-PQ ANN index at or above this many documents."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data: encoder actors write Lance fragments; see docs/SCALING.md)."),
+    address: Optional[str] = typer.Option(None, "--address", help="ray: cluster address ('auto', 'ray://head:10001'); default: start a local cluster."),
+    workers: int = typer.Option(2, "--workers", help="ray: encoder actors."),
+    gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="ray: GPUs per encoder actor (0: CPU actors)."),
+    wait: bool = typer.Option(False, "--wait", help="If a build of the same model, corpus and precision is running, wait for it (and use its index) instead of failing."),
+    as_json: bool = JsonOpt,
+):
+    """Build a new index of a corpus with a model version while aliases keep serving the old one.
+
+    Rerun the same command after a crash to resume it. Documents added, changed or deleted during
+    the build are caught up before the index is checked and marked ready. Prints the index id.
+    Builds of the same model, corpus and precision run one at a time: a second one exits with code
+    3 naming the running one, or with --wait waits and prints the index the first one built.
+
+    Example:  embedops index build minilm@2 --corpus scifact
+    Example:  embedops index build minilm@2 --corpus scifact --engine ray --workers 8 --gpus-per-worker 1
+    Example:  embedops index build minilm@2 --corpus scifact --wait
+    """
+    with progress_bar() as progress:
+        task = progress.add_task(f"embedding {corpus}", total=None, rate="-")
+        started = {}
+
+        def on_progress(done, total):
+            started.setdefault("t", (time.perf_counter(), done))
+            t0, d0 = started["t"]
+            rate = (done - d0) / max(time.perf_counter() - t0, 1e-9)
+            progress.update(task, completed=done, total=total, rate=f"{rate:,.0f}" if done > d0 else "-")
+
+        def on_wait(holder):
+            progress.console.print(f"waiting: {holder} is building the same index ...")
+
+        report = build_index(state(ctx).registry, model_ref, corpus, engine=engine, address=address, workers=workers,
+                             gpus_per_worker=gpus_per_worker, precision=precision, batch_size=batch_size,
+                             ann_threshold=ann_threshold, on_progress=on_progress, wait=wait, on_wait=on_wait)
+    if as_json:
+        print_json({"index": report.index.to_dict(), "embedded": report.embedded, "deleted": report.deleted,
+                    "resumed_from": report.resumed_from, "seconds": report.seconds,
+                    "finished_by_other": report.finished_by_other})
+        return
+    if report.finished_by_other:
+        err.print(f"a concurrent build of the same inputs finished {report.index.index_id} while this one waited")
+        typer.echo(report.index.index_id)
+        return
+    if report.resumed_from:
+        err.print(f"resumed: {report.resumed_from} documents were already embedded")
+    err.print(f"embedded {report.embedded} documents in {report.seconds:.1f}s "
+              f"({report.docs_per_second:,.0f} docs/s); integrity checks passed")
+    typer.echo(report.index.index_id)
+
+
+@index_app.command("list")
+@handle_errors
+def index_list(ctx: typer.Context, as_json: bool = JsonOpt):
+    """List indexes with their model, corpus and status.
+
+    Example:  embedops index list --json
+    """
+    reg = state(ctx).registry
+    indexes = reg.indexes.list()
+    if as_json:
+        print_json([i.to_dict() for i in indexes])
+        return
+    aliases = {}
+    for a in reg.aliases.list():
+        if a.value:
+            aliases.setdefault(a.value, []).append(a.name)
+    table = make_table("index", "model", "corpus", "precision", "status", "docs", "aliases", title="Indexes")
+    for i in indexes:
+        table.add_row(i.index_id, i.model_ref, i.corpus, i.precision, i.status.value,
+                      str(i.doc_count or "-"), ", ".join(aliases.get(i.index_id, [])))
+    out.print(table if indexes else "no indexes yet: embedops index build MODEL_REF --corpus NAME")
+
+
+@index_app.command("sync")
+@handle_errors
+def index_sync(
+    ctx: typer.Context,
+    index_id: Optional[str] = typer.Argument(None, help="Index to sync; default: every index an alias points at."),
+    as_json: bool = JsonOpt,
+):
+    """Bring live indexes up to date after 'corpus add': embed only added or changed documents with
+    each index's own model, remove deleted ones; no full rebuild.
+
+    Example:  embedops index sync
+    """
+    def syncing(i: str):
+        return err.status(f"syncing {i} ...")
+
+    reports = sync_indexes(state(ctx).registry, index_id, around=syncing)
+    if as_json:
+        print_json([{"index_id": r.index.index_id, "embedded": r.embedded, "deleted": r.deleted,
+                     "table_version": r.index.table_version} for r in reports])
+        return
+    for r in reports:
+        out.print(f"{r.index.index_id}: {r.embedded} embedded, {r.deleted} deleted (table version {r.index.table_version})")
+    if not reports:
+        out.print("no aliased indexes to sync")
+
+
+@index_app.command("retire")
+@handle_errors
+def index_retire(ctx: typer.Context, index_id: str = typer.Argument(...), reason: str = typer.Option(None, "--reason")):
+    """Mark an index retired (never one an alias points at, nor production's rollback target).
+
+    Example:  embedops index retire scifact--minilm-v1--1a2b3c4d --reason "superseded"
+    """
+    state(ctx).registry.retire(index_id, reason=reason)
+    out.print(f"{index_id} retired")
+
+
+@index_app.command("drop")
+@handle_errors
+def index_drop(ctx: typer.Context, index_id: str = typer.Argument(...), reason: str = typer.Option(None, "--reason")):
+    """Delete a retired index's table and record.
+
+    Example:  embedops index drop scifact--minilm-v1--1a2b3c4d
+    """
+    state(ctx).registry.drop(index_id, reason=reason)
+    out.print(f"{index_id} dropped")
+
+
+@app.command("search")
+@handle_errors
+def search(
+    ctx: typer.Context,
+    text: str = typer.Argument(..., help="Query text."),
+    k: int = typer.Option(10, "-k", help="Number of hits."),
+    alias: str = typer.Option("production", "--alias", "-a", help="Alias whose index answers."),
+    index_id: Optional[str] = typer.Option(None, "--index", help="Search this index instead of an alias's."),
+    as_json: bool = JsonOpt,
+):
+    """Search the index an alias points at with that index's own model.
+
+    Example:  embedops search "how do I fail over postgres" -k 5
+    """
+    result = Searcher(state(ctx).registry).search(text, k, alias=alias, index_id=index_id, with_titles=True)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    table = make_table("#", "score", "id", "title", title=f"{result.index_id} ({result.model_ref}) {result.latency_ms:.1f} ms")
+    for n, h in enumerate(result.hits, 1):
+        table.add_row(str(n), f"{h.score:.4f}", h.id, h.title)
+    out.print(table)

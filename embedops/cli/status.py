@@ -1,0 +1,87 @@
+"""embedops status, embedops history"""
+
+from __future__ import annotations
+
+import typer
+
+from embedops.app.status import store_status
+from embedops.cli._common import (
+    JsonOpt,
+    app,
+    err,
+    handle_errors,
+    make_table,
+    out,
+    print_json,
+    state,
+    when,
+)
+from embedops.registry import AliasState
+
+
+@app.command("history")
+@handle_errors
+def history(
+    ctx: typer.Context,
+    limit: int = typer.Option(50, "--limit", "-n", help="Show the last N events (0 = all)."),
+    as_json: bool = JsonOpt,
+):
+    """The audit log: every change to the store (when, who, what, why).
+
+    Example:  embedops history -n 20
+    """
+    reg = state(ctx).registry
+    events = reg.history(limit or None)
+    if as_json:
+        print_json([e.to_dict() for e in events])
+        return
+    table = make_table("when", "who", "action", "subject", "why", title="History")
+    table.columns[2].min_width = len("promote.override")
+    for e in events:
+        action = e.action + (" [bold red](OVERRIDE)[/]" if e.details.get("override") else "")
+        table.add_row(when(e.ts), e.actor, action, e.subject, e.reason or "")
+    out.print(table if events else "no events yet")
+    _print_overrides(reg.overridden_aliases())
+
+
+def _print_overrides(overrides: list[AliasState]) -> None:
+    for a in overrides:
+        err.print(f"[bold yellow]warning:[/] {a.name} -> {a.value} was promoted WITHOUT a passing guard report "
+                  f"(override by {a.actor} at {when(a.ts)}: {a.reason})")
+
+
+@app.command("status")
+@handle_errors
+def status(ctx: typer.Context, as_json: bool = JsonOpt):
+    """One screen: aliases, corpora, models, indexes and the latest guard verdicts.
+
+    Example:  embedops status
+    """
+    s = store_status(state(ctx).registry)
+    if as_json:
+        print_json(s.to_dict())
+        return
+    out.print(f"[bold]store[/] {s.location}")
+    t = make_table("alias", "index", "model", "previous", "since", "authorised by", title="Aliases")
+    for a in s.aliases:
+        idx = s.index(a.value)
+        how = ("[bold red]OVERRIDE[/]" if a.override else f"report {a.report_id}" if a.report_id else a.action)
+        t.add_row(a.name, a.value or "-", idx.model_ref if idx else "-", a.previous or "-", when(a.ts), how)
+    out.print(t)
+    t = make_table("corpus", "documents", "version", title="Corpora")
+    for c in s.corpora:
+        t.add_row(c.name, str(c.documents), str(c.version))
+    out.print(t)
+    t = make_table("ref", "parent", "created", "digest", title="Models")
+    for m in s.models:
+        t.add_row(m.ref, m.parent or "-", when(m.created_at), m.digest[:12])
+    out.print(t)
+    t = make_table("index", "model", "corpus", "status", "docs", "updated", title="Indexes")
+    for i in s.indexes:
+        t.add_row(i.index_id, i.model_ref, i.corpus, i.status.value, str(i.doc_count or "-"), when(i.updated_at))
+    out.print(t)
+    t = make_table("index", "verdict", "when", title="Latest guard verdicts")
+    for r in s.verdicts:
+        t.add_row(r.index_id, r.verdict, when(r.created_at))
+    out.print(t if s.verdicts else "[dim]no guard verdicts yet[/]")
+    _print_overrides(s.overrides)
