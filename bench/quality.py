@@ -38,7 +38,8 @@ def evaluate_model(reg, ref: str) -> dict:
 
     from embedops.beir import read_qrels, read_queries, read_sts
     from embedops.metrics import evaluate, mean_metrics
-    from embedops.reembed import IndexBuild, Searcher, find_ready_index
+    from embedops.reembed import IndexBuild
+    from embedops.registry import Searcher, find_ready_index
 
     out = {}
     searcher = Searcher(reg)
@@ -65,7 +66,7 @@ def reinterpolate(reg, base_ref: str, ref: str, alpha: float, new_alpha: float, 
     theta_a = a * tuned + (1 - a) * base, so tuned = (theta_a - (1 - a) * base) / a: other alphas of
     the same training run cost an evaluation, not a training (for reporting, e.g. a label-free 0.5).
     """
-    from embedops.trainer.train import _interpolate  # the trainer's own WiSE-FT mix
+    from embedops.trainer.fit import _interpolate  # the trainer's own WiSE-FT mix
 
     b, model = reg.models.load(base_ref).state_dict(), reg.models.load(ref)
     tuned = {k: (v - (1 - alpha) * b[k]) / alpha if v.is_floating_point() else v for k, v in model.state_dict().items()}
@@ -79,6 +80,7 @@ def main() -> None:
     from embedops.registry import Registry
     from embedops.store import Store
     from embedops.trainer.generate import ExtractiveGenerator, filter_pairs
+    from embedops.app.indexes import open_ready_index
     from embedops.trainer.mining import mine_hard_negatives, round_trip_ranker
     from embedops.trainer.pairs import import_beir
     from embedops.trainer.train import TrainConfig, train
@@ -129,7 +131,7 @@ def main() -> None:
             docs = read_documents(DATA / "scifact")[: args.extractive_docs]
             generated = ExtractiveGenerator(per_doc=args.extractive_per_doc, seed=0,
                                             title_query=args.title_query).generate(docs)
-            pairs, report = filter_pairs(generated, rank_of=round_trip_ranker(reg, base.ref, "scifact", 10))
+            pairs, report = filter_pairs(generated, rank_of=round_trip_ranker(open_ready_index(reg, base.ref, "scifact"), 10))
             print("extractive filter", report.to_dict(), flush=True)
             epochs = args.extractive_epochs
         elif run == "generated":
@@ -137,12 +139,13 @@ def main() -> None:
 
             texts = reg.corpora.texts("scifact")
             generated = [p for f in args.pairs_file.split(",") if f for p in read_pairs(f, corpus=texts)]
-            pairs, report = filter_pairs(generated, rank_of=round_trip_ranker(reg, base.ref, "scifact", 10))
+            pairs, report = filter_pairs(generated, rank_of=round_trip_ranker(open_ready_index(reg, base.ref, "scifact"), 10))
             print("generated filter", report.to_dict(), flush=True)
             epochs = args.extractive_epochs
         else:
             raise SystemExit(f"unknown run {run}")
-        mined, mreport = mine_hard_negatives(reg, pairs, base.ref, "scifact", num_negatives=args.negatives)
+        mined, mreport = mine_hard_negatives(pairs, open_ready_index(reg, base.ref, "scifact"), reg.corpora.table("scifact"),
+                                             num_negatives=args.negatives)
         print(run, "mining", mreport.to_dict(), flush=True)
         config = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr,
                              interpolate=args.interpolate if args.interpolate == "auto" else float(args.interpolate),

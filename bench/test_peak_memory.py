@@ -53,7 +53,7 @@ def _store(scifact, tmp_path, model, factor: int, *, export: bool = False):
     reg.models.register("tiny", model)
     reg.corpora.add("docs", path)
     if export:
-        from embedops.reembed import ensure_export
+        from embedops.registry import ensure_export
 
         ensure_export(reg, "tiny@1", "fp32")
     return store
@@ -99,7 +99,7 @@ ANN_CHILD = textwrap.dedent(
     import json, sys, tempfile, warnings
     warnings.simplefilter("ignore")
     import numpy as np, pyarrow as pa, lancedb
-    from embedops.reembed.ann import measure_ann_recall, sample_vectors
+    from embedops.index.ann import measure_ann_recall, sample_vectors
     def hwm_mb():
         line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
         return int(line.split()[1]) / 1024

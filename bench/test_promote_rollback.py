@@ -9,7 +9,7 @@ import pytest
 
 from conftest import record
 from embedops.registry import IndexStatus, Policy, Registry, ReportBinding
-from embedops.reembed.build import index_schema
+from embedops.index import index_schema
 from embedops.store import Store
 
 RESULTS = {}

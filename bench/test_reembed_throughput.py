@@ -10,8 +10,7 @@ from conftest import record
 from embedops.beir import read_qrels, read_queries
 from embedops.corpus import doc_text, read_documents
 from embedops.metrics import evaluate, mean_metrics
-from embedops.reembed.encoder import OnnxEncoder
-from embedops.reembed.onnx_export import export_onnx
+from embedops.encoding import OnnxEncoder, export_onnx
 from helpers import bundled_model_path
 
 

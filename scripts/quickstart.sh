@@ -9,11 +9,11 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 EMBEDOPS_STORE=./quickstart-store
 E=.venv/bin/embedops
 rm -rf "$EMBEDOPS_STORE"
-ex=$(.venv/bin/python -m embedops.example_runbooks ./quickstart-data/runbooks)  # 20 example runbooks, BEIR layout
+ex=$(.venv/bin/python -m embedops.app.example_runbooks ./quickstart-data/runbooks)  # 20 example runbooks, BEIR layout
 # A general-ability set for the forgetting gate (required by the default policy): the demo's 24
 # hand-written sentence pairs, a smoke test; use STS-B (../shared/data/general-stsb) for a real check.
 sts=./quickstart-data/general-sts.tsv
-.venv/bin/python -c "import sys, pathlib; from embedops.demo_domain import write_general_sts; write_general_sts(pathlib.Path(sys.argv[1]))" "$sts"
+.venv/bin/python -c "import sys, pathlib; from embedops.app.demo_domain import write_general_sts; write_general_sts(pathlib.Path(sys.argv[1]))" "$sts"
 
 $E corpus add runbooks $ex
 $E model register minilm bundled:all-MiniLM-L6-v2 --notes "all-MiniLM-L6-v2, bundled"

@@ -36,6 +36,17 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
+@pytest.fixture
+def reg(tmp_path, tiny_model_dir):
+    """A fresh store's registry with the tiny model registered as tiny@1."""
+    from embedops.registry import Registry
+    from embedops.store import Store
+
+    registry = Registry(Store.open(str(tmp_path / "store")))
+    registry.models.register("tiny", tiny_model_dir)
+    return registry
+
+
 @pytest.fixture(scope="session")
 def tiny_model_b(tmp_path_factory) -> Path:
     """A second tiny model, other random weights: a different model version of the same shape."""

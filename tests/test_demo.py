@@ -7,8 +7,8 @@ import pytest
 from helpers import StoreCli
 from embedops.corpus import read_documents
 from embedops.beir import read_qrels, read_queries
-from embedops.demo import prepare_store
-from embedops.demo_domain import SYSTEMS, write_demo_domain
+from embedops.app.demo import prepare_store
+from embedops.app.demo_domain import SYSTEMS, write_demo_domain
 from embedops.errors import UsageError
 from embedops.trainer.pairs import read_pairs
 

@@ -7,7 +7,7 @@ import pytest
 
 from helpers import StoreCli, write_jsonl
 from embedops.errors import InputError
-from embedops.pipeline import PipelineConfig
+from embedops.app.pipeline import PipelineConfig
 from embedops.registry import Registry
 from embedops.store import Store
 
@@ -177,8 +177,8 @@ def test_example_config_parses():
     from helpers import REPO
 
     cfg = PipelineConfig.from_toml(REPO / "examples" / "pipeline-scifact.toml")
-    assert cfg.corpus_name == "scifact" and cfg.train["interpolate"] == "auto" and len(cfg.general) == 2
-    assert cfg.labelled["split"] == "train"
+    assert cfg.corpus.name == "scifact" and cfg.train.interpolate == "auto" and len(cfg.guards.general) == 2
+    assert cfg.labelled.split == "train"
 
 
 def test_paths_in_the_generator_and_train_sections_are_relative_to_the_config(tmp_path):
@@ -188,5 +188,5 @@ def test_paths_in_the_generator_and_train_sections_are_relative_to_the_config(tm
                         "[pairs]\ngenerated = { generator = 'local', few_shot = 'shots.jsonl', batch_size = 64 }\n"
                         "[train]\ndomain_dev = 'dev-beir'\n")
     cfg = PipelineConfig.from_toml(cfg_file)
-    assert cfg.generated["few_shot"] == str(cfg_file.parent / "shots.jsonl") and cfg.generated["batch_size"] == 64
-    assert cfg.train["domain_dev"] == str(cfg_file.parent / "dev-beir")
+    assert cfg.generated.few_shot == str(cfg_file.parent / "shots.jsonl") and cfg.generated.batch_size == 64
+    assert cfg.train.domain_dev == str(cfg_file.parent / "dev-beir")

@@ -75,7 +75,7 @@ def write_runbooks(root: Path | str) -> Path:
     return root
 
 
-if __name__ == "__main__":  # python -m embedops.example_runbooks DIR
+if __name__ == "__main__":  # python -m embedops.app.example_runbooks DIR
     import sys
 
     print(write_runbooks(sys.argv[1] if len(sys.argv) > 1 else "runbooks"))

@@ -76,6 +76,30 @@ def _interpolate(model, base_state: dict, tuned_state: dict, alpha: float) -> No
         model.load_state_dict(mixed)
 
 
+def _use_mixed_precision(choice: str) -> Callable[[], None]:
+    """Make this run's mixed precision ("no", "bf16" or "fp16") the one accelerate uses; returns what
+    puts the process back as it was.
+
+    transformers writes the precision of a run into ``ACCELERATE_MIXED_PRECISION`` and accelerate
+    keeps it in a process-wide state, so without this, every fp32 run after one bf16 run in the same
+    process (a notebook, a server, a test session) would silently train in bf16: emulated, and many
+    times slower, on a CPU without AVX512-BF16."""
+    from accelerate.state import AcceleratorState
+
+    previous = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    AcceleratorState._reset_state()
+    os.environ["ACCELERATE_MIXED_PRECISION"] = choice
+
+    def restore() -> None:
+        AcceleratorState._reset_state()
+        if previous is None:
+            os.environ.pop("ACCELERATE_MIXED_PRECISION", None)
+        else:
+            os.environ["ACCELERATE_MIXED_PRECISION"] = previous
+
+    return restore
+
+
 def run_key(base: ModelVersion, pair_hashes: list[str], config: TrainConfig) -> str:
     return sha256_json({"base": base.digest, "pairs": pair_hashes, "config": asdict(config)})[:16]
 
@@ -156,30 +180,35 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
 
     cuda = torch.cuda.is_available()
     steps_per_epoch = max(1, len(dataset) // (config.batch_size * world))
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(out_dir), num_train_epochs=config.epochs, max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size, learning_rate=config.lr, warmup_ratio=config.warmup_ratio,
-        seed=config.seed, data_seed=config.seed, batch_sampler=BatchSamplers.NO_DUPLICATES,
-        save_strategy="steps" if config.save_steps else "epoch", save_steps=config.save_steps or 500,
-        save_total_limit=1, logging_steps=max(1, steps_per_epoch // 10),
-        eval_strategy="epoch" if dom_eval else "no", report_to=[], bf16=bf16, fp16=fp16,
-        use_cpu=not cuda, dataloader_drop_last=False, disable_tqdm=True,
-        ddp_backend=("nccl" if cuda else "gloo") if world > 1 else None,
-    )
-    model_max_seq_length = model.max_seq_length
-    if config.max_seq_length:  # e.g. 128: all-MiniLM-L6-v2 was itself trained at 128 tokens
-        model.max_seq_length = config.max_seq_length
-    # The model card writer draws a "Computing widget examples" tqdm bar on stderr while the trainer
-    # is set up (tqdm reads TQDM_DISABLE only when it is imported, so the variable cannot silence it).
-    with contextlib.redirect_stderr(io.StringIO()):
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
-                                             evaluator=dom_eval, callbacks=[Curve()])
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    restore_precision = _use_mixed_precision("bf16" if bf16 else "fp16" if fp16 else "no")
+    try:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=str(out_dir), num_train_epochs=config.epochs, max_steps=config.max_steps,
+            per_device_train_batch_size=config.batch_size, learning_rate=config.lr, warmup_ratio=config.warmup_ratio,
+            seed=config.seed, data_seed=config.seed, batch_sampler=BatchSamplers.NO_DUPLICATES,
+            save_strategy="steps" if config.save_steps else "epoch", save_steps=config.save_steps or 500,
+            save_total_limit=1, logging_steps=max(1, steps_per_epoch // 10),
+            eval_strategy="epoch" if dom_eval else "no", report_to=[], bf16=bf16, fp16=fp16,
+            use_cpu=not cuda, dataloader_drop_last=False, disable_tqdm=True,
+            ddp_backend=("nccl" if cuda else "gloo") if world > 1 else None,
+        )
+        model_max_seq_length = model.max_seq_length
+        if config.max_seq_length:  # e.g. 128: all-MiniLM-L6-v2 was itself trained at 128 tokens
+            model.max_seq_length = config.max_seq_length
+        # The model card writer draws a "Computing widget examples" tqdm bar on stderr while the trainer
+        # is set up (tqdm reads TQDM_DISABLE only when it is imported, so the variable cannot silence it).
+        with contextlib.redirect_stderr(io.StringIO()):
+            trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
+                                                 evaluator=dom_eval, callbacks=[Curve()])
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    for noisy in (PrinterCallback, ProgressCallback):  # progress goes through on_log, stdout stays clean
-        trainer.remove_callback(noisy)
-    resume = any(out_dir.glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=True if resume else None)
+        for noisy in (PrinterCallback, ProgressCallback):  # progress goes through on_log, stdout stays clean
+            trainer.remove_callback(noisy)
+        resume = any(out_dir.glob("checkpoint-*"))
+        trained_in = trainer.accelerator.mixed_precision  # what autocast really used: "no", "bf16" or "fp16"
+        trainer.train(resume_from_checkpoint=True if resume else None)
+    finally:
+        restore_precision()
 
     model.max_seq_length = model_max_seq_length  # evaluation and the saved model use the model's own limit
     if rank != 0:  # rank 0 interpolates, evaluates and registers
@@ -203,7 +232,8 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
                "train_pairs": len(train_pairs), "held_out_pairs": len(held_out), "negatives_per_pair": n_neg}
     params = asdict(config) | {"pairs_sha256": pair_hashes or [], "general_eval": str(general_eval) if general_eval else None,
                                "run_key": key, "resumed": resume, "world_size": world,
-                               "global_batch_size": config.batch_size * world, "gather_across_devices": gather}
+                               "global_batch_size": config.batch_size * world, "gather_across_devices": gather,
+                               "trained_in": trained_in}
     with tempfile.TemporaryDirectory() as tmp:
         model.save(tmp, safe_serialization=True)
         version = registry.models.register(

@@ -7,8 +7,8 @@ from embedops.store import Store
 
 from guard_helpers import RUNBOOKS
 
-# The demo's hand-written pairs: a smoke test of everyday English (see embedops.demo_domain).
-from embedops.demo_domain import GENERAL_STS as STS  # noqa: E402
+# The demo's hand-written pairs: a smoke test of everyday English (see embedops.app.demo_domain).
+from embedops.app.demo_domain import GENERAL_STS as STS  # noqa: E402
 
 
 @pytest.fixture(scope="session")

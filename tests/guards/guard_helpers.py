@@ -6,7 +6,7 @@ from pathlib import Path
 import tempfile
 
 from helpers import bundled_model_path
-from embedops.example_runbooks import write_runbooks
+from embedops.app.example_runbooks import write_runbooks
 
 # The project's own 20-runbook example, written once per test session.
 RUNBOOKS = write_runbooks(Path(tempfile.mkdtemp(prefix="embedops-runbooks-")) / "runbooks")

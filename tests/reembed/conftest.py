@@ -1,17 +1,8 @@
 import pytest
 
 from helpers import StoreCli, write_jsonl
-from embedops.registry import Registry
-from embedops.store import Store
 
 from reembed_helpers import make_docs  # noqa: F401  (re-exported for tests)
-
-
-@pytest.fixture
-def reg(tmp_path, tiny_model_dir):
-    registry = Registry(Store.open(str(tmp_path / "store")))
-    registry.models.register("tiny", tiny_model_dir)
-    return registry
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from helpers import write_jsonl
 from embedops.errors import IndexStateError
 from embedops.registry import IndexStatus
-from embedops.reembed.ann import SEARCH
+from embedops.index import SEARCH
 from embedops.reembed.build import IndexBuild, IndexWriter, IntegrityError, sync_index
-from embedops.reembed.search import Searcher
+from embedops.registry import Searcher
 from reembed_helpers import make_docs
 
 
@@ -170,12 +170,13 @@ def test_large_corpus_gets_an_ann_index_with_measured_recall(reg, tmp_path):
     metrics = report.index.metrics
     metrics["integrity"]["ann"]["recall@10_vs_exact"] = 0.0
     reg.indexes.update(report.index.index_id, metrics=metrics)
-    queries = np.asarray(Searcher(reg).encoder_for(report.index).encode(["postgres failover", "kafka lag"] * 5))
-    gate = integrity_gate(reg, report.index.index_id, Policy(ann_min_recall=0.5, ann_sample=8), queries=queries)
+    index = Searcher(reg).open(report.index.index_id)
+    queries = np.asarray(index.encode(["postgres failover", "kafka lag"] * 5))
+    gate = integrity_gate(index, reg.corpora.table("ops"), Policy(ann_min_recall=0.5, ann_sample=8), queries=queries)
     measured = gate.evidence["ann"]
     assert gate.status == "pass" and measured["measured"] == "at check time" and measured["sample"] == 8
     assert measured["recall@10_vs_exact"] >= 0.5 and measured["search"] == SEARCH.to_dict()
-    strict = integrity_gate(reg, report.index.index_id, Policy(ann_min_recall=1.0), queries=queries)
+    strict = integrity_gate(index, reg.corpora.table("ops"), Policy(ann_min_recall=1.0), queries=queries)
     assert strict.status == ("pass" if strict.evidence["ann"]["recall@10_vs_exact"] == 1.0 else "fail")
 
 
@@ -200,8 +201,8 @@ def test_integrity_checks_catch_real_damage(reg, docs_file):
     tbl = reg.store.open_table(rec.table_name)
     tbl.delete("id = 'doc-0001'")
     from embedops.reembed.build import IndexWriter as W
-    from embedops.reembed.encoder import OnnxEncoder
-    from embedops.reembed.onnx_export import ensure_export
+    from embedops.encoding import OnnxEncoder
+    from embedops.registry import ensure_export
 
     _, path = ensure_export(reg, "tiny@1")
     with pytest.raises(IntegrityError, match="row count 39 != corpus count 40"):

@@ -4,8 +4,8 @@ import pytest
 
 from embedops.errors import AliasConflictError, IndexStateError, NotFoundError
 from embedops.reembed.build import IndexBuild
-from embedops.reembed.search import Searcher
-from embedops.reembed.shadow import rank_correlation, run_shadow
+from embedops.guards.shadow import rank_correlation, run_shadow
+from embedops.registry import Searcher
 from reembed_helpers import TOPICS, make_docs
 
 

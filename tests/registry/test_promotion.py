@@ -135,9 +135,9 @@ def test_rollback_needs_no_report(two_indexes):
 def test_no_code_outside_the_registry_writes_an_alias():
     """The compare-and-swap primitives are called only from embedops.registry's Registry."""
     callers = []
-    for folder in ("embedops", "registry", "reembed", "trainer", "guards"):
+    for folder in ("embedops",):  # registry/, reembed/, trainer/, guards/ are links into it
         for path in sorted((REPO / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text("utf-8"))):
                 if isinstance(node, ast.Attribute) and node.attr in ("_switch", "_rollback", "switch"):
                     callers.append(f"{path.relative_to(REPO)}:{node.lineno}")
-    assert callers and all(c.startswith(("registry/__init__.py", "registry/aliases.py")) for c in callers), callers
+    assert callers and all(c.startswith(("embedops/registry/__init__.py", "embedops/registry/aliases.py")) for c in callers), callers

@@ -3,6 +3,7 @@ import pytest
 from helpers import write_jsonl
 from embedops.registry import Registry
 from embedops.store import Store
+from embedops.app.indexes import open_ready_index
 from embedops.trainer.mining import mine_hard_negatives
 from embedops.trainer.pairs import TrainingPair
 from embedops.trainer.train import TrainConfig, train
@@ -37,9 +38,14 @@ def pairs_for(reg):
         ("owl", "owl job broke"), ("flags", "turn feature off now")]]
 
 
+def _mine(reg, pairs, **settings):
+    """Mine through the ready index of the ops corpus under tiny@1 (built on first use)."""
+    return mine_hard_negatives(pairs, open_ready_index(reg, "tiny@1", "ops"), reg.corpora.table("ops"), **settings)
+
+
 def test_mining_skips_positives_and_drops_false_negatives(reg):
     pairs = pairs_for(reg)
-    mined, report = mine_hard_negatives(reg, pairs, "tiny@1", "ops", num_negatives=2, margin=0.95)
+    mined, report = _mine(reg, pairs, num_negatives=2, margin=0.95)
     assert report.pairs == 8 and report.index_id
     for p in mined:
         assert len(p.negatives) <= 2 and p.positive not in p.negatives
@@ -50,24 +56,25 @@ def test_mining_skips_positives_and_drops_false_negatives(reg):
 
 
 def test_mining_scores_positives_from_the_index_as_if_encoded_again(reg, monkeypatch):
-    from embedops.reembed import OnnxEncoder, Searcher
+    from embedops.encoding import OnnxEncoder
+    from embedops.index import IndexReader
 
     pairs = pairs_for(reg)
     pairs[1] = TrainingPair(pairs[1].query, "orders consumers are behind (a text of the user's own)", "kafka")
-    mine_hard_negatives(reg, pairs, "tiny@1", "ops", num_negatives=2)  # builds the index
+    _mine(reg, pairs, num_negatives=2)  # builds the index
     seen, encode = [], OnnxEncoder.encode
     monkeypatch.setattr(OnnxEncoder, "encode", lambda self, texts: seen.extend(texts) or encode(self, texts))
-    from_index, report = mine_hard_negatives(reg, pairs, "tiny@1", "ops", num_negatives=2)
+    from_index, report = _mine(reg, pairs, num_negatives=2)
     assert len(seen) == len(pairs) + 1  # the queries, and the one positive that is not its document's text
-    monkeypatch.setattr(Searcher, "stored_vectors", lambda self, index, ids: {})  # encode every positive
-    encoded, again = mine_hard_negatives(reg, pairs, "tiny@1", "ops", num_negatives=2)
+    monkeypatch.setattr(IndexReader, "stored_vectors", lambda self, ids: {})  # encode every positive
+    encoded, again = _mine(reg, pairs, num_negatives=2)
     assert [p.negatives for p in from_index] == [p.negatives for p in encoded]
     assert report.to_dict() == again.to_dict()
 
 
 @pytest.mark.slow
 def test_training_registers_a_child_version_with_lineage(reg, tmp_path):
-    mined, _ = mine_hard_negatives(reg, pairs_for(reg), "tiny@1", "ops", num_negatives=1)
+    mined, _ = _mine(reg, pairs_for(reg), num_negatives=1)
     sts = tmp_path / "sts.tsv"
     sts.write_text("score\tsentence1\tsentence2\n" + "".join(
         f"{s}\t{a}\t{b}\n" for s, a, b in [(5, "a cat sits", "a cat is sitting"), (0, "a cat sits", "stocks fell"),
@@ -137,6 +144,17 @@ def test_bf16_training_on_a_cpu_registers_a_full_precision_version(reg):
     weights = reg.models.verified_path(result.model.ref) / "model.safetensors"
     with safe_open(str(weights), "pt") as f:  # autocast trains in bf16; the stored weights stay fp32
         assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float32"}
+    assert result.model.params["trained_in"] == "bf16"
+
+
+def test_a_bf16_run_does_not_make_the_next_run_in_the_process_bf16(reg):
+    """accelerate keeps a process-wide mixed-precision state; an fp32 run after a bf16 one (a
+    notebook, a server, this test suite) must train in fp32, not in emulated bf16."""
+    pairs = pairs_for(reg) * 2
+    settings = dict(epochs=1, batch_size=4, lr=1e-4, eval_fraction=0.0)
+    first = train(reg, "tiny@1", pairs, config=TrainConfig(**settings, mixed_precision="bf16"))
+    second = train(reg, "tiny@1", pairs, config=TrainConfig(**settings, mixed_precision="fp32"))
+    assert first.model.params["trained_in"] == "bf16" and second.model.params["trained_in"] == "no"
 
 
 def test_fp16_on_a_cpu_or_an_unknown_precision_is_refused_before_training(reg):
@@ -175,7 +193,7 @@ def make_dev_beir(root):
 
 def test_labelled_dev_set_keeps_every_relevant_document_and_caps_the_rest(tmp_path):
     from embedops.errors import InputError
-    from embedops.trainer.train import labelled_dev_evaluator
+    from embedops.trainer.evaluators import labelled_dev_evaluator
 
     beir = make_dev_beir(tmp_path / "dev")
     ev = labelled_dev_evaluator(beir, "dev", max_corpus=5)

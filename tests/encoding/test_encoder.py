@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from embedops.reembed.encoder import OnnxEncoder, bucket_length, choose_providers
-from embedops.reembed.onnx_export import export_onnx
+from embedops.encoding import OnnxEncoder, export_onnx
+from embedops.encoding.encoder import bucket_length, choose_providers
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_stream_equals_batch(encoder):
 
 
 def test_cpu_is_chosen_without_a_gpu(monkeypatch, encoder):
-    from embedops.reembed import encoder as mod
+    from embedops.encoding import encoder as mod
 
     monkeypatch.setattr(mod, "gpu_present", lambda: False)
     assert choose_providers() == ["CPUExecutionProvider"]

@@ -5,16 +5,8 @@ import numpy as np
 import pytest
 
 from helpers import bundled_model_path
-from embedops.errors import ChecksumMismatchError, ModelFormatError
-from embedops.reembed.encoder import OnnxEncoder
-from embedops.reembed.onnx_export import (
-    META_FILE,
-    OUTPUT_NAME,
-    ensure_export,
-    export_onnx,
-    measure_parity,
-    read_st_layout,
-)
+from embedops.errors import ModelFormatError
+from embedops.encoding import META_FILE, OUTPUT_NAME, OnnxEncoder, export_onnx, measure_parity, read_st_layout
 
 
 def _set_pooling(model_dir, modes):
@@ -42,7 +34,7 @@ def test_each_pooling_mode_matches_sentence_transformers(tiny_model_dir, tmp_pat
     shutil.copytree(tiny_model_dir, model)
     _set_pooling(model, modes)
     export_onnx(model, tmp_path / "out", "fp32")
-    parity = measure_parity(model, tmp_path / "out", "fp32")
+    parity = measure_parity(model, OnnxEncoder(tmp_path / "out"), "fp32")
     assert parity.ok and parity.min_cosine > 0.999, parity
 
 
@@ -61,27 +53,8 @@ def test_minilm_variants_reach_parity_thresholds(tmp_path):
     base = bundled_model_path()
     for precision, threshold in (("fp32", 0.999), ("int8", 0.99), ("fp16", 0.99)):
         export_onnx(base, tmp_path / precision, precision)
-        parity = measure_parity(base, tmp_path / precision, precision)
+        parity = measure_parity(base, OnnxEncoder(tmp_path / precision), precision)
         assert parity.min_cosine >= threshold, (precision, parity)
     assert json.loads((tmp_path / "int8" / META_FILE).read_text())["fused"] is True
     # int8 MatMul weights make the file smaller (the embedding table stays fp32)
     assert (tmp_path / "int8" / "model.onnx").stat().st_size < 0.8 * (tmp_path / "fp32" / "model.onnx").stat().st_size
-
-
-def test_export_is_stored_checksummed_and_reused(reg):
-    record, path = ensure_export(reg, "tiny@1", "fp32")
-    assert record.meta["parity"]["min_cosine"] >= 0.999
-    again, _ = ensure_export(reg, "tiny@1", "fp32")
-    assert again.digest == record.digest and again.created_at == record.created_at  # not re-exported
-    (path / "model.onnx").write_bytes((path / "model.onnx").read_bytes()[:-10] + b"0123456789")
-    with pytest.raises(ChecksumMismatchError, match="model.onnx"):
-        ensure_export(reg, "tiny@1", "fp32")
-
-
-def test_export_below_parity_fails(reg, monkeypatch):
-    from embedops.reembed import onnx_export
-
-    monkeypatch.setitem(onnx_export.PARITY_THRESHOLDS, "fp32", 1.5)  # impossible to reach
-    with pytest.raises(onnx_export.ExportError, match="fails parity"):
-        ensure_export(reg, "tiny@1", "fp32")
-    assert reg.artifacts.find("tiny@1", "onnx-fp32") is None
