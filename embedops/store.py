@@ -31,13 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from embedops import __version__
-from embedops.errors import (
-    ChecksumMismatchError,
-    NotAStoreError,
-    StoreError,
-    StoreSchemaTooNewError,
-    UnsafePathError,
-)
+from embedops.errors import ChecksumMismatchError, NotAStoreError, StoreError, StoreSchemaTooNewError, UnsafePathError
 from embedops.objects import ObjectRefLog, S3Objects, s3_storage_options, split_s3_uri
 from embedops.refs import RefLog
 

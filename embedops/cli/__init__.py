@@ -9,10 +9,12 @@ lock held by another build).
 
 from __future__ import annotations
 
-# Importing a module registers its commands on ``app``, in this order in --help.
-from embedops.cli import indexes, aliases, guards, train, pipeline, status  # noqa: F401, I001
-from embedops.cli import corpus, models, pairs
+from embedops.cli import aliases, corpus, guards, indexes, models, pairs, pipeline, status, train  # noqa: F401
 from embedops.cli._common import app
+
+# Importing a module registers its commands on ``app``; --help lists them in the order of the lifecycle.
+_ORDER = ("search", "promote", "guard", "rollback", "shadow", "train", "demo", "history", "status")
+app.registered_commands.sort(key=lambda c: _ORDER.index(c.name))
 
 app.add_typer(corpus.corpus_app, name="corpus")
 app.add_typer(models.model_app, name="model")

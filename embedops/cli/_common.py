@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -83,6 +84,18 @@ def make_table(*headers: str, **kwargs) -> Table:
 def when(ts: str) -> str:
     """A stored UTC timestamp as 'YYYY-MM-DD HH:MM:SS' (it wraps at the space in a narrow table)."""
     return ts[:19].replace("T", " ")
+
+
+def print_records(records: list, as_json: bool, headers: tuple[str, ...], row: Callable[[Any], list[str]], *,
+                  title: str, empty: str, to_dict: Callable[[Any], dict] = lambda r: r.to_dict()) -> None:
+    """A list command's output: JSON of every record, or a table of one row each (``empty`` if none)."""
+    if as_json:
+        print_json([to_dict(r) for r in records])
+        return
+    table = make_table(*headers, title=title)
+    for r in records:
+        table.add_row(*row(r))
+    out.print(table if records else empty)
 
 
 def print_json(data: Any) -> None:

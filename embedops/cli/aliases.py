@@ -16,6 +16,7 @@ from embedops.cli._common import (
     make_table,
     out,
     print_json,
+    print_records,
     state,
     when,
 )
@@ -64,14 +65,9 @@ def alias_list(ctx: typer.Context, as_json: bool = JsonOpt):
 
     Example:  embedops alias list
     """
-    aliases = state(ctx).registry.aliases.list()
-    if as_json:
-        print_json([a.to_dict() for a in aliases])
-        return
-    table = make_table("alias", "index", "previous", "since", title="Aliases")
-    for a in aliases:
-        table.add_row(a.name, a.value or "-", a.previous or "-", when(a.ts))
-    out.print(table if aliases else "no aliases yet")
+    print_records(state(ctx).registry.aliases.list(), as_json, ("alias", "index", "previous", "since"),
+                  lambda a: [a.name, a.value or "-", a.previous or "-", when(a.ts)], title="Aliases",
+                  empty="no aliases yet")
 
 
 @app.command("promote")

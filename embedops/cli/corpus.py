@@ -6,16 +6,7 @@ from pathlib import Path
 
 import typer
 
-from embedops.cli._common import (
-    JsonOpt,
-    err,
-    group,
-    handle_errors,
-    make_table,
-    out,
-    print_json,
-    state,
-)
+from embedops.cli._common import JsonOpt, err, group, handle_errors, out, print_json, print_records, state
 
 corpus_app = group("Corpora in the store.\n\nExample:  embedops corpus add scifact ../shared/data/scifact")
 
@@ -52,11 +43,6 @@ def corpus_list(ctx: typer.Context, as_json: bool = JsonOpt):
 
     Example:  embedops corpus list --json
     """
-    infos = state(ctx).registry.corpora.list()
-    if as_json:
-        print_json([i.__dict__ for i in infos])
-        return
-    table = make_table("corpus", "documents", "version", title="Corpora")
-    for i in infos:
-        table.add_row(i.name, str(i.documents), str(i.version))
-    out.print(table if infos else "no corpora yet: embedops corpus add NAME PATH")
+    print_records(state(ctx).registry.corpora.list(), as_json, ("corpus", "documents", "version"),
+                  lambda i: [i.name, str(i.documents), str(i.version)], title="Corpora",
+                  empty="no corpora yet: embedops corpus add NAME PATH", to_dict=lambda i: i.__dict__)

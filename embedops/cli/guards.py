@@ -8,16 +8,7 @@ from typing import Optional
 import typer
 
 from embedops.beir import read_qrels, read_queries
-from embedops.cli._common import (
-    JsonOpt,
-    app,
-    err,
-    handle_errors,
-    make_table,
-    out,
-    print_json,
-    state,
-)
+from embedops.cli._common import JsonOpt, app, err, handle_errors, make_table, out, print_json, state
 from embedops.guards import load_policy, run_guards
 from embedops.guards.shadow import run_shadow
 from embedops.registry import Searcher

@@ -17,6 +17,7 @@ from embedops.cli._common import (
     make_table,
     out,
     print_json,
+    print_records,
     progress_bar,
     state,
 )
@@ -91,19 +92,14 @@ def index_list(ctx: typer.Context, as_json: bool = JsonOpt):
     Example:  embedops index list --json
     """
     reg = state(ctx).registry
-    indexes = reg.indexes.list()
-    if as_json:
-        print_json([i.to_dict() for i in indexes])
-        return
-    aliases = {}
+    aliases: dict[str, list[str]] = {}
     for a in reg.aliases.list():
         if a.value:
             aliases.setdefault(a.value, []).append(a.name)
-    table = make_table("index", "model", "corpus", "precision", "status", "docs", "aliases", title="Indexes")
-    for i in indexes:
-        table.add_row(i.index_id, i.model_ref, i.corpus, i.precision, i.status.value,
-                      str(i.doc_count or "-"), ", ".join(aliases.get(i.index_id, [])))
-    out.print(table if indexes else "no indexes yet: embedops index build MODEL_REF --corpus NAME")
+    print_records(reg.indexes.list(), as_json, ("index", "model", "corpus", "precision", "status", "docs", "aliases"),
+                  lambda i: [i.index_id, i.model_ref, i.corpus, i.precision, i.status.value, str(i.doc_count or "-"),
+                             ", ".join(aliases.get(i.index_id, []))],
+                  title="Indexes", empty="no indexes yet: embedops index build MODEL_REF --corpus NAME")
 
 
 @index_app.command("sync")

@@ -17,6 +17,7 @@ from embedops.cli._common import (
     make_table,
     out,
     print_json,
+    print_records,
     state,
     when,
 )
@@ -71,14 +72,9 @@ def model_list(ctx: typer.Context, as_json: bool = JsonOpt):
 
     Example:  embedops model list
     """
-    models = state(ctx).registry.models.list()
-    if as_json:
-        print_json([m.to_dict() for m in models])
-        return
-    table = make_table("ref", "parent", "created", "creator", "files", "digest", title="Model versions")
-    for m in models:
-        table.add_row(m.ref, m.parent or "-", when(m.created_at), m.creator, str(len(m.files)), m.digest[:12])
-    out.print(table if models else "no models yet: embedops model register NAME PATH")
+    print_records(state(ctx).registry.models.list(), as_json, ("ref", "parent", "created", "creator", "files", "digest"),
+                  lambda m: [m.ref, m.parent or "-", when(m.created_at), m.creator, str(len(m.files)), m.digest[:12]],
+                  title="Model versions", empty="no models yet: embedops model register NAME PATH")
 
 
 @model_app.command("show")

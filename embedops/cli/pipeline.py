@@ -11,17 +11,7 @@ import typer
 
 from embedops.app.demo import run_demo
 from embedops.app.pipeline import Pipeline, PipelineConfig, PipelineReport
-from embedops.cli._common import (
-    JsonOpt,
-    app,
-    err,
-    group,
-    handle_errors,
-    make_table,
-    out,
-    print_json,
-    state,
-)
+from embedops.cli._common import JsonOpt, app, err, group, handle_errors, make_table, out, print_json, state
 
 pipeline_app = group("The main job from one config file.\n\nExample:  embedops pipeline run examples/pipeline-scifact.toml")
 

@@ -5,17 +5,7 @@ from __future__ import annotations
 import typer
 
 from embedops.app.status import store_status
-from embedops.cli._common import (
-    JsonOpt,
-    app,
-    err,
-    handle_errors,
-    make_table,
-    out,
-    print_json,
-    state,
-    when,
-)
+from embedops.cli._common import JsonOpt, app, err, handle_errors, make_table, out, print_json, state, when
 from embedops.registry import AliasState
 
 

@@ -31,14 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedops.encoding.layout import (
-    META_FILE,
-    OPSET,
-    OUTPUT_NAME,
-    PRECISIONS,
-    TOKENIZER_FILES,
-    read_st_layout,
-)
+from embedops.encoding.layout import META_FILE, OPSET, OUTPUT_NAME, PRECISIONS, TOKENIZER_FILES, read_st_layout
 from embedops.errors import ExportError
 
 __all__ = ["ExportError", "append_pooling", "export_onnx", "export_transformer"]

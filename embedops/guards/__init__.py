@@ -9,11 +9,6 @@ the registry's promotion rule (``passing_report`` here) decides whether a promot
 
 from embedops.guards.gate import GateResult
 from embedops.guards.policy import Policy, load_policy
-from embedops.guards.run import (
-    GuardReport,
-    PromotionRefused,
-    passing_report,
-    run_guards,
-)
+from embedops.guards.run import GuardReport, PromotionRefused, passing_report, run_guards
 
 __all__ = ["GateResult", "GuardReport", "Policy", "PromotionRefused", "load_policy", "passing_report", "run_guards"]

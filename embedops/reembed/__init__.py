@@ -6,12 +6,6 @@ Encoders live in :mod:`embedops.encoding`, what an index is and how it is read i
     from embedops.reembed import IndexBuild, sync_index
 """
 
-from embedops.reembed.build import (
-    BuildReport,
-    IndexBuild,
-    IndexWriter,
-    MainPassEngine,
-    sync_index,
-)
+from embedops.reembed.build import BuildReport, IndexBuild, IndexWriter, MainPassEngine, sync_index
 
 __all__ = ["BuildReport", "IndexBuild", "IndexWriter", "MainPassEngine", "sync_index"]

@@ -34,6 +34,7 @@ from embedops.corpus import doc_text
 from embedops.encoding import OnnxEncoder
 from embedops.errors import IndexStateError
 from embedops.index import (
+    IndexParams,
     IndexRecord,
     IndexStatus,
     IntegrityError,
@@ -46,7 +47,7 @@ from embedops.index.ann import create_ann_index, measure_ann_recall, sample_vect
 from embedops.records import sql_in
 from embedops.registry import Registry, find_ready_index, open_export
 
-__all__ = ["BuildReport", "IndexBuild", "IndexWriter", "IntegrityError", "MainPassEngine", "index_schema", "sync_index"]
+__all__ = ["BuildReport", "IndexBuild", "IndexWriter", "IntegrityError", "MainPassEngine", "sync_index"]
 
 Progress = Callable[[int, int], None]
 
@@ -144,10 +145,9 @@ class IndexBuild:
         record = self._resumable()
         if record is None:
             snapshot = self.registry.corpora.info(self.corpus).version
-            record = self.registry.indexes.create(self.model.ref, self.corpus, params={
-                "precision": self.precision, "corpus_version": snapshot, "onnx_digest": artifact.digest,
-                "dim": encoder.dim, "provider": encoder.provider,
-            })
+            params = IndexParams(precision=self.precision, corpus_version=snapshot, onnx_digest=artifact.digest,
+                                 dim=encoder.dim, provider=encoder.provider)
+            record = self.registry.indexes.create(self.model.ref, self.corpus, params=params.to_dict())
         elif record.status is IndexStatus.FAILED:
             record = self.registry.indexes.update(record.index_id, status=IndexStatus.BUILDING, reason="resumed")
         writer = IndexWriter(self.registry, record, encoder, chunk_size=self.chunk_size)
@@ -155,7 +155,7 @@ class IndexBuild:
         try:
             done = writer.existing_ids()
             resumed_from = len(done)
-            version = int(record.params["corpus_version"])
+            version = int(record.settings.corpus_version)
             if self.engine is None:
                 embedded = writer.main_pass(version, done, self.on_progress, self.after_chunk)
             else:

@@ -11,22 +11,11 @@ from __future__ import annotations
 
 from embedops.audit import AuditEvent, AuditLog
 from embedops.corpus import CorpusStore
-from embedops.errors import (
-    AliasConflictError,
-    IndexStateError,
-    PromotionRefused,
-    UsageError,
-)
+from embedops.errors import AliasConflictError, IndexStateError, PromotionRefused, UsageError
 from embedops.index import IndexRecord, IndexStatus, table_name
 from embedops.registry.aliases import UNSET, AliasRegistry, AliasState
 from embedops.registry.artifacts import ArtifactRecord, ArtifactRegistry
-from embedops.registry.exports import (
-    OpenExport,
-    ensure_export,
-    open_encoder,
-    open_export,
-    verified_model_dir,
-)
+from embedops.registry.exports import OpenExport, ensure_export, open_encoder, open_export, verified_model_dir
 from embedops.registry.indexes import IndexRegistry
 from embedops.registry.models import ModelRegistry, ModelVersion, parse_ref
 from embedops.registry.policy import Policy, load_policy

@@ -16,12 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from embedops.audit import AuditLog
-from embedops.checksums import (
-    FileChecksum,
-    manifest_digest,
-    store_content_addressed,
-    verify_files,
-)
+from embedops.checksums import FileChecksum, manifest_digest, store_content_addressed, verify_files
 from embedops.errors import ChecksumMismatchError, NotFoundError
 from embedops.records import dumps, loads, sql_str
 from embedops.store import Store, utcnow

@@ -18,14 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from embedops.encoding import (
-    ENCODERS,
-    META_FILE,
-    PRECISIONS,
-    OnnxEncoder,
-    export_onnx,
-    measure_parity,
-)
+from embedops.encoding import ENCODERS, META_FILE, PRECISIONS, OnnxEncoder, export_onnx, measure_parity
 from embedops.errors import ExportError
 from embedops.registry.artifacts import ArtifactRecord
 

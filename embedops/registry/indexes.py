@@ -10,13 +10,7 @@ import pyarrow as pa
 
 from embedops.audit import AuditLog
 from embedops.errors import IndexNotFoundError, IndexStateError
-from embedops.index.records import (
-    ALLOWED_MOVES,
-    IndexRecord,
-    IndexStatus,
-    new_index_id,
-    newest_ready,
-)
+from embedops.index.records import ALLOWED_MOVES, IndexRecord, IndexStatus, new_index_id, newest_ready
 from embedops.index.table import table_name
 from embedops.records import sql_str
 from embedops.store import Store, utcnow

@@ -15,19 +15,8 @@ from typing import Any
 import pyarrow as pa
 
 from embedops.audit import AuditLog
-from embedops.checksums import (
-    FileChecksum,
-    manifest_digest,
-    store_content_addressed,
-    verify_files,
-)
-from embedops.errors import (
-    ChecksumMismatchError,
-    ConflictError,
-    ModelFormatError,
-    ModelNotFoundError,
-    UsageError,
-)
+from embedops.checksums import FileChecksum, manifest_digest, store_content_addressed, verify_files
+from embedops.errors import ChecksumMismatchError, ConflictError, ModelFormatError, ModelNotFoundError, UsageError
 from embedops.records import actor, check_name, dumps, loads, sql_str
 from embedops.store import Store, utcnow
 

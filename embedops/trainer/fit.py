@@ -37,12 +37,7 @@ from embedops.checksums import sha256_json
 from embedops.errors import UsageError
 from embedops.registry import ModelVersion, Registry
 from embedops.trainer.config import TrainConfig, TrainResult
-from embedops.trainer.evaluators import (
-    domain_evaluator,
-    general_evaluator,
-    labelled_dev_evaluator,
-    score,
-)
+from embedops.trainer.evaluators import domain_evaluator, general_evaluator, labelled_dev_evaluator, score
 from embedops.trainer.pairs import TrainingPair
 
 
