@@ -29,9 +29,11 @@ def test_import_generate_mine_train_export(cli, tiny_model_dir, tmp_path):
     mined = [json.loads(l) for l in (tmp_path / "mined.jsonl").read_text().splitlines()]
     assert all(len(m["negatives"]) == 2 for m in mined)
 
-    result = json.loads(cli("train", "--base", "tiny@1", "--pairs", tmp_path / "mined.jsonl", "--epochs", "1",
-                            "--batch-size", "4", "--lr", "1e-4", "--json").stdout)
+    trained = cli("train", "--base", "tiny@1", "--pairs", tmp_path / "mined.jsonl", "--epochs", "1",
+                  "--batch-size", "4", "--lr", "1e-4", "--json")
+    result = json.loads(trained.stdout)
     assert result["ref"] == "tiny@2" and result["alpha"] is None
+    assert "widget examples" not in trained.stderr  # no library progress bars in the CLI's output
     shown = json.loads(cli("model", "show", "tiny@2", "--json").stdout)
     assert shown["parent"] == "tiny@1" and len(shown["params"]["pairs_sha256"]) == 1
 
