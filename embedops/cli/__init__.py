@@ -9,11 +9,11 @@ lock held by another build).
 
 from __future__ import annotations
 
-from embedops.cli import aliases, corpus, guards, indexes, models, pairs, pipeline, status, train  # noqa: F401
+from embedops.cli import aliases, corpus, guards, indexes, models, pairs, pipeline, serve, status, train  # noqa: F401
 from embedops.cli._common import app
 
 # Importing a module registers its commands on ``app``; --help lists them in the order of the lifecycle.
-_ORDER = ("search", "promote", "guard", "rollback", "shadow", "train", "demo", "history", "status")
+_ORDER = ("search", "promote", "guard", "rollback", "shadow", "train", "serve", "demo", "history", "status")
 app.registered_commands.sort(key=lambda c: _ORDER.index(c.name))
 
 app.add_typer(corpus.corpus_app, name="corpus")

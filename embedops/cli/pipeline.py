@@ -100,4 +100,5 @@ def demo(
         else "not promoted: production untouched") + f"; {total:.0f}s in all")
     example = "the main database is down" if domain is None else "your question here"
     out.print(f"next:  embedops --store {s.store} status   |   embedops --store {s.store} search \"{example}\""
-              f"   |   open {s.store}/pipeline/guards/*/report/report.html")
+              f"   |   open {s.store}/pipeline/guards/*/report/report.html"
+              f"   |   serve it over HTTP: embedops --store {s.store} serve --port 8000")

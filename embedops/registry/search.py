@@ -96,10 +96,11 @@ class Searcher:
         rec = self.record(index_id) if index_id else self.resolve(alias)
         hits = self.open(rec).search([query], k)[0]
         if with_titles and hits:
-            hits = self._with_titles(rec, hits)
+            hits = self.with_titles(rec, hits)
         return SearchResult(query, rec.index_id, rec.model_ref, hits, 1000 * (time.perf_counter() - start))
 
-    def _with_titles(self, rec: IndexRecord, hits: list[Hit]) -> list[Hit]:
+    def with_titles(self, rec: IndexRecord, hits: list[Hit]) -> list[Hit]:
+        """``hits`` with their documents' titles (or the first 80 characters of the text)."""
         rows = self.registry.corpora.table(rec.corpus).search().where(sql_in("id", [h.id for h in hits])) \
             .select(["id", "title", "text"]).limit(None).to_arrow().to_pylist()
         titles = {r["id"]: (r["title"] or r["text"][:80]) for r in rows}

@@ -1,0 +1,119 @@
+"""`embedops serve` on loopback: a real uvicorn server over a store with a tiny model, following
+promotions and rollbacks under concurrent requests, with clear HTTP errors."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from embedops.app.server import create_app
+from embedops.reembed import IndexBuild
+from embedops.registry import open_encoder
+
+
+@pytest.fixture
+def served(reg, tiny_model_b, corpus_file):
+    """A store with two ready indexes (tiny@1 in production, tiny@2 waiting) and a server on it."""
+    reg.corpora.add("ops", corpus_file)
+    blue = IndexBuild(reg, "tiny@1", "ops").run().index
+    reg.promote(blue.index_id, override=True, reason="first index")
+    reg.models.register("tiny", tiny_model_b, parent="tiny@1")
+    green = IndexBuild(reg, "tiny@2", "ops").run().index
+    server = uvicorn.Server(uvicorn.Config(create_app(reg, check_interval=0.2), host="127.0.0.1", port=0,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        yield reg, client, blue, green
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_search_answers_from_the_alias_and_follows_promotion_and_rollback(served):
+    reg, client, blue, green = served
+    assert client.get("/readyz").json() == {"ready": True, "alias": "production", "index_id": blue.index_id,
+                                            "model_ref": "tiny@1"}
+    first = client.post("/v1/search", json={"query": "postgres failover", "k": 3}).json()
+    assert first["index_id"] == blue.index_id and first["model_ref"] == "tiny@1"
+    assert len(first["results"][0]["hits"]) == 3 and first["results"][0]["query"] == "postgres failover"
+    assert all(h["title"] for h in first["results"][0]["hits"])  # each hit says what document it is
+
+    answered_by: list[str] = []
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set():
+            r = client.post("/v1/search", json={"queries": ["kafka lag", "cert renewal"], "k": 2})
+            assert r.status_code == 200, r.text
+            answered_by.append(r.json()["index_id"])  # one index per response, by construction and by check
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(load) for _ in range(4)]
+        time.sleep(0.5)
+        reg.promote(green.index_id, override=True, reason="test: switch under load")
+        switched = time.monotonic()
+        while client.post("/v1/search", json={"query": "x", "k": 1}).json()["index_id"] != green.index_id:
+            assert time.monotonic() - switched < 2.0, "the server did not follow the promotion within 2 s"
+            time.sleep(0.05)
+        reg.rollback(reason="test: roll back under load")
+        rolled = time.monotonic()
+        while client.post("/v1/search", json={"query": "x", "k": 1}).json()["index_id"] != blue.index_id:
+            assert time.monotonic() - rolled < 2.0, "the server did not follow the rollback within 2 s"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        stop.set()
+        for f in futures:
+            f.result()  # no request failed
+    assert set(answered_by) <= {blue.index_id, green.index_id} and len(answered_by) > 10
+    metrics = client.get("/metrics").text
+    assert 'embedops_requests_total{endpoint="search",status="200"}' in metrics
+    assert f'index="{green.index_id}"' in metrics and "embedops_request_seconds_bucket" in metrics
+
+
+def test_embeddings_are_openai_compatible_and_match_the_model(served):
+    reg, client, blue, green = served
+    body = client.post("/v1/embeddings", json={"input": ["hello world", "kafka lag"], "model": "production"}).json()
+    assert body["object"] == "list" and body["model"] == "tiny@1" and [d["index"] for d in body["data"]] == [0, 1]
+    got = np.asarray([d["embedding"] for d in body["data"]], dtype=np.float32)
+    want = open_encoder(reg, "tiny@1").encode(["hello world", "kafka lag"])
+    assert np.allclose(got, want, atol=1e-5)
+    by_ref = client.post("/v1/embeddings", json={"input": "hello world", "model": "tiny@2"}).json()
+    assert by_ref["model"] == "tiny@2" and len(by_ref["data"][0]["embedding"]) == got.shape[1]
+
+
+def test_bad_requests_get_errors_naming_what_is_wrong(served):
+    reg, client, blue, green = served
+    missing = client.post("/v1/search", json={"query": "x", "alias": "nightly"})
+    assert missing.status_code == 404 and "nightly" in missing.json()["detail"]
+    bad_k = client.post("/v1/search", json={"query": "x", "k": 0})
+    assert bad_k.status_code == 422 and bad_k.json()["detail"][0]["loc"][-1] == "k"
+    neither = client.post("/v1/search", json={"k": 3})
+    assert neither.status_code == 422 and "exactly one of 'query' and 'queries'" in neither.text
+    unknown_model = client.post("/v1/embeddings", json={"input": "x", "model": "nope@3"})
+    assert unknown_model.status_code == 404 and "nope" in unknown_model.json()["detail"]
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/search", "/v1/embeddings", "/healthz", "/readyz", "/metrics"} <= set(paths)
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_when_the_store_cannot_be_read_the_open_index_keeps_serving(served, monkeypatch):
+    reg, client, blue, green = served
+    assert client.post("/v1/search", json={"query": "x", "k": 1}).json()["index_id"] == blue.index_id
+
+    def unreachable(name):
+        raise OSError("store unreachable (test)")
+
+    monkeypatch.setattr(reg.aliases, "current", unreachable)
+    time.sleep(0.3)  # past the check interval: the next request reads the alias and fails to
+    answered = client.post("/v1/search", json={"query": "x", "k": 1})
+    assert answered.status_code == 200 and answered.json()["index_id"] == blue.index_id
+    ready = client.get("/readyz").json()
+    assert ready["ready"] and "store unreachable" in ready["store_error"]
