@@ -122,6 +122,14 @@ class _Metrics:
                                  ["endpoint", "index"], registry=self.registry)
         self.target = Gauge("embedops_alias_target", "1 for the index each alias is served from.", ["alias", "index"],
                             registry=self.registry)
+        self._shown: dict[str, str] = {}
+
+    def show_targets(self, targets: dict[str, str]) -> None:
+        if targets != self._shown:
+            self.target.clear()  # an alias that moved no longer shows its old index
+            for alias, index_id in targets.items():
+                self.target.labels(alias, index_id).set(1)
+            self._shown = dict(targets)
 
 
 def create_app(registry: Registry, *, alias: str = "production", check_interval: float = 1.0) -> FastAPI:
@@ -140,8 +148,7 @@ def create_app(registry: Registry, *, alias: str = "production", check_interval:
             raise HTTPException(409, str(exc)) from None
         except Exception as exc:
             raise HTTPException(503, f"the store cannot be read and no index is open yet: {exc}") from None
-        for a, index_id in follower.targets().items():
-            metrics.target.labels(a, index_id).set(1)
+        metrics.show_targets(follower.targets())
         return reader
 
     @app.post("/v1/search", summary="Search the index an alias points at")

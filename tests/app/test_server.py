@@ -76,6 +76,8 @@ def test_search_answers_from_the_alias_and_follows_promotion_and_rollback(served
     metrics = client.get("/metrics").text
     assert 'embedops_requests_total{endpoint="search",status="200"}' in metrics
     assert f'index="{green.index_id}"' in metrics and "embedops_request_seconds_bucket" in metrics
+    assert f'embedops_alias_target{{alias="production",index="{blue.index_id}"}} 1.0' in metrics
+    assert f'embedops_alias_target{{alias="production",index="{green.index_id}"}}' not in metrics  # moved away
 
 
 def test_embeddings_are_openai_compatible_and_match_the_model(served):
