@@ -56,6 +56,7 @@ class Searcher:
         self.providers = providers
         self._lock = threading.Lock()
         self._tables: dict[tuple[str, int], object] = {}
+        self._encoders: dict[tuple[str, str], OnnxEncoder] = {}  # (exact model ref, precision): no read per query
 
     def resolve(self, alias: str) -> IndexRecord:
         return self.record(self.registry.aliases.current(alias))
@@ -69,8 +70,16 @@ class Searcher:
         return rec
 
     def encoder_for(self, rec: IndexRecord) -> OnnxEncoder:
-        """The (process-wide cached) ONNX encoder that embeds queries for index ``rec``."""
-        return open_encoder(self.registry, rec.model_ref, rec.precision, providers=self.providers)
+        """The ONNX encoder that embeds queries for index ``rec``: opened through the process-wide
+        cache once, then kept by the exact model ref (a version's files never change), so a query
+        costs no model-table read."""
+        key = (rec.model_ref, rec.precision)
+        encoder = self._encoders.get(key)
+        if encoder is None:
+            encoder = open_encoder(self.registry, rec.model_ref, rec.precision, providers=self.providers)
+            with self._lock:
+                self._encoders[key] = encoder
+        return encoder
 
     def _table(self, rec: IndexRecord):
         key = (rec.table_name, int(rec.table_version or 0))

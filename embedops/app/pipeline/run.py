@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
+from functools import cached_property
 from pathlib import Path
 
 from embedops.app.pipeline import stages
 from embedops.app.pipeline.config import PipelineConfig
 from embedops.app.pipeline.runner import OnStage, PipelineReport, StageRunner, stage_key
-from embedops.beir import benchmark_digest, read_gold
+from embedops.beir import benchmark_digest, gold_digest, read_gold
 from embedops.checksums import sha256_file
 from embedops.guards.shadow import ShadowReport
 from embedops.registry import Registry
@@ -111,7 +112,7 @@ class Pipeline:
 
     def guard(self, index: stages.IndexOut) -> stages.GuardsOut:
         cfg = self.config
-        key = stage_key(asdict(index), cfg.policy.hash, self._gold_digest(), self._general_digests(),
+        key = stage_key(asdict(index), cfg.policy.hash, self._gold_digest, self._general_digests,
                         self.report.production_before)
         guards = self.stages.run("guards", key, lambda work: stages.guard(self.registry, cfg, index, work), stages.GuardsOut)
         self.report.verdict = guards.verdict
@@ -132,8 +133,8 @@ class Pipeline:
         if reg.aliases.current(cfg.alias) != index.index_id:
             start = time.perf_counter()
             reg.promote(index.index_id, cfg.alias, policy=cfg.policy, expect=self.report.production_before,
-                        reason=f"pipeline: guard report {guards.report_id} passed", gold_digest=self._gold_digest(),
-                        general_digests=self._general_digests())
+                        reason=f"pipeline: guard report {guards.report_id} passed", gold_digest=self._gold_digest,
+                        general_digests=self._general_digests)
             self.stages.record("promote", index.index_id, time.perf_counter() - start,
                                {"alias": cfg.alias, "index_id": index.index_id})
         self.report.promoted = True
@@ -144,10 +145,13 @@ class Pipeline:
     def _digest(self, model_ref: str) -> str:
         return self.registry.models.get(model_ref).digest
 
+    @cached_property
     def _gold_digest(self) -> str:
-        return read_gold(self.config.guards.gold)[2]
+        return gold_digest(self.config.guards.gold)
 
+    @cached_property
     def _general_digests(self) -> list[str]:
+        """Hashed once a run (a general benchmark may be a whole BEIR directory)."""
         return [benchmark_digest(g) for g in self.config.guards.general]
 
 
