@@ -88,6 +88,13 @@ class IndexNotFoundError(NotFoundError):
     pass
 
 
+class DeviceError(EmbedopsError):
+    """The device asked for cannot run the encoder (a CUDA provider that fails to load, say). Nothing
+    fell back silently: the message names what is missing and how to fix it or allow the fallback."""
+
+    exit_code = 2
+
+
 class ExportError(EmbedopsError):
     """ONNX export failed or did not reach parity with the torch model."""
 

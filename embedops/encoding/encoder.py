@@ -6,17 +6,28 @@ What makes it fast, each measured on an H200 (../shared/gpu/NOTES.md) and on CPU
   padding and ONNX Runtime sees only a handful of input shapes (each new shape costs it a re-plan);
 * tokenisation of the next chunk (Hugging Face ``tokenizers``, which releases the GIL) runs in a
   background thread while the current chunk is in ONNX Runtime;
-* on CUDA, inputs and the (batch, dim) output go through IO binding;
+* the next batch is padded and assembled on the host while ONNX Runtime runs the current one (it
+  releases the GIL);
+* on CUDA, each batch's inputs are copied to the device once as OrtValues, the (batch, dim) output
+  is bound on the device and copied back once, and the last batch of a chunk is padded to the full
+  batch size so that the GPU sees a fixed set of shapes;
 * :meth:`OnnxEncoder.encode_stream` works chunk by chunk, so peak memory does not grow with corpus size.
 
-Providers are chosen explicitly: CUDA when onnxruntime-gpu is installed *and* a GPU is present,
-otherwise CPU; provider-failure noise from ONNX Runtime is silenced.
+Devices are chosen explicitly (``device="auto" | "cpu" | "cuda"``): ``auto`` means CUDA when
+onnxruntime-gpu is installed *and* a GPU is visible, else CPU. Nothing falls back silently: when CUDA
+was asked for (or chosen by ``auto``) and ONNX Runtime cannot start its CUDA provider, the encoder
+raises :class:`~embedops.errors.DeviceError` naming the library that failed to load, unless
+``allow_cpu_fallback=True``; then :attr:`OnnxEncoder.fallback` says why it runs on the CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,9 +35,14 @@ from pathlib import Path
 import numpy as np
 
 from embedops.encoding.layout import META_FILE, OUTPUT_NAME
-from embedops.errors import UsageError
+from embedops.errors import DeviceError, UsageError
 
 DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512)
+DEVICES = ("auto", "cpu", "cuda")
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_PROVIDER_LOG = re.compile(r"onnxruntime|Failed to load|cannot open shared object|CUDA|cuDNN", re.IGNORECASE)
 
 
 def gpu_present() -> bool:
@@ -36,8 +52,10 @@ def gpu_present() -> bool:
     return any(Path("/dev").glob("nvidia[0-9]*")) or Path("/proc/driver/nvidia/gpus").is_dir()
 
 
-def choose_providers(requested: list[str] | None = None) -> list[str]:
-    """CUDA (then CPU) when onnxruntime-gpu and a GPU are both present; else CPU only."""
+def choose_providers(requested: list[str] | None = None, device: str = "auto") -> list[str]:
+    """The ONNX Runtime providers for ``device``: ``cuda`` needs onnxruntime-gpu and a visible GPU
+    (else :class:`DeviceError`), ``cpu`` is CPU only, ``auto`` is CUDA (then CPU) when both are
+    present, else CPU. An explicit ``requested`` list wins over ``device``."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -46,9 +64,58 @@ def choose_providers(requested: list[str] | None = None) -> list[str]:
         if missing:
             raise UsageError(f"ONNX Runtime providers {missing} are not available here (have {available})")
         return requested
-    if "CUDAExecutionProvider" in available and gpu_present():
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+    if device not in DEVICES:
+        raise UsageError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "cpu":
+        return [CPU]
+    if device == "cuda":
+        if CUDA not in available:
+            raise DeviceError(
+                f"--device cuda: this onnxruntime {ort.__version__} has no CUDA provider (it has {', '.join(available)}). "
+                "Install onnxruntime-gpu in its place (pip uninstall onnxruntime; pip install onnxruntime-gpu), "
+                "or run with --device cpu")
+        if not gpu_present():
+            raise DeviceError("--device cuda: no NVIDIA GPU is visible to this process (no /dev/nvidia*; "
+                              "check CUDA_VISIBLE_DEVICES and the driver), or run with --device cpu")
+    if CUDA in available and gpu_present():
+        return [CUDA, CPU]
+    return [CPU]
+
+
+@contextlib.contextmanager
+def _native_stderr(lines: list[str]):
+    """Collect what ONNX Runtime (its native logger and ``preload_dlls``) writes to file descriptor 2
+    meanwhile into ``lines``; anything else written there in that time is passed on afterwards."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace")
+            for line in _ANSI.sub("", text).splitlines():
+                if _PROVIDER_LOG.search(line):
+                    lines.append(line.strip())
+                elif line.strip():
+                    print(line, file=sys.stderr)
+
+
+def _cuda_failure(log: list[str]) -> str:
+    """The useful part of ONNX Runtime's log when its CUDA provider did not start."""
+    libs = sorted(set(re.findall(r"(lib[\w.+-]+\.so(?:\.\d+)*): cannot open shared object file", "\n".join(log))))
+    errors = [line for line in log if "[E:onnxruntime" in line] or log[-1:]
+    detail = re.sub(r"^.*?\[[EWIV]:onnxruntime[^\]]*\]\s*", "", errors[-1]) if errors else "nothing"
+    detail = re.sub(r"^.*?\bFAIL : ", "", detail)
+    if libs:
+        return (f"the CUDA provider could not load {', '.join(libs)} (install the matching CUDA/cuDNN "
+                f"libraries, e.g. pip install onnxruntime-gpu[cuda,cudnn], or put them on LD_LIBRARY_PATH). "
+                f"ONNX Runtime said: {detail}")
+    return f"the CUDA provider did not start. ONNX Runtime said: {detail}"
 
 
 def bucket_length(n: int, buckets: tuple[int, ...], max_length: int) -> int:
@@ -68,7 +135,7 @@ class OnnxEncoder:
 
     def __init__(self, path: Path | str, *, providers: list[str] | None = None, batch_size: int | None = None,
                  max_length: int | None = None, buckets: tuple[int, ...] = DEFAULT_BUCKETS,
-                 threads: int | None = None):
+                 threads: int | None = None, device: str = "auto", allow_cpu_fallback: bool = False):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -81,21 +148,33 @@ class OnnxEncoder:
         self.tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
-        self.providers = choose_providers(providers)
-        ort.set_default_logger_severity(3)  # errors only: no provider-fallback noise
-        if "CUDAExecutionProvider" in self.providers and hasattr(ort, "preload_dlls"):
-            try:
-                ort.preload_dlls()
-            except Exception:  # pragma: no cover - depends on the CUDA install
-                pass
+        self.providers = choose_providers(providers, device)
+        self.fallback: str | None = None  # why a CUDA run fell back to the CPU (allow_cpu_fallback only)
         opts = ort.SessionOptions()
-        opts.log_severity_level = 3
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(self.path / "model.onnx"), sess_options=opts, providers=self.providers)
+        log: list[str] = []
+        if CUDA in self.providers:
+            opts.log_severity_level = 2  # keep the provider's load warnings: they name what is missing
+            with _native_stderr(log):
+                if hasattr(ort, "preload_dlls"):
+                    with contextlib.suppress(Exception), contextlib.redirect_stdout(sys.stderr):
+                        ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels, where installed
+                self.session = ort.InferenceSession(str(self.path / "model.onnx"), sess_options=opts,
+                                                    providers=self.providers)
+            if self.session.get_providers()[0] != CUDA:
+                reason = _cuda_failure(log)
+                if not allow_cpu_fallback:
+                    raise DeviceError(f"{reason}. Fix that, run with --device cpu, or pass --allow-cpu-fallback.")
+                self.fallback = reason
+        else:
+            opts.log_severity_level = 3
+            self.session = ort.InferenceSession(str(self.path / "model.onnx"), sess_options=opts,
+                                                providers=self.providers)
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.on_cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
+        self.on_cuda = self.session.get_providers()[0] == CUDA
+        self.device_id = int(self.session.get_provider_options().get(CUDA, {}).get("device_id", 0))
         # Measured: 32 is fastest on a 2-core CPU (docs/BENCHMARKS.md); GPUs want big batches.
         self.batch_size = batch_size or (256 if self.on_cuda else 32)
         self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
@@ -115,29 +194,45 @@ class OnnxEncoder:
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         if not self.on_cuda:
             return self.session.run([OUTPUT_NAME], feeds)[0]
+        import onnxruntime as ort
+
         binding = self.session.io_binding()
-        for name, arr in feeds.items():
-            binding.bind_cpu_input(name, arr)
-        binding.bind_output(OUTPUT_NAME, "cpu")
+        for name, arr in feeds.items():  # one host-to-device copy per input and batch
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(arr, "cuda", self.device_id))
+        binding.bind_output(OUTPUT_NAME, "cuda", self.device_id)  # stays on the GPU until copied once
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
+
+    def _feeds(self, toks: list[tuple[list[int], list[int]]], idx: list[int]) -> dict[str, np.ndarray]:
+        """One batch, padded to its length bucket (and, on CUDA, to the full batch size)."""
+        width = bucket_length(max(len(toks[i][0]) for i in idx), self.buckets, self.max_length)
+        rows = self.batch_size if self.on_cuda else len(idx)
+        ids = np.full((rows, width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((rows, width), dtype=np.int64)
+        types = np.zeros((rows, width), dtype=np.int64)
+        for row, i in enumerate(idx):
+            n = len(toks[i][0])
+            ids[row, :n] = toks[i][0]
+            mask[row, :n] = 1
+            types[row, :n] = toks[i][1]
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        return {k: v for k, v in feeds.items() if k in self.input_names}
 
     def _encode_tokenized(self, toks: list[tuple[list[int], list[int]]]) -> np.ndarray:
         out = np.empty((len(toks), self.dim), dtype=np.float32)
         order = sorted(range(len(toks)), key=lambda i: len(toks[i][0]))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            width = bucket_length(max(len(toks[i][0]) for i in idx), self.buckets, self.max_length)
-            ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            types = np.zeros((len(idx), width), dtype=np.int64)
-            for row, i in enumerate(idx):
-                n = len(toks[i][0])
-                ids[row, :n] = toks[i][0]
-                mask[row, :n] = 1
-                types[row, :n] = toks[i][1]
-            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-            out[idx] = self._run({k: v for k, v in feeds.items() if k in self.input_names})
+        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        if len(batches) == 1:
+            out[batches[0]] = self._run(self._feeds(toks, batches[0]))[: len(batches[0])]
+            return out
+        # the next batch is assembled on the host while ONNX Runtime (which releases the GIL) runs this one
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedops-batch") as pool:
+            pending = pool.submit(self._feeds, toks, batches[0])
+            for k, idx in enumerate(batches):
+                feeds = pending.result()
+                if k + 1 < len(batches):
+                    pending = pool.submit(self._feeds, toks, batches[k + 1])
+                out[idx] = self._run(feeds)[: len(idx)]
         return out
 
     # -- public -------------------------------------------------------------------------------------

@@ -1,0 +1,308 @@
+"""The GPU check of issue #18, run by ``bench/gpu_check.sh`` on a lent GPU machine (or, with
+``--quick``, on a CPU to test every step first). Writes one JSON of results; each step is recorded
+even when another fails.
+
+    python3 bench/gpu_check.py --payload /tmp/gpucheck/payload --out OUT/gpu_check.json [--quick]
+
+Steps:
+1. ``env``: GPU, driver, library versions, ONNX Runtime providers, CPU.
+2. ``parity``: embedops' fp16 export of all-MiniLM-L6-v2 on CUDA against sentence-transformers torch
+   fp32 embeddings computed on the CPU when the payload was packed (min and mean cosine).
+3. ``quality``: SciFact test nDCG@10 with the fp16 export on CUDA (docs and queries), to compare with
+   the CPU figures in docs/BENCHMARKS.md.
+4. ``throughput``: one run, side by side on the same GPU, of 20,000+ SciFact texts (the corpus
+   repeated): embedops ONNX fp16 on CUDA at a few batch sizes and length buckets; sentence-
+   transformers torch fp16 and fp32 (same architecture, random weights: the payload carries no torch
+   weights); sentence-transformers ``backend="onnx"`` on CUDA where it can load.
+5. ``train_bf16``: a few steps of ``embedops.trainer.train`` in bf16 on the GPU (MNRL, batch 32, three
+   mined negatives), seconds per step and peak GPU memory.
+6. ``ray_build``: a Ray build with one GPU actor, where ray and lancedb are importable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+RESULTS: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "steps": {}}
+
+
+def step(name: str):
+    """Run one step, record its result or its error, never stop the check."""
+    def wrap(fn):
+        def run(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                result = {"ok": True, **(fn(*args, **kwargs) or {})}
+            except Exception as exc:  # a failed step is a finding, not the end of the check
+                result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000],
+                          "trace": traceback.format_exc()[-3000:]}
+            result["seconds"] = round(time.perf_counter() - t, 2)
+            RESULTS["steps"][name] = result
+            print(f"[{name}] {'ok' if result['ok'] else 'FAILED'} in {result['seconds']} s: "
+                  f"{json.dumps({k: v for k, v in result.items() if k not in ('trace',)})[:1500]}", flush=True)
+            _save()
+            return result
+        return run
+    return wrap
+
+
+def _save() -> None:
+    out = Path(RESULTS["out"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(RESULTS, indent=1, default=str))
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _texts(payload: Path, limit: int | None = None) -> tuple[list[str], list[str]]:
+    from embedops.corpus import doc_text
+
+    ids, texts = [], []
+    with (payload / "scifact" / "corpus.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            ids.append(d["_id"])
+            texts.append(doc_text(d.get("title", ""), d.get("text", "")))
+            if limit and len(ids) >= limit:
+                break
+    return ids, texts
+
+
+def _device() -> str:
+    return "cuda" if _cuda() else "cpu"
+
+
+@step("env")
+def env() -> dict:
+    import onnxruntime as ort
+    import sentence_transformers
+    import torch
+    import transformers
+
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm",
+                          "--format=csv,noheader"], capture_output=True, text=True).stdout.strip() \
+        if _cuda() else "none"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"gpu": gpu, "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "sentence_transformers": sentence_transformers.__version__, "onnxruntime": ort.__version__,
+            "ort_providers": ort.get_available_providers()}
+
+
+@step("parity")
+def parity(payload: Path) -> dict:
+    from embedops.encoding import OnnxEncoder
+
+    enc = OnnxEncoder(payload / "minilm-fp16", device=_device())
+    texts = json.loads((payload / "ref-texts.json").read_text())
+    ref = np.load(payload / "ref-st-fp32.npy")
+    got = enc.encode(texts)
+    cos = np.sum(got * ref, axis=1)
+    return {"provider": enc.provider, "texts": len(texts), "min_cosine": round(float(cos.min()), 5),
+            "mean_cosine": round(float(cos.mean()), 6), "threshold": 0.99, "passes": bool(cos.min() >= 0.99)}
+
+
+@step("quality")
+def quality(payload: Path, quick: bool) -> dict:
+    from embedops.beir import read_qrels, read_queries
+    from embedops.encoding import OnnxEncoder
+    from embedops.metrics import evaluate, mean_metrics
+
+    qrels = read_qrels(payload / "scifact" / "qrels" / "test.tsv")
+    queries = read_queries(payload / "scifact" / "queries.jsonl", only=set(qrels))
+    ids, texts = _texts(payload, 400 if quick else None)
+    enc = OnnxEncoder(payload / "minilm-fp16", device=_device())
+    docs = enc.encode(texts)
+    qids = sorted(queries)
+    q = enc.encode([queries[i] for i in qids])
+    scores = q @ docs.T
+    top = np.argsort(-scores, axis=1)[:, :100]
+    run = {qid: {ids[j]: float(scores[r, j]) for j in top[r]} for r, qid in enumerate(qids)}
+    m = mean_metrics(evaluate(qrels, run, k=10))
+    return {"provider": enc.provider, "docs": len(ids), "queries": len(qids),
+            "ndcg@10": round(m["ndcg@10"], 2), "recall@10": round(m["recall@10"], 2)}
+
+
+def _rate(fn, texts: list[str]) -> float:
+    t = time.perf_counter()
+    fn(texts)
+    if _cuda():
+        import torch
+
+        torch.cuda.synchronize()
+    return len(texts) / (time.perf_counter() - t)
+
+
+def _random_st_model(payload: Path, work: Path) -> Path:
+    """all-MiniLM-L6-v2's architecture and tokenizer with random weights, saved as safetensors."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    target = work / "minilm-random"
+    if target.is_dir():
+        return target
+    shutil.copytree(payload / "minilm-config", target)
+    torch.manual_seed(0)
+    model = AutoModel.from_config(AutoConfig.from_pretrained(str(target)))
+    model.save_pretrained(str(target), safe_serialization=True)
+    return target
+
+
+@step("throughput")
+def throughput(payload: Path, work: Path, quick: bool) -> dict:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from embedops.encoding import OnnxEncoder
+
+    _, corpus = _texts(payload, 48 if quick else None)
+    repeat = 1 if quick else 4
+    texts = corpus * repeat
+    warm = texts[:1024]
+    out: dict = {"texts": len(texts), "runs": []}
+    device = _device()
+
+    def record(name: str, fn, **info) -> None:
+        fn(warm)
+        rates = [_rate(fn, texts) for _ in range(2)]
+        row = {"path": name, "docs_per_s": [round(r) for r in rates], "best": round(max(rates)), **info}
+        out["runs"].append(row)
+        print(f"  {name}: {row['docs_per_s']} docs/s", flush=True)
+
+    buckets_64 = (64, 128, 192, 256)
+    for batch in ((64,) if quick else (128, 256, 512, 1024)):
+        enc = OnnxEncoder(payload / "minilm-fp16", device=device, batch_size=batch)
+        record(f"embedops onnx fp16 b{batch}", enc.encode, provider=enc.provider, batch=batch)
+    enc = OnnxEncoder(payload / "minilm-fp16", device=device, batch_size=256, buckets=buckets_64)
+    record("embedops onnx fp16 b256 buckets/64", enc.encode, provider=enc.provider, batch=256)
+    chunks = 4096
+
+    def stream(ts: list[str]) -> None:
+        for _ in enc.encode_stream(ts[i: i + chunks] for i in range(0, len(ts), chunks)):
+            pass
+
+    record("embedops onnx fp16 b256 buckets/64 stream", stream, provider=enc.provider, batch=256)
+
+    model_dir = _random_st_model(payload, work)
+    for precision in ("fp16", "fp32"):
+        if precision == "fp16" and device == "cpu":
+            continue
+        st = SentenceTransformer(str(model_dir), device=device)
+        if precision == "fp16":
+            st = st.half()
+        for batch in ((64,) if quick else (256, 512)):
+            record(f"sentence-transformers torch {precision} b{batch}",
+                   lambda ts, st=st, batch=batch: st.encode(ts, batch_size=batch, convert_to_numpy=True),
+                   batch=batch, attention=getattr(st[0].auto_model.config, "_attn_implementation", None))
+        del st
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    try:
+        st_onnx = SentenceTransformer(str(model_dir), device=device, backend="onnx",
+                                      model_kwargs={"provider": "CUDAExecutionProvider" if device == "cuda"
+                                                    else "CPUExecutionProvider"})
+        record("sentence-transformers backend=onnx", lambda ts: st_onnx.encode(ts, batch_size=256), batch=256)
+    except Exception as exc:
+        out["st_backend_onnx"] = f"could not load: {type(exc).__name__}: {str(exc)[:400]}"
+    best = {r["path"]: r["best"] for r in out["runs"]}
+    ours = max(v for k, v in best.items() if k.startswith("embedops"))
+    theirs = max((v for k, v in best.items() if k.startswith("sentence-transformers")), default=None)
+    out["embedops_best"] = ours
+    out["sentence_transformers_best"] = theirs
+    out["ratio"] = round(ours / theirs, 2) if theirs else None
+    return out
+
+
+@step("train_bf16")
+def train_bf16(payload: Path, work: Path, quick: bool) -> dict:
+    import torch
+
+    from embedops.registry import Registry
+    from embedops.store import Store
+    from embedops.trainer.pairs import TrainingPair
+    from embedops.trainer.train import TrainConfig, train
+
+    steps, batch = (2, 8) if quick else (6, 32)
+    reg = Registry(Store.open(str(work / "store")))
+    reg.models.register("minilm", _random_st_model(payload, work))
+    _, texts = _texts(payload, 4 * steps * batch)
+    n = steps * batch
+    pairs = [TrainingPair(f"{texts[i][:60]} evidence", texts[i], f"d{i}", [texts[n + i], texts[2 * n + i],
+                                                                          texts[3 * n + i]]) for i in range(n)]
+    precision = "bf16" if _cuda() else "fp32"
+    config = TrainConfig(epochs=1, batch_size=batch, eval_fraction=0.0, max_steps=steps, mixed_precision=precision)
+    if _cuda():
+        torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    result = train(reg, "minilm@1", pairs, config=config)
+    seconds = time.perf_counter() - t
+    out = {"precision": precision, "steps": steps, "batch": batch, "seconds_total": round(seconds, 2),
+           "seconds_per_step_incl_setup": round(seconds / steps, 3),
+           "registered": getattr(getattr(result, "model", None), "ref", None)}
+    if _cuda():
+        out["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    return out
+
+
+@step("ray_build")
+def ray_build() -> dict:
+    missing = []
+    for name in ("ray", "lancedb"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise RuntimeError(f"skipped: {', '.join(missing)} not installed on this machine (ray, lancedb and pylance "
+                           "wheels are ~240 MB: more than one lease's transfers allow beside onnxruntime-gpu)")
+    return {"note": "ray and lancedb present: run bench/test_ray_throughput.py with --gpus-per-worker 1"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--payload", type=Path, default=Path("/tmp/gpucheck/payload"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a trial run on a CPU")
+    args = parser.parse_args()
+    RESULTS["out"] = str(args.out)
+    RESULTS["quick"] = args.quick
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    work = Path(tempfile.mkdtemp(prefix="gpucheck-"))
+    env()
+    parity(args.payload)
+    quality(args.payload, args.quick)
+    throughput(args.payload, work, args.quick)
+    train_bf16(args.payload, work, args.quick)
+    ray_build()
+    RESULTS["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    _save()
+    keep = ("ok", "error", "seconds", "embedops_best", "sentence_transformers_best", "ratio", "min_cosine",
+            "ndcg@10", "provider", "seconds_per_step_incl_setup", "peak_gpu_mib")
+    for name, result in RESULTS["steps"].items():
+        print(f"SUMMARY {name}: {json.dumps({k: v for k, v in result.items() if k in keep})[:800]}")
+
+
+if __name__ == "__main__":
+    main()
