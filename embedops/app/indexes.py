@@ -19,16 +19,20 @@ ENGINES = ("local", "ray")
 
 
 def build_index(registry: Registry, model_ref: str, corpus: str, *, engine: str = "local", address: str | None = None,
-                workers: int = 2, gpus_per_worker: float = 0, **build_options) -> BuildReport:
+                workers: int = 2, gpus_per_worker: float = 0, cpus_per_worker: int = 1,
+                **build_options) -> BuildReport:
     """Run an :class:`~embedops.reembed.IndexBuild` with the ``local`` or ``ray`` main-pass engine;
-    ``build_options`` go to IndexBuild (precision, batch_size, ann_threshold, on_progress, wait, ...)."""
+    ``build_options`` go to IndexBuild (precision, batch_size, device, allow_cpu_fallback, ann_threshold,
+    on_progress, wait, ...); Ray actors get the same batch size and fallback rule."""
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}: use local or ray")
     runner = None
     if engine == "ray":
         from embedops.reembed.ray_engine import RayEngine
 
-        runner = RayEngine(address=address, workers=workers, gpus_per_worker=gpus_per_worker)
+        runner = RayEngine(address=address, workers=workers, gpus_per_worker=gpus_per_worker,
+                           threads_per_worker=cpus_per_worker, batch_size=build_options.get("batch_size"),
+                           allow_cpu_fallback=build_options.get("allow_cpu_fallback", False))
     return IndexBuild(registry, model_ref, corpus, engine=runner, **build_options).run()
 
 

@@ -32,12 +32,15 @@ def index_build(
     model_ref: str = typer.Argument(..., help="Model version to embed with, NAME@N."),
     corpus: str = typer.Option(..., "--corpus", "-c", help="Corpus name."),
     precision: str = typer.Option("fp32", "--precision", "-p", help="fp32, fp16 (GPU) or int8 (CPU)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Texts per ONNX Runtime call (default 32 on CPU, 256 on CUDA)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Texts per ONNX Runtime call, per Ray actor too (default 32 on CPU, 256 on CUDA)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when onnxruntime-gpu sees a GPU), cuda or cpu."),
+    allow_cpu_fallback: bool = typer.Option(False, "--allow-cpu-fallback", help="Run on the CPU when the CUDA provider cannot start, instead of failing."),
     ann_threshold: int = typer.Option(100_000, "--ann-threshold", help="Build an IVF-PQ ANN index at or above this many documents."),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data: encoder actors write Lance fragments; see docs/SCALING.md)."),
     address: Optional[str] = typer.Option(None, "--address", help="ray: cluster address ('auto', 'ray://head:10001'); default: start a local cluster."),
     workers: int = typer.Option(2, "--workers", help="ray: encoder actors."),
     gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="ray: GPUs per encoder actor (0: CPU actors)."),
+    cpus_per_worker: int = typer.Option(1, "--cpus-per-worker", help="ray: CPUs per actor (ONNX threads; on GPU actors, tokenisation)."),
     wait: bool = typer.Option(False, "--wait", help="If a build of the same model, corpus and precision is running, wait for it (and use its index) instead of failing."),
     as_json: bool = JsonOpt,
 ):
@@ -49,7 +52,8 @@ def index_build(
     3 naming the running one, or with --wait waits and prints the index the first one built.
 
     Example:  embedops index build minilm@2 --corpus scifact
-    Example:  embedops index build minilm@2 --corpus scifact --engine ray --workers 8 --gpus-per-worker 1
+    Example:  embedops index build minilm@2 --corpus scifact --device cuda --precision fp16
+    Example:  embedops index build minilm@2 --corpus scifact --engine ray --workers 2 --gpus-per-worker 1 --cpus-per-worker 8
     Example:  embedops index build minilm@2 --corpus scifact --wait
     """
     with progress_bar() as progress:
@@ -66,10 +70,12 @@ def index_build(
             progress.console.print(f"waiting: {holder} is building the same index ...")
 
         report = build_index(state(ctx).registry, model_ref, corpus, engine=engine, address=address, workers=workers,
-                             gpus_per_worker=gpus_per_worker, precision=precision, batch_size=batch_size,
+                             gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, precision=precision,
+                             batch_size=batch_size, device=device, allow_cpu_fallback=allow_cpu_fallback,
                              ann_threshold=ann_threshold, on_progress=on_progress, wait=wait, on_wait=on_wait)
     if as_json:
         print_json({"index": report.index.to_dict(), "embedded": report.embedded, "deleted": report.deleted,
+                    "providers": report.providers_used,
                     "resumed_from": report.resumed_from, "seconds": report.seconds,
                     "finished_by_other": report.finished_by_other})
         return
@@ -80,7 +86,8 @@ def index_build(
     if report.resumed_from:
         err.print(f"resumed: {report.resumed_from} documents were already embedded")
     err.print(f"embedded {report.embedded} documents in {report.seconds:.1f}s "
-              f"({report.docs_per_second:,.0f} docs/s); integrity checks passed")
+              f"({report.docs_per_second:,.0f} docs/s) on {', '.join(report.providers_used) or 'no provider'}; "
+              "integrity checks passed")
     typer.echo(report.index.index_id)
 
 

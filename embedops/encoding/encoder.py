@@ -30,7 +30,9 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -118,6 +120,13 @@ def _cuda_failure(log: list[str]) -> str:
     return f"the CUDA provider did not start. ONNX Runtime said: {detail}"
 
 
+class _Tokens(NamedTuple):
+    """A chunk's token ids (and type ids, unless all zero), one list per text."""
+
+    ids: list[list[int]]
+    type_ids: list[list[int]] | None
+
+
 def bucket_length(n: int, buckets: tuple[int, ...], max_length: int) -> int:
     for b in buckets:
         if n <= b:
@@ -177,7 +186,11 @@ class OnnxEncoder:
         self.device_id = int(self.session.get_provider_options().get(CUDA, {}).get("device_id", 0))
         # Measured: 32 is fastest on a 2-core CPU (docs/BENCHMARKS.md); GPUs want big batches.
         self.batch_size = batch_size or (256 if self.on_cuda else 32)
+        self.chunk_size = 16 * self.batch_size  # texts tokenised ahead while the previous chunk runs
         self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
+        self._encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)  # no offsets
+        # A single sequence gets token type 0 throughout with BERT-style templates: then skip reading them.
+        self._zero_type_ids = not any(self.tokenizer.encode("a b").type_ids)
 
     @property
     def provider(self) -> str:
@@ -185,11 +198,12 @@ class OnnxEncoder:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    def _tokenize(self, texts: list[str]) -> list[tuple[list[int], list[int]]]:
+    def _tokenize(self, texts: list[str]) -> _Tokens:
         if self.do_lower_case:
             texts = [t.lower() for t in texts]
-        encs = self.tokenizer.encode_batch(texts)
-        return [(e.ids, e.type_ids) for e in encs]
+        encs = self._encode_batch(texts)  # Rust, on every core, without the GIL
+        ids = [e.ids for e in encs]
+        return _Tokens(ids, None if self._zero_type_ids else [e.type_ids for e in encs])
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         if not self.on_cuda:
@@ -203,25 +217,30 @@ class OnnxEncoder:
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
-    def _feeds(self, toks: list[tuple[list[int], list[int]]], idx: list[int]) -> dict[str, np.ndarray]:
+    def _feeds(self, toks: _Tokens, idx: list[int]) -> dict[str, np.ndarray]:
         """One batch, padded to its length bucket (and, on CUDA, to the full batch size)."""
-        width = bucket_length(max(len(toks[i][0]) for i in idx), self.buckets, self.max_length)
+        lengths = np.fromiter((len(toks.ids[i]) for i in idx), dtype=np.int64, count=len(idx))
+        width = bucket_length(int(lengths.max()), self.buckets, self.max_length)
         rows = self.batch_size if self.on_cuda else len(idx)
+        valid = np.zeros((rows, width), dtype=bool)
+        valid[: len(idx)] = np.arange(width)[None, :] < lengths[:, None]
+        total = int(lengths.sum())
         ids = np.full((rows, width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((rows, width), dtype=np.int64)
-        types = np.zeros((rows, width), dtype=np.int64)
-        for row, i in enumerate(idx):
-            n = len(toks[i][0])
-            ids[row, :n] = toks[i][0]
-            mask[row, :n] = 1
-            types[row, :n] = toks[i][1]
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        ids[valid] = np.fromiter(chain.from_iterable(toks.ids[i] for i in idx), dtype=np.int64, count=total)
+        feeds = {"input_ids": ids, "attention_mask": valid.astype(np.int64)}
+        if "token_type_ids" in self.input_names:
+            types = np.zeros((rows, width), dtype=np.int64)
+            if toks.type_ids is not None:
+                types[valid] = np.fromiter(chain.from_iterable(toks.type_ids[i] for i in idx), dtype=np.int64,
+                                           count=total)
+            feeds["token_type_ids"] = types
         return {k: v for k, v in feeds.items() if k in self.input_names}
 
-    def _encode_tokenized(self, toks: list[tuple[list[int], list[int]]]) -> np.ndarray:
-        out = np.empty((len(toks), self.dim), dtype=np.float32)
-        order = sorted(range(len(toks)), key=lambda i: len(toks[i][0]))
-        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+    def _encode_tokenized(self, toks: _Tokens) -> np.ndarray:
+        n = len(toks.ids)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        order = sorted(range(n), key=lambda i: len(toks.ids[i]))
+        batches = [order[start : start + self.batch_size] for start in range(0, n, self.batch_size)]
         if len(batches) == 1:
             out[batches[0]] = self._run(self._feeds(toks, batches[0]))[: len(batches[0])]
             return out
@@ -238,10 +257,15 @@ class OnnxEncoder:
     # -- public -------------------------------------------------------------------------------------
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Embeddings (len(texts), dim), float32, L2-normalised, in the order of ``texts``."""
+        """Embeddings (len(texts), dim), float32, L2-normalised, in the order of ``texts``. Long lists
+        go through :meth:`encode_stream` in chunks, so tokenising overlaps with inference."""
+        texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self._encode_tokenized(self._tokenize(list(texts)))
+        if len(texts) <= self.chunk_size:
+            return self._encode_tokenized(self._tokenize(texts))
+        chunks = (texts[i : i + self.chunk_size] for i in range(0, len(texts), self.chunk_size))
+        return np.vstack(list(self.encode_stream(chunks)))
 
     def encode_stream(self, chunks: Iterable[list[str]]) -> Iterator[np.ndarray]:
         """Encode chunk after chunk, tokenising the next chunk while the current one runs."""

@@ -83,6 +83,15 @@ class BuildReport:
     def docs_per_second(self) -> float:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def providers_used(self) -> list[str]:
+        """The ONNX Runtime providers that embedded this index (Ray: every actor's), as stored with it."""
+        engine = self.index.metrics.get("engine") or {}
+        if engine.get("actor_providers"):
+            return sorted(engine["actor_providers"])
+        provider = engine.get("provider") or self.index.settings.provider
+        return [provider] if provider else []
+
 
 class IndexBuild:
     """Build (or resume) the index of ``corpus`` under ``model_ref``.
@@ -94,7 +103,8 @@ class IndexBuild:
 
     def __init__(self, registry: Registry, model_ref: str, corpus: str, *, precision: str = "fp32",
                  chunk_size: int = 1024, batch_size: int | None = None, ann_threshold: int = 100_000,
-                 providers: list[str] | None = None, on_progress: Progress | None = None,
+                 providers: list[str] | None = None, device: str = "auto", allow_cpu_fallback: bool = False,
+                 on_progress: Progress | None = None,
                  after_chunk: Callable[[int], None] | None = None, engine: MainPassEngine | None = None,
                  wait: bool = False, on_wait: Callable[[str], None] | None = None):
         self.registry = registry
@@ -108,6 +118,8 @@ class IndexBuild:
         self.batch_size = batch_size
         self.ann_threshold = ann_threshold
         self.providers = providers
+        self.device = device
+        self.allow_cpu_fallback = allow_cpu_fallback
         self.on_progress = on_progress or (lambda done, total: None)
         self.after_chunk = after_chunk or (lambda n: None)
         registry.corpora.info(corpus)  # fails early, clearly, if the corpus does not exist
@@ -140,7 +152,8 @@ class IndexBuild:
 
     def _run(self) -> BuildReport:
         export = open_export(self.registry, self.model.ref, self.precision, providers=self.providers,
-                             batch_size=self.batch_size)
+                             batch_size=self.batch_size, device=self.device,
+                             allow_cpu_fallback=self.allow_cpu_fallback)
         artifact, encoder = export.artifact, export.encoder
         record = self._resumable()
         if record is None:
@@ -172,7 +185,8 @@ class IndexBuild:
         final = self.registry.indexes.update(
             record.index_id, status=IndexStatus.READY, doc_count=tbl.count_rows(), table_version=tbl.version,
             metrics=record.metrics | {"integrity": checks, "build_seconds": round(seconds, 3),
-                                      "engine": self.engine.describe() if self.engine else {"engine": "local"},
+                                      "engine": (self.engine.describe() if self.engine
+                                                 else {"engine": "local", "provider": encoder.provider}),
                                       "docs_per_second": round((embedded + added) / seconds, 1) if seconds else None},
         )
         return BuildReport(final, embedded + added, deleted, resumed_from, rounds, seconds, checks)

@@ -31,7 +31,7 @@ Example::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -41,6 +41,7 @@ from embedops.index import vector_rows
 
 FRAGMENT_COLUMN = "fragment"
 ROWS_COLUMN = "rows"
+PROVIDER_COLUMN = "provider"
 
 
 class RayEngineError(EmbedopsError):
@@ -63,9 +64,13 @@ class _EmbedAndWriteFragments:
     """Ray Data actor: embeds a block and writes it as Lance fragments; returns their metadata."""
 
     def __init__(self, onnx_dir: str, table_uri: str, schema_ipc: bytes, storage_options: dict[str, str],
-                 skip_ref: Any, threads: int, batch_size: int | None, providers: list[str] | None,
+                 skip_ref: Any, threads: int, batch_size: int | None, device: str, allow_cpu_fallback: bool,
                  store_uri: str, artifact: str, files: list[dict]):
+        import os
         from pathlib import Path
+
+        # tokenisation (Rust, rayon) uses this actor's CPUs, not every core of the node
+        os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, threads)))
 
         import ray
 
@@ -81,7 +86,10 @@ class _EmbedAndWriteFragments:
             problems = verify_files(Path(onnx_dir), checksums)
             if problems:
                 raise ChecksumMismatchError(artifact, problems)
-        self.encoder = OnnxEncoder(onnx_dir, threads=threads, batch_size=batch_size, providers=providers)
+        # device "cuda" on a GPU actor: a CUDA provider that cannot start fails the build (DeviceError)
+        # unless allow_cpu_fallback; the provider that ran is returned with every block
+        self.encoder = OnnxEncoder(onnx_dir, threads=threads, batch_size=batch_size, device=device,
+                                   allow_cpu_fallback=allow_cpu_fallback)
         self.table_uri = table_uri
         self.schema = pa.ipc.read_schema(pa.py_buffer(schema_ipc))
         self.storage_options = storage_options or None
@@ -95,13 +103,15 @@ class _EmbedAndWriteFragments:
         d = batch.to_pydict()
         keep = [i for i, doc_id in enumerate(d["id"]) if doc_id not in self.skip]
         if not keep:
-            return pa.table({FRAGMENT_COLUMN: pa.array([], pa.string()), ROWS_COLUMN: pa.array([], pa.int64())})
+            return pa.table({FRAGMENT_COLUMN: pa.array([], pa.string()), ROWS_COLUMN: pa.array([], pa.int64()),
+                             PROVIDER_COLUMN: pa.array([], pa.string())})
         texts = [doc_text(d["title"][i], d["text"][i]) for i in keep]
         rows = vector_rows([d["id"][i] for i in keep], [d["content_hash"][i] for i in keep],
                            self.encoder.encode(texts)).replace_schema_metadata(self.schema.metadata)
         fragments = write_fragments(rows, self.table_uri, schema=self.schema, storage_options=self.storage_options)
         return pa.table({FRAGMENT_COLUMN: [json.dumps(f.to_json()) for f in fragments],
-                         ROWS_COLUMN: [f.num_rows for f in fragments]})
+                         ROWS_COLUMN: [f.num_rows for f in fragments],
+                         PROVIDER_COLUMN: [self.encoder.provider] * len(fragments)})
 
 
 @dataclass
@@ -110,8 +120,12 @@ class RayEngine:
 
     ``address``: None starts a local cluster with ``workers`` CPUs; anything else is passed to
     ``ray.init`` ("auto", "ray://host:10001"). ``gpus_per_worker`` > 0 makes the encoder actors GPU
-    actors (ONNX Runtime then picks CUDA). ``threads_per_worker`` sets ONNX Runtime's intra-op threads
-    per actor (one actor per CPU by default, so they do not oversubscribe the cores).
+    actors that run ONNX Runtime on CUDA, and fail the build if its CUDA provider cannot start (unless
+    ``allow_cpu_fallback``). ``threads_per_worker`` (``--cpus-per-worker``) is the CPUs each actor
+    reserves: ONNX Runtime's intra-op threads on a CPU actor, tokenisation threads on a GPU actor,
+    which needs several to keep the GPU fed (one by default). ``batch_size`` is per actor (default:
+    the actor's device default, 256 on CUDA and 32 on CPU). After a run, :attr:`actor_providers`
+    counts the rows each ONNX Runtime provider embedded.
     """
 
     address: str | None = None
@@ -119,7 +133,10 @@ class RayEngine:
     gpus_per_worker: float = 0
     threads_per_worker: int = 1
     commit_every: int = 8
+    batch_size: int | None = None
+    allow_cpu_fallback: bool = False
     name: str = "ray"
+    actor_providers: dict[str, int] = field(default_factory=dict)
 
     def _connect(self):
         ray = _require_ray()
@@ -140,6 +157,7 @@ class RayEngine:
         import lance
 
         ray = self._connect()
+        self.actor_providers = {}
         store = writer.registry.store
         corpus_table = writer.registry.corpora.table(writer.record.corpus, version)
         total = corpus_table.count_rows()
@@ -160,8 +178,8 @@ class RayEngine:
             fn_constructor_kwargs=dict(
                 onnx_dir=str(writer.encoder.path), table_uri=table_uri, schema_ipc=schema.serialize().to_pybytes(),
                 storage_options=options, skip_ref=ray.put(frozenset(done)) if done else None,
-                threads=self.threads_per_worker, batch_size=writer.encoder.batch_size,
-                providers=None if self.gpus_per_worker else ["CPUExecutionProvider"],
+                threads=self.threads_per_worker, batch_size=self.batch_size,
+                device="cuda" if self.gpus_per_worker else "cpu", allow_cpu_fallback=self.allow_cpu_fallback,
                 store_uri=store.uri, artifact=export.artifact, files=[f.to_dict() for f in export.files],
             ),
             batch_size=rows_per_block, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=self.workers),
@@ -189,9 +207,11 @@ class RayEngine:
             after_chunk(embedded)
 
         for out in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            for frag, n in zip(out.column(FRAGMENT_COLUMN).to_pylist(), out.column(ROWS_COLUMN).to_pylist()):
+            for frag, n, provider in zip(out.column(FRAGMENT_COLUMN).to_pylist(), out.column(ROWS_COLUMN).to_pylist(),
+                                         out.column(PROVIDER_COLUMN).to_pylist()):
                 pending.append(lance.FragmentMetadata.from_json(frag))
                 pending_rows += n
+                self.actor_providers[provider] = self.actor_providers.get(provider, 0) + n
             if len(pending) >= self.commit_every:
                 commit()
         commit()
@@ -199,7 +219,8 @@ class RayEngine:
 
     def describe(self) -> dict[str, Any]:
         return {"engine": self.name, "address": self.address or "local", "workers": self.workers,
-                "gpus_per_worker": self.gpus_per_worker, "threads_per_worker": self.threads_per_worker}
+                "gpus_per_worker": self.gpus_per_worker, "threads_per_worker": self.threads_per_worker,
+                "batch_size": self.batch_size, "actor_providers": dict(self.actor_providers)}
 
 
 def shutdown() -> None:

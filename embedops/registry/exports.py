@@ -41,7 +41,8 @@ def _check_precision(precision: str) -> None:
 
 
 def ensure_export(registry: Registry, model_ref: str, precision: str = "fp32", *,
-                  providers: list[str] | None = None) -> tuple[ArtifactRecord, Path]:
+                  providers: list[str] | None = None, device: str = "auto",
+                  allow_cpu_fallback: bool = False) -> tuple[ArtifactRecord, Path]:
     """The stored, checksummed ONNX export of ``model_ref`` at ``precision``: reused when it exists,
     otherwise exported, parity-checked against sentence-transformers, then stored.
 
@@ -58,7 +59,8 @@ def ensure_export(registry: Registry, model_ref: str, precision: str = "fp32", *
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "export"
         meta = export_onnx(model_dir, out, precision)
-        parity = measure_parity(model_dir, OnnxEncoder(out, providers=providers), precision)
+        encoder = OnnxEncoder(out, providers=providers, device=device, allow_cpu_fallback=allow_cpu_fallback)
+        parity = measure_parity(model_dir, encoder, precision)
         if not parity.ok:
             raise ExportError(
                 f"{model.ref} {precision} export fails parity: min cosine {parity.min_cosine:.5f} < "
@@ -71,15 +73,18 @@ def ensure_export(registry: Registry, model_ref: str, precision: str = "fp32", *
 
 
 def open_export(registry: Registry, model_ref: str, precision: str = "fp32", *, providers: list[str] | None = None,
-                batch_size: int | None = None) -> OpenExport:
-    """:func:`ensure_export`, opened: verified and its session started once per process."""
+                batch_size: int | None = None, device: str = "auto", allow_cpu_fallback: bool = False) -> OpenExport:
+    """:func:`ensure_export`, opened: verified and its session started once per process (``device``:
+    auto, cpu or cuda; a CUDA provider that cannot start raises DeviceError unless ``allow_cpu_fallback``)."""
     _check_precision(precision)
     model = registry.models.get(model_ref)
-    key = (registry.store.uri, model.digest, precision, tuple(providers or ()), batch_size)
+    key = (registry.store.uri, model.digest, precision, tuple(providers or ()), batch_size, device, allow_cpu_fallback)
 
     def open_() -> OpenExport:
-        artifact, path = ensure_export(registry, model.ref, precision, providers=providers)
-        return OpenExport(artifact, path, OnnxEncoder(path, providers=providers, batch_size=batch_size))
+        artifact, path = ensure_export(registry, model.ref, precision, providers=providers, device=device,
+                                       allow_cpu_fallback=allow_cpu_fallback)
+        return OpenExport(artifact, path, OnnxEncoder(path, providers=providers, batch_size=batch_size, device=device,
+                                                      allow_cpu_fallback=allow_cpu_fallback))
 
     return ENCODERS.get(key, open_)
 

@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
+
 from helpers import write_jsonl
+from embedops.encoding.encoder import gpu_present
 from reembed_helpers import make_docs
 
 
@@ -65,3 +68,13 @@ def test_build_of_unknown_corpus_or_model_fails_clearly(reg, cli_for):
     assert "no corpus named 'nope'" in cli("index", "build", "tiny@1", "--corpus", "nope", expect=1).stderr
     assert "no model version 'ghost@1'" in cli("index", "build", "ghost@1", "--corpus", "nope", expect=1).stderr
     assert "alias 'production' does not point" in cli("search", "x", expect=1).stderr
+
+
+@pytest.mark.skipif(gpu_present(), reason="on a GPU machine --device cuda is expected to work")
+def test_build_on_cuda_without_a_gpu_fails_instead_of_falling_back(reg, docs_file, cli_for):
+    cli = cli_for(reg)
+    cli("corpus", "add", "ops", str(docs_file))
+    out = cli("index", "build", "tiny@1", "--corpus", "ops", "--device", "cuda", expect=2)
+    assert "--device cpu" in out.stderr and reg.indexes.list() == []  # nothing half-built
+    built = cli("index", "build", "tiny@1", "--corpus", "ops", "--device", "cpu", "--json")
+    assert json.loads(built.stdout)["providers"] == ["CPUExecutionProvider"]
