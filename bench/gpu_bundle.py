@@ -12,7 +12,9 @@ pyarrow, but no onnxruntime-gpu, optimum, lancedb or pytrec_eval, and no model w
 * reference embeddings (sentence-transformers, torch fp32, CPU) and SciFact's texts, test queries and
   qrels travel too, so parity and nDCG@10 on the GPU are checked against figures computed here;
 * a tiny random model's fp32 and fp16 exports let ``pytest -m gpu`` run without optimum there;
-* small wheels (pytrec_eval, datasets and its two missing needs) go in the payload.
+* small wheels (pytrec_eval, datasets and its two missing needs) go in the payload;
+* unless ``--no-store``: lancedb, pylance, ray and their missing needs (as wheels), and a store with a
+  tiny model and its fp16 export, for the bf16 training step and a Ray build with a GPU actor.
 
 Everything becomes one tar, split into parts that each fit one call beside the working tree:
 
@@ -38,6 +40,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ORT_WHEEL = "onnxruntime-gpu==1.31.1"
+# For the bf16 training step (the store needs lancedb) and the Ray build with a GPU actor: ~233 MB,
+# four more parts. Versions as in embedops' own environment; the GPU image has the rest of their needs.
+STORE_WHEELS = ("lancedb==0.40.0", "pylance==14.0.2", "ray==2.60.0", "deprecation==2.1.0", "pydantic==2.14.4",
+                "pydantic_core==2.50.5", "annotated-types==0.8.0", "typing-inspection==0.4.5", "lance-namespace==0.13.0",
+                "lance-namespace-urllib3-client==0.13.0", "jsonschema==4.26.0", "jsonschema-specifications==2025.9.1",
+                "referencing==0.37.0", "rpds-py==2026.9.1")
 SMALL_WHEELS = ("pytrec-eval-terrier==0.5.11", "datasets==5.0.1", "dill==0.4.1", "multiprocess==0.70.19")
 CUDA_LIB = "onnxruntime/capi/libonnxruntime_providers_cuda.so"
 LEAVE_OUT = ("onnxruntime/capi/libonnxruntime_providers_tensorrt.so",)
@@ -102,9 +110,17 @@ def _payload(data: Path, stage: Path, work: Path) -> None:
     np.save(stage / "ref-st-fp32.npy", np.asarray(ref, dtype=np.float32))
     (stage / "ref-texts.json").write_text(json.dumps(texts))
     _download(list(SMALL_WHEELS), stage / "wheels")
+    # a store with the tiny model registered and its fp16 export stored (no optimum there to export it)
+    from embedops.registry import Registry
+    from embedops.registry.exports import ensure_export
+    from embedops.store import Store
+
+    registry = Registry(Store.open(str(stage / "store")))
+    registry.models.register("tiny", tiny)
+    ensure_export(registry, "tiny@1", "fp16")
 
 
-def pack(data: Path, out: Path, cuda_xz: Path | None) -> None:
+def pack(data: Path, out: Path, cuda_xz: Path | None, with_store: bool = True) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -127,6 +143,9 @@ def pack(data: Path, out: Path, cuda_xz: Path | None) -> None:
         _payload(data, stage, work)
         with tarfile.open(bundle / "payload.tar.xz", "w:xz", preset=6) as tar:
             tar.add(stage, arcname="payload")
+        if with_store:  # wheels are zips already: stored as they are
+            for wheel in _download(list(STORE_WHEELS), work / "store-wheels"):
+                shutil.copy(wheel, bundle / f"wheel--{wheel.name}")
         manifest = {"ort_wheel": wheel.name, "files": {p.name: _sha256(p) for p in sorted(bundle.iterdir())}}
         (bundle / "MANIFEST.json").write_text(json.dumps(manifest, indent=2))
         whole = work / "bundle.tar"
@@ -159,6 +178,8 @@ def unpack(parts: Path, dest: Path) -> None:
     for name in ("ort-rest.tar.xz", "payload.tar.xz"):
         with tarfile.open(bundle / name, "r:xz") as tar:
             tar.extractall(dest, filter="data")
+    for wheel in bundle.glob("wheel--*.whl"):
+        shutil.move(wheel, dest / "payload" / "wheels" / wheel.name.removeprefix("wheel--"))
     lib = dest / "site" / CUDA_LIB
     with lzma.open(bundle / "ort-cuda.so.xz") as src, lib.open("wb") as out:
         shutil.copyfileobj(src, out, 1 << 22)
@@ -174,12 +195,13 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
     p.add_argument("--out", type=Path, default=ROOT / ".devparts")
     p.add_argument("--cuda-xz", type=Path, default=None, help="an xz of the CUDA provider library made earlier")
+    p.add_argument("--no-store", action="store_true", help="leave out lancedb, ray and their needs (4 parts fewer)")
     u = sub.add_parser("unpack")
     u.add_argument("--parts", type=Path, default=Path("/tmp/devparts"))
     u.add_argument("--dest", type=Path, default=Path("/tmp/gpucheck"))
     args = parser.parse_args()
     if args.cmd == "pack":
-        pack(args.data, args.out, args.cuda_xz)
+        pack(args.data, args.out, args.cuda_xz, with_store=not args.no_store)
     else:
         unpack(args.parts, args.dest)
 

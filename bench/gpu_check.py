@@ -16,7 +16,8 @@ Steps:
    weights); sentence-transformers ``backend="onnx"`` on CUDA where it can load.
 5. ``train_bf16``: a few steps of ``embedops.trainer.train`` in bf16 on the GPU (MNRL, batch 32, three
    mined negatives), seconds per step and peak GPU memory.
-6. ``ray_build``: a Ray build with one GPU actor, where ray and lancedb are importable.
+6. ``ray_build``: a Ray build with one GPU actor (the tiny model's fp16 export from the payload's store)
+   into LanceDB: which provider each actor ran, and that the index is ready and whole.
 """
 
 from __future__ import annotations
@@ -185,24 +186,33 @@ def throughput(payload: Path, work: Path, quick: bool) -> dict:
 
     def record(name: str, fn, **info) -> None:
         fn(warm)
-        rates = [_rate(fn, texts) for _ in range(2)]
+        rates = [_rate(fn, texts) for _ in range(2 if name.startswith("embedops") else 1)]
         row = {"path": name, "docs_per_s": [round(r) for r in rates], "best": round(max(rates)), **info}
         out["runs"].append(row)
         print(f"  {name}: {row['docs_per_s']} docs/s", flush=True)
 
-    buckets_64 = (64, 128, 192, 256)
-    for batch in ((64,) if quick else (128, 256, 512, 1024)):
+    for batch in ((64,) if quick else (256, 512, 1024)):
         enc = OnnxEncoder(payload / "minilm-fp16", device=device, batch_size=batch)
         record(f"embedops onnx fp16 b{batch}", enc.encode, provider=enc.provider, batch=batch)
-    enc = OnnxEncoder(payload / "minilm-fp16", device=device, batch_size=256, buckets=buckets_64)
-    record("embedops onnx fp16 b256 buckets/64", enc.encode, provider=enc.provider, batch=256)
-    chunks = 4096
+    enc = OnnxEncoder(payload / "minilm-fp16", device=device, batch_size=512, buckets=(64, 128, 192, 256))
+    record("embedops onnx fp16 b512 buckets/64", enc.encode, provider=enc.provider, batch=512)
 
-    def stream(ts: list[str]) -> None:
-        for _ in enc.encode_stream(ts[i: i + chunks] for i in range(0, len(ts), chunks)):
-            pass
-
-    record("embedops onnx fp16 b256 buckets/64 stream", stream, provider=enc.provider, batch=256)
+    # the pipeline's two bounds: tokenising alone (all cores) and the GPU alone (batches built beforehand)
+    enc = OnnxEncoder(payload / "minilm-fp16", device=device, batch_size=512)
+    t = time.perf_counter()
+    toks = enc._tokenize(texts)
+    out["tokenize_only_docs_per_s"] = round(len(texts) / (time.perf_counter() - t))
+    order = sorted(range(len(texts)), key=lambda i: len(toks.ids[i]))
+    feeds = [enc._feeds(toks, order[i: i + 512]) for i in range(0, len(order), 512)]
+    for f in feeds[:2]:
+        enc._run(f)
+    t = time.perf_counter()
+    for f in feeds:
+        enc._run(f)
+    out["inference_only_docs_per_s"] = round(len(texts) / (time.perf_counter() - t))
+    out["widths"] = sorted({f["input_ids"].shape[1] for f in feeds})
+    print(f"  tokenize only {out['tokenize_only_docs_per_s']} docs/s, inference only "
+          f"{out['inference_only_docs_per_s']} docs/s", flush=True)
 
     model_dir = _random_st_model(payload, work)
     for precision in ("fp16", "fp32"):
@@ -211,7 +221,7 @@ def throughput(payload: Path, work: Path, quick: bool) -> dict:
         st = SentenceTransformer(str(model_dir), device=device)
         if precision == "fp16":
             st = st.half()
-        for batch in ((64,) if quick else (256, 512)):
+        for batch in ((64,) if quick else (512,)):
             record(f"sentence-transformers torch {precision} b{batch}",
                    lambda ts, st=st, batch=batch: st.encode(ts, batch_size=batch, convert_to_numpy=True),
                    batch=batch, attention=getattr(st[0].auto_model.config, "_attn_implementation", None))
@@ -266,17 +276,31 @@ def train_bf16(payload: Path, work: Path, quick: bool) -> dict:
 
 
 @step("ray_build")
-def ray_build() -> dict:
-    missing = []
-    for name in ("ray", "lancedb"):
-        try:
-            __import__(name)
-        except ImportError:
-            missing.append(name)
-    if missing:
-        raise RuntimeError(f"skipped: {', '.join(missing)} not installed on this machine (ray, lancedb and pylance "
-                           "wheels are ~240 MB: more than one lease's transfers allow beside onnxruntime-gpu)")
-    return {"note": "ray and lancedb present: run bench/test_ray_throughput.py with --gpus-per-worker 1"}
+def ray_build(payload: Path, work: Path, quick: bool) -> dict:
+    """A Ray build with one GPU actor (the tiny model's fp16 export, stored when the payload was packed)."""
+    import shutil
+
+    from embedops.registry import Registry
+    from embedops.reembed.build import IndexBuild
+    from embedops.reembed.ray_engine import RayEngine, shutdown
+    from embedops.store import Store
+
+    if not (payload / "store").is_dir():
+        raise RuntimeError("skipped: the payload has no store (packed with --no-store)")
+    store_dir = work / "ray-store"
+    shutil.copytree(payload / "store", store_dir)
+    reg = Registry(Store.open(str(store_dir)))
+    reg.corpora.add("scifact", payload / "scifact" / "corpus.jsonl")
+    gpu = 1 if _cuda() else 0
+    engine = RayEngine(workers=1, gpus_per_worker=gpu, threads_per_worker=2 if quick else 8,
+                       batch_size=256 if gpu else 32)
+    try:
+        report = IndexBuild(reg, "tiny@1", "scifact", precision="fp16", engine=engine).run()
+    finally:
+        shutdown()
+    return {"status": report.index.status.value, "embedded": report.embedded, "providers": report.providers_used,
+            "actor_providers": engine.actor_providers, "docs_per_s": round(report.docs_per_second),
+            "integrity": report.checks}
 
 
 def main() -> None:
@@ -295,7 +319,7 @@ def main() -> None:
     quality(args.payload, args.quick)
     throughput(args.payload, work, args.quick)
     train_bf16(args.payload, work, args.quick)
-    ray_build()
+    ray_build(args.payload, work, args.quick)
     RESULTS["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     _save()
     keep = ("ok", "error", "seconds", "embedops_best", "sentence_transformers_best", "ratio", "min_cosine",
