@@ -29,7 +29,8 @@ def train_cmd(
     epochs: int = typer.Option(1, "--epochs"),
     batch_size: int = typer.Option(32, "--batch-size"),
     lr: float = typer.Option(2e-5, "--lr"),
-    loss: str = typer.Option("mnrl", "--loss", help="mnrl or cached-mnrl."),
+    loss: str = typer.Option("auto", "--loss", help="auto (cached-mnrl when a step exceeds 8,192 tokens: same objective, bounded memory), mnrl or cached-mnrl."),
+    mini_batch_size: int = typer.Option(16, "--mini-batch-size", help="cached-mnrl: texts embedded at a time (memory, not what is learned)."),
     seed: int = typer.Option(0, "--seed"),
     name: Optional[str] = typer.Option(None, "--name", help="Name of the new version (default: the base's name)."),
     devices: int = typer.Option(1, "--devices", help="Processes for distributed data-parallel training (one per GPU; gloo on CPU). --batch-size is per device; negatives are gathered across devices."),
@@ -46,7 +47,7 @@ def train_cmd(
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --max-seq-length 128 --save-steps 100   # long CPU run
     Example:  embedops train --base minilm@1 --pairs generated-mined.jsonl --general-eval sts-dev.tsv --interpolate auto --domain-dev my-dev-beir/
     """
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, seed=seed,
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, mini_batch_size=mini_batch_size, seed=seed,
                          replay_fraction=replay if general else 0.0, interpolate=interpolate,
                          max_general_drop=max_general_drop, devices=devices,
                          domain_dev=str(domain_dev) if domain_dev else None, domain_dev_split=domain_dev_split,

@@ -9,6 +9,11 @@ from embedops.errors import UsageError
 from embedops.registry import ModelVersion
 
 ALPHAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
+LOSSES = ("auto", "mnrl", "cached-mnrl")
+# "auto" switches to GradCache when one step would push more tokens than this through the model at
+# once: MNRL keeps every text's activations of a step for the backward pass (batch 32 with 3
+# negatives at 256 tokens is 40,960 tokens: ~11 GB on a CPU); GradCache keeps mini_batch_size texts'.
+FULL_BATCH_TOKEN_LIMIT = 8192
 
 
 @dataclass
@@ -18,7 +23,7 @@ class TrainConfig:
     lr: float = 2e-5
     warmup_ratio: float = 0.1
     seed: int = 0
-    loss: str = "mnrl"  # or "cached-mnrl"
+    loss: str = "auto"  # mnrl, cached-mnrl, or auto: cached-mnrl when a step's tokens exceed FULL_BATCH_TOKEN_LIMIT
     mini_batch_size: int = 16
     replay_fraction: float = 0.0
     eval_fraction: float = 0.1
@@ -34,8 +39,10 @@ class TrainConfig:
     save_steps: int | None = None  # checkpoint every N steps (None: at each epoch's end); a rerun resumes from the last
 
     def __post_init__(self):
-        if self.loss not in ("mnrl", "cached-mnrl"):
-            raise UsageError(f"unknown loss {self.loss!r}: use mnrl or cached-mnrl")
+        if self.loss not in LOSSES:
+            raise UsageError(f"unknown loss {self.loss!r}: use {', '.join(LOSSES)}")
+        if self.mini_batch_size < 1:
+            raise UsageError("--mini-batch-size must be at least 1")
         if not 0 <= self.replay_fraction < 1:
             raise UsageError("replay fraction must be in [0, 1)")
         if isinstance(self.interpolate, str) and self.interpolate != "auto":
@@ -58,6 +65,18 @@ class TrainConfig:
                              "held-out share of the pairs (eval_fraction > 0) or give a labelled dev set (--domain-dev)")
         if self.mixed_precision not in ("auto", "bf16", "fp16", "fp32"):
             raise UsageError(f"unknown mixed precision {self.mixed_precision!r}: use auto, bf16, fp16 or fp32")
+
+
+def resolve_loss(config: TrainConfig, texts_per_example: int, max_seq_length: int) -> str:
+    """The loss a run uses: ``config.loss``, or for ``auto``, MultipleNegativesRankingLoss while a step
+    fits in :data:`FULL_BATCH_TOKEN_LIMIT` tokens and its GradCache form (CachedMultipleNegativesRankingLoss,
+    Gao et al., 2021) beyond. Both optimise the same objective with the same in-batch negatives and
+    effective batch; GradCache embeds ``mini_batch_size`` texts at a time and trades a second forward
+    pass for memory that no longer grows with the batch."""
+    if config.loss != "auto":
+        return config.loss
+    tokens = config.batch_size * texts_per_example * max_seq_length
+    return "cached-mnrl" if tokens > FULL_BATCH_TOKEN_LIMIT else "mnrl"
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Contrastive fine-tuning with the sentence-transformers trainer, with forgetting control.
 
 * Loss: MultipleNegativesRankingLoss (in-batch negatives plus the mined hard negatives; van den Oord
-  et al., 2018 / Henderson et al., 2017), or CachedMultipleNegativesRankingLoss (GradCache, Gao et
-  al., 2021) for large effective batches on small memory. Batches come from the no-duplicates
+  et al., 2018 / Henderson et al., 2017), or its GradCache form CachedMultipleNegativesRankingLoss (Gao
+  et al., 2021): same objective and batch, memory bounded by ``mini_batch_size``. ``loss="auto"`` (the
+  default) picks GradCache when a step would hold more than 8,192 tokens of activations at once
+  (:func:`~embedops.trainer.config.resolve_loss`); the loss used is recorded. Batches come from the no-duplicates
   sampler; the seed is fixed; bf16 (fp16 where the GPU lacks bf16) on a GPU, and bf16 on a CPU when asked
   (``mixed_precision="bf16"``: about 1.5x faster per step on an AVX512-BF16 CPU, see docs/BENCHMARKS.md);
   checkpoints every epoch (or every ``save_steps`` steps, for long CPU runs), resumed when a run with
@@ -36,7 +38,7 @@ from pathlib import Path
 from embedops.checksums import sha256_json
 from embedops.errors import UsageError
 from embedops.registry import ModelVersion, Registry
-from embedops.trainer.config import TrainConfig, TrainResult
+from embedops.trainer.config import TrainConfig, TrainResult, resolve_loss
 from embedops.trainer.evaluators import domain_evaluator, general_evaluator, labelled_dev_evaluator, score
 from embedops.trainer.pairs import TrainingPair
 
@@ -62,11 +64,19 @@ def _split(pairs: list[TrainingPair], fraction: float, seed: int):
     return [p for p in pairs if p.query not in held], [p for p in pairs if p.query in held]
 
 
+def _base_copy(model, rank: int) -> dict:
+    """The base weights kept for interpolation: once, by rank 0 (the only rank that interpolates), in
+    CPU memory, so no GPU holds a second copy of the model while it trains."""
+    if rank != 0:
+        return {}
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
 def _interpolate(model, base_state: dict, tuned_state: dict, alpha: float) -> None:
     import torch
 
     with torch.no_grad():
-        mixed = {k: (alpha * v + (1 - alpha) * base_state[k]) if v.is_floating_point() else v
+        mixed = {k: (alpha * v + (1 - alpha) * base_state[k].to(v.device)) if v.is_floating_point() else v
                  for k, v in tuned_state.items()}
         model.load_state_dict(mixed)
 
@@ -150,7 +160,7 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     dataset = Dataset.from_dict(columns)
 
     model = registry.models.load(base.ref, device="cuda" if torch.cuda.is_available() else "cpu")
-    base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    base_state = _base_copy(model, rank)
     if config.domain_dev:
         dom_eval = labelled_dev_evaluator(Path(config.domain_dev), config.domain_dev_split, seed=config.seed)
     else:
@@ -159,8 +169,9 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     before = {"domain_ndcg@10": score(dom_eval, model), "general_spearman": score(gen_eval, model)}
 
     gather = world > 1  # in-batch negatives from every process's batch, not just this one's
+    loss_used = resolve_loss(config, 2 + n_neg, config.max_seq_length or model.max_seq_length)
     loss = (losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size, gather_across_devices=gather)
-            if config.loss == "cached-mnrl" else losses.MultipleNegativesRankingLoss(model, gather_across_devices=gather))
+            if loss_used == "cached-mnrl" else losses.MultipleNegativesRankingLoss(model, gather_across_devices=gather))
     key = run_key(base, pair_hashes or [], config)
     out_dir = registry.store.artifacts / ".training" / key
     curve: list[dict[str, float]] = []
@@ -228,7 +239,7 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     params = asdict(config) | {"pairs_sha256": pair_hashes or [], "general_eval": str(general_eval) if general_eval else None,
                                "run_key": key, "resumed": resume, "world_size": world,
                                "global_batch_size": config.batch_size * world, "gather_across_devices": gather,
-                               "trained_in": trained_in}
+                               "trained_in": trained_in, "loss_used": loss_used}
     with tempfile.TemporaryDirectory() as tmp:
         model.save(tmp, safe_serialization=True)
         version = registry.models.register(

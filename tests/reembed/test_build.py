@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from helpers import write_jsonl
+from embedops.encoding import choose_providers
 from embedops.errors import IndexStateError
 from embedops.registry import IndexStatus
 from embedops.index import SEARCH
@@ -34,7 +35,10 @@ def test_build_writes_every_document_once_and_marks_ready(reg, docs_file):
     assert v.shape == (40, 32) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-4)
     assert seen[-1] == (40, 40) and len(seen) >= 5  # progress reported per chunk
     assert rec.metrics["integrity"]["rows"] == 40 and rec.table_version >= 1
-    assert rec.params["precision"] == "fp32" and rec.params["provider"] == "CPUExecutionProvider"
+    # the provider that ran is stored: CUDA where onnxruntime-gpu sees a GPU, else the CPU
+    expected = choose_providers()[0]
+    assert rec.params["precision"] == "fp32" and rec.params["provider"] == expected
+    assert report.providers_used == [expected] and rec.metrics["engine"] == {"engine": "local", "provider": expected}
 
 
 def test_old_alias_keeps_serving_while_new_index_builds(reg, docs_file):

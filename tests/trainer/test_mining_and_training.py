@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from helpers import write_jsonl
 from embedops.registry import Registry
@@ -216,3 +217,35 @@ def test_auto_interpolation_scores_alphas_on_the_labelled_dev_set(reg, tmp_path)
     assert [s["alpha"] for s in sweep] == [1.0, 0.5] and all(0 <= s["domain_ndcg@10"] <= 100 for s in sweep)
     assert result.alpha == max(sweep, key=lambda s: s["domain_ndcg@10"])["alpha"]
     assert result.model.params["domain_dev"].endswith("dev") and result.metrics["held_out_pairs"] == 0
+
+
+def test_base_weights_for_interpolation_are_kept_once_on_the_cpu(reg):
+    from embedops.trainer.fit import _base_copy, _interpolate
+
+    model = reg.models.load("tiny@1", device="cpu")
+    base = _base_copy(model, rank=0)
+    assert _base_copy(model, rank=1) == {}  # other DDP ranks keep no copy
+    assert all(t.device.type == "cpu" for t in base.values())
+    tuned = {k: v + 1.0 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    _interpolate(model, base, tuned, 0.25)
+    name = next(k for k, v in base.items() if v.is_floating_point())
+    assert torch.allclose(model.state_dict()[name], base[name] + 0.25)
+
+
+def test_auto_loss_uses_gradcache_for_big_steps_with_the_same_batches_and_objective(reg):
+    from embedops.trainer.config import FULL_BATCH_TOKEN_LIMIT, resolve_loss
+
+    assert resolve_loss(TrainConfig(), texts_per_example=5, max_seq_length=256) == "cached-mnrl"  # 40,960 tokens
+    assert resolve_loss(TrainConfig(batch_size=4), texts_per_example=2, max_seq_length=128) == "mnrl"
+    assert resolve_loss(TrainConfig(loss="mnrl"), 5, 256) == "mnrl"  # an explicit choice stands
+    assert 4 * 2 * 128 <= FULL_BATCH_TOKEN_LIMIT
+    pairs = pairs_for(reg) * 2
+    settings = dict(epochs=1, batch_size=4, lr=1e-3, eval_fraction=0.0)
+    plain = train(reg, "tiny@1", pairs, config=TrainConfig(**settings, loss="mnrl"))
+    cached = train(reg, "tiny@1", pairs, config=TrainConfig(**settings, loss="cached-mnrl", mini_batch_size=2))
+    assert plain.model.params["loss_used"] == "mnrl" and cached.model.params["loss_used"] == "cached-mnrl"
+    # the same effective batch (steps per epoch) and objective: losses of the same size at every step
+    # (not identical: GradCache embeds in mini-batches, so dropout draws other masks)
+    assert [c["step"] for c in plain.curve] == [c["step"] for c in cached.curve] == [1, 2, 3, 4]
+    mean = lambda curve: sum(c["loss"] for c in curve) / len(curve)
+    assert abs(mean(plain.curve) - mean(cached.curve)) < 0.25 * mean(plain.curve)

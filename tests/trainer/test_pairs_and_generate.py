@@ -140,8 +140,10 @@ DOCS = [Document("d1", "kafka lag on orders", "Kafka"), Document("d2", "certs re
 def test_local_generator_runs_a_causal_lm_from_disk(tmp_path):
     from embedops.trainer.generate import LocalGenerator
 
+    import torch
+
     gen = LocalGenerator(make_tiny_lm(tmp_path / "lm"), per_doc=2, max_new_tokens=4)
-    assert gen.device == "cpu"
+    assert gen.device == ("cuda" if torch.cuda.is_available() else "cpu")  # the GPU when there is one
     pairs = gen.generate(DOCS[:1])
     assert 1 <= len(pairs) <= 2 and all(p.source == "local" and p.doc_id == "d1" and p.query for p in pairs)
     assert pairs[0].positive == "Kafka kafka lag on orders"
