@@ -63,23 +63,24 @@ def test_cpu_backends_scifact(benchmark, scifact, tmp_path):
     flags = _cpu_flags()
 
     paths: dict = {}
-    st = SentenceTransformer(str(model_dir), device="cpu")
+    st = SentenceTransformer(str(bundled_model_path()), device="cpu")
     paths["st_torch_fp32"] = lambda ts: st.encode(ts, batch_size=32, normalize_embeddings=True)
-    st_onnx = SentenceTransformer(str(model_dir), device="cpu", backend="onnx")
-    st_onnx.save_pretrained(str(model_dir))  # writes onnx/model.onnx beside the weights
+    cpu = {"provider": "CPUExecutionProvider"}  # onnxruntime-gpu would also try TensorRT and CUDA
+    st_onnx = SentenceTransformer(str(model_dir), device="cpu", backend="onnx", model_kwargs=cpu)
     paths["st_onnx"] = lambda ts, m=st_onnx: m.encode(ts, batch_size=32, normalize_embeddings=True)
     for level in ("O1", "O2", "O3"):
         export_optimized_onnx_model(st_onnx, level, str(model_dir))
         m = SentenceTransformer(str(model_dir), device="cpu", backend="onnx",
-                                model_kwargs={"file_name": f"onnx/model_{level}.onnx"})
+                                model_kwargs={"file_name": f"onnx/model_{level}.onnx", **cpu})
         paths[f"st_onnx_{level}"] = lambda ts, m=m: m.encode(ts, batch_size=32, normalize_embeddings=True)
     target = _quantisation_target(flags)
     export_dynamic_quantized_onnx_model(st_onnx, target, str(model_dir))
+    [quantised] = (model_dir / "onnx").glob(f"model_q*int8_{target}.onnx")  # quint8 for avx2, qint8 for avx512
     m = SentenceTransformer(str(model_dir), device="cpu", backend="onnx",
-                            model_kwargs={"file_name": f"onnx/model_qint8_{target}.onnx"})
+                            model_kwargs={"file_name": f"onnx/{quantised.name}", **cpu})
     paths[f"st_onnx_int8_{target}"] = lambda ts, m=m: m.encode(ts, batch_size=32, normalize_embeddings=True)
     for precision in ("fp32", "int8"):
-        export_onnx(model_dir, tmp_path / precision, precision)
+        export_onnx(bundled_model_path(), tmp_path / precision, precision)  # the ST exports rewrote model_dir
         enc = OnnxEncoder(tmp_path / precision, device="cpu")
         paths[f"embedops_ort_{precision}"] = enc.encode
         try:
