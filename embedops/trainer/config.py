@@ -12,7 +12,7 @@ ALPHAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
 LOSSES = ("auto", "mnrl", "cached-mnrl")
 # "auto" switches to GradCache when one step would push more tokens than this through the model at
 # once: MNRL keeps every text's activations of a step for the backward pass (batch 32 with 3
-# negatives at 256 tokens is 40,960 tokens: ~11 GB on a CPU); GradCache keeps mini_batch_size texts'.
+# negatives at 256 tokens is 40,960 tokens: 11-15 GB on a CPU); GradCache keeps mini_batch_size texts'.
 FULL_BATCH_TOKEN_LIMIT = 8192
 
 
