@@ -20,20 +20,16 @@ STEPS = 3
 BATCH = 32
 CHILD = textwrap.dedent("""
     import json, resource, sys, tempfile, time
-    from embedops.corpus import doc_text, read_documents
+    sys.path.insert(0, "bench")
+    from _pairs import step_pairs
     from embedops.registry import Registry
     from embedops.store import Store
-    from embedops.trainer.pairs import TrainingPair
     from embedops.trainer.train import TrainConfig, train
 
     scifact, loss, steps, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     reg = Registry(Store.open(tempfile.mkdtemp()))
     reg.models.register("minilm", "bundled:all-MiniLM-L6-v2")
-    docs = read_documents(scifact)[: 4 * steps * batch]
-    texts = [doc_text(d.title, d.text) for d in docs]
-    n = steps * batch
-    pairs = [TrainingPair(f"{docs[i].title[:60]} evidence", texts[i], docs[i].id,
-                          [texts[n + i], texts[2 * n + i], texts[3 * n + i]]) for i in range(n)]
+    pairs = step_pairs(scifact, steps, batch)
     config = TrainConfig(epochs=1, batch_size=batch, eval_fraction=0.0, max_steps=steps, loss=loss)
     t = time.perf_counter()
     result = train(reg, "minilm@1", pairs, config=config)

@@ -11,11 +11,10 @@ tokens; SciFact abstracts mostly exceed that, so a step shrinks with it.
 
 import time
 
+from _pairs import step_pairs
 from conftest import record
-from embedops.corpus import doc_text, read_documents
 from embedops.registry import Registry
 from embedops.store import Store
-from embedops.trainer.pairs import TrainingPair
 from embedops.trainer.train import TrainConfig, train
 
 STEPS = 3
@@ -25,11 +24,7 @@ BATCH = 32
 def test_bf16_vs_fp32_training_step(benchmark, scifact, tmp_path):
     reg = Registry(Store.open(str(tmp_path / "store")))
     reg.models.register("minilm", "bundled:all-MiniLM-L6-v2")
-    docs = read_documents(scifact)[: 4 * STEPS * BATCH]
-    texts = [doc_text(d.title, d.text) for d in docs]
-    n = STEPS * BATCH
-    pairs = [TrainingPair(f"{docs[i].title[:60]} evidence", texts[i], docs[i].id,
-                          [texts[n + i], texts[2 * n + i], texts[3 * n + i]]) for i in range(n)]
+    pairs = step_pairs(scifact, STEPS, BATCH)
     seconds = {}
     for case, precision, limit in (("fp32", "fp32", None), ("bf16", "bf16", None), ("bf16_128", "bf16", 128)):
         config = TrainConfig(epochs=1, batch_size=BATCH, eval_fraction=0.0, max_steps=STEPS,

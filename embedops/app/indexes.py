@@ -22,8 +22,8 @@ def build_index(registry: Registry, model_ref: str, corpus: str, *, engine: str 
                 workers: int = 2, gpus_per_worker: float = 0, cpus_per_worker: int = 1,
                 **build_options) -> BuildReport:
     """Run an :class:`~embedops.reembed.IndexBuild` with the ``local`` or ``ray`` main-pass engine;
-    ``build_options`` go to IndexBuild (precision, batch_size, device, allow_cpu_fallback, ann_threshold,
-    on_progress, wait, ...); Ray actors get the same batch size and fallback rule."""
+    ``build_options`` go to IndexBuild (precision, batch_size, device, allow_cpu_fallback, runtime,
+    ann_threshold, on_progress, wait, ...); Ray actors get the same batch size, fallback rule and runtime."""
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}: use local or ray")
     runner = None
@@ -32,7 +32,8 @@ def build_index(registry: Registry, model_ref: str, corpus: str, *, engine: str 
 
         runner = RayEngine(address=address, workers=workers, gpus_per_worker=gpus_per_worker,
                            threads_per_worker=cpus_per_worker, batch_size=build_options.get("batch_size"),
-                           allow_cpu_fallback=build_options.get("allow_cpu_fallback", False))
+                           allow_cpu_fallback=build_options.get("allow_cpu_fallback", False),
+                           runtime=build_options.get("runtime", "auto"))
     return IndexBuild(registry, model_ref, corpus, engine=runner, **build_options).run()
 
 

@@ -35,6 +35,7 @@ def index_build(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Texts per ONNX Runtime call, per Ray actor too (default 32 on CPU, 256 on CUDA)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when onnxruntime-gpu sees a GPU), cuda or cpu."),
     allow_cpu_fallback: bool = typer.Option(False, "--allow-cpu-fallback", help="Run on the CPU when the CUDA provider cannot start, instead of failing."),
+    runtime: str = typer.Option("auto", "--runtime", help="On the CPU: auto (OpenVINO for fp32 exports, ONNX Runtime for int8/fp16), onnxruntime or openvino."),
     ann_threshold: int = typer.Option(100_000, "--ann-threshold", help="Build an IVF-PQ ANN index at or above this many documents."),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data: encoder actors write Lance fragments; see docs/SCALING.md)."),
     address: Optional[str] = typer.Option(None, "--address", help="ray: cluster address ('auto', 'ray://head:10001'); default: start a local cluster."),
@@ -71,7 +72,7 @@ def index_build(
 
         report = build_index(state(ctx).registry, model_ref, corpus, engine=engine, address=address, workers=workers,
                              gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, precision=precision,
-                             batch_size=batch_size, device=device, allow_cpu_fallback=allow_cpu_fallback,
+                             batch_size=batch_size, device=device, allow_cpu_fallback=allow_cpu_fallback, runtime=runtime,
                              ann_threshold=ann_threshold, on_progress=on_progress, wait=wait, on_wait=on_wait)
     if as_json:
         print_json({"index": report.index.to_dict(), "embedded": report.embedded, "deleted": report.deleted,

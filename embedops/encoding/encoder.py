@@ -13,6 +13,11 @@ What makes it fast, each measured on an H200 (../shared/gpu/NOTES.md) and on CPU
   batch size so that the GPU sees a fixed set of shapes;
 * :meth:`OnnxEncoder.encode_stream` works chunk by chunk, so peak memory does not grow with corpus size.
 
+On the CPU, fp32 exports run on OpenVINO's runtime where ``openvino`` is installed (it reads the
+same ``model.onnx``; measured faster than ONNX Runtime there, same top 10, docs/BENCHMARKS.md), and
+int8/fp16 exports on ONNX Runtime; ``runtime="onnxruntime" | "openvino"`` overrides the choice, and
+:attr:`OnnxEncoder.provider` says what ran (``OpenVINO:CPU`` or an ONNX Runtime provider).
+
 Devices are chosen explicitly (``device="auto" | "cpu" | "cuda"``): ``auto`` means CUDA when
 onnxruntime-gpu is installed *and* a GPU is visible, else CPU. Nothing falls back silently: when CUDA
 was asked for (or chosen by ``auto``) and ONNX Runtime cannot start its CUDA provider, the encoder
@@ -36,11 +41,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from embedops.encoding import openvino_runtime
 from embedops.encoding.layout import META_FILE, OUTPUT_NAME
+from embedops.encoding.openvino_runtime import NAME as OPENVINO
+from embedops.encoding.openvino_runtime import OpenVinoRun
 from embedops.errors import DeviceError, UsageError
 
 DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512)
 DEVICES = ("auto", "cpu", "cuda")
+RUNTIMES = ("auto", "onnxruntime", "openvino")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -82,6 +91,28 @@ def choose_providers(requested: list[str] | None = None, device: str = "auto") -
     if CUDA in available and gpu_present():
         return [CUDA, CPU]
     return [CPU]
+
+
+def choose_runtime(runtime: str, precision: str, providers: list[str], *, explicit_providers: bool = False) -> str:
+    """``onnxruntime`` or ``openvino`` for an export of ``precision`` running on ``providers``.
+
+    ``auto`` takes OpenVINO's runtime for fp32 exports on the CPU where ``openvino`` is installed
+    (measured fastest there, same top 10: docs/BENCHMARKS.md), ONNX Runtime otherwise: on CUDA,
+    for int8 and fp16 graphs (ONNX Runtime's integer kernels are faster on int8), and when ONNX
+    Runtime providers were named explicitly. ``openvino`` asked for by name needs the CPU and the
+    package."""
+    if runtime not in RUNTIMES:
+        raise UsageError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    on_cpu = providers == [CPU]
+    if runtime == "openvino":
+        if not on_cpu:
+            raise UsageError("the OpenVINO runtime runs on the CPU only: use --device cpu with --runtime openvino")
+        if not openvino_runtime.available():
+            raise UsageError("--runtime openvino needs the openvino package: pip install 'openvino>=2026.4'")
+        return "openvino"
+    if runtime == "auto" and on_cpu and precision == "fp32" and not explicit_providers and openvino_runtime.available():
+        return "openvino"
+    return "onnxruntime"
 
 
 @contextlib.contextmanager
@@ -144,8 +175,8 @@ class OnnxEncoder:
 
     def __init__(self, path: Path | str, *, providers: list[str] | None = None, batch_size: int | None = None,
                  max_length: int | None = None, buckets: tuple[int, ...] = DEFAULT_BUCKETS,
-                 threads: int | None = None, device: str = "auto", allow_cpu_fallback: bool = False):
-        import onnxruntime as ort
+                 threads: int | None = None, device: str = "auto", allow_cpu_fallback: bool = False,
+                 runtime: str = "auto"):
         from tokenizers import Tokenizer
 
         self.path = Path(path)
@@ -159,31 +190,18 @@ class OnnxEncoder:
         self.tokenizer.enable_truncation(self.max_length)
         self.providers = choose_providers(providers, device)
         self.fallback: str | None = None  # why a CUDA run fell back to the CPU (allow_cpu_fallback only)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
-        log: list[str] = []
-        if CUDA in self.providers:
-            opts.log_severity_level = 2  # keep the provider's load warnings: they name what is missing
-            with _native_stderr(log):
-                if hasattr(ort, "preload_dlls"):
-                    with contextlib.suppress(Exception), contextlib.redirect_stdout(sys.stderr):
-                        ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels, where installed
-                self.session = ort.InferenceSession(str(self.path / "model.onnx"), sess_options=opts,
-                                                    providers=self.providers)
-            if self.session.get_providers()[0] != CUDA:
-                reason = _cuda_failure(log)
-                if not allow_cpu_fallback:
-                    raise DeviceError(f"{reason}. Fix that, run with --device cpu, or pass --allow-cpu-fallback.")
-                self.fallback = reason
+        self.runtime = choose_runtime(runtime, self.meta.get("precision", "fp32"), self.providers,
+                                      explicit_providers=bool(providers))
+        self._openvino: OpenVinoRun | None = None
+        self.session = None
+        if self.runtime == "openvino":
+            self._openvino = OpenVinoRun(self.path / "model.onnx", threads=threads)
+            self.input_names = self._openvino.input_names
         else:
-            opts.log_severity_level = 3
-            self.session = ort.InferenceSession(str(self.path / "model.onnx"), sess_options=opts,
-                                                providers=self.providers)
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.on_cuda = self.session.get_providers()[0] == CUDA
-        self.device_id = int(self.session.get_provider_options().get(CUDA, {}).get("device_id", 0))
+            self.session = self._onnxruntime_session(threads, allow_cpu_fallback)
+            self.input_names = [i.name for i in self.session.get_inputs()]
+        self.on_cuda = self.provider == CUDA
+        self.device_id = int(self.session.get_provider_options().get(CUDA, {}).get("device_id", 0)) if self.on_cuda else 0
         # Measured: 32 is fastest on a 2-core CPU (docs/BENCHMARKS.md); GPUs want big batches.
         self.batch_size = batch_size or (256 if self.on_cuda else 32)
         self.chunk_size = 16 * self.batch_size  # texts tokenised ahead while the previous chunk runs
@@ -192,9 +210,34 @@ class OnnxEncoder:
         # A single sequence gets token type 0 throughout with BERT-style templates: then skip reading them.
         self._zero_type_ids = not any(self.tokenizer.encode("a b").type_ids)
 
+    def _onnxruntime_session(self, threads: int | None, allow_cpu_fallback: bool):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        if CUDA not in self.providers:
+            opts.log_severity_level = 3
+            return ort.InferenceSession(str(self.path / "model.onnx"), sess_options=opts, providers=self.providers)
+        log: list[str] = []
+        opts.log_severity_level = 2  # keep the provider's load warnings: they name what is missing
+        with _native_stderr(log):
+            if hasattr(ort, "preload_dlls"):
+                with contextlib.suppress(Exception), contextlib.redirect_stdout(sys.stderr):
+                    ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels, where installed
+            session = ort.InferenceSession(str(self.path / "model.onnx"), sess_options=opts, providers=self.providers)
+        if session.get_providers()[0] != CUDA:
+            reason = _cuda_failure(log)
+            if not allow_cpu_fallback:
+                raise DeviceError(f"{reason}. Fix that, run with --device cpu, or pass --allow-cpu-fallback.")
+            self.fallback = reason
+        return session
+
     @property
     def provider(self) -> str:
-        return self.session.get_providers()[0]
+        """What runs the graph: an ONNX Runtime provider name, or ``OpenVINO:CPU``."""
+        return OPENVINO if self._openvino is not None else self.session.get_providers()[0]
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -206,6 +249,8 @@ class OnnxEncoder:
         return _Tokens(ids, None if self._zero_type_ids else [e.type_ids for e in encs])
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        if self._openvino is not None:
+            return self._openvino(feeds)
         if not self.on_cuda:
             return self.session.run([OUTPUT_NAME], feeds)[0]
         import onnxruntime as ort

@@ -104,7 +104,7 @@ class IndexBuild:
     def __init__(self, registry: Registry, model_ref: str, corpus: str, *, precision: str = "fp32",
                  chunk_size: int = 1024, batch_size: int | None = None, ann_threshold: int = 100_000,
                  providers: list[str] | None = None, device: str = "auto", allow_cpu_fallback: bool = False,
-                 on_progress: Progress | None = None,
+                 runtime: str = "auto", on_progress: Progress | None = None,
                  after_chunk: Callable[[int], None] | None = None, engine: MainPassEngine | None = None,
                  wait: bool = False, on_wait: Callable[[str], None] | None = None):
         self.registry = registry
@@ -120,6 +120,7 @@ class IndexBuild:
         self.providers = providers
         self.device = device
         self.allow_cpu_fallback = allow_cpu_fallback
+        self.runtime = runtime
         self.on_progress = on_progress or (lambda done, total: None)
         self.after_chunk = after_chunk or (lambda n: None)
         registry.corpora.info(corpus)  # fails early, clearly, if the corpus does not exist
@@ -153,7 +154,7 @@ class IndexBuild:
     def _run(self) -> BuildReport:
         export = open_export(self.registry, self.model.ref, self.precision, providers=self.providers,
                              batch_size=self.batch_size, device=self.device,
-                             allow_cpu_fallback=self.allow_cpu_fallback)
+                             allow_cpu_fallback=self.allow_cpu_fallback, runtime=self.runtime)
         artifact, encoder = export.artifact, export.encoder
         record = self._resumable()
         if record is None:

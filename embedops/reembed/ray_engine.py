@@ -64,7 +64,7 @@ class _EmbedAndWriteFragments:
     """Ray Data actor: embeds a block and writes it as Lance fragments; returns their metadata."""
 
     def __init__(self, onnx_dir: str, table_uri: str, schema_ipc: bytes, storage_options: dict[str, str],
-                 skip_ref: Any, threads: int, batch_size: int | None, device: str, allow_cpu_fallback: bool,
+                 skip_ref: Any, threads: int, batch_size: int | None, device: str, allow_cpu_fallback: bool, runtime: str,
                  store_uri: str, artifact: str, files: list[dict]):
         import os
         from pathlib import Path
@@ -89,7 +89,7 @@ class _EmbedAndWriteFragments:
         # device "cuda" on a GPU actor: a CUDA provider that cannot start fails the build (DeviceError)
         # unless allow_cpu_fallback; the provider that ran is returned with every block
         self.encoder = OnnxEncoder(onnx_dir, threads=threads, batch_size=batch_size, device=device,
-                                   allow_cpu_fallback=allow_cpu_fallback)
+                                   allow_cpu_fallback=allow_cpu_fallback, runtime=runtime)
         self.table_uri = table_uri
         self.schema = pa.ipc.read_schema(pa.py_buffer(schema_ipc))
         self.storage_options = storage_options or None
@@ -135,6 +135,7 @@ class RayEngine:
     commit_every: int = 8
     batch_size: int | None = None
     allow_cpu_fallback: bool = False
+    runtime: str = "auto"
     name: str = "ray"
     actor_providers: dict[str, int] = field(default_factory=dict)
 
@@ -180,6 +181,7 @@ class RayEngine:
                 storage_options=options, skip_ref=ray.put(frozenset(done)) if done else None,
                 threads=self.threads_per_worker, batch_size=self.batch_size,
                 device="cuda" if self.gpus_per_worker else "cpu", allow_cpu_fallback=self.allow_cpu_fallback,
+                runtime=self.runtime,
                 store_uri=store.uri, artifact=export.artifact, files=[f.to_dict() for f in export.files],
             ),
             batch_size=rows_per_block, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=self.workers),

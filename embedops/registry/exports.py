@@ -42,12 +42,13 @@ def _check_precision(precision: str) -> None:
 
 def ensure_export(registry: Registry, model_ref: str, precision: str = "fp32", *,
                   providers: list[str] | None = None, device: str = "auto",
-                  allow_cpu_fallback: bool = False) -> tuple[ArtifactRecord, Path]:
+                  allow_cpu_fallback: bool = False, runtime: str = "auto") -> tuple[ArtifactRecord, Path]:
     """The stored, checksummed ONNX export of ``model_ref`` at ``precision``: reused when it exists,
     otherwise exported, parity-checked against sentence-transformers, then stored.
 
     Returns ``(ArtifactRecord, verified path)``; verifies the checksums on every call. Raises
-    ExportError when parity is below threshold.
+    ExportError when parity is below threshold. Parity is measured on the ``device`` and ``runtime``
+    that will run the export.
     """
     _check_precision(precision)
     model = registry.models.get(model_ref)
@@ -59,7 +60,8 @@ def ensure_export(registry: Registry, model_ref: str, precision: str = "fp32", *
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "export"
         meta = export_onnx(model_dir, out, precision)
-        encoder = OnnxEncoder(out, providers=providers, device=device, allow_cpu_fallback=allow_cpu_fallback)
+        encoder = OnnxEncoder(out, providers=providers, device=device, allow_cpu_fallback=allow_cpu_fallback,
+                              runtime=runtime)
         parity = measure_parity(model_dir, encoder, precision)
         if not parity.ok:
             raise ExportError(
@@ -73,18 +75,21 @@ def ensure_export(registry: Registry, model_ref: str, precision: str = "fp32", *
 
 
 def open_export(registry: Registry, model_ref: str, precision: str = "fp32", *, providers: list[str] | None = None,
-                batch_size: int | None = None, device: str = "auto", allow_cpu_fallback: bool = False) -> OpenExport:
+                batch_size: int | None = None, device: str = "auto", allow_cpu_fallback: bool = False,
+                runtime: str = "auto") -> OpenExport:
     """:func:`ensure_export`, opened: verified and its session started once per process (``device``:
-    auto, cpu or cuda; a CUDA provider that cannot start raises DeviceError unless ``allow_cpu_fallback``)."""
+    auto, cpu or cuda; a CUDA provider that cannot start raises DeviceError unless ``allow_cpu_fallback``;
+    ``runtime``: auto, onnxruntime or openvino, see :func:`~embedops.encoding.encoder.choose_runtime`)."""
     _check_precision(precision)
     model = registry.models.get(model_ref)
-    key = (registry.store.uri, model.digest, precision, tuple(providers or ()), batch_size, device, allow_cpu_fallback)
+    key = (registry.store.uri, model.digest, precision, tuple(providers or ()), batch_size, device, allow_cpu_fallback,
+           runtime)
 
     def open_() -> OpenExport:
         artifact, path = ensure_export(registry, model.ref, precision, providers=providers, device=device,
-                                       allow_cpu_fallback=allow_cpu_fallback)
+                                       allow_cpu_fallback=allow_cpu_fallback, runtime=runtime)
         return OpenExport(artifact, path, OnnxEncoder(path, providers=providers, batch_size=batch_size, device=device,
-                                                      allow_cpu_fallback=allow_cpu_fallback))
+                                                      allow_cpu_fallback=allow_cpu_fallback, runtime=runtime))
 
     return ENCODERS.get(key, open_)
 

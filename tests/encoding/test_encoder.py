@@ -39,8 +39,8 @@ def test_cpu_is_chosen_without_a_gpu(monkeypatch, encoder):
 
     monkeypatch.setattr(mod, "gpu_present", lambda: False)
     assert choose_providers() == ["CPUExecutionProvider"]
-    assert OnnxEncoder(encoder.path).provider == "CPUExecutionProvider"
-    assert OnnxEncoder(encoder.path, device="cpu").provider == "CPUExecutionProvider"
+    for enc in (OnnxEncoder(encoder.path), OnnxEncoder(encoder.path, device="cpu")):
+        assert enc.providers == ["CPUExecutionProvider"] and not enc.on_cuda
 
 
 def test_asking_for_cuda_without_a_gpu_is_an_error_not_a_fallback(monkeypatch, encoder):
@@ -65,3 +65,50 @@ def test_a_cuda_provider_that_cannot_start_names_the_cause_unless_fallback_is_al
     fell_back = OnnxEncoder(encoder.path, providers=cuda_first, allow_cpu_fallback=True)
     assert fell_back.provider == "CPUExecutionProvider" and "CUDA provider" in fell_back.fallback
     assert np.allclose(fell_back.encode(["tls"]), encoder.encode(["tls"]), atol=1e-6)
+
+
+# -- the CPU runtime: OpenVINO's for fp32 exports where it is installed, ONNX Runtime otherwise --------
+
+def test_openvino_runs_fp32_exports_on_the_cpu_by_default_with_the_same_embeddings(monkeypatch, encoder):
+    from embedops.encoding import encoder as mod
+
+    monkeypatch.setattr(mod, "gpu_present", lambda: False)
+    texts = ["short", "a medium length sentence about kafka lag", "x " * 200, "tls"]
+    default = OnnxEncoder(encoder.path, device="cpu")
+    reference = OnnxEncoder(encoder.path, device="cpu", runtime="onnxruntime")
+    assert (default.runtime, default.provider) == ("openvino", "OpenVINO:CPU")
+    assert (reference.runtime, reference.provider) == ("onnxruntime", "CPUExecutionProvider")
+    cosine = np.sum(default.encode(texts) * reference.encode(texts), axis=1)
+    assert cosine.min() > 0.9999
+
+
+def test_int8_exports_and_named_onnx_runtime_providers_stay_on_onnx_runtime(tiny_model_dir, tmp_path, encoder):
+    export_onnx(tiny_model_dir, tmp_path / "int8", "int8")
+    assert OnnxEncoder(tmp_path / "int8", device="cpu").runtime == "onnxruntime"
+    assert OnnxEncoder(encoder.path, providers=["CPUExecutionProvider"]).runtime == "onnxruntime"
+    forced = OnnxEncoder(tmp_path / "int8", device="cpu", runtime="openvino")
+    assert forced.provider == "OpenVINO:CPU" and forced.encode(["tls"]).shape == (1, forced.dim)
+
+
+def test_openvino_encoder_is_safe_to_call_from_several_threads(encoder):
+    from concurrent.futures import ThreadPoolExecutor
+
+    enc = OnnxEncoder(encoder.path, device="cpu", runtime="openvino")
+    texts = [f"query {i} about " + "word " * (i % 9) for i in range(12)]
+    expected = enc.encode(texts)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda t: enc.encode([t])[0], texts))
+    assert np.allclose(np.vstack(got), expected, atol=1e-5)
+
+
+def test_runtime_choice_is_checked_up_front(monkeypatch, encoder):
+    from embedops.encoding import encoder as mod
+
+    with pytest.raises(UsageError, match="choose one of auto, onnxruntime, openvino"):
+        OnnxEncoder(encoder.path, runtime="tensorrt")
+    with pytest.raises(UsageError, match="CPU only"):
+        mod.choose_runtime("openvino", "fp32", ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(mod.openvino_runtime, "available", lambda: False)
+    assert mod.choose_runtime("auto", "fp32", ["CPUExecutionProvider"]) == "onnxruntime"
+    with pytest.raises(UsageError, match="pip install"):
+        mod.choose_runtime("openvino", "fp32", ["CPUExecutionProvider"])

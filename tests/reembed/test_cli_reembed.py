@@ -77,4 +77,7 @@ def test_build_on_cuda_without_a_gpu_fails_instead_of_falling_back(reg, docs_fil
     out = cli("index", "build", "tiny@1", "--corpus", "ops", "--device", "cuda", expect=2)
     assert "--device cpu" in out.stderr and reg.indexes.list() == []  # nothing half-built
     built = cli("index", "build", "tiny@1", "--corpus", "ops", "--device", "cpu", "--json")
-    assert json.loads(built.stdout)["providers"] == ["CPUExecutionProvider"]
+    assert json.loads(built.stdout)["providers"] == ["OpenVINO:CPU"]  # fp32 on the CPU: OpenVINO's runtime
+    onnxruntime = cli("index", "build", "tiny@1", "--corpus", "ops", "--device", "cpu", "--runtime", "onnxruntime",
+                      "--json")
+    assert json.loads(onnxruntime.stdout)["providers"] == ["CPUExecutionProvider"]

@@ -33,8 +33,8 @@ def test_ray_build_equals_local_build(reg, tmp_path, engine):
     assert ray_rec.metrics["engine"]["engine"] == "ray" and ray_rec.metrics["engine"]["workers"] == 2
     assert report.embedded == 90 and seen[-1] == (90, 90) and len(seen) >= 3  # one update per commit
     # CPU actors (no --gpus-per-worker): every row's provider is recorded with the index
-    assert ray_rec.metrics["engine"]["actor_providers"] == {"CPUExecutionProvider": 90}
-    assert report.providers_used == ["CPUExecutionProvider"]
+    assert ray_rec.metrics["engine"]["actor_providers"] == {"OpenVINO:CPU": 90}  # fp32 on CPU actors
+    assert report.providers_used == ["OpenVINO:CPU"]
     want, _ = vectors_by_id(reg, local)
     got, ids = vectors_by_id(reg, ray_rec)
     assert sorted(ids) == sorted(want) and len(ids) == len(set(ids))

@@ -1,0 +1,63 @@
+"""Run an embedops ONNX export with OpenVINO's runtime on the CPU.
+
+OpenVINO reads ``model.onnx`` directly (pooling and normalisation stay inside the graph), so the
+export, its checksum and the encoder's tokenising, length buckets and batching are the same as with
+ONNX Runtime; only the call that turns a batch of token ids into embeddings changes. On the 2-core
+AVX2 machine of docs/BENCHMARKS.md it ran the fp32 graph faster than ONNX Runtime and than every
+sentence-transformers backend measured beside it, at the same top 10; on the dynamically quantised
+int8 graph it was slower than ONNX Runtime, which is why :class:`~embedops.encoding.OnnxEncoder`
+picks it only for fp32 exports (``runtime="auto"``).
+
+    >>> run = OpenVinoRun(Path("/store/artifacts/derived/<digest>/model.onnx"))   # doctest: +SKIP
+    >>> run({"input_ids": ids, "attention_mask": mask}).shape                      # doctest: +SKIP
+    (32, 384)
+
+Inference precision is pinned to f32: on CPUs with AVX512-BF16 or AMX OpenVINO would otherwise
+compute in bf16 by default and the top 10 would drift from the fp32 reference.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from embedops.encoding.layout import OUTPUT_NAME
+
+NAME = "OpenVINO:CPU"  # what the encoder reports (and an index records) as its provider
+
+
+def available() -> bool:
+    """True when the ``openvino`` package imports."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class OpenVinoRun:
+    """A compiled OpenVINO model with one infer request per calling thread (a request is not
+    thread-safe; the compiled model is), called like ONNX Runtime's ``session.run`` for one output.
+
+    Compiled for latency (OpenVINO's default on the CPU: one batch at a time on all cores). The
+    throughput setting with two batches in flight bulk-encoded about 8% faster on 2 cores but took a
+    single query from 12 to 20 ms (docs/BENCHMARKS.md); queries are what a server encodes."""
+
+    def __init__(self, model_path: Path, *, threads: int | None = None):
+        import openvino as ov
+
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.compiled = ov.Core().compile_model(str(model_path), "CPU", config)
+        self.input_names = [port.get_any_name() for port in self.compiled.inputs]
+        self._output = self.compiled.output(OUTPUT_NAME)
+        self._local = threading.local()
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        return np.array(request.infer(feeds)[self._output], dtype=np.float32, copy=True)
