@@ -43,8 +43,6 @@ import numpy as np
 
 from embedops.encoding import openvino_runtime
 from embedops.encoding.layout import META_FILE, OUTPUT_NAME
-from embedops.encoding.openvino_runtime import NAME as OPENVINO
-from embedops.encoding.openvino_runtime import OpenVinoRun
 from embedops.errors import DeviceError, UsageError
 
 DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512)
@@ -192,10 +190,10 @@ class OnnxEncoder:
         self.fallback: str | None = None  # why a CUDA run fell back to the CPU (allow_cpu_fallback only)
         self.runtime = choose_runtime(runtime, self.meta.get("precision", "fp32"), self.providers,
                                       explicit_providers=bool(providers))
-        self._openvino: OpenVinoRun | None = None
+        self._openvino: openvino_runtime.OpenVinoRun | None = None
         self.session = None
         if self.runtime == "openvino":
-            self._openvino = OpenVinoRun(self.path / "model.onnx", threads=threads)
+            self._openvino = openvino_runtime.OpenVinoRun(self.path / "model.onnx", threads=threads)
             self.input_names = self._openvino.input_names
         else:
             self.session = self._onnxruntime_session(threads, allow_cpu_fallback)
@@ -237,7 +235,7 @@ class OnnxEncoder:
     @property
     def provider(self) -> str:
         """What runs the graph: an ONNX Runtime provider name, or ``OpenVINO:CPU``."""
-        return OPENVINO if self._openvino is not None else self.session.get_providers()[0]
+        return openvino_runtime.NAME if self._openvino is not None else self.session.get_providers()[0]
 
     # -- internals ----------------------------------------------------------------------------------
 
