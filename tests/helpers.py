@@ -70,6 +70,37 @@ def make_tiny_model(dest: Path, *, hidden: int = 32, layers: int = 2, seed: int 
 
 
 
+PASSING_GATES = [{"name": g, "status": "pass", "reason": "ok"} for g in ("domain", "forgetting", "onnx_parity",
+                                                                          "index_integrity")]
+
+
+def binding_for(reg, index, *, alias="production", policy=None, **changes):
+    """A report binding that matches the store as it is now (what run_guards would record), then ``changes``."""
+    from dataclasses import replace
+
+    from embedops.registry import Policy, ReportBinding
+
+    policy = policy or Policy()
+    head = reg.aliases.get(alias)
+    b = ReportBinding(index_id=index.index_id, table_version=index.table_version,
+                      model_digest=reg.models.get(index.model_ref).digest, policy_hash=policy.hash, alias=alias,
+                      alias_target=head.value if head else None, corpus=index.corpus,
+                      corpus_version=reg.corpora.info(index.corpus).version, gold_digest="g" * 16,
+                      general_digests={"sts.tsv": "s" * 16})
+    return replace(b, **changes)
+
+
+def put_report(reg, binding, gates=PASSING_GATES, verdict="pass"):
+    """Store a guard report with ``binding`` (a passing one by default), as run_guards would."""
+    return reg.reports.put(binding, model_ref=reg.indexes.get(binding.index_id).model_ref, verdict=verdict, inputs={},
+                           gates=gates)
+
+
+def authorise(reg, index, alias="production"):
+    """A passing report that authorises promoting ``index`` to ``alias`` now."""
+    return put_report(reg, binding_for(reg, index, alias=alias))
+
+
 def tree_snapshot(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root`` (lock files excluded): equal snapshots mean nothing changed."""
     return {

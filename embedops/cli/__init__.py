@@ -9,13 +9,15 @@ lock held by another build).
 
 from __future__ import annotations
 
-from embedops.cli import aliases, corpus, guards, indexes, models, pairs, pipeline, serve, status, train  # noqa: F401
+from embedops.cli import aliases, canary, corpus, guards, indexes, models, pairs, pipeline, serve, status, train  # noqa: F401
 from embedops.cli._common import app
 
 # Importing a module registers its commands on ``app``; --help lists them in the order of the lifecycle.
-_ORDER = ("search", "promote", "guard", "rollback", "shadow", "train", "serve", "demo", "history", "status")
+_ORDER = ("search", "promote", "guard", "rollback", "train", "serve", "demo", "history", "status")
 app.registered_commands.sort(key=lambda c: _ORDER.index(c.name))
 
+app.add_typer(guards.shadow_app, name="shadow")
+app.add_typer(canary.canary_app, name="canary")
 app.add_typer(corpus.corpus_app, name="corpus")
 app.add_typer(models.model_app, name="model")
 app.add_typer(pairs.pairs_app, name="pairs")

@@ -39,6 +39,8 @@ def alias_show(ctx: typer.Context, name: str = typer.Argument(..., help="Alias n
         out.print(f"alias {name!r} is not set")
         return
     out.print(f"{name} -> [bold]{s.value}[/] (since {when(s.ts)} by {s.actor}; previous {s.previous or '-'})")
+    if s.canary:
+        out.print(f"  canary {s.canary.index_id} answers {s.canary.percent:g}% of searches")
 
 
 @alias_app.command("history")
@@ -54,7 +56,9 @@ def alias_history(ctx: typer.Context, name: str = typer.Argument(..., help="Alia
         return
     table = make_table("#", "when", "action", "value", "previous", "who", "why", title=f"alias {name}")
     for s in hist:
-        table.add_row(str(s.seq), when(s.ts), s.action, s.value or "-", s.previous or "-", s.actor, s.reason or "")
+        value = (s.value or "-") + (f"\n+ canary {s.canary.index_id} {s.canary.percent:g}%" if s.canary else "")
+        table.add_row(str(s.seq), when(s.ts), s.action + (" (automatic)" if s.automatic else ""), value,
+                      s.previous or "-", s.actor, s.reason or "")
     out.print(table if hist else f"alias {name!r} has no history")
 
 
@@ -108,8 +112,9 @@ def rollback(
     alias: str = typer.Option("production", "--alias", "-a"),
     reason: Optional[str] = typer.Option(None, "--reason", help="Why (recorded)."),
 ):
-    """Point an alias back at its previous index: O(1), whatever the corpus size; never needs a
-    guard report.
+    """Point an alias back at its previous index: O(1), never needs a guard report.
+
+    O(1) whatever the corpus size; it also ends any canary of the alias.
 
     Example:  embedops rollback --reason "recall dropped for short queries"
     """

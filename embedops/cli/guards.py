@@ -1,4 +1,4 @@
-"""embedops guard, embedops shadow"""
+"""embedops guard, embedops shadow [run] | live"""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from typing import Optional
 import typer
 
 from embedops.beir import read_qrels, read_queries
-from embedops.cli._common import JsonOpt, app, err, handle_errors, make_table, out, print_json, state
+from embedops.errors import UsageError
+from typer.core import TyperGroup
+
+from embedops.app.live import live_summary, parse_since
+from embedops.cli._common import JsonOpt, app, err, handle_errors, make_table, out, print_json, state, when
 from embedops.guards import load_policy, run_guards
 from embedops.guards.shadow import run_shadow
 from embedops.registry import Searcher
@@ -58,7 +62,26 @@ def guard(
         raise typer.Exit(1)
 
 
-@app.command("shadow")
+class _RunByDefault(TyperGroup):
+    """``embedops shadow INDEX_ID ...`` is ``embedops shadow run INDEX_ID ...``."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+shadow_app = typer.Typer(
+    cls=_RunByDefault, no_args_is_help=True,
+    help="Compare a candidate with an alias's index, on a query file or on live traffic.\n\n"
+         "'shadow run' (the default) runs a query file on both; 'shadow live' shows what servers recorded "
+         "when they mirrored live queries.\n\n"
+         "Example:  embedops shadow INDEX_ID --queries q.jsonl --qrels qrels/test.tsv\n\n"
+         "Example:  embedops shadow live --since 1h",
+)
+
+
+@shadow_app.command("run")
 @handle_errors
 def shadow(
     ctx: typer.Context,
@@ -69,7 +92,9 @@ def shadow(
     alias: str = typer.Option("production", "--alias", "-a", help="Alias to compare against."),
     as_json: bool = JsonOpt,
 ):
-    """Run the same queries against an alias's index and a candidate; compare them side by side.
+    """Run a query file on an alias's index and a candidate; compare them side by side.
+
+    'run' may be left out: 'embedops shadow INDEX_ID ...' is the same command.
 
     Example:  embedops shadow scifact--minilm-v2--1a2b3c4d --queries q.jsonl --qrels qrels/test.tsv
     """
@@ -93,3 +118,47 @@ def shadow(
         m.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v)[:60] for v in row.values()])
     if m:
         out.print(m)
+
+
+@shadow_app.command("live")
+@handle_errors
+def shadow_live(
+    ctx: typer.Context,
+    since: str = typer.Option("1h", "--since", help="Look back this far (30s, 10m, 2h, 7d) or from a UTC timestamp."),
+    alias: Optional[str] = typer.Option(None, "--alias", "-a", help="Only queries served for this alias."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="Only shadow, canary or previous comparisons."),
+    worst: int = typer.Option(5, "--worst", "-n", min=0, help="Show this many biggest disagreements."),
+    as_json: bool = JsonOpt,
+):
+    """The running comparison of live queries that servers mirrored to a second index.
+
+    Kinds: shadow (serve --shadow-alias), canary (a canary's queries run again on the stable
+    index), previous (production's queries after a promotion run again on the index it replaced).
+
+    Per pair of indexes: queries, mean overlap@k, rank correlation (Kendall's tau) and p95 latency of
+    both sides; then the queries on which they disagreed most.
+
+    Example:  embedops shadow live --since 1h --kind shadow
+    """
+    if kind is not None and kind not in ("shadow", "canary", "previous"):
+        raise UsageError(f"--kind {kind!r}: choose shadow, canary or previous")
+    summary = live_summary(state(ctx).registry, since=parse_since(since), alias=alias, kind=kind, worst=worst)
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    if not summary.pairs:
+        out.print(f"no live comparisons since {when(summary.since) if summary.since else 'ever'}; start "
+                  "'embedops serve --shadow-alias shadow' (or a canary) and send it queries")
+        return
+    t = make_table("kind", "answered by -> mirrored to", "queries", "overlap", "tau", "p95 ms",
+                   title=f"live comparisons since {when(summary.since)} UTC" if summary.since else "live comparisons")
+    for p in summary.pairs:
+        t.add_row(p.kind, f"{p.primary_index}\n-> {p.other_index}", str(p.queries), f"{p.overlap:.3f}",
+                  f"{p.rank_correlation:.3f}", f"{p.primary_ms['p95']:.1f} / {p.other_ms['p95']:.1f}")
+    out.print(t)
+    if summary.disagreements:
+        d = make_table("overlap", "query", "answered top 1", "mirrored top 1", title="biggest disagreements")
+        for r in summary.disagreements:
+            d.add_row(f"{r.overlap:.2f}", r.query, r.primary_ids[0] if r.primary_ids else "-",
+                      r.other_ids[0] if r.other_ids else "-")
+        out.print(d)

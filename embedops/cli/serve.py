@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -16,24 +18,38 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     alias: str = typer.Option("production", "--alias", "-a", help="Alias served by default (a request may name another)."),
-    workers: int = typer.Option(1, "--workers", help="Server processes; each follows the aliases on its own."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes; each follows the aliases on its own."),
+    shadow_alias: Optional[str] = typer.Option(None, "--shadow-alias", help="Mirror live queries to this alias's index, off the request path, and record the comparison."),
+    shadow_fraction: float = typer.Option(0.1, "--shadow-fraction", min=0.0, max=1.0, help="Share of live queries mirrored to --shadow-alias."),
+    policy_file: Optional[Path] = typer.Option(None, "--policy", help="[serve.rollback] settings (default ./embedops.toml or built-in defaults)."),
+    check_interval: float = typer.Option(1.0, "--check-interval", min=0.05, help="Seconds between reads of each alias's head."),
 ):
-    """Serve search and embeddings over HTTP from the index an alias points at, following promotions
-    and rollbacks without a restart (OpenAPI docs at /docs, Prometheus metrics at /metrics).
+    """Serve search and embeddings over HTTP from the indexes behind aliases, live.
 
-    Example:  embedops --store ./embedops-demo serve --port 8000
+    It follows promotions, rollbacks and canaries without a restart (OpenAPI docs at /docs,
+    Prometheus metrics at /metrics).
+
+    A canary ('embedops canary start') answers its share of searches, sticky by client key; with
+    --shadow-alias a share of live queries also runs on the shadow index, compared off the request
+    path ('embedops shadow live'). The [serve.rollback] policy aborts a canary, or rolls production
+    back after a promotion, when errors, latency or agreement cross its limits.
+
+    Example:  embedops --store ./embedops-demo serve --port 8000 --shadow-alias shadow --shadow-fraction 0.1
     Example:  curl -s localhost:8000/v1/search -H 'content-type: application/json' -d '{"query": "database down", "k": 3}'
     """
     import uvicorn
 
+    from embedops.app.server import SETTINGS_ENV, ServeSettings, create_app, load_rollback_policy, settings_to_env
+
+    settings = ServeSettings(alias=alias, check_interval=check_interval, shadow_alias=shadow_alias,
+                             shadow_fraction=shadow_fraction, rollback=load_rollback_policy(policy_file))
     store = state(ctx).store  # fails here, clearly, if there is no store
-    err.print(f"serving alias {alias!r} of {store.location} on http://{host}:{port} (docs: /docs)")
+    shadow = f", mirroring {shadow_fraction:.0%} to {shadow_alias!r}" if shadow_alias else ""
+    err.print(f"serving alias {alias!r} of {store.location} on http://{host}:{port}{shadow} (docs: /docs)")
     if workers > 1:
         os.environ["EMBEDOPS_STORE"] = state(ctx).store_uri
-        os.environ["EMBEDOPS_SERVE_ALIAS"] = alias
+        os.environ[SETTINGS_ENV] = settings_to_env(settings)
         uvicorn.run("embedops.app.server:app_from_env", factory=True, host=host, port=port, workers=workers,
                     log_level="warning")
         return
-    from embedops.app.server import create_app
-
-    uvicorn.run(create_app(state(ctx).registry, alias=alias), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(state(ctx).registry, settings), host=host, port=port, log_level="warning")

@@ -28,7 +28,8 @@ def history(
     table = make_table("when", "who", "action", "subject", "why", title="History")
     table.columns[2].min_width = len("promote.override")
     for e in events:
-        action = e.action + (" [bold red](OVERRIDE)[/]" if e.details.get("override") else "")
+        action = e.action + (" [bold red](OVERRIDE)[/]" if e.details.get("override") else "") \
+            + (" [bold yellow](AUTOMATIC)[/]" if e.details.get("automatic") else "")
         table.add_row(when(e.ts), e.actor, action, e.subject, e.reason or "")
     out.print(table if events else "no events yet")
     _print_overrides(reg.overridden_aliases())
@@ -56,7 +57,10 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt):
     for a in s.aliases:
         idx = s.index(a.value)
         how = ("[bold red]OVERRIDE[/]" if a.override else f"report {a.report_id}" if a.report_id else a.action)
-        t.add_row(a.name, a.value or "-", idx.model_ref if idx else "-", a.previous or "-", when(a.ts), how)
+        value = (a.value or "-") + (f"\n+ canary {a.canary.index_id} {a.canary.percent:g}%" if a.canary else "")
+        if a.automatic:
+            how = f"[bold yellow]automatic {a.action}[/]"
+        t.add_row(a.name, value, idx.model_ref if idx else "-", a.previous or "-", when(a.ts), how)
     out.print(t)
     t = make_table("corpus", "documents", "version", title="Corpora")
     for c in s.corpora:

@@ -13,10 +13,11 @@ from embedops.audit import AuditEvent, AuditLog
 from embedops.corpus import CorpusStore
 from embedops.errors import AliasConflictError, IndexStateError, PromotionRefused, UsageError
 from embedops.index import IndexRecord, IndexStatus, table_name
-from embedops.registry.aliases import UNSET, AliasRegistry, AliasState
+from embedops.registry.aliases import UNSET, AliasRegistry, AliasState, Canary
 from embedops.registry.artifacts import ArtifactRecord, ArtifactRegistry
 from embedops.registry.exports import OpenExport, ensure_export, open_encoder, open_export, verified_model_dir
 from embedops.registry.indexes import IndexRegistry
+from embedops.registry.live import LiveComparison, LiveComparisonLog
 from embedops.registry.models import ModelRegistry, ModelVersion, parse_ref
 from embedops.registry.policy import Policy, load_policy
 from embedops.registry.promotion import authorising_report
@@ -25,8 +26,8 @@ from embedops.registry.search import Hit, Searcher, SearchResult
 from embedops.store import Store
 
 __all__ = [
-    "AliasRegistry", "AliasState", "ArtifactRecord", "ArtifactRegistry", "AuditEvent", "Hit", "IndexRecord", "IndexRegistry",
-    "IndexStatus", "GuardReportStore", "ModelRegistry", "ModelVersion", "OpenExport", "Policy", "PromotionRefused",
+    "AliasRegistry", "AliasState", "ArtifactRecord", "Canary", "ArtifactRegistry", "AuditEvent", "Hit", "IndexRecord", "IndexRegistry",
+    "IndexStatus", "GuardReportStore", "LiveComparison", "LiveComparisonLog", "ModelRegistry", "ModelVersion", "OpenExport", "Policy", "PromotionRefused",
     "Registry", "ReportBinding", "SearchResult", "Searcher", "StoredReport", "UNSET", "authorising_report",
     "ensure_export", "find_ready_index", "load_policy", "open_encoder", "open_export", "parse_ref", "verified_model_dir",
 ]
@@ -44,6 +45,7 @@ class Registry:
         self.aliases = AliasRegistry(store)
         self.artifacts = ArtifactRegistry(store, self.audit)
         self.reports = GuardReportStore(store, self.audit)
+        self.live = LiveComparisonLog(store)
 
     def promote(self, index_id: str, alias: str = "production", *, policy: Policy | None = None, expect=UNSET,
                 reason: str | None = None, override: bool = False, gold_digest: str | None = None,
@@ -57,6 +59,23 @@ class Registry:
         The switch is a compare-and-swap against the value the check saw (or ``expect``), so an
         alias moved by someone else in between is a conflict, never a silent overwrite.
         """
+        rec, head, report, reason = self._authorise(index_id, alias, policy, expect, reason, override, gold_digest,
+                                                    general_digests, what="promotion")
+        seen = head.value if head else None
+        if head is not None and head.canary is not None and head.canary.index_id != index_id:
+            raise UsageError(f"alias {alias!r} has a canary of {head.canary.index_id} at {head.canary.percent:g}%; "
+                             "promote it ('embedops canary promote') or abort it ('embedops canary abort') first")
+        # compare-and-swap against what was checked: if the alias moved since, this is a conflict
+        state = self.aliases._switch(alias, index_id, expect=seen, reason=reason, action="promote",
+                                     report_id=report.report_id if report else None, override=override)
+        if override:
+            self.audit.record("promote.override", index_id, reason=reason, alias=alias, previous=state.previous)
+        return state
+
+    def _authorise(self, index_id: str, alias: str, policy: Policy | None, expect, reason: str | None, override: bool,
+                   gold_digest: str | None, general_digests: list[str] | None, *, what: str):
+        """The checks a promotion and a canary share: the index is ready, the alias is where the caller
+        expects, and a report authorises it (or an override has a reason). One read of the alias."""
         rec = self.indexes.get(index_id)
         if rec.status is not IndexStatus.READY:
             raise IndexStateError(f"index {index_id} is {rec.status.value}; only ready indexes can be promoted")
@@ -68,17 +87,67 @@ class Registry:
         report = None
         if override:
             if not (reason and reason.strip()):
-                raise UsageError("an override promotion needs a reason (it is recorded in the audit log)")
+                raise UsageError(f"an override {what} needs a reason (it is recorded in the audit log)")
         else:
             report = authorising_report(self, index_id, alias, policy or Policy(), gold_digest=gold_digest,
                                         general_digests=general_digests, record=rec, target=seen)
             reason = reason or f"guard report {report.report_id} passed"
-        # compare-and-swap against what was checked: if the alias moved since, this is a conflict
-        state = self.aliases._switch(alias, index_id, expect=seen, reason=reason, action="promote",
-                                     report_id=report.report_id if report else None, override=override)
+        return rec, head, report, reason
+
+    def start_canary(self, index_id: str, alias: str = "production", percent: float = 10.0, *,
+                     policy: Policy | None = None, expect=UNSET, reason: str | None = None, override: bool = False,
+                     gold_digest: str | None = None, general_digests: list[str] | None = None) -> AliasState:
+        """Let ``index_id`` answer ``percent`` of ``alias``'s traffic (sticky by client key) while the
+        alias keeps its value; again with the same index, change its share.
+
+        The same rule as :meth:`promote`: a report that authorises promoting ``index_id`` to ``alias``
+        now, or ``override=True`` with a ``reason`` (recorded). ``canary promote`` is then an ordinary
+        promotion of the canary index, which that report still authorises (the alias has not moved)."""
+        if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 < percent < 100:
+            raise UsageError(f"a canary share must be more than 0 and less than 100 percent (got {percent!r}); "
+                             "to send it all the traffic, promote it")
+        rec, head, report, reason = self._authorise(index_id, alias, policy, expect, reason, override, gold_digest,
+                                                    general_digests, what="canary")
+        if head is None or head.value is None:
+            raise UsageError(f"alias {alias!r} points at no index yet: a canary needs a stable index beside it; "
+                             f"promote {index_id} instead")
+        if head.value == index_id:
+            raise UsageError(f"alias {alias!r} already points at {index_id}")
+        running = head.canary
+        if running is not None and running.index_id != index_id:
+            raise UsageError(f"alias {alias!r} already has a canary of {running.index_id} at {running.percent:g}%; "
+                             "promote or abort it first")
+        canary = Canary(index_id, float(percent), report.report_id if report else None, override)
+        state = self.aliases._set_canary(alias, canary, expect=head.value,
+                                         expect_canary=running.index_id if running else None, reason=reason,
+                                         action="canary.ramp" if running else "canary.start")
         if override:
-            self.audit.record("promote.override", index_id, reason=reason, alias=alias, previous=state.previous)
+            self.audit.record("canary.override", index_id, reason=reason, alias=alias, percent=float(percent))
         return state
+
+    def promote_canary(self, alias: str = "production", *, policy: Policy | None = None, reason: str | None = None,
+                       override: bool = False, gold_digest: str | None = None,
+                       general_digests: list[str] | None = None) -> AliasState:
+        """Promote ``alias``'s canary index to all of its traffic (:meth:`promote`, same rule)."""
+        head = self.aliases.get(alias)
+        if head is None or head.canary is None:
+            raise UsageError(f"alias {alias!r} has no canary to promote ('embedops canary start INDEX_ID' first)")
+        return self.promote(head.canary.index_id, alias, policy=policy, expect=head.value, reason=reason,
+                            override=override, gold_digest=gold_digest, general_digests=general_digests)
+
+    def abort_canary(self, alias: str = "production", *, reason: str | None = None, expect_canary: str | None = None,
+                     by: str | None = None, automatic: bool = False) -> AliasState:
+        """End ``alias``'s canary: all its traffic goes back to its value. Like a rollback, never
+        refused for want of a report; ``expect_canary`` makes it a no-op conflict if another canary
+        runs now (an automatic abort names the one it judged)."""
+        head = self.aliases.get(alias)
+        if head is None or head.canary is None:
+            raise UsageError(f"alias {alias!r} has no canary to abort")
+        if expect_canary is not None and expect_canary != head.canary.index_id:
+            raise AliasConflictError(f"alias {alias!r} has canary {head.canary.index_id}, not the expected "
+                                     f"{expect_canary}; someone else changed it")
+        return self.aliases._set_canary(alias, None, expect=head.value, expect_canary=head.canary.index_id,
+                                        reason=reason, action="canary.abort", by=by, automatic=automatic)
 
     def overridden_aliases(self) -> list[AliasState]:
         """Aliases whose current value came from an override promotion (flagged until they move)."""
@@ -93,10 +162,12 @@ class Registry:
             seen.add(model.ref)
         return model.ref
 
-    def rollback(self, alias: str = "production", *, reason: str | None = None, expect=UNSET) -> AliasState:
-        """Point ``alias`` back at its previous index: one O(1) compare-and-swap, never refused for
-        want of a guard report."""
-        return self.aliases._rollback(alias, reason=reason, expect=expect)
+    def rollback(self, alias: str = "production", *, reason: str | None = None, expect=UNSET, by: str | None = None,
+                 automatic: bool = False) -> AliasState:
+        """Point ``alias`` back at its previous index (and end any canary): one O(1) compare-and-swap,
+        never refused for want of a guard report. ``by`` and ``automatic`` are for a server's rollback
+        policy, which acts through this same path."""
+        return self.aliases._rollback(alias, reason=reason, expect=expect, by=by, automatic=automatic)
 
     def protected_indexes(self) -> dict[str, str]:
         """Index ids that must not be retired or dropped, with why: alias targets and production's
@@ -105,6 +176,8 @@ class Registry:
         for a in self.aliases.list():
             if a.value:
                 out[a.value] = f"alias {a.name!r} points at it"
+            if a.canary:
+                out[a.canary.index_id] = f"it is alias {a.name!r}'s canary"
             if a.name == "production" and a.previous and a.previous not in out:
                 out[a.previous] = "it is production's previous value (the rollback target)"
         return out
@@ -138,7 +211,8 @@ class Registry:
                 events.append(AuditEvent(
                     ts=s.ts, actor=s.actor, action=f"alias.{s.action}", subject=alias.name, reason=s.reason,
                     details={"value": s.value, "previous": s.previous, "seq": s.seq, "report_id": s.report_id,
-                             "override": s.override},
+                             "override": s.override, "canary": s.canary.to_dict() if s.canary else None,
+                             "automatic": s.automatic},
                     event_id=f"alias:{alias.name}:{s.seq}",
                 ))
         events.sort(key=lambda e: e.ts)

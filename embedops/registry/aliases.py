@@ -5,9 +5,15 @@ writer names the value it expects to replace, and of two writers racing on one a
 wins; the other gets :class:`AliasConflictError`. Each record keeps the value it replaced, so a
 rollback is one more O(1) switch back to ``previous``, whatever the corpus size.
 
-Only :class:`embedops.registry.Registry` writes aliases: its ``promote`` enforces the promotion
-rule (:mod:`embedops.registry.promotion`) and its ``rollback`` is always allowed. The write methods
-here are private to the registry package; everything else reads.
+A record may also carry a **canary**: another index that answers a share of the alias's traffic
+(``percent``, sticky by client key). The split is part of the alias's record, so every server
+following the alias agrees on it; starting, ramping and aborting a canary are compare-and-swaps on
+the same log, which keep ``value`` (the stable index) and carry ``previous`` (the rollback target).
+
+Only :class:`embedops.registry.Registry` writes aliases: its ``promote`` and ``start_canary``
+enforce the promotion rule (:mod:`embedops.registry.promotion`); its ``rollback`` and
+``abort_canary`` are always allowed. The write methods here are private to the registry package;
+everything else reads.
 """
 
 from __future__ import annotations
@@ -31,6 +37,26 @@ UNSET: Any = _Unset()
 
 
 @dataclass(frozen=True)
+class Canary:
+    """An index answering ``percent`` of an alias's traffic (sticky by client key) beside its value."""
+
+    index_id: str
+    percent: float
+    report_id: str | None = None  # the guard report that authorised it
+    override: bool = False  # started without an authorising report (explicit, with a reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index_id": self.index_id, "percent": self.percent, "report_id": self.report_id,
+                "override": self.override}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Canary | None:
+        if not data:
+            return None
+        return cls(data["index_id"], float(data["percent"]), data.get("report_id"), bool(data.get("override", False)))
+
+
+@dataclass(frozen=True)
 class AliasState:
     """One record of an alias: where it points (``value``) since ``ts``, and what it replaced."""
 
@@ -44,12 +70,15 @@ class AliasState:
     reason: str | None = None
     report_id: str | None = None  # the guard report that authorised a promotion
     override: bool = False  # a promotion without an authorising report (explicit, with a reason)
+    canary: Canary | None = None  # an index answering a share of the traffic, if any
+    automatic: bool = False  # made by a server's rollback policy ([serve.rollback]), not by a person
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "seq": self.seq, "value": self.value, "previous": self.previous,
             "actor": self.actor, "ts": self.ts, "action": self.action, "reason": self.reason,
             "report_id": self.report_id, "override": self.override,
+            "canary": self.canary.to_dict() if self.canary else None, "automatic": self.automatic,
         }
 
 
@@ -68,7 +97,8 @@ class AliasRegistry:
         return AliasState(
             name=name, seq=rec.seq, value=p.get("value"), previous=p.get("previous"), actor=p["actor"],
             ts=p["ts"], action=p.get("action", "set"), reason=p.get("reason"), report_id=p.get("report_id"),
-            override=bool(p.get("override", False)),
+            override=bool(p.get("override", False)), canary=Canary.from_dict(p.get("canary")),
+            automatic=bool(p.get("automatic", False)),
         )
 
     def get(self, name: str) -> AliasState | None:
@@ -94,11 +124,15 @@ class AliasRegistry:
         return out
 
     def _switch(self, name: str, value: str | None, *, expect: Any = UNSET, reason: str | None = None,
-                action: str = "set", report_id: str | None = None, override: bool = False) -> AliasState:
-        """Point ``name`` at ``value`` if it still points at ``expect`` (default: what we just read).
+                action: str = "set", report_id: str | None = None, override: bool = False,
+                by: str | None = None, automatic: bool = False) -> AliasState:
+        """Point ``name`` at ``value`` if it still points at ``expect`` (default: what we just read);
+        the new record has no canary.
 
         The compare-and-swap primitive: no checks of what ``value`` is. Call it only from
-        :class:`embedops.registry.Registry`, which applies the promotion rule first."""
+        :class:`embedops.registry.Registry`, which applies the promotion rule first. ``by`` names
+        the actor (default: :func:`embedops.records.actor`); ``automatic`` marks a switch a server's
+        rollback policy made."""
         key = self._key(name)
         head = self.store.refs.head(key)
         current = head.payload.get("value") if head else None
@@ -109,12 +143,17 @@ class AliasRegistry:
             )
         if value == current and head is not None:
             raise UsageError(f"alias {name!r} already points at {value!r}")
-        payload = {"value": value, "previous": current, "actor": actor(), "ts": utcnow(),
+        payload = {"value": value, "previous": current, "actor": by or actor(), "ts": utcnow(),
                    "action": action, "reason": reason}
         if action == "promote":
             payload |= {"report_id": report_id, "override": override}
+        if automatic:
+            payload["automatic"] = True
+        return self._append(name, head, payload, current)
+
+    def _append(self, name: str, head, payload: dict[str, Any], current: str | None) -> AliasState:
         try:
-            rec = self.store.refs.append(key, head.seq if head else 0, payload)
+            rec = self.store.refs.append(self._key(name), head.seq if head else 0, payload)
         except ConflictError:
             raise AliasConflictError(
                 f"alias {name!r} was switched by another writer while this one was switching it "
@@ -122,11 +161,37 @@ class AliasRegistry:
             ) from None
         return self._state(name, rec)
 
-    def _rollback(self, name: str, *, reason: str | None = None, expect: Any = UNSET) -> AliasState:
-        """Point ``name`` back at the value its latest switch replaced (O(1))."""
+    def _set_canary(self, name: str, canary: Canary | None, *, expect: str, expect_canary: Any = UNSET,
+                    reason: str | None = None, action: str, by: str | None = None,
+                    automatic: bool = False) -> AliasState:
+        """Start, ramp or end (``canary=None``) the alias's canary, keeping its value (``expect``) and
+        carrying its rollback target; a compare-and-swap like :meth:`_switch`. ``expect_canary`` is the
+        canary index id expected now (None: no canary). Call it only from the Registry."""
+        head = self.store.refs.head(self._key(name))
+        state = self._state(name, head) if head else None
+        if state is None or state.value != expect:
+            raise AliasConflictError(
+                f"alias {name!r} points at {state.value if state else None!r}, not the expected {expect!r}; "
+                "someone else switched it. Re-read it ('embedops alias show') and retry.")
+        running = state.canary.index_id if state.canary else None
+        if expect_canary is not UNSET and expect_canary != running:
+            raise AliasConflictError(f"alias {name!r} has canary {running or 'none'}, not the expected "
+                                     f"{expect_canary or 'none'}; someone else changed it. Re-read and retry.")
+        payload = {"value": state.value, "previous": state.previous, "actor": by or actor(), "ts": utcnow(),
+                   "action": action, "reason": reason}
+        if canary is not None:
+            payload["canary"] = canary.to_dict()
+        if automatic:
+            payload["automatic"] = True
+        return self._append(name, head, payload, state.value)
+
+    def _rollback(self, name: str, *, reason: str | None = None, expect: Any = UNSET,
+                  by: str | None = None, automatic: bool = False) -> AliasState:
+        """Point ``name`` back at the value its latest switch replaced (O(1)); ends any canary."""
         state = self.get(name)
         if state is None or state.previous is None:
             raise UsageError(f"alias {name!r} has no previous value to roll back to")
         if expect is not UNSET and expect != state.value:
             raise AliasConflictError(f"alias {name!r} points at {state.value!r}, not the expected {expect!r}")
-        return self._switch(name, state.previous, expect=state.value, reason=reason, action="rollback")
+        return self._switch(name, state.previous, expect=state.value, reason=reason, action="rollback", by=by,
+                            automatic=automatic)

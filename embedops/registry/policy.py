@@ -169,7 +169,8 @@ class Policy:
 def load_policy(path: Path | str | None = None) -> Policy:
     """The policy in ``path`` (default ./embedops.toml when it exists), else the defaults.
 
-    ``embedops.toml`` has one section, ``[guards]``; any other section or key is an error."""
+    ``embedops.toml`` has the sections ``[guards]`` and ``[serve.rollback]`` (read by ``embedops serve``,
+    see :mod:`embedops.app.server.rollback`); any other section, or any unknown key, is an error."""
     explicit = path is not None
     path = Path(path) if explicit else Path(DEFAULT_POLICY_FILE)
     if not path.is_file():
@@ -177,5 +178,5 @@ def load_policy(path: Path | str | None = None) -> Policy:
             raise InputError(InputProblem(str(path), None, None, "no such policy file"))
         return Policy()
     toml = TomlFile.read(path)
-    toml.check_sections(["guards"])
+    toml.check_sections(["guards", "serve"])
     return Policy.from_section(toml, "guards", toml.section("guards"))

@@ -110,7 +110,17 @@ class Searcher:
 
     def with_titles(self, rec: IndexRecord, hits: list[Hit]) -> list[Hit]:
         """``hits`` with their documents' titles (or the first 80 characters of the text)."""
-        rows = self.registry.corpora.table(rec.corpus).search().where(sql_in("id", [h.id for h in hits])) \
+        docs = self.documents(rec, [h.id for h in hits])
+        return [Hit(h.id, h.score, _title(*docs[h.id]) if h.id in docs else "") for h in hits]
+
+    def documents(self, rec: IndexRecord, ids: list[str]) -> dict[str, tuple[str, str]]:
+        """``{id: (title, text)}`` of these documents of ``rec``'s corpus (one read of the corpus table)."""
+        if not ids:
+            return {}
+        rows = self.registry.corpora.table(rec.corpus).search().where(sql_in("id", sorted(set(ids)))) \
             .select(["id", "title", "text"]).limit(None).to_arrow().to_pylist()
-        titles = {r["id"]: (r["title"] or r["text"][:80]) for r in rows}
-        return [Hit(h.id, h.score, titles.get(h.id, "")) for h in hits]
+        return {r["id"]: (r["title"] or "", r["text"] or "") for r in rows}
+
+
+def _title(title: str, text: str) -> str:
+    return title or text[:80]

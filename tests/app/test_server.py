@@ -39,8 +39,9 @@ def served(reg, tiny_model_b, corpus_file):
 
 def test_search_answers_from_the_alias_and_follows_promotion_and_rollback(served):
     reg, client, blue, green = served
-    assert client.get("/readyz").json() == {"ready": True, "alias": "production", "index_id": blue.index_id,
-                                            "model_ref": "tiny@1"}
+    ready = client.get("/readyz").json()
+    assert ready["ready"] and ready["index_id"] == blue.index_id and ready["model_ref"] == "tiny@1"
+    assert ready["writes"] == {"ready": True, "reason": None} and "canary" not in ready
     first = client.post("/v1/search", json={"query": "postgres failover", "k": 3}).json()
     assert first["index_id"] == blue.index_id and first["model_ref"] == "tiny@1"
     assert len(first["results"][0]["hits"]) == 3 and first["results"][0]["query"] == "postgres failover"
@@ -113,7 +114,7 @@ def test_when_the_store_cannot_be_read_the_open_index_keeps_serving(served, monk
     def unreachable(name):
         raise OSError("store unreachable (test)")
 
-    monkeypatch.setattr(reg.aliases, "current", unreachable)
+    monkeypatch.setattr(reg.aliases, "get", unreachable)
     time.sleep(0.3)  # past the check interval: the next request reads the alias and fails to
     answered = client.post("/v1/search", json={"query": "x", "k": 1})
     assert answered.status_code == 200 and answered.json()["index_id"] == blue.index_id

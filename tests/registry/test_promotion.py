@@ -6,15 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from helpers import REPO, SAMPLE_DOCS, write_jsonl
+from helpers import PASSING_GATES, REPO, SAMPLE_DOCS, binding_for, put_report, write_jsonl
 from embedops.errors import AliasConflictError, PromotionRefused, UsageError
-from embedops.registry import Policy, Registry, ReportBinding
+from embedops.registry import Policy, Registry
 from embedops.reembed import IndexBuild
 from embedops.store import Store
-
-PASSING_GATES = [{"name": g, "status": "pass", "reason": "ok"} for g in ("domain", "forgetting", "onnx_parity",
-                                                                          "index_integrity")]
-
 
 @pytest.fixture
 def two_indexes(tmp_path, tiny_model_dir):
@@ -25,20 +21,6 @@ def two_indexes(tmp_path, tiny_model_dir):
     a = IndexBuild(reg, "tiny@1", "ops").run().index
     b = IndexBuild(reg, "tiny@1", "ops").run().index
     return reg, a, b
-
-
-def binding_for(reg, index, *, alias="production", policy=Policy(), **changes) -> ReportBinding:
-    """A binding that matches the store as it is now (what run_guards would record), then ``changes``."""
-    head = reg.aliases.get(alias)
-    b = ReportBinding(index_id=index.index_id, table_version=index.table_version, model_digest=reg.models.get(index.model_ref).digest,
-                      policy_hash=policy.hash, alias=alias, alias_target=head.value if head else None, corpus=index.corpus,
-                      corpus_version=reg.corpora.info(index.corpus).version, gold_digest="g" * 16,
-                      general_digests={"sts.tsv": "s" * 16})
-    return replace(b, **changes)
-
-
-def put_report(reg, binding, gates=PASSING_GATES, verdict="pass"):
-    return reg.reports.put(binding, model_ref="tiny@1", verdict=verdict, inputs={}, gates=gates)
 
 
 def test_library_promotion_needs_a_report_or_an_audited_override(two_indexes):
@@ -138,6 +120,6 @@ def test_no_code_outside_the_registry_writes_an_alias():
     for folder in ("embedops",):  # registry/, reembed/, trainer/, guards/ are links into it
         for path in sorted((REPO / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-                if isinstance(node, ast.Attribute) and node.attr in ("_switch", "_rollback", "switch"):
+                if isinstance(node, ast.Attribute) and node.attr in ("_switch", "_rollback", "_set_canary", "switch"):
                     callers.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert callers and all(c.startswith(("embedops/registry/__init__.py", "embedops/registry/aliases.py")) for c in callers), callers

@@ -1,0 +1,50 @@
+"""``embedops serve``: an HTTP search and embedding service (FastAPI on uvicorn) over the indexes
+behind aliases, with canary splits, live shadow traffic and automatic rollback.
+
+* :mod:`.app`: the endpoints and the server's background loop (:func:`create_app`);
+* :mod:`.follower`: which opened indexes each alias is served from, switched only once open;
+* :mod:`.mirror`: live queries run again on a second index off the request path, recorded;
+* :mod:`.signals`: windows of live signals (requests, errors, latency, agreement);
+* :mod:`.rollback`: the ``[serve.rollback]`` policy and its judgement;
+* :mod:`.metrics`: the Prometheus metrics.
+
+Every alias switch the server makes by itself goes through the registry's audited compare-and-swap
+(:meth:`embedops.registry.Registry.abort_canary`, :meth:`~embedops.registry.Registry.rollback`), as
+a person's command does; several servers on one store agree because the alias log is the only
+source of truth.
+
+>>> app = create_app(Registry(Store.open("./embedops-store")))     # doctest: +SKIP
+>>> uvicorn.run(app, host="127.0.0.1", port=8000)                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+
+from embedops.app.server.app import ServeSettings, create_app
+from embedops.app.server.follower import AliasFollower, AliasView, canary_bucket
+from embedops.app.server.rollback import RollbackPolicy, load_rollback_policy
+
+__all__ = ["AliasFollower", "AliasView", "RollbackPolicy", "ServeSettings", "app_from_env", "canary_bucket",
+           "create_app", "load_rollback_policy", "settings_to_env"]
+
+SETTINGS_ENV = "EMBEDOPS_SERVE_SETTINGS"
+
+
+def settings_to_env(settings: ServeSettings) -> str:
+    """``settings`` as the JSON ``--workers`` processes read from ``$EMBEDOPS_SERVE_SETTINGS``."""
+    return json.dumps(asdict(settings))
+
+
+def app_from_env():
+    """The app for ``uvicorn --factory`` worker processes: store from ``$EMBEDOPS_STORE``, settings
+    from ``$EMBEDOPS_SERVE_SETTINGS`` (JSON, see :func:`settings_to_env`)."""
+    from embedops.registry import Registry
+    from embedops.store import Store, resolve_store_uri
+
+    data = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
+    rollback = RollbackPolicy(**data.pop("rollback", {}))
+    return create_app(Registry(Store.open(resolve_store_uri(None), create=False)),
+                      ServeSettings(**data, rollback=rollback))

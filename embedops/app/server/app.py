@@ -1,0 +1,370 @@
+"""The ASGI app of ``embedops serve`` (FastAPI): endpoints, and the background loop that follows
+aliases, mirrors queries and applies the rollback policy.
+
+Endpoints:
+
+* ``POST /v1/search`` ``{"query": str | "queries": [str], "k": int, "alias"?: str, "client"?: str}``:
+  hits (id, score, title, snippet) with the index id, model ref and route (stable or canary) that
+  answered. A canary answers its share of the requests, sticky by client key (the ``client`` field,
+  else the ``X-Embedops-Client`` header, else the query text).
+* ``POST /v1/embeddings``: OpenAI-compatible; ``model`` names an alias (its stable index's model,
+  never the canary's: vectors stay comparable with the index they are searched against) or a model
+  ref ``NAME@N``.
+* ``GET /healthz`` (the process is up), ``GET /readyz`` (the alias's encoder and index are open;
+  ``writes`` says whether the store takes writes), ``GET /metrics`` (Prometheus).
+
+>>> app = create_app(Registry(Store.open("./embedops-store")), ServeSettings(shadow_alias="shadow"))  # doctest: +SKIP
+>>> uvicorn.run(app, host="127.0.0.1", port=8000)                                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Header, HTTPException, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field, model_validator
+
+from embedops.app.server.follower import AliasFollower, AliasView
+from embedops.app.server.metrics import ServeMetrics
+from embedops.app.server.mirror import Mirror, MirrorJob
+from embedops.app.server.rollback import RollbackPolicy, judge
+from embedops.app.server.signals import LiveSignals
+from embedops.errors import AliasConflictError, EmbedopsError, NotFoundError, UsageError
+from embedops.index import IndexReader
+from embedops.registry import Registry, Searcher, open_encoder
+
+MAX_K = 1000
+MAX_QUERIES = 256
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+SNIPPET = 200  # characters of a hit's text in a response
+
+log = logging.getLogger("embedops.serve")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How one server runs: the alias it serves by default, how often it reads alias heads, live
+    shadow traffic, and its rollback policy."""
+
+    alias: str = "production"
+    check_interval: float = 1.0
+    shadow_alias: str | None = None
+    shadow_fraction: float = 0.1
+    rollback: RollbackPolicy = field(default_factory=RollbackPolicy)
+    mirror_queue: int = 256
+    flush_interval: float = 2.0
+    write_probe_interval: float = 5.0
+
+    def __post_init__(self):
+        if not 0 <= self.shadow_fraction <= 1:
+            raise UsageError(f"--shadow-fraction must be between 0 and 1 (got {self.shadow_fraction})")
+        if self.check_interval <= 0:
+            raise UsageError(f"the alias check interval must be positive (got {self.check_interval})")
+
+
+class SearchRequest(BaseModel):
+    query: str | None = Field(None, description="One query (or give `queries`).")
+    queries: list[str] | None = Field(None, min_length=1, max_length=MAX_QUERIES,
+                                      description="Several queries, answered by one index.")
+    k: int = Field(10, ge=1, le=MAX_K, description="Hits per query.")
+    alias: str | None = Field(None, pattern=NAME_PATTERN,
+                              description="Alias whose index answers (default: the server's alias).")
+    client: str | None = Field(None, max_length=256, description="Sticky canary routing key (default: the "
+                               "X-Embedops-Client header, else the query text).")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SearchRequest:
+        if (self.query is None) == (self.queries is None):
+            raise ValueError("give exactly one of 'query' and 'queries'")
+        return self
+
+    def texts(self) -> list[str]:
+        return [self.query] if self.query is not None else list(self.queries or [])
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI's ``/v1/embeddings`` request (``encoding_format`` float only)."""
+
+    input: str | list[str] = Field(..., description="Text or texts to embed.")
+    model: str = Field("production", description="An alias (its stable index's model) or a model ref NAME@N.")
+    encoding_format: str = Field("float", pattern="^float$")
+
+
+class _Background:
+    """The server's loop: follow aliases, update gauges, judge canaries and watched promotions, probe
+    that the store takes writes. One thread; nothing on the request path waits for it."""
+
+    def __init__(self, registry: Registry, settings: ServeSettings, follower: AliasFollower, mirror: Mirror,
+                 signals: LiveSignals, metrics: ServeMetrics, server: str):
+        self.registry, self.settings, self.follower = registry, settings, follower
+        self.mirror, self.signals, self.metrics = mirror, signals, metrics
+        self.by = f"embedops serve ({server})"
+        self.write_error: str | None = None
+        self._acted: dict[str, int] = {}  # alias -> the record seq this server acted on
+        self._retry_at = 0.0
+        self._probed = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="embedops-follow", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        step = min(self.settings.check_interval, 0.25)
+        while not self._stop.wait(step):
+            try:
+                self.tick()
+            except Exception:  # never let the loop die; the next tick tries again
+                log.exception("embedops serve: background step failed")
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        for alias in (self.settings.alias, self.settings.shadow_alias):
+            if alias and alias not in self.follower.views():
+                with contextlib.suppress(Exception):  # not set yet, or the store is down: next tick
+                    self.follower.view(alias)
+        self.follower.refresh()
+        self.metrics.show_targets(self.follower.targets())
+        self.metrics.show_agreement(self.signals.agreement(since=now - self.settings.rollback.window))
+        self.judge(now)
+        if now - self._probed >= self.settings.write_probe_interval:
+            self._probed = now
+            self.probe_writes()
+
+    def judge(self, now: float) -> None:
+        """Abort a canary or roll a watched promotion back when its signals cross the policy."""
+        policy = self.settings.rollback
+        if now < self._retry_at:
+            return
+        for alias, view in self.follower.views().items():
+            if self._acted.get(alias) == view.state.seq:
+                continue
+            if view.canary is not None:
+                judged, other, kind, what = view.canary, view.stable, "canary", "canary"
+            elif view.previous is not None and now - view.since <= policy.watch:
+                judged, other, kind, what = view.stable, view.previous, "previous", "production"
+            else:
+                continue
+            since = max(view.since, now - policy.window)
+            verdict = judge(policy, what, requests=self.signals.requests(alias, judged.index_id, since=since),
+                            comparisons=self.signals.comparisons(kind, alias, judged.index_id, other.index_id,
+                                                                 since=since), window=policy.window)
+            if verdict is None or not policy.enabled:
+                continue
+            self._act(alias, view, kind, judged.index_id, verdict.reason)
+
+    def _act(self, alias: str, view: AliasView, kind: str, index_id: str, reason: str) -> None:
+        action = "canary.abort" if kind == "canary" else "rollback"
+        try:
+            if kind == "canary":
+                self.registry.abort_canary(alias, reason=reason, expect_canary=index_id, by=self.by, automatic=True)
+            else:
+                self.registry.rollback(alias, reason=reason, expect=index_id, by=self.by, automatic=True)
+        except (AliasConflictError, UsageError):
+            pass  # another server (or a person) moved the alias first: follow it
+        except Exception as exc:  # the store does not take writes now: try again in a few seconds
+            self.write_error = f"cannot write the automatic {action} of {alias}: {type(exc).__name__}: {exc}"
+            self.metrics.writable.set(0)
+            self._retry_at = time.monotonic() + 5
+            return
+        else:
+            self.metrics.automatic.labels(alias, action).inc()
+            log.warning("embedops serve: %s of %s (%s): %s", action, alias, index_id, reason)
+        self._acted[alias] = view.state.seq
+        self.follower.refresh(force=True)
+
+    def probe_writes(self) -> None:
+        """On a local store, check that it takes writes (a private temporary file, created and removed)."""
+        store = self.registry.store
+        if store.objects is not None:
+            return  # object storage: the last real write says
+        folder = store.root / "refs" if (store.root / "refs").is_dir() else store.root
+        try:
+            fd, name = tempfile.mkstemp(prefix=".tmp-probe-", dir=folder)
+            os.close(fd)
+            os.unlink(name)
+        except OSError as exc:
+            self.write_error = f"the store does not take writes: {type(exc).__name__}: {exc}"
+            self.metrics.writable.set(0)
+            return
+        self.write_error = None
+        if self.mirror.write_error is None:
+            self.metrics.writable.set(1)
+
+    def writes(self) -> dict:
+        why = self.write_error or self.mirror.write_error
+        return {"ready": why is None, "reason": why}
+
+
+def create_app(registry: Registry, settings: ServeSettings | None = None, *, alias: str | None = None,
+               check_interval: float | None = None) -> FastAPI:
+    """The ASGI app serving ``registry``'s aliases (``settings.alias`` by default). ``alias`` and
+    ``check_interval`` override those settings."""
+    settings = settings or ServeSettings()
+    if alias is not None or check_interval is not None:
+        settings = ServeSettings(**(settings.__dict__ | {k: v for k, v in (("alias", alias),
+                                                                          ("check_interval", check_interval)) if v is not None}))
+    server = f"{socket.gethostname()}:{os.getpid()}"
+    searcher = Searcher(registry)
+    follower = AliasFollower(searcher, check_interval=settings.check_interval)
+    metrics = ServeMetrics()
+    signals = LiveSignals()
+    mirror = Mirror(registry.live, signals, metrics, server=server, queue_size=settings.mirror_queue,
+                    flush_interval=settings.flush_interval)
+    background = _Background(registry, settings, follower, mirror, signals, metrics, server)
+    chance = random.Random()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        mirror.start()
+        background.start()
+        yield
+        background.stop()
+        mirror.stop()
+
+    app = FastAPI(title="embedops", version="1", lifespan=lifespan,
+                  description="Search and embeddings from the indexes behind aliases, with canaries, live shadow "
+                              "traffic and automatic rollback.")
+
+    def view_of(alias_name: str) -> AliasView:
+        try:
+            return follower.view(alias_name)
+        except NotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except EmbedopsError as exc:
+            raise HTTPException(409, str(exc)) from None
+        except Exception as exc:
+            raise HTTPException(503, f"the store cannot be read and no index of {alias_name!r} is open yet: "
+                                     f"{type(exc).__name__}: {exc}") from None
+
+    def mirror_after(request_alias: str, view: AliasView, route: str, reader: IndexReader, texts: list[str],
+                     k: int, hits, ms: float) -> None:
+        policy = settings.rollback
+        other, kind = None, None
+        if route == "canary":
+            other, kind = view.stable, "canary"
+        elif view.canary is None and view.previous is not None and time.monotonic() - view.since <= policy.watch:
+            other, kind = view.previous, "previous"
+        if other is not None and chance.random() < policy.compare_fraction:
+            mirror.submit(MirrorJob(kind, request_alias, texts, k, reader, hits, ms, other))
+        if settings.shadow_alias and request_alias == settings.alias and settings.shadow_alias != request_alias:
+            shadow = follower.views().get(settings.shadow_alias)
+            if shadow is not None and shadow.stable.index_id != reader.index_id \
+                    and chance.random() < settings.shadow_fraction:
+                mirror.submit(MirrorJob("shadow", request_alias, texts, k, reader, hits, ms, shadow.stable))
+
+    @app.post("/v1/search", summary="Search the index an alias points at (or its canary)")
+    def search(request: SearchRequest,
+               x_embedops_client: str | None = Header(None, description="Sticky canary routing key.")) -> dict:
+        start = time.perf_counter()
+        alias_name = request.alias or settings.alias
+        view = view_of(alias_name)
+        texts = request.texts()
+        reader, route = view.route(request.client or x_embedops_client or "\n".join(texts))
+        try:
+            hits = reader.search(texts, request.k)
+        except Exception as exc:
+            ms = 1000 * (time.perf_counter() - start)
+            signals.request(alias_name, reader.index_id, ms, ok=False)
+            metrics.errors.labels(alias_name, reader.index_id).inc()
+            metrics.requests.labels("search", "500").inc()
+            raise HTTPException(500, f"index {reader.index_id} failed to answer: {type(exc).__name__}: {exc}") from None
+        ms = 1000 * (time.perf_counter() - start)
+        signals.request(alias_name, reader.index_id, ms, ok=True)
+        mirror_after(alias_name, view, route, reader, texts, request.k, hits, ms)
+        try:
+            docs = searcher.documents(reader.record, [h.id for hs in hits for h in hs])
+        except Exception:  # the corpus table cannot be read now: hits without titles rather than no hits
+            docs = {}
+        results = [{"query": t, "hits": [{"id": h.id, "score": h.score, "title": _title(docs.get(h.id)),
+                                          "snippet": (docs.get(h.id) or ("", ""))[1][:SNIPPET]} for h in hs]}
+                   for t, hs in zip(texts, hits)]
+        seconds = time.perf_counter() - start
+        metrics.requests.labels("search", "200").inc()
+        metrics.latency.labels("search", reader.index_id).observe(seconds)
+        return {"index_id": reader.index_id, "model_ref": reader.record.model_ref, "alias": alias_name,
+                "route": route, "latency_ms": 1000 * seconds, "results": results}
+
+    @app.post("/v1/embeddings", summary="Embed texts (OpenAI-compatible)")
+    def embeddings(request: EmbeddingsRequest) -> dict:
+        start = time.perf_counter()
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        if "@" in request.model:
+            try:
+                encoder = open_encoder(registry, request.model)
+                model_ref = registry.models.get(request.model).ref
+            except NotFoundError as exc:
+                raise HTTPException(404, str(exc)) from None
+            except UsageError as exc:
+                raise HTTPException(422, [{"loc": ["body", "model"], "msg": str(exc), "type": "value_error"}]) from None
+            index_label = "-"
+        else:
+            reader = view_of(request.model).stable
+            encoder, model_ref, index_label = reader.encoder, reader.record.model_ref, reader.index_id
+        vectors = encoder.encode(list(texts))
+        metrics.requests.labels("embeddings", "200").inc()
+        metrics.latency.labels("embeddings", index_label).observe(time.perf_counter() - start)
+        tokens = sum(len(t.split()) for t in texts)
+        return {"object": "list", "model": model_ref,
+                "data": [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    @app.get("/healthz", summary="The process is up")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="The served alias's index and encoder are open")
+    def readyz(response: Response) -> dict:
+        try:
+            view = follower.view(settings.alias)
+        except Exception as exc:
+            response.status_code = 503
+            return {"ready": False, "alias": settings.alias, "reason": str(exc), "writes": background.writes()}
+        body = {"ready": True, "alias": settings.alias, "index_id": view.stable.index_id,
+                "model_ref": view.stable.record.model_ref, "writes": background.writes()}
+        if view.canary is not None and view.state.canary is not None:
+            body["canary"] = {"index_id": view.canary.index_id, "model_ref": view.canary.record.model_ref,
+                              "percent": view.state.canary.percent}
+        if settings.shadow_alias and settings.shadow_alias in follower.views():
+            body["shadow"] = {"alias": settings.shadow_alias,
+                              "index_id": follower.views()[settings.shadow_alias].stable.index_id,
+                              "fraction": settings.shadow_fraction}
+        if follower.store_error:
+            body["store_error"] = follower.store_error  # still serving the open index
+        if follower.open_errors.get(settings.alias):
+            body["open_error"] = follower.open_errors[settings.alias]
+        return body
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    def prometheus() -> Response:
+        metrics.show_targets(follower.targets())
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.state.follower = follower
+    app.state.mirror = mirror
+    app.state.background = background
+    app.state.signals = signals
+    app.state.settings = settings
+    return app
+
+
+def _title(doc: tuple[str, str] | None) -> str:
+    if doc is None:
+        return ""
+    title, text = doc
+    return title or text[:80]

@@ -1,0 +1,51 @@
+"""The Prometheus metrics of one ``embedops serve`` app (prometheus-client, one registry per app: no
+global state). With ``--workers N`` each worker process has its own; scrape separate ``serve``
+processes on their own ports to see each."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class ServeMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("embedops_requests", "Requests by endpoint and HTTP status.", ["endpoint", "status"],
+                                registry=r)
+        self.errors = Counter("embedops_index_errors", "Searches an index failed to answer (HTTP 500).",
+                              ["alias", "index"], registry=r)
+        self.latency = Histogram("embedops_request_seconds", "Request latency by endpoint and answering index.",
+                                 ["endpoint", "index"], registry=r)
+        self.target = Gauge("embedops_alias_target", "1 for the index each alias is served from.", ["alias", "index"],
+                            registry=r)
+        self.canary = Gauge("embedops_canary_percent", "Share of an alias's search traffic its canary answers.",
+                            ["alias", "index"], registry=r)
+        self.agreement = Gauge("embedops_live_agreement", "Mean overlap@k of mirrored queries over the rollback "
+                               "window, by kind (shadow, canary, previous).", ["kind", "alias"], registry=r)
+        self.mirrored = Counter("embedops_mirror_queries", "Mirrored queries by kind and outcome (done, dropped: "
+                                "the queue was full, failed).", ["kind", "outcome"], registry=r)
+        self.unrecorded = Counter("embedops_live_unrecorded", "Comparisons dropped because the store could not "
+                                  "be written for too long.", registry=r)
+        self.automatic = Counter("embedops_automatic_actions", "Canary aborts and rollbacks this server made "
+                                 "by its rollback policy.", ["alias", "action"], registry=r)
+        self.writable = Gauge("embedops_store_writable", "1 when the last write to the store succeeded.",
+                              registry=r)
+        self._shown: dict[str, tuple[str, str | None, float]] = {}
+
+    def show_targets(self, targets: dict[str, tuple[str, str | None, float]]) -> None:
+        """``{alias: (stable index, canary index or None, canary percent)}`` as gauges; an alias that
+        moved no longer shows its old index."""
+        if targets == self._shown:
+            return
+        self.target.clear()
+        self.canary.clear()
+        for alias, (stable, canary, percent) in targets.items():
+            self.target.labels(alias, stable).set(1)
+            if canary:
+                self.canary.labels(alias, canary).set(percent)
+        self._shown = dict(targets)
+
+    def show_agreement(self, agreement: dict[tuple[str, str], float]) -> None:
+        self.agreement.clear()
+        for (kind, alias), value in agreement.items():
+            self.agreement.labels(kind, alias).set(value)
