@@ -14,10 +14,17 @@ picks it only for fp32 exports (``runtime="auto"``).
 
 Inference precision is pinned to f32: on CPUs with AVX512-BF16 or AMX OpenVINO would otherwise
 compute in bf16 by default and the top 10 would drift from the fp32 reference.
+
+No telemetry: ``import openvino`` starts OpenVINO's usage telemetry (``openvino_telemetry``, a
+Google Analytics client that forks a process to send an event) unless the user opted out.
+embedops imports it with ``openvino_telemetry`` masked (:func:`import_openvino`), so OpenVINO falls
+back to its own no-op stub: nothing is sent, no process is forked beside LanceDB's runtime, and
+air-gapped sites see no attempt. A process that imported ``openvino_telemetry`` itself keeps it.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -28,10 +35,19 @@ from embedops.encoding.layout import OUTPUT_NAME
 NAME = "OpenVINO:CPU"  # what the encoder reports (and an index records) as its provider
 
 
+def import_openvino():
+    """``openvino``, imported without its usage telemetry (see the module docstring)."""
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)  # None: its import fails, OpenVINO uses its stub
+    import openvino
+
+    return openvino
+
+
 def available() -> bool:
     """True when the ``openvino`` package imports."""
     try:
-        import openvino  # noqa: F401
+        import_openvino()
     except ImportError:
         return False
     return True
@@ -46,8 +62,7 @@ class OpenVinoRun:
     single query from 12 to 20 ms (docs/BENCHMARKS.md); queries are what a server encodes."""
 
     def __init__(self, model_path: Path, *, threads: int | None = None):
-        import openvino as ov
-
+        ov = import_openvino()
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)

@@ -128,14 +128,16 @@ class ServeProcess:
                 self.proc.wait(5)
 
 
-def start_serve(store_uri: str, log: Path, *args: str, port: int | None = None, user: int | None = None,
+def start_serve(store_uri: str, log: Path, *args: str, port: int | None = None, unprivileged: bool = False,
                 env: dict | None = None) -> ServeProcess:
-    """Start `embedops --store URI serve --port P ARGS` (as uid ``user`` when given)."""
+    """Start `embedops --store URI serve --port P ARGS`. ``unprivileged``: when this runs as root, in a
+    new user namespace (``unshare --user``), where file modes bind the server as they bind any user
+    while this process keeps writing as root."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "embedops", "--store", store_uri, "serve", "--port", str(port), *args]
-    if user is not None:
-        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+    if unprivileged and os.geteuid() == 0:
+        cmd = ["unshare", "--user", *cmd]
     full_env = os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {})
-    fh = open(log, "ab")
-    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=full_env)
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=full_env)
     return ServeProcess(proc, port, log)
