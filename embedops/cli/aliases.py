@@ -54,11 +54,13 @@ def alias_history(ctx: typer.Context, name: str = typer.Argument(..., help="Alia
     if as_json:
         print_json([s.to_dict() for s in hist])
         return
-    table = make_table("#", "when", "action", "value", "previous", "who", "why", title=f"alias {name}")
+    table = make_table("#", "when", "action, by", "index", "why", title=f"alias {name}")
+    table.columns[2].min_width = len("canary.abort")
     for s in hist:
-        value = (s.value or "-") + (f"\n+ canary {s.canary.index_id} {s.canary.percent:g}%" if s.canary else "")
-        table.add_row(str(s.seq), when(s.ts), s.action + (" (automatic)" if s.automatic else ""), value,
-                      s.previous or "-", s.actor, s.reason or "")
+        value = (s.value or "-") + (f"\n+ canary {s.canary.index_id} {s.canary.percent:g}%" if s.canary else "") \
+            + (f"\nwas {s.previous}" if s.previous else "")
+        action = s.action + ("\n[bold yellow]automatic[/]" if s.automatic else "") + f"\nby {s.actor}"
+        table.add_row(str(s.seq), when(s.ts), action, value, s.reason or "")
     out.print(table if hist else f"alias {name!r} has no history")
 
 

@@ -26,7 +26,12 @@ def history(
         print_json([e.to_dict() for e in events])
         return
     table = make_table("when", "who", "action", "subject", "why", title="History")
-    table.columns[2].min_width = len("promote.override")
+    # Every column but "why" has a width cap (rich folds capped columns; an uncapped one is as wide as
+    # its longest word), and "why" takes the rest: the table fits the terminal, 80 columns included.
+    for column, width in zip(table.columns[1:4], (12, len("alias.canary.abort"), 14)):
+        column.max_width = width
+    table.columns[2].min_width = len("alias.canary.abort")
+    table.columns[4].max_width = max(10, out.width - 16 - 10 - 12 - 18 - 14)
     for e in events:
         action = e.action + (" [bold red](OVERRIDE)[/]" if e.details.get("override") else "") \
             + (" [bold yellow](AUTOMATIC)[/]" if e.details.get("automatic") else "")

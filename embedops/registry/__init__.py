@@ -57,7 +57,8 @@ class Registry:
         :class:`PromotionRefused`. ``override=True`` with a ``reason`` skips that check; the alias
         record and the audit log keep it, and ``status``/``history`` flag it until the alias moves.
         The switch is a compare-and-swap against the value the check saw (or ``expect``), so an
-        alias moved by someone else in between is a conflict, never a silent overwrite.
+        alias moved by someone else in between is a conflict, never a silent overwrite. While the
+        alias has a canary, only the canary index may be promoted (abort it first otherwise).
         """
         rec, head, report, reason = self._authorise(index_id, alias, policy, expect, reason, override, gold_digest,
                                                     general_digests, what="promotion")

@@ -4,21 +4,16 @@ real uvicorn servers on loopback (in a thread, or as `embedops serve` processes)
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 
-from helpers import write_jsonl
+from helpers import ServeProcess, start_serve, write_jsonl  # noqa: F401  (the serving tests import them from here)
 
 WORDS = ("kafka lag broker postgres replica failover dns certificate expiry renewal disk pressure node pod redis "
          "memory cache eviction latency timeout retry queue backlog deploy rollback canary shard index vector "
@@ -85,59 +80,3 @@ def running_app(app):
         thread.join(15)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class ServeProcess:
-    """An `embedops serve` process on loopback."""
-
-    proc: subprocess.Popen
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"serve exited with {self.proc.returncode}:\n{self.log.read_text()}"
-            try:
-                r = httpx.get(self.url + "/readyz", timeout=2)
-                last = r.text
-                if r.status_code == 200:
-                    return r.json()
-            except httpx.HTTPError as exc:
-                last = repr(exc)
-            time.sleep(0.1)
-        raise AssertionError(f"serve not ready within {timeout} s: {last}\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def start_serve(store_uri: str, log: Path, *args: str, port: int | None = None, unprivileged: bool = False,
-                env: dict | None = None) -> ServeProcess:
-    """Start `embedops --store URI serve --port P ARGS`. ``unprivileged``: when this runs as root, in a
-    new user namespace (``unshare --user``), where file modes bind the server as they bind any user
-    while this process keeps writing as root."""
-    port = port or free_port()
-    cmd = [sys.executable, "-m", "embedops", "--store", store_uri, "serve", "--port", str(port), *args]
-    if unprivileged and os.geteuid() == 0:
-        cmd = ["unshare", "--user", *cmd]
-    full_env = os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {})
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=full_env)
-    return ServeProcess(proc, port, log)

@@ -27,7 +27,8 @@ import socket
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 
 from fastapi import FastAPI, Header, HTTPException, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -35,7 +36,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from embedops.app.server.follower import AliasFollower, AliasView
 from embedops.app.server.metrics import ServeMetrics
-from embedops.app.server.mirror import Mirror, MirrorJob
+from embedops.app.server.mirror import InFlight, Mirror, MirrorJob
 from embedops.app.server.rollback import RollbackPolicy, judge
 from embedops.app.server.signals import LiveSignals
 from embedops.errors import AliasConflictError, EmbedopsError, NotFoundError, UsageError
@@ -99,6 +100,39 @@ class EmbeddingsRequest(BaseModel):
     encoding_format: str = Field("float", pattern="^float$")
 
 
+class _Snippets:
+    """Titles and snippets of hits by (corpus, corpus version of the index, id): a bounded LRU, so a
+    document asked for again costs no read of the corpus table (7 ms a response on 1,000 SciFact
+    abstracts, docs/BENCHMARKS.md). Keyed by the corpus version the index was built at, so a response
+    shows the text its vectors were made from."""
+
+    def __init__(self, searcher: Searcher, size: int = 20_000):
+        self.searcher, self.size = searcher, size
+        self._lock = threading.Lock()
+        self._docs: OrderedDict[tuple[str, int | None, str], tuple[str, str]] = OrderedDict()
+
+    def get(self, rec, ids: list[str]) -> dict[str, tuple[str, str]]:
+        version = rec.settings.corpus_version
+        out, missing = {}, []
+        with self._lock:
+            for i in ids:
+                doc = self._docs.get((rec.corpus, version, i))
+                if doc is None:
+                    missing.append(i)
+                else:
+                    self._docs.move_to_end((rec.corpus, version, i))
+                    out[i] = doc
+        if missing:
+            read = {i: (_title(doc), doc[1][:SNIPPET]) for i, doc in self.searcher.documents(rec, missing).items()}
+            out.update(read)
+            with self._lock:
+                for i, doc in read.items():
+                    self._docs[(rec.corpus, version, i)] = doc
+                while len(self._docs) > self.size:
+                    self._docs.popitem(last=False)
+        return out
+
+
 class _Background:
     """The server's loop: follow aliases, update gauges, judge canaries and watched promotions, probe
     that the store takes writes. One thread; nothing on the request path waits for it."""
@@ -112,6 +146,7 @@ class _Background:
         self._acted: dict[str, int] = {}  # alias -> the record seq this server acted on
         self._retry_at = 0.0
         self._probed = 0.0
+        self._followed = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -134,10 +169,12 @@ class _Background:
 
     def tick(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        for alias in (self.settings.alias, self.settings.shadow_alias):
-            if alias and alias not in self.follower.views():
-                with contextlib.suppress(Exception):  # not set yet, or the store is down: next tick
-                    self.follower.view(alias)
+        if now - self._followed >= self.settings.check_interval:
+            self._followed = now
+            for alias in (self.settings.alias, self.settings.shadow_alias):
+                if alias and alias not in self.follower.views():
+                    with contextlib.suppress(Exception):  # not set yet, or the store is down: next time
+                        self.follower.view(alias)
         self.follower.refresh()
         self.metrics.show_targets(self.follower.targets())
         self.metrics.show_agreement(self.signals.agreement(since=now - self.settings.rollback.window))
@@ -216,17 +253,20 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
     """The ASGI app serving ``registry``'s aliases (``settings.alias`` by default). ``alias`` and
     ``check_interval`` override those settings."""
     settings = settings or ServeSettings()
-    if alias is not None or check_interval is not None:
-        settings = ServeSettings(**(settings.__dict__ | {k: v for k, v in (("alias", alias),
-                                                                          ("check_interval", check_interval)) if v is not None}))
+    if alias is not None:
+        settings = replace(settings, alias=alias)
+    if check_interval is not None:
+        settings = replace(settings, check_interval=check_interval)
     server = f"{socket.gethostname()}:{os.getpid()}"
     searcher = Searcher(registry)
     follower = AliasFollower(searcher, check_interval=settings.check_interval)
     metrics = ServeMetrics()
     signals = LiveSignals()
+    in_flight = InFlight()
     mirror = Mirror(registry.live, signals, metrics, server=server, queue_size=settings.mirror_queue,
-                    flush_interval=settings.flush_interval)
+                    flush_interval=settings.flush_interval, requests=in_flight)
     background = _Background(registry, settings, follower, mirror, signals, metrics, server)
+    snippets = _Snippets(searcher)
     chance = random.Random()
 
     @contextlib.asynccontextmanager
@@ -271,6 +311,10 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
     @app.post("/v1/search", summary="Search the index an alias points at (or its canary)")
     def search(request: SearchRequest,
                x_embedops_client: str | None = Header(None, description="Sticky canary routing key.")) -> dict:
+        with in_flight:  # mirrored work waits until no request is being answered
+            return answer(request, x_embedops_client)
+
+    def answer(request: SearchRequest, x_embedops_client: str | None) -> dict:
         start = time.perf_counter()
         alias_name = request.alias or settings.alias
         view = view_of(alias_name)
@@ -288,11 +332,11 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
         signals.request(alias_name, reader.index_id, ms, ok=True)
         mirror_after(alias_name, view, route, reader, texts, request.k, hits, ms)
         try:
-            docs = searcher.documents(reader.record, [h.id for hs in hits for h in hs])
+            docs = snippets.get(reader.record, [h.id for hs in hits for h in hs])
         except Exception:  # the corpus table cannot be read now: hits without titles rather than no hits
             docs = {}
-        results = [{"query": t, "hits": [{"id": h.id, "score": h.score, "title": _title(docs.get(h.id)),
-                                          "snippet": (docs.get(h.id) or ("", ""))[1][:SNIPPET]} for h in hs]}
+        results = [{"query": t, "hits": [{"id": h.id, "score": h.score, "title": docs.get(h.id, ("", ""))[0],
+                                          "snippet": docs.get(h.id, ("", ""))[1]} for h in hs]}
                    for t, hs in zip(texts, hits)]
         seconds = time.perf_counter() - start
         metrics.requests.labels("search", "200").inc()
@@ -363,8 +407,6 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
     return app
 
 
-def _title(doc: tuple[str, str] | None) -> str:
-    if doc is None:
-        return ""
+def _title(doc: tuple[str, str]) -> str:
     title, text = doc
     return title or text[:80]

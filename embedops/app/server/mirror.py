@@ -1,8 +1,11 @@
 """Mirrored queries: a live query answered by one index, run again on another off the request path.
 
 :meth:`Mirror.submit` only puts a job on a bounded queue and never waits: when the queue is full the
-job is dropped and counted, so mirroring never adds latency to the user's response, even under
-overload. A worker thread runs the other index's search, compares the two top-k lists (overlap@k,
+job is dropped and counted. The worker thread also yields the CPU to requests: it starts a job only
+once no request has been in flight for ``quiet`` seconds (or, under unbroken load, once the job has
+waited ``max_defer`` seconds), so mirrored work runs in the server's idle moments instead of beside
+a user's request, and under overload the queue fills and drops. It runs the other index's search,
+compares the two top-k lists (overlap@k,
 Kendall's tau from :func:`embedops.guards.shadow.rank_correlation`, both latencies), feeds the live
 signals the rollback policy reads, and appends the comparisons to the store in batches
 (:class:`embedops.registry.LiveComparisonLog`). When the store cannot be written, comparisons wait
@@ -28,6 +31,31 @@ from embedops.registry import LiveComparison, LiveComparisonLog
 from embedops.store import utcnow
 
 
+class InFlight:
+    """How many requests are being answered now, and since when none is (the mirror waits for it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._idle_since = time.monotonic()
+
+    def __enter__(self) -> InFlight:
+        with self._lock:
+            self._count += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._count -= 1
+            if self._count == 0:
+                self._idle_since = time.monotonic()
+
+    def quiet_for(self, seconds: float) -> bool:
+        """True when no request has been in flight for ``seconds``."""
+        with self._lock:
+            return self._count == 0 and time.monotonic() - self._idle_since >= seconds
+
+
 @dataclass(frozen=True)
 class MirrorJob:
     """Queries ``texts`` that ``primary`` answered with ``primary_hits`` in ``primary_ms`` (all of
@@ -48,13 +76,17 @@ class Mirror:
 
     def __init__(self, log: LiveComparisonLog, signals: LiveSignals, metrics: ServeMetrics, *, server: str,
                  queue_size: int = 256, flush_interval: float = 2.0, max_unwritten: int = 10_000,
-                 compact_every: int = 200):
+                 compact_every: int = 200, requests: InFlight | None = None, quiet: float = 0.005,
+                 max_defer: float = 1.0):
         self.log = log
         self.signals = signals
         self.metrics = metrics
         self.server = server
         self.flush_interval = flush_interval
         self.compact_every = compact_every
+        self.requests = requests or InFlight()
+        self.quiet = quiet
+        self.max_defer = max_defer
         self.write_error: str | None = None
         self.last_write_ok: float | None = None
         self.dropped = 0
@@ -95,10 +127,16 @@ class Mirror:
             except queue.Empty:
                 job = None
             if job is not None:
+                self._wait_for_a_quiet_moment()
                 self.run(job)
             if time.monotonic() - last_flush >= self.flush_interval:
                 self.flush()
                 last_flush = time.monotonic()
+
+    def _wait_for_a_quiet_moment(self) -> None:
+        deadline = time.monotonic() + self.max_defer
+        while not self._stop.is_set() and time.monotonic() < deadline and not self.requests.quiet_for(self.quiet):
+            time.sleep(0.001)
 
     def run(self, job: MirrorJob) -> list[LiveComparison]:
         """Run ``job`` on its other index and record the comparisons (what the worker thread does)."""
