@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -43,21 +44,33 @@ class LiveStore:
     d: object
 
 
-@pytest.fixture
-def live_store(tmp_path, tiny_model_dir, tiny_model_b) -> LiveStore:
+@pytest.fixture(scope="session")
+def _live_store_template(tmp_path_factory, tiny_model_dir, tiny_model_b):
+    """Built once per session; each test gets a copy (a store is relocatable: every path is relative)."""
     from embedops.reembed import IndexBuild
     from embedops.registry import Registry
     from embedops.store import Store
 
-    uri = str(tmp_path / "store")
-    reg = Registry(Store.open(uri))
+    root = tmp_path_factory.mktemp("live-store")
+    reg = Registry(Store.open(str(root / "store")))
     reg.models.register("tiny", tiny_model_dir)
     reg.models.register("tiny", tiny_model_b, parent="tiny@1")
-    reg.corpora.add("ops", write_jsonl(tmp_path / "docs.jsonl", runbook_docs()))
-    a = IndexBuild(reg, "tiny@1", "ops").run().index
-    b = IndexBuild(reg, "tiny@1", "ops").run().index
-    d = IndexBuild(reg, "tiny@2", "ops").run().index
-    reg.promote(a.index_id, override=True, reason="first index")
+    reg.corpora.add("ops", write_jsonl(root / "docs.jsonl", runbook_docs()))
+    ids = [IndexBuild(reg, ref, "ops").run().index.index_id for ref in ("tiny@1", "tiny@1", "tiny@2")]
+    reg.promote(ids[0], override=True, reason="first index")
+    return root / "store", ids
+
+
+@pytest.fixture
+def live_store(tmp_path, _live_store_template) -> LiveStore:
+    from embedops.registry import Registry
+    from embedops.store import Store
+
+    template, ids = _live_store_template
+    shutil.copytree(template, tmp_path / "store")
+    uri = str(tmp_path / "store")
+    reg = Registry(Store.open(uri))
+    a, b, d = (reg.indexes.get(i) for i in ids)
     return LiveStore(reg, uri, a, b, d)
 
 

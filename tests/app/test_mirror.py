@@ -67,3 +67,27 @@ def test_comparisons_are_batched_and_kept_while_the_store_refuses_writes():
     log.fail = False
     mirror.flush()
     assert len(log.rows) == 2 and mirror.write_error is None
+
+
+def test_shadow_work_waits_for_a_quiet_moment_but_canary_work_does_not():
+    from embedops.app.server.mirror import InFlight
+
+    requests = InFlight()
+    log = _Log()
+    mirror = Mirror(log, LiveSignals(), ServeMetrics(), server="t", requests=requests, flush_interval=0.05,
+                    max_defer=30)
+    primary, other = _Reader("prod", ["a", "b", "c"]), _Reader("other", ["a", "b", "c"])
+    mirror.start()
+    with requests:  # a request is being answered throughout
+        assert mirror.submit(_job(primary, other))  # shadow
+        canary = _job(primary, other)
+        mirror.submit(MirrorJob("canary", "production", canary.texts, 3, primary, canary.primary_hits, 4.0, other))
+        deadline = time.monotonic() + 5
+        while not any(r.kind == "canary" for r in log.rows) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [r.kind for r in log.rows] == ["canary"]  # the shadow job still waits
+    deadline = time.monotonic() + 5
+    while len(log.rows) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    mirror.stop()
+    assert [r.kind for r in log.rows] == ["canary", "shadow"]

@@ -263,3 +263,27 @@ def test_a_store_that_turns_read_only_keeps_serving_and_reports_writes_not_ready
             time.sleep(0.2)
     finally:
         server.stop()
+
+
+def test_worker_processes_get_the_same_settings_and_follow_the_alias(live_store, tmp_path):
+    s = live_store
+    s.reg.promote(s.d.index_id, "shadow", override=True, reason="shadow candidate")
+    server = start_serve(s.uri, tmp_path / "serve.log", "--workers", "2", "--shadow-alias", "shadow",
+                         "--shadow-fraction", "0.5", "--check-interval", "0.2")
+    try:
+        server.wait_ready(90)
+        deadline = time.monotonic() + 10
+        while True:  # each worker follows the shadow alias on its own first tick
+            answers = [readyz(server.url) for _ in range(8)]
+            if all(a.get("shadow") for a in answers) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert all(a.get("shadow") == {"alias": "shadow", "index_id": s.d.index_id, "fraction": 0.5} for a in answers)
+        authorise(s.reg, s.b)
+        s.reg.promote(s.b.index_id)
+        deadline = time.monotonic() + 2
+        while not all(readyz(server.url)["index_id"] == s.b.index_id for _ in range(8)):
+            assert time.monotonic() < deadline, "not every worker followed the promotion within 2 s"
+            time.sleep(0.05)
+    finally:
+        server.stop()

@@ -1,10 +1,13 @@
 """Mirrored queries: a live query answered by one index, run again on another off the request path.
 
 :meth:`Mirror.submit` only puts a job on a bounded queue and never waits: when the queue is full the
-job is dropped and counted. The worker thread also yields the CPU to requests: it starts a job only
-once no request has been in flight for ``quiet`` seconds (or, under unbroken load, once the job has
-waited ``max_defer`` seconds), so mirrored work runs in the server's idle moments instead of beside
-a user's request, and under overload the queue fills and drops. It runs the other index's search,
+job is dropped and counted. Shadow jobs also yield the CPU to requests: the worker starts one only
+once no request has been in flight for ``quiet`` seconds (or, under unbroken load, once it has
+waited ``max_defer`` seconds), so live shadow work runs in the server's idle moments instead of
+beside a user's request, and under overload its queue fills and drops. Jobs that feed the rollback
+policy (a canary's queries, production's after a promotion) have their own queue and run first,
+without waiting: their cost is bounded by the canary's share and ``compare_fraction``, and a canary
+under heavy load must still be judged. The worker runs the other index's search,
 compares the two top-k lists (overlap@k,
 Kendall's tau from :func:`embedops.guards.shadow.rank_correlation`, both latencies), feeds the live
 signals the rollback policy reads, and appends the comparisons to the store in batches
@@ -90,16 +93,18 @@ class Mirror:
         self.write_error: str | None = None
         self.last_write_ok: float | None = None
         self.dropped = 0
-        self._queue: queue.Queue[MirrorJob] = queue.Queue(maxsize=queue_size)
+        self._shadow: queue.Queue[MirrorJob] = queue.Queue(maxsize=queue_size)
+        self._watch: queue.Queue[MirrorJob] = queue.Queue(maxsize=queue_size)  # canary / previous: run first
         self._pending: deque[LiveComparison] = deque(maxlen=max_unwritten)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._flushes = 0
+        self._last_flush = time.monotonic()
 
     def submit(self, job: MirrorJob) -> bool:
         """Queue ``job``; False (and counted as dropped) when the queue is full. Never blocks."""
         try:
-            self._queue.put_nowait(job)
+            (self._shadow if job.kind == "shadow" else self._watch).put_nowait(job)
             return True
         except queue.Full:
             self.dropped += 1
@@ -120,23 +125,37 @@ class Mirror:
         self.flush()
 
     def _run(self) -> None:
-        last_flush = time.monotonic()
-        while not (self._stop.is_set() and self._queue.empty()):
-            try:
-                job = self._queue.get(timeout=min(self.flush_interval, 0.2))
-            except queue.Empty:
-                job = None
-            if job is not None:
-                self._wait_for_a_quiet_moment()
-                self.run(job)
-            if time.monotonic() - last_flush >= self.flush_interval:
-                self.flush()
-                last_flush = time.monotonic()
+        while not (self._stop.is_set() and self._watch.empty() and self._shadow.empty()):
+            if not self._run_watched():
+                try:
+                    job = self._shadow.get(timeout=0.01)
+                except queue.Empty:
+                    job = None
+                if job is not None:
+                    self._wait_for_a_quiet_moment()
+                    self.run(job)
+            self._flush_when_due()
+
+    def _flush_when_due(self) -> None:
+        if time.monotonic() - self._last_flush >= self.flush_interval:
+            self.flush()
+            self._last_flush = time.monotonic()
+
+    def _run_watched(self) -> bool:
+        """Run one queued canary / previous job, if any."""
+        try:
+            job = self._watch.get_nowait()
+        except queue.Empty:
+            return False
+        self.run(job)
+        return True
 
     def _wait_for_a_quiet_moment(self) -> None:
         deadline = time.monotonic() + self.max_defer
         while not self._stop.is_set() and time.monotonic() < deadline and not self.requests.quiet_for(self.quiet):
-            time.sleep(0.001)
+            if not self._run_watched():
+                time.sleep(0.001)
+            self._flush_when_due()
 
     def run(self, job: MirrorJob) -> list[LiveComparison]:
         """Run ``job`` on its other index and record the comparisons (what the worker thread does)."""
