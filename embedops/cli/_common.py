@@ -4,6 +4,7 @@ handling (an EmbedopsError becomes a red message and its exit code), tables that
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,37 @@ def handle_errors(fn):
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
+
+
+def reflow(doc: str) -> str:
+    """A command's docstring as its --help text: each paragraph one line (the terminal wraps it), but
+    ``Example:`` lines kept as lines; rich markup escaped, so ``[serve.rollback]`` shows as written."""
+    from rich.markup import escape
+
+    paragraphs = []
+    for block in inspect.cleandoc(doc).split("\n\n"):
+        lines, text = [], []
+        for line in block.splitlines():
+            if line.lstrip().startswith("Example:"):
+                if text:
+                    lines.append(" ".join(text))
+                    text = []
+                lines.append(line.strip())
+            else:
+                text.append(line.strip())
+        if text:
+            lines.append(" ".join(text))
+        paragraphs.append("\n".join(escape(line) for line in lines))
+    return "\n\n".join(paragraphs)
+
+
+def reflow_help(typer_app: typer.Typer) -> None:
+    """Set every command's help (this app's and its groups') from its reflowed docstring."""
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = reflow(info.callback.__doc__)
+    for group in typer_app.registered_groups:
+        reflow_help(group.typer_instance)
 
 
 def state(ctx: typer.Context) -> CliState:

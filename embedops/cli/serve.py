@@ -21,7 +21,7 @@ def serve(
     workers: int = typer.Option(1, "--workers", min=1, help="Server processes; each follows the aliases on its own."),
     shadow_alias: Optional[str] = typer.Option(None, "--shadow-alias", help="Mirror live queries to this alias's index, off the request path, and record the comparison."),
     shadow_fraction: float = typer.Option(0.1, "--shadow-fraction", min=0.0, max=1.0, help="Share of live queries mirrored to --shadow-alias."),
-    policy_file: Optional[Path] = typer.Option(None, "--policy", help="[serve.rollback] settings (default ./embedops.toml or built-in defaults)."),
+    policy_file: Optional[Path] = typer.Option(None, "--policy", help="Rollback policy: the serve.rollback section (default ./embedops.toml or built-in defaults)."),
     check_interval: float = typer.Option(1.0, "--check-interval", min=0.05, help="Seconds between reads of each alias's head."),
 ):
     """Serve search and embeddings over HTTP from the indexes behind aliases, live.
