@@ -11,6 +11,7 @@ an error the user can fix at once instead of a setting silently ignored::
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -136,3 +137,29 @@ def check_field_types(toml: TomlFile, section: str, table: dict[str, Any], annot
             problems.append(toml.problem(section, key, f"must be {names} (got {type(value).__name__} {value!r})"))
     if problems:
         raise InputError(problems)
+
+
+def _number(value: Any, *, integer: bool = False) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "must be " + ("an integer" if integer else "a number")
+    if integer and not isinstance(value, int):
+        return "must be an integer"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    return None
+
+
+def number_in(lo: float | None, hi: float | None, *, lo_open: bool = False, hi_open: bool = False, integer: bool = False):
+    """A check of a setting's value: None when it is a number (an integer with ``integer``) within
+    the bounds (``None``: unbounded; ``*_open``: the bound itself excluded), else why not."""
+
+    def check(value: Any) -> str | None:
+        bad = _number(value, integer=integer)
+        if bad:
+            return bad
+        if lo is not None and (value < lo or (lo_open and value == lo)):
+            return f"must be {'>' if lo_open else '>='} {lo} (got {value})"
+        if hi is not None and (value > hi or (hi_open and value == hi)):
+            return f"must be {'<' if hi_open else '<='} {hi} (got {value})"
+        return None
+    return check

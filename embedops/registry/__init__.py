@@ -90,8 +90,9 @@ class Registry:
             if not (reason and reason.strip()):
                 raise UsageError(f"an override {what} needs a reason (it is recorded in the audit log)")
         else:
+            doing = None if what == "promotion" else f"start a canary of {index_id} on {alias} (it needs what a promotion needs)"
             report = authorising_report(self, index_id, alias, policy or Policy(), gold_digest=gold_digest,
-                                        general_digests=general_digests, record=rec, target=seen)
+                                        general_digests=general_digests, record=rec, target=seen, doing=doing)
             reason = reason or f"guard report {report.report_id} passed"
         return rec, head, report, reason
 

@@ -26,41 +26,18 @@ authorises a promotion only under the policy (by hash) it was made with. Default
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from embedops.checksums import sha256_json
 from embedops.config import TomlFile
+from embedops.config import number_in as _in
 from embedops.errors import InputError, InputProblem, UsageError
 
 DEFAULT_POLICY_FILE = "embedops.toml"
 GATES = ("domain", "forgetting", "onnx_parity", "index_integrity", "latency")
 DEFAULT_REQUIRED = ("domain", "forgetting", "onnx_parity", "index_integrity")
-
-
-def _number(value: Any, *, integer: bool = False) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "must be " + ("an integer" if integer else "a number")
-    if integer and not isinstance(value, int):
-        return "must be an integer"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "must be a finite number"
-    return None
-
-
-def _in(lo: float | None, hi: float | None, *, lo_open: bool = False, hi_open: bool = False, integer: bool = False):
-    def check(value: Any) -> str | None:
-        bad = _number(value, integer=integer)
-        if bad:
-            return bad
-        if lo is not None and (value < lo or (lo_open and value == lo)):
-            return f"must be {'>' if lo_open else '>='} {lo} (got {value})"
-        if hi is not None and (value > hi or (hi_open and value == hi)):
-            return f"must be {'<' if hi_open else '<='} {hi} (got {value})"
-        return None
-    return check
 
 
 def _metric(value: Any) -> str | None:

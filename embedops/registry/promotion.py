@@ -27,13 +27,16 @@ _READ = object()  # authorising_report(target=...) not given: read the alias now
 
 
 def authorising_report(registry, index_id: str, alias: str, policy: Policy, *, gold_digest: str | None = None,
-                       general_digests: list[str] | None = None, record=None, target=_READ) -> StoredReport:
+                       general_digests: list[str] | None = None, record=None, target=_READ,
+                       doing: str | None = None) -> StoredReport:
     """The newest report that authorises promoting ``index_id`` to ``alias`` now (see the module
     docstring), or :class:`~embedops.errors.PromotionRefused` saying why the newest one does not.
 
     ``record`` (the index record) and ``target`` (where the alias points) are read from the store
     unless the caller has just read them: :meth:`Registry.promote` passes the values its
-    compare-and-swap will expect, so the check and the switch rest on one read."""
+    compare-and-swap will expect, so the check and the switch rest on one read. ``doing`` names the
+    refused action in the message (default: ``promote INDEX to ALIAS``)."""
+    doing = doing or f"promote {index_id} to {alias}"
     record = record or registry.indexes.get(index_id)
     model = registry.models.get(record.model_ref)
     if target is _READ:
@@ -44,7 +47,7 @@ def authorising_report(registry, index_id: str, alias: str, policy: Policy, *, g
             "or promote with --force --reason TEXT (recorded as an override)")
     reports = registry.reports.for_index(index_id)
     if not reports:
-        raise PromotionRefused(f"cannot promote {index_id} to {alias}: it has no guard report. {hint}")
+        raise PromotionRefused(f"cannot {doing}: it has no guard report. {hint}")
     why = None
     for report in reversed(reports):
         problem = _mismatch(report, record, model.digest, alias, target, corpus_version, policy,
@@ -52,7 +55,7 @@ def authorising_report(registry, index_id: str, alias: str, policy: Policy, *, g
         if problem is None:
             return report
         why = why or f"its latest report ({reports[-1].report_id}) {problem}"
-    raise PromotionRefused(f"cannot promote {index_id} to {alias}: {why}. {hint}")
+    raise PromotionRefused(f"cannot {doing}: {why}. {hint}")
 
 
 def _mismatch(report: StoredReport, record, model_digest: str, alias: str, target: str | None, corpus_version: int,

@@ -17,7 +17,7 @@ def test_policy_file_is_read_strictly_with_file_line_and_key(tmp_path):
     with pytest.raises(InputError, match=r"embedops.toml:2: field 'serve.rollback.max_eror_rate': unknown setting"):
         load_rollback_policy(path)
     path.write_text("[serve.rollback]\nwindow = 60\nmin_agreement = 1.5\n")
-    with pytest.raises(InputError, match=r":3: field 'serve.rollback.min_agreement': must be between 0 and 1"):
+    with pytest.raises(InputError, match=r":3: field 'serve.rollback.min_agreement': must be <= 1 \(got 1.5\)"):
         load_rollback_policy(path)
     path.write_text("[serve.rollback]\nenabled = 'yes'\n")
     with pytest.raises(InputError, match="must be true or false"):

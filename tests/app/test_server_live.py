@@ -183,3 +183,15 @@ def test_bad_fields_are_422_naming_the_field(live_store):
             assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == field, (body, r.text)
         r = client.post("/v1/embeddings", json={"input": "x", "model": "tiny@zero"})
         assert r.status_code in (404, 422) and "tiny@zero" in r.text
+
+
+def test_a_promotion_older_than_the_watch_is_not_judged_by_a_server_started_later(live_store):
+    s = live_store
+    s.reg.promote(s.d.index_id, override=True, reason="test: long ago, as far as watch=1 s goes")
+    time.sleep(1.2)
+    policy = quiet(min_agreement=0.6, min_requests=3, compare_fraction=1.0, watch=1)
+    with running_app(create_app(s.reg, ServeSettings(check_interval=0.1, flush_interval=0.1, rollback=policy))) as client:
+        for q in queries(20):
+            assert client.post("/v1/search", json={"query": q, "k": 5}).json()["index_id"] == s.d.index_id
+        time.sleep(0.5)
+    assert s.reg.aliases.get("production").action == "promote" and s.reg.live.read(kind="previous") == []

@@ -23,7 +23,7 @@ def three(tmp_path, tiny_model_dir):
 
 def test_a_canary_needs_the_report_a_promotion_needs_and_keeps_the_alias_value(three):
     reg, a, b, c = three
-    with pytest.raises(PromotionRefused, match="no guard report"):
+    with pytest.raises(PromotionRefused, match="cannot start a canary of .* it has no guard report"):
         reg.start_canary(b.index_id, percent=10)
     with pytest.raises(UsageError, match="needs a reason"):
         reg.start_canary(b.index_id, percent=10, override=True)

@@ -20,6 +20,7 @@ Endpoints:
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 import random
@@ -193,7 +194,7 @@ class _Background:
                 continue
             if view.canary is not None:
                 judged, other, kind, what = view.canary, view.stable, "canary", "canary"
-            elif view.previous is not None and now - view.since <= policy.watch:
+            elif view.previous is not None and _age(view.state.ts) <= policy.watch:
                 judged, other, kind, what = view.stable, view.previous, "previous", "production"
             else:
                 continue
@@ -298,7 +299,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
         other, kind = None, None
         if route == "canary":
             other, kind = view.stable, "canary"
-        elif view.canary is None and view.previous is not None and time.monotonic() - view.since <= policy.watch:
+        elif view.canary is None and view.previous is not None and _age(view.state.ts) <= policy.watch:
             other, kind = view.previous, "previous"
         if other is not None and chance.random() < policy.compare_fraction:
             mirror.submit(MirrorJob(kind, request_alias, texts, k, reader, hits, ms, other))
@@ -405,6 +406,12 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
     app.state.signals = signals
     app.state.settings = settings
     return app
+
+
+def _age(ts: str) -> float:
+    """Seconds since the alias record stamped ``ts`` was written (its wall-clock UTC timestamp): a
+    promotion is watched for ``watch`` seconds after it happened, not after this server started."""
+    return (datetime.datetime.now(datetime.timezone.utc) - datetime.datetime.fromisoformat(ts)).total_seconds()
 
 
 def _title(doc: tuple[str, str]) -> str:

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from embedops.config import TomlFile
+from embedops.config import TomlFile, number_in
 from embedops.errors import InputError, InputProblem, UsageError
 
 SECTION = "serve.rollback"
@@ -65,25 +65,15 @@ class RollbackPolicy:
         return asdict(self)
 
 
-def _range(lo: float, hi: float, *, integer: bool = False):
-    def check(value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-            return "must be " + ("an integer" if integer else "a number")
-        if not math.isfinite(value) or not lo <= value <= hi:
-            return f"must be between {lo} and {hi} (got {value})"
-        return None
-    return check
-
-
 _CHECKS = {
     "enabled": lambda v: None if isinstance(v, bool) else "must be true or false",
-    "max_error_rate": _range(0, 1),
-    "max_p95_ratio": _range(0, 1000),
-    "min_agreement": _range(0, 1),
-    "window": _range(1, 86_400),
-    "watch": _range(0, 7 * 86_400),
-    "min_requests": _range(1, 1_000_000, integer=True),
-    "compare_fraction": _range(0, 1),
+    "max_error_rate": number_in(0, 1),
+    "max_p95_ratio": number_in(0, 1000),
+    "min_agreement": number_in(0, 1),
+    "window": number_in(1, 86_400),
+    "watch": number_in(0, 7 * 86_400),
+    "min_requests": number_in(1, 1_000_000, integer=True),
+    "compare_fraction": number_in(0, 1),
 }
 
 
