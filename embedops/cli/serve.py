@@ -22,7 +22,8 @@ def serve(
     shadow_alias: Optional[str] = typer.Option(None, "--shadow-alias", help="Mirror live queries to this alias's index, off the request path, and record the comparison."),
     shadow_fraction: float = typer.Option(0.1, "--shadow-fraction", min=0.0, max=1.0, help="Share of live queries mirrored to --shadow-alias."),
     policy_file: Optional[Path] = typer.Option(None, "--policy", help="Rollback policy: the serve.rollback section (default ./embedops.toml or built-in defaults)."),
-    check_interval: float = typer.Option(1.0, "--check-interval", min=0.05, help="Seconds between reads of each alias's head."),
+    check_interval: float = typer.Option(1.0, "--check-interval", min=0.05, help="Seconds between reads of each alias's head (a published record on a local store wakes the server at once)."),
+    keep_alive: int = typer.Option(75, "--keep-alive", min=1, help="Seconds an idle HTTP connection stays open; keep it above your clients' and load balancer's idle timeouts, or a reused connection can be closed under a request."),
 ):
     """Serve search and embeddings over HTTP from the indexes behind aliases, live.
 
@@ -50,6 +51,7 @@ def serve(
         os.environ["EMBEDOPS_STORE"] = state(ctx).store_uri
         os.environ[SETTINGS_ENV] = settings_to_env(settings)
         uvicorn.run("embedops.app.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning")
+                    log_level="warning", timeout_keep_alive=keep_alive)
         return
-    uvicorn.run(create_app(state(ctx).registry, settings), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(state(ctx).registry, settings), host=host, port=port, log_level="warning",
+                timeout_keep_alive=keep_alive)

@@ -167,8 +167,10 @@ def test_two_servers_under_load_agree_on_every_switch_and_answer_from_one_index(
         automatic = [h for h in s.reg.aliases.history("production") if h.automatic]
         assert len(automatic) == 2  # two servers judged, one switch each: the other lost the compare-and-swap
         assert max(seen.values()) < 2.0, seen
+        opened = [line for u in urls for line in httpx.get(u + "/metrics").text.splitlines()
+                  if line.startswith(("embedops_switch_open_seconds_sum", "embedops_switch_open_seconds_count"))]
         print("\nswitch visible on both servers after (s):", {k: round(v, 2) for k, v in seen.items()},
-              f"requests ok: {load.ok}")
+              f"requests ok: {load.ok}; opening:", opened)
     finally:
         for p in servers:
             p.stop()

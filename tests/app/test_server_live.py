@@ -195,3 +195,17 @@ def test_a_promotion_older_than_the_watch_is_not_judged_by_a_server_started_late
             assert client.post("/v1/search", json={"query": q, "k": 5}).json()["index_id"] == s.d.index_id
         time.sleep(0.5)
     assert s.reg.aliases.get("production").action == "promote" and s.reg.live.read(kind="previous") == []
+
+
+def test_a_published_alias_record_wakes_the_server_before_its_next_check(live_store):
+    s = live_store
+    authorise(s.reg, s.b)
+    with running_app(create_app(s.reg, ServeSettings(check_interval=30, rollback=quiet()))) as client:
+        ready = wait_for(lambda: client.get("/readyz").json()["follows"]["file_events"] and client.get("/readyz").json(),
+                         5, "the server watching the alias logs")
+        assert ready["follows"]["check_interval"] == 30 and ready["index_id"] == s.a.index_id
+        s.reg.promote(s.b.index_id)
+        wait_for(lambda: client.get("/readyz").json()["index_id"] == s.b.index_id, 2,
+                 "the switch, 28 s before the next periodic check")
+        s.reg.rollback(reason="test")
+        wait_for(lambda: client.get("/readyz").json()["index_id"] == s.a.index_id, 2, "the rollback")

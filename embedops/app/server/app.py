@@ -32,12 +32,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 from fastapi import FastAPI, Header, HTTPException, Response
+from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, model_validator
 
 from embedops.app.server.follower import AliasFollower, AliasView
 from embedops.app.server.metrics import ServeMetrics
 from embedops.app.server.mirror import InFlight, Mirror, MirrorJob
+from embedops.app.server.notify import AliasChanges
 from embedops.app.server.rollback import RollbackPolicy, judge
 from embedops.app.server.signals import LiveSignals
 from embedops.errors import AliasConflictError, EmbedopsError, NotFoundError, UsageError
@@ -149,6 +151,8 @@ class _Background:
         self._probed = 0.0
         self._followed = 0.0
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._changes: AliasChanges | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -157,26 +161,47 @@ class _Background:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+        if self._changes is not None:
+            self._changes.stop()
         if self._thread is not None:
             self._thread.join(10)
 
     def _run(self) -> None:
         step = min(self.settings.check_interval, 0.25)
-        while not self._stop.wait(step):
+        while not self._stop.is_set():
+            poked = self._wake.wait(step)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
-                self.tick()
+                self.tick(poked=poked)
             except Exception:  # never let the loop die; the next tick tries again
                 log.exception("embedops serve: background step failed")
 
-    def tick(self, now: float | None = None) -> None:
+    @property
+    def notified(self) -> bool:
+        """True while alias changes wake this loop (a local store with a file watcher running)."""
+        return self._changes is not None and self._changes.watching
+
+    def _watch_alias_changes(self) -> None:
+        store = self.registry.store
+        if store.objects is None and self._changes is None and (store.root / "refs" / "aliases").is_dir():
+            changes = AliasChanges(store.root / "refs" / "aliases", self._wake)
+            if changes.start():
+                self._changes = changes
+
+    def tick(self, now: float | None = None, *, poked: bool = False) -> None:
         now = time.monotonic() if now is None else now
+        if not self.notified:
+            self._watch_alias_changes()
         if now - self._followed >= self.settings.check_interval:
             self._followed = now
             for alias in (self.settings.alias, self.settings.shadow_alias):
                 if alias and alias not in self.follower.views():
                     with contextlib.suppress(Exception):  # not set yet, or the store is down: next time
                         self.follower.view(alias)
-        self.follower.refresh()
+        self.follower.refresh(force=poked)  # a published alias record: read the heads now
         self.metrics.show_targets(self.follower.targets())
         self.metrics.show_agreement(self.signals.agreement(since=now - self.settings.rollback.window))
         self.judge(now)
@@ -260,8 +285,9 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
         settings = replace(settings, check_interval=check_interval)
     server = f"{socket.gethostname()}:{os.getpid()}"
     searcher = Searcher(registry)
-    follower = AliasFollower(searcher, check_interval=settings.check_interval)
     metrics = ServeMetrics()
+    follower = AliasFollower(searcher, check_interval=settings.check_interval,
+                             on_switch=lambda old, new: metrics.switch.labels(new.alias).observe(new.opened_in))
     signals = LiveSignals()
     in_flight = InFlight()
     mirror = Mirror(registry.live, signals, metrics, server=server, queue_size=settings.mirror_queue,
@@ -369,19 +395,22 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
                 "data": [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
+    # healthz and readyz run on the event loop, not in the thread pool the searches queue for: under
+    # load they still answer at once, and what readyz says is what the next search will use.
     @app.get("/healthz", summary="The process is up")
-    def healthz() -> dict:
+    async def healthz() -> dict:
         return {"status": "ok"}
 
     @app.get("/readyz", summary="The served alias's index and encoder are open")
-    def readyz(response: Response) -> dict:
+    async def readyz(response: Response) -> dict:
         try:
-            view = follower.view(settings.alias)
+            view = follower.views().get(settings.alias) or await run_in_threadpool(follower.view, settings.alias)
         except Exception as exc:
             response.status_code = 503
             return {"ready": False, "alias": settings.alias, "reason": str(exc), "writes": background.writes()}
         body = {"ready": True, "alias": settings.alias, "index_id": view.stable.index_id,
-                "model_ref": view.stable.record.model_ref, "writes": background.writes()}
+                "model_ref": view.stable.record.model_ref, "writes": background.writes(),
+                "follows": {"check_interval": settings.check_interval, "file_events": background.notified}}
         if view.canary is not None and view.state.canary is not None:
             body["canary"] = {"index_id": view.canary.index_id, "model_ref": view.canary.record.model_ref,
                               "percent": view.state.canary.percent}

@@ -47,6 +47,7 @@ class AliasView:
     canary: IndexReader | None
     previous: IndexReader | None
     since: float
+    opened_in: float = 0.0  # seconds it took to open what this view needed that was not open yet
 
     def route(self, key: str) -> tuple[IndexReader, str]:
         """The reader answering a request with client key ``key``, and ``"stable"`` or ``"canary"``."""
@@ -123,6 +124,7 @@ class AliasFollower:
 
     def _open_view(self, alias: str, state: AliasState) -> AliasView:
         """Open what ``state`` names, then make it ``alias``'s view (called under the lock)."""
+        start = time.monotonic()
         stable = self._reader(state.value)
         canary = self._reader(state.canary.index_id) if state.canary else None
         previous = None
@@ -132,7 +134,8 @@ class AliasFollower:
             except Exception:  # retired or dropped since: nothing to compare the new target with
                 previous = None
         old = self._views.get(alias)
-        view = AliasView(alias, state, stable, canary, previous, time.monotonic())
+        now = time.monotonic()
+        view = AliasView(alias, state, stable, canary, previous, now, now - start)
         self._views[alias] = view
         in_use = {r.index_id for v in self._views.values() for r in (v.stable, v.canary, v.previous) if r}
         while len(self._open) > max(self.keep_open, len(in_use)):
