@@ -42,7 +42,9 @@ def history(
 
 def _print_overrides(overrides: list[AliasState]) -> None:
     for a in overrides:
-        err.print(f"[bold yellow]warning:[/] {a.name} -> {a.value} was promoted WITHOUT a passing guard report "
+        what = (f"{a.name}: canary {a.canary.index_id} was started" if a.action.startswith("canary") and a.canary
+                else f"{a.name} -> {a.value} was promoted")
+        err.print(f"[bold yellow]warning:[/] {what} WITHOUT a passing guard report "
                   f"(override by {a.actor} at {when(a.ts)}: {a.reason})")
 
 

@@ -152,8 +152,19 @@ class Registry:
                                         reason=reason, action="canary.abort", by=by, automatic=automatic)
 
     def overridden_aliases(self) -> list[AliasState]:
-        """Aliases whose current value came from an override promotion (flagged until they move)."""
-        return [a for a in self.aliases.list() if a.action == "promote" and a.override]
+        """Aliases whose current value came from an override promotion (flagged until they move; a
+        canary started or ended beside it does not move it), or whose canary was started by override."""
+        out = []
+        for a in self.aliases.list():
+            if not (a.override or (a.canary and a.canary.override)):
+                continue
+            hist = self.aliases.history(a.name)[::-1]
+            if a.override:  # the record that made the override (its actor, time and reason)
+                out.append(next((h for h in hist if h.action == "promote" and h.value == a.value), a))
+            if a.canary and a.canary.override:
+                out.append(next((h for h in hist if h.canary and h.canary.index_id == a.canary.index_id
+                                 and h.action in ("canary.start", "canary.ramp")), a))
+        return out
 
     def lineage_root(self, model_ref: str) -> str:
         """The original base model of ``model_ref``'s lineage (itself when it has no parent)."""

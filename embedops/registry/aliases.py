@@ -178,7 +178,9 @@ class AliasRegistry:
             raise AliasConflictError(f"alias {name!r} has canary {running or 'none'}, not the expected "
                                      f"{expect_canary or 'none'}; someone else changed it. Re-read and retry.")
         payload = {"value": state.value, "previous": state.previous, "actor": by or actor(), "ts": utcnow(),
-                   "action": action, "reason": reason}
+                   "action": action, "reason": reason,
+                   # the value did not move: what authorised it (a report, or an override) still stands
+                   "report_id": state.report_id, "override": state.override}
         if canary is not None:
             payload["canary"] = canary.to_dict()
         if automatic:

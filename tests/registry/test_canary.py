@@ -110,3 +110,17 @@ def test_a_canary_start_racing_a_promotion_is_a_conflict(three, monkeypatch):
         reg.start_canary(b.index_id, percent=10)
     state = reg.aliases.get("production")
     assert state.value == c.index_id and state.canary is None
+
+
+def test_an_override_stays_flagged_while_canaries_come_and_go_beside_it(three):
+    reg, a, b, c = three  # production a was promoted by override in the fixture
+    assert [(x.name, x.action, x.reason) for x in reg.overridden_aliases()] == [("production", "promote", "first index")]
+    reg.start_canary(b.index_id, percent=10, override=True, reason="try b")
+    flagged = reg.overridden_aliases()
+    assert [(x.action, x.reason) for x in flagged] == [("promote", "first index"), ("canary.start", "try b")]
+    reg.abort_canary(reason="done")
+    assert [x.reason for x in reg.overridden_aliases()] == ["first index"]  # the value has not moved
+    reg.promote(c.index_id, override=True, reason="c now")
+    authorise(reg, b)
+    reg.promote(b.index_id)
+    assert reg.overridden_aliases() == []

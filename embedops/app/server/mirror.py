@@ -35,28 +35,43 @@ from embedops.store import utcnow
 
 
 class InFlight:
-    """How many requests are being answered now, and since when none is (the mirror waits for it)."""
+    """How many requests are being answered now, and since when none is; the mirror waits on it
+    without polling (a condition notified when the last request in flight ends)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._count = 0
         self._idle_since = time.monotonic()
 
     def __enter__(self) -> InFlight:
-        with self._lock:
+        with self._cond:
             self._count += 1
         return self
 
     def __exit__(self, *exc) -> None:
-        with self._lock:
+        with self._cond:
             self._count -= 1
             if self._count == 0:
                 self._idle_since = time.monotonic()
+                self._cond.notify_all()
 
     def quiet_for(self, seconds: float) -> bool:
         """True when no request has been in flight for ``seconds``."""
-        with self._lock:
+        with self._cond:
             return self._count == 0 and time.monotonic() - self._idle_since >= seconds
+
+    def wait_quiet(self, seconds: float, timeout: float) -> bool:
+        """Block until no request has been in flight for ``seconds`` (True), or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                if self._count == 0 and now - self._idle_since >= seconds:
+                    return True
+                if now >= deadline:
+                    return False
+                wake = self._idle_since + seconds if self._count == 0 else deadline
+                self._cond.wait(max(0.0, min(wake, deadline) - now))
 
 
 @dataclass(frozen=True)
@@ -128,7 +143,7 @@ class Mirror:
         while not (self._stop.is_set() and self._watch.empty() and self._shadow.empty()):
             if not self._run_watched():
                 try:
-                    job = self._shadow.get(timeout=0.01)
+                    job = self._shadow.get(timeout=0.05)
                 except queue.Empty:
                     job = None
                 if job is not None:
@@ -151,10 +166,15 @@ class Mirror:
         return True
 
     def _wait_for_a_quiet_moment(self) -> None:
+        """Wait (without polling) until no request has been in flight for ``quiet`` seconds, at most
+        ``max_defer``; canary / previous jobs queued meanwhile run first, checked every 50 ms."""
         deadline = time.monotonic() + self.max_defer
-        while not self._stop.is_set() and time.monotonic() < deadline and not self.requests.quiet_for(self.quiet):
-            if not self._run_watched():
-                time.sleep(0.001)
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self.requests.wait_quiet(self.quiet, timeout=min(0.05, left)):
+                return
+            while self._run_watched():
+                pass
             self._flush_when_due()
 
     def run(self, job: MirrorJob) -> list[LiveComparison]:
