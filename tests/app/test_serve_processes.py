@@ -21,7 +21,6 @@ import pytest
 from conftest import queries, start_serve
 from helpers import authorise
 from embedops.registry import Registry, Searcher
-from embedops.store import Store
 
 pytestmark = pytest.mark.slow
 

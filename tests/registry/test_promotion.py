@@ -2,7 +2,6 @@
 index, and a guard report authorises exactly what it was bound to."""
 
 import ast
-from dataclasses import replace
 
 import pytest
 

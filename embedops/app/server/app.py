@@ -373,6 +373,10 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
 
     @app.post("/v1/embeddings", summary="Embed texts (OpenAI-compatible)")
     def embeddings(request: EmbeddingsRequest) -> dict:
+        with in_flight:  # mirrored work waits for these too
+            return embed(request)
+
+    def embed(request: EmbeddingsRequest) -> dict:
         start = time.perf_counter()
         texts = [request.input] if isinstance(request.input, str) else request.input
         if "@" in request.model:
