@@ -287,7 +287,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
     searcher = Searcher(registry)
     metrics = ServeMetrics()
     follower = AliasFollower(searcher, check_interval=settings.check_interval,
-                             on_switch=lambda old, new: metrics.switch.labels(new.alias).observe(new.opened_in))
+                             on_switch=lambda old, new: metrics.open_seconds.labels(new.alias).observe(new.opened_in))
     signals = LiveSignals()
     in_flight = InFlight()
     mirror = Mirror(registry.live, signals, metrics, server=server, queue_size=settings.mirror_queue,

@@ -28,7 +28,7 @@ class ServeMetrics:
                                   "be written for too long.", registry=r)
         self.automatic = Counter("embedops_automatic_actions", "Canary aborts and rollbacks this server made "
                                  "by its rollback policy.", ["alias", "action"], registry=r)
-        self.switch = Histogram("embedops_switch_open_seconds", "Time to open what an alias's new record "
+        self.open_seconds = Histogram("embedops_switch_open_seconds", "Time to open what an alias's new record "
                                 "names (index table, encoder) before the server switches to it.", ["alias"],
                                 buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=r)
         self.writable = Gauge("embedops_store_writable", "1 when the last write to the store succeeded.",
