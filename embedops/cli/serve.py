@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -23,6 +24,7 @@ def serve(
     shadow_fraction: float = typer.Option(0.1, "--shadow-fraction", min=0.0, max=1.0, help="Share of live queries mirrored to --shadow-alias."),
     policy_file: Optional[Path] = typer.Option(None, "--policy", help="Rollback policy: the serve.rollback section (default ./embedops.toml or built-in defaults)."),
     check_interval: float = typer.Option(1.0, "--check-interval", min=0.05, help="Seconds between reads of each alias's head (a published record on a local store wakes the server at once)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=0, help="Requests answered at once per process (default: 2 per core, at least 4; 0: the ASGI default of 40). More only takes time from the event loop: the encoder already uses every core."),
     keep_alive: int = typer.Option(75, "--keep-alive", min=1, help="Seconds an idle HTTP connection stays open; keep it above your clients' and load balancer's idle timeouts, or a reused connection can be closed under a request."),
 ):
     """Serve search and embeddings over HTTP from the indexes behind aliases, live.
@@ -44,6 +46,8 @@ def serve(
 
     settings = ServeSettings(alias=alias, check_interval=check_interval, shadow_alias=shadow_alias,
                              shadow_fraction=shadow_fraction, rollback=load_rollback_policy(policy_file))
+    if threads is not None:
+        settings = replace(settings, threads=threads)
     store = state(ctx).store  # fails here, clearly, if there is no store
     shadow = f", mirroring {shadow_fraction:.0%} to {shadow_alias!r}" if shadow_alias else ""
     err.print(f"serving alias {alias!r} of {store.location} on http://{host}:{port}{shadow} (docs: /docs)")

@@ -31,6 +31,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
+import anyio.to_thread
 from fastapi import FastAPI, Header, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -67,6 +68,10 @@ class ServeSettings:
     mirror_queue: int = 256
     flush_interval: float = 2.0
     write_probe_interval: float = 5.0
+    # Searches answered at once (anyio's default is 40 threads). The encoder already uses every core
+    # for one query, so more threads add no throughput; they only take the GIL from the event loop,
+    # which then answers /readyz and new connections late under load. 0: anyio's default.
+    threads: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
 
     def __post_init__(self):
         if not 0 <= self.shadow_fraction <= 1:
@@ -184,6 +189,7 @@ class _Background:
         """True while alias changes wake this loop (a local store with a file watcher running)."""
         return self._changes is not None and self._changes.watching
 
+
     def _watch_alias_changes(self) -> None:
         store = self.registry.store
         if store.objects is None and self._changes is None and (store.root / "refs" / "aliases").is_dir():
@@ -193,7 +199,7 @@ class _Background:
 
     def tick(self, now: float | None = None, *, poked: bool = False) -> None:
         now = time.monotonic() if now is None else now
-        if not self.notified:
+        if self._changes is None:
             self._watch_alias_changes()
         if now - self._followed >= self.settings.check_interval:
             self._followed = now
@@ -298,6 +304,8 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        if settings.threads:  # sync endpoints run on anyio's thread pool: bound it (see ServeSettings)
+            anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         mirror.start()
         background.start()
         yield
@@ -414,6 +422,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
             return {"ready": False, "alias": settings.alias, "reason": str(exc), "writes": background.writes()}
         body = {"ready": True, "alias": settings.alias, "index_id": view.stable.index_id,
                 "model_ref": view.stable.record.model_ref, "writes": background.writes(),
+                "record": {"seq": view.state.seq, "ts": view.state.ts, "switched_at": view.switched_at},
                 "follows": {"check_interval": settings.check_interval, "file_events": background.notified}}
         if view.canary is not None and view.state.canary is not None:
             body["canary"] = {"index_id": view.canary.index_id, "model_ref": view.canary.record.model_ref,

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from embedops.errors import NotFoundError
 from embedops.index import IndexReader
 from embedops.registry import AliasState, Searcher
+from embedops.store import utcnow
 
 
 def canary_bucket(alias: str, key: str) -> float:
@@ -48,6 +49,7 @@ class AliasView:
     previous: IndexReader | None
     since: float
     opened_in: float = 0.0  # seconds it took to open what this view needed that was not open yet
+    switched_at: str = ""  # when this server started answering from it (UTC, as alias records stamp time)
 
     def route(self, key: str) -> tuple[IndexReader, str]:
         """The reader answering a request with client key ``key``, and ``"stable"`` or ``"canary"``."""
@@ -135,7 +137,7 @@ class AliasFollower:
                 previous = None
         old = self._views.get(alias)
         now = time.monotonic()
-        view = AliasView(alias, state, stable, canary, previous, now, now - start)
+        view = AliasView(alias, state, stable, canary, previous, now, now - start, utcnow())
         self._views[alias] = view
         in_use = {r.index_id for v in self._views.values() for r in (v.stable, v.canary, v.previous) if r}
         while len(self._open) > max(self.keep_open, len(in_use)):

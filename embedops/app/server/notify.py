@@ -37,7 +37,8 @@ class AliasChanges:
         self._thread: threading.Thread | None = None
 
     def start(self) -> bool:
-        """Start watching; False (and polling only) when the folder does not exist or no watcher runs."""
+        """Start watching (:attr:`watching` turns True once the watcher is set up); False, and polling
+        only, when the folder does not exist or watchfiles is missing."""
         try:
             import watchfiles  # noqa: F401
         except ImportError:
@@ -46,7 +47,6 @@ class AliasChanges:
             return False
         self._thread = threading.Thread(target=self._run, name="embedops-alias-changes", daemon=True)
         self._thread.start()
-        self.watching = True
         return True
 
     def stop(self) -> None:
@@ -58,9 +58,14 @@ class AliasChanges:
         import watchfiles
 
         try:
-            for _ in watchfiles.watch(self.folder, watch_filter=_record_written, debounce=self.debounce_ms, step=10,
-                                      stop_event=self._stop, raise_interrupt=False, rust_timeout=1000):
-                self.wake.set()
+            # yield_on_timeout: the first (empty) yield says the watcher is set up; from then on no
+            # record is missed, and the wake after it re-reads whatever was published before
+            for changes in watchfiles.watch(self.folder, watch_filter=_record_written, debounce=self.debounce_ms,
+                                            step=10, stop_event=self._stop, raise_interrupt=False, rust_timeout=200,
+                                            yield_on_timeout=True):
+                if changes or not self.watching:
+                    self.watching = True
+                    self.wake.set()
         except Exception:  # the watcher failed: the periodic check still follows the aliases
             log.warning("embedops serve: watching %s failed; following aliases by polling only", self.folder,
                         exc_info=True)
