@@ -24,8 +24,9 @@ air-gapped sites see no attempt. A process that imported ``openvino_telemetry`` 
 
 from __future__ import annotations
 
+import os
+import queue
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -54,14 +55,23 @@ def available() -> bool:
 
 
 class OpenVinoRun:
-    """A compiled OpenVINO model with one infer request per calling thread (a request is not
-    thread-safe; the compiled model is), called like ONNX Runtime's ``session.run`` for one output.
+    """A compiled OpenVINO model and a fixed pool of infer requests, called like ONNX Runtime's
+    ``session.run`` for one output. A request is not thread-safe (the compiled model is): each call
+    takes one from the pool for its duration, and waits when all are in use.
+
+    The requests are created once, here, and live as long as the model. They used to be created
+    per calling thread (a thread-local), and a server's thread pool starts and retires threads: in
+    about 40 runs of the two-server load test, an `embedops serve` process froze 3 times with every
+    Python thread waiting (py-spy: one in ``create_infer_request``, three in ``infer``), after a
+    promotion; with the fixed pool, 0 in the 16 runs since. The cause inside OpenVINO was not
+    pinned down (its Python bindings have hung on request creation and destruction before), and a
+    standalone script with short-lived threads did not reproduce it.
 
     Compiled for latency (OpenVINO's default on the CPU: one batch at a time on all cores). The
     throughput setting with two batches in flight bulk-encoded about 8% faster on 2 cores but took a
     single query from 12 to 20 ms (docs/BENCHMARKS.md); queries are what a server encodes."""
 
-    def __init__(self, model_path: Path, *, threads: int | None = None):
+    def __init__(self, model_path: Path, *, threads: int | None = None, requests: int | None = None):
         ov = import_openvino()
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
         if threads:
@@ -69,10 +79,13 @@ class OpenVinoRun:
         self.compiled = ov.Core().compile_model(str(model_path), "CPU", config)
         self.input_names = [port.get_any_name() for port in self.compiled.inputs]
         self._output = self.compiled.output(OUTPUT_NAME)
-        self._local = threading.local()
+        self._pool: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(requests or max(2, os.cpu_count() or 1)):
+            self._pool.put(self.compiled.create_infer_request())
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
-        return np.array(request.infer(feeds)[self._output], dtype=np.float32, copy=True)
+        request = self._pool.get()  # blocks (without the GIL) while every request is in use
+        try:
+            return np.array(request.infer(feeds)[self._output], dtype=np.float32, copy=True)
+        finally:
+            self._pool.put(request)
