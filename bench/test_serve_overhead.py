@@ -33,6 +33,7 @@ import pytest
 from conftest import machine, record
 from helpers import start_serve  # an `embedops serve` process on loopback, as the serving tests start it
 
+from embedops.app.server import ServeSettings
 from embedops.beir import read_qrels, read_queries
 from embedops.corpus import read_documents
 from embedops.reembed import IndexBuild
@@ -122,7 +123,7 @@ def test_server_overhead_against_in_process_search(scifact, tmp_path, benchmark)
     reg.promote(twin.index_id, "shadow", override=True, reason="bench: shadow side")
     texts = list(read_queries(scifact, only=set(read_qrels(scifact / "qrels" / "test.tsv"))).values())
 
-    searcher = Searcher(reg)
+    searcher = Searcher(reg, runtime=ServeSettings().runtime)  # the runtime the server embeds with
     reader = searcher.open(index.index_id)
     for q in texts[:30]:
         reader.search([q], K)

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import signal
 import subprocess
 import sys
 import time
@@ -179,6 +180,13 @@ class ServeProcess:
                 last = repr(exc)
             time.sleep(0.1)
         raise AssertionError(f"serve not ready within {timeout} s: {last}\n{self.log.read_text()}")
+
+    def stacks(self) -> str:
+        """Every thread's stack (``kill -USR1``, faulthandler) and the log's tail: for a failure message."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+        return f"--- {self.url} (pid {self.proc.pid}) ---\n" + self.log.read_text()[-20_000:]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

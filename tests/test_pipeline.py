@@ -78,6 +78,8 @@ def test_pipeline_promotes_on_pass_and_rerun_is_cached(setup):
     first = reg.aliases.history("production")[0]
     assert first.override and "first production index" in first.reason  # the baseline: explicit, audited
     assert "verdict pass" in result.stdout
+    shadow = report["stages"][names.index("shadow")]["outputs"]
+    assert f"overlap_at_k={shadow['overlap_at_k']:.4g}," in result.stdout  # not 0.5249999999999999
 
     again = json.loads(cli("pipeline", "run", config, "--json").stdout)
     cached = {s["name"]: s["cached"] for s in again["stages"]}

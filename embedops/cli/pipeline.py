@@ -24,11 +24,17 @@ def _stage_printer():
     return on_stage
 
 
+def _cell(value: str | int | float) -> str:
+    """A stage output as shown: floats to 4 significant digits (0.525, not 0.5249999999999999)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _print_pipeline(report: PipelineReport) -> None:
     """One row a stage: its scalar outputs in full (cells wrap, nothing is cut), seconds, cache key."""
     t = make_table("stage", "result", "s", "key", title="pipeline run")
     for s in report.stages:
-        summary = ", ".join(f"{k}={v}" for k, v in s.outputs.items() if isinstance(v, (str, int, float)) and k != "file")
+        summary = ", ".join(f"{k}={_cell(v)}" for k, v in s.outputs.items()
+                            if isinstance(v, (str, int, float)) and k != "file")
         t.add_row(s.name, "cached" if s.cached else summary, f"{s.seconds:.1f}", s.key)
     out.print(t)
 

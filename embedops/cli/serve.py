@@ -25,6 +25,7 @@ def serve(
     policy_file: Optional[Path] = typer.Option(None, "--policy", help="Rollback policy: the serve.rollback section (default ./embedops.toml or built-in defaults)."),
     check_interval: float = typer.Option(1.0, "--check-interval", min=0.05, help="Seconds between reads of each alias's head (a published record on a local store wakes the server at once)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=0, help="Requests answered at once per process (default: 2 per core, at least 4; 0: the ASGI default of 40). More only takes time from the event loop: the encoder already uses every core."),
+    runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime that embeds queries: onnxruntime, openvino or auto (auto takes OpenVINO for fp32 on the CPU; it froze loaded servers, see docs/BENCHMARKS.md)."),
     keep_alive: int = typer.Option(75, "--keep-alive", min=1, help="Seconds an idle HTTP connection stays open; keep it above your clients' and load balancer's idle timeouts, or a reused connection can be closed under a request."),
 ):
     """Serve search and embeddings over HTTP from the indexes behind aliases, live.
@@ -37,17 +38,24 @@ def serve(
     path ('embedops shadow live'). The [serve.rollback] policy aborts a canary, or rolls production
     back after a promotion, when errors, latency or agreement cross its limits.
 
+    'kill -USR1 PID' prints the stack of every thread of a serve process to its stderr.
+
     Example:  embedops --store ./embedops-demo serve --port 8000 --shadow-alias shadow --shadow-fraction 0.1
     Example:  curl -s localhost:8000/v1/search -H 'content-type: application/json' -d '{"query": "database down", "k": 3}'
     """
+    import faulthandler
+    import signal
+
     import uvicorn
 
     from embedops.app.server import SETTINGS_ENV, ServeSettings, create_app, load_rollback_policy, settings_to_env
 
     settings = ServeSettings(alias=alias, check_interval=check_interval, shadow_alias=shadow_alias,
-                             shadow_fraction=shadow_fraction, rollback=load_rollback_policy(policy_file))
+                             shadow_fraction=shadow_fraction, rollback=load_rollback_policy(policy_file),
+                             runtime=runtime)
     if threads is not None:
         settings = replace(settings, threads=threads)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # 'kill -USR1': where is each thread?
     store = state(ctx).store  # fails here, clearly, if there is no store
     shadow = f", mirroring {shadow_fraction:.0%} to {shadow_alias!r}" if shadow_alias else ""
     err.print(f"serving alias {alias!r} of {store.location} on http://{host}:{port}{shadow} (docs: /docs)")

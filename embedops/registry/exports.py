@@ -95,9 +95,9 @@ def open_export(registry: Registry, model_ref: str, precision: str = "fp32", *, 
 
 
 def open_encoder(registry: Registry, model_ref: str, precision: str = "fp32", *,
-                 providers: list[str] | None = None) -> OnnxEncoder:
+                 providers: list[str] | None = None, runtime: str = "auto") -> OnnxEncoder:
     """The process's open encoder of ``model_ref`` at ``precision`` (see :func:`open_export`)."""
-    return open_export(registry, model_ref, precision, providers=providers).encoder
+    return open_export(registry, model_ref, precision, providers=providers, runtime=runtime).encoder
 
 
 def verified_model_dir(registry: Registry, model_ref: str) -> Path:

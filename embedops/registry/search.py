@@ -51,9 +51,10 @@ class Searcher:
     >>> searcher.search("pg failover steps", k=5).hits[0].id              # doctest: +SKIP
     """
 
-    def __init__(self, registry: Registry, *, providers: list[str] | None = None):
+    def __init__(self, registry: Registry, *, providers: list[str] | None = None, runtime: str = "auto"):
         self.registry = registry
         self.providers = providers
+        self.runtime = runtime  # which runtime embeds queries: auto, onnxruntime or openvino (choose_runtime)
         self._lock = threading.Lock()
         self._tables: dict[tuple[str, int], object] = {}
         self._encoders: dict[tuple[str, str], OnnxEncoder] = {}  # (exact model ref, precision): no read per query
@@ -76,7 +77,8 @@ class Searcher:
         key = (rec.model_ref, rec.precision)
         encoder = self._encoders.get(key)
         if encoder is None:
-            encoder = open_encoder(self.registry, rec.model_ref, rec.precision, providers=self.providers)
+            encoder = open_encoder(self.registry, rec.model_ref, rec.precision, providers=self.providers,
+                                   runtime=self.runtime)
             with self._lock:
                 self._encoders[key] = encoder
         return encoder

@@ -21,6 +21,7 @@ import pytest
 
 from conftest import queries, start_serve
 from helpers import authorise
+from embedops.app.server import ServeSettings
 from embedops.registry import Registry, Searcher
 
 pytestmark = pytest.mark.slow
@@ -135,7 +136,7 @@ def test_two_servers_under_load_agree_on_every_switch_and_answer_from_one_index(
         urls = [p.url for p in servers]
         qs = queries(32, seed=3)
         pairs = [qs[i:i + 2] for i in range(0, len(qs), 2)]
-        searcher = Searcher(s.reg)
+        searcher = Searcher(s.reg, runtime=ServeSettings().runtime)  # the runtime the servers embed with
         expected = {(idx.index_id, p): [[h.id for h in hs] for hs in searcher.open(idx.index_id).search(pair, K)]
                     for idx in (s.a, s.b, s.d) for p, pair in enumerate(pairs)}
         seen: dict[str, float] = {}
@@ -181,6 +182,10 @@ def test_two_servers_under_load_agree_on_every_switch_and_answer_from_one_index(
                   if line.startswith(("embedops_switch_open_seconds_sum", "embedops_switch_open_seconds_count"))]
         print("\nswitch visible on both servers after (s):", {k: round(v, 2) for k, v in seen.items()},
               f"requests ok: {load.ok}; opening:", opened)
+    except BaseException:
+        for p in servers:  # where each server's threads are, for the failure report
+            print(p.stacks())
+        raise
     finally:
         for p in servers:
             p.stop()

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import uvicorn
 
-from embedops.app.server import create_app
+from embedops.app.server import ServeSettings, create_app
+from embedops.errors import UsageError
 from embedops.reembed import IndexBuild
 from embedops.registry import open_encoder
 
@@ -42,6 +43,7 @@ def test_search_answers_from_the_alias_and_follows_promotion_and_rollback(served
     ready = client.get("/readyz").json()
     assert ready["ready"] and ready["index_id"] == blue.index_id and ready["model_ref"] == "tiny@1"
     assert ready["writes"] == {"ready": True, "reason": None} and "canary" not in ready
+    assert ready["provider"].endswith("ExecutionProvider")  # ONNX Runtime embeds queries, not OpenVINO
     first = client.post("/v1/search", json={"query": "postgres failover", "k": 3}).json()
     assert first["index_id"] == blue.index_id and first["model_ref"] == "tiny@1"
     assert len(first["results"][0]["hits"]) == 3 and first["results"][0]["query"] == "postgres failover"
@@ -120,3 +122,11 @@ def test_when_the_store_cannot_be_read_the_open_index_keeps_serving(served, monk
     assert answered.status_code == 200 and answered.json()["index_id"] == blue.index_id
     ready = client.get("/readyz").json()
     assert ready["ready"] and "store unreachable" in ready["store_error"]
+
+
+def test_serve_settings_refuse_an_unknown_runtime_or_shadow_fraction():
+    with pytest.raises(UsageError, match="unknown runtime 'tensorrt'; choose one of auto, onnxruntime, openvino"):
+        ServeSettings(runtime="tensorrt")
+    with pytest.raises(UsageError, match="--shadow-fraction must be between 0 and 1"):
+        ServeSettings(shadow_fraction=1.5)
+    assert ServeSettings().runtime == "onnxruntime"

@@ -80,7 +80,7 @@ def test_live_shadow_is_mirrored_off_the_request_path_and_recorded(live_store, t
     assert {r.query for r in rows} == set(qs) and {(r.primary_index, r.other_index) for r in rows} == \
         {(s.a.index_id, s.d.index_id)}
     assert all(0 <= r.overlap <= 1 and r.k == 5 and len(r.primary_ids) == 5 and r.other_ms > 0 for r in rows)
-    d_hits = {q: [h.id for h in hs] for q, hs in zip(qs, Searcher(s.reg).open(s.d.index_id).search(qs, 5))}
+    d_hits = {q: [h.id for h in hs] for q, hs in zip(qs, Searcher(s.reg, runtime=ServeSettings().runtime).open(s.d.index_id).search(qs, 5))}
     assert all(list(r.other_ids) == d_hits[r.query] for r in rows)  # the shadow side is d's real answer
 
     cli = StoreCli(s.uri)

@@ -19,8 +19,10 @@ source of truth.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
+import signal
 from dataclasses import asdict
 
 from embedops.app.server.app import ServeSettings, create_app
@@ -44,6 +46,7 @@ def app_from_env():
     from embedops.registry import Registry
     from embedops.store import Store, resolve_store_uri
 
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # as `embedops serve` does for one process
     data = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
     rollback = RollbackPolicy(**data.pop("rollback", {}))
     return create_app(Registry(Store.open(resolve_store_uri(None), create=False)),

@@ -43,6 +43,7 @@ from embedops.app.server.mirror import InFlight, Mirror, MirrorJob
 from embedops.app.server.notify import AliasChanges
 from embedops.app.server.rollback import RollbackPolicy, judge
 from embedops.app.server.signals import LiveSignals
+from embedops.encoding.encoder import RUNTIMES
 from embedops.errors import AliasConflictError, EmbedopsError, NotFoundError, UsageError
 from embedops.index import IndexReader
 from embedops.registry import Registry, Searcher, open_encoder
@@ -72,8 +73,14 @@ class ServeSettings:
     # for one query, so more threads add no throughput; they only take the GIL from the event loop,
     # which then answers /readyz and new connections late under load. 0: anyio's default.
     threads: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
+    # Which runtime embeds queries (see choose_runtime). ONNX Runtime, not "auto"'s OpenVINO: a
+    # server encodes single queries, where the two are level (docs/BENCHMARKS.md), and OpenVINO
+    # froze loaded serve processes (every thread waiting inside it) 4 times in about 60 load runs.
+    runtime: str = "onnxruntime"
 
     def __post_init__(self):
+        if self.runtime not in RUNTIMES:
+            raise UsageError(f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
         if not 0 <= self.shadow_fraction <= 1:
             raise UsageError(f"--shadow-fraction must be between 0 and 1 (got {self.shadow_fraction})")
         if self.check_interval <= 0:
@@ -290,7 +297,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
     if check_interval is not None:
         settings = replace(settings, check_interval=check_interval)
     server = f"{socket.gethostname()}:{os.getpid()}"
-    searcher = Searcher(registry)
+    searcher = Searcher(registry, runtime=settings.runtime)
     metrics = ServeMetrics()
     follower = AliasFollower(searcher, check_interval=settings.check_interval,
                              on_switch=lambda old, new: metrics.open_seconds.labels(new.alias).observe(new.opened_in))
@@ -389,7 +396,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
         texts = [request.input] if isinstance(request.input, str) else request.input
         if "@" in request.model:
             try:
-                encoder = open_encoder(registry, request.model)
+                encoder = open_encoder(registry, request.model, runtime=settings.runtime)
                 model_ref = registry.models.get(request.model).ref
             except NotFoundError as exc:
                 raise HTTPException(404, str(exc)) from None
@@ -421,7 +428,8 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
             response.status_code = 503
             return {"ready": False, "alias": settings.alias, "reason": str(exc), "writes": background.writes()}
         body = {"ready": True, "alias": settings.alias, "index_id": view.stable.index_id,
-                "model_ref": view.stable.record.model_ref, "writes": background.writes(),
+                "model_ref": view.stable.record.model_ref, "provider": view.stable.encoder.provider,
+                "writes": background.writes(),
                 "record": {"seq": view.state.seq, "ts": view.state.ts, "switched_at": view.switched_at},
                 "follows": {"check_interval": settings.check_interval, "file_events": background.notified}}
         if view.canary is not None and view.state.canary is not None:
