@@ -12,7 +12,7 @@ abstracts; the 300 SciFact test queries are sent, k=10:
   the same model): the user's latency must not carry the mirrored work.
 
 Ratios are what to compare; the absolute figures move with the machine and its neighbours. Raw
-results: bench/serve-results/<date>.json.
+results: bench/serve-results/<date>-serve-overhead-<runtime>.json.
 """
 
 from __future__ import annotations
@@ -171,10 +171,11 @@ def test_server_overhead_against_in_process_search(scifact, tmp_path, benchmark)
         },
         "cpu_flags": _cpu_flags(),
         "date": dt.date.today().isoformat(),
+        "runtime": ServeSettings().runtime,
     }
     record("serve_overhead", data)
     OUT.mkdir(exist_ok=True)
-    (OUT / f"{data['date']}-serve-overhead.json").write_text(json.dumps(data | {"machine": machine()}, indent=2))
+    (OUT / f"{data['date']}-serve-overhead-{data['runtime']}.json").write_text(json.dumps(data | {"machine": machine()}, indent=2))
     assert plain["sequential_ms"]["p50"] > 0
 
 
