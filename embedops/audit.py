@@ -53,9 +53,11 @@ class AuditLog:
     def _table(self):
         return self.store.table(EVENTS_TABLE, EVENTS_SCHEMA)
 
-    def record(self, action: str, subject: str, *, reason: str | None = None, **details: Any) -> AuditEvent:
+    def record(self, action: str, subject: str, *, reason: str | None = None, by: str | None = None,
+               **details: Any) -> AuditEvent:
+        """Append one event; ``by`` names the actor (default: :func:`embedops.records.actor`)."""
         event = AuditEvent(
-            ts=utcnow(), actor=actor(), action=action, subject=subject, reason=reason,
+            ts=utcnow(), actor=by or actor(), action=action, subject=subject, reason=reason,
             details=details, event_id=uuid.uuid4().hex,
         )
         row = event.to_dict() | {"details": dumps(details)}

@@ -91,9 +91,10 @@ class RefLog:
         seqs = self._seqs(key)
         return self._read(key, seqs[-1]) if seqs else None
 
-    def records(self, key: str) -> list[RefRecord]:
-        """Every record of ``key``, oldest first."""
-        return [self._read(key, s) for s in self._seqs(key)]
+    def records(self, key: str, *, last: int | None = None, before: int | None = None) -> list[RefRecord]:
+        """Records of ``key``, oldest first: every one, or the ``last`` ones (before seq ``before``)."""
+        seqs = [s for s in self._seqs(key) if before is None or s < before]
+        return [self._read(key, s) for s in (seqs[-last:] if last else seqs)]
 
     def keys(self, prefix: str) -> list[str]:
         """Keys directly under ``prefix`` that have at least one record."""

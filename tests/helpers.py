@@ -72,6 +72,21 @@ def make_tiny_model(dest: Path, *, hidden: int = 32, layers: int = 2, seed: int 
 PASSING_GATES = [{"name": g, "status": "pass", "reason": "ok"} for g in ("domain", "forgetting", "onnx_parity",
                                                                           "index_integrity")]
 
+# A passing report's gates with the evidence run_guards stores (the dashboard draws its plots from it).
+REPORT_GATES = [
+    {"name": "domain", "status": "pass", "value": 4.2, "threshold": 0.0, "reason": "mean ndcg@10 lift +4.20 points",
+     "evidence": {"metric": "ndcg@10", "delta_values": [-12.5, -3.0, 0.0, 0.0, 2.5, 8.0, 12.0, 25.0],
+                  "recall_curves": {"candidate": {"1": 31.0, "10": 72.5, "100": 97.0},
+                                    "production": {"1": 25.0, "10": 61.0, "100": 95.5}},
+                  "lost_most": [{"query_id": "q7", "query": "cert renewal on the edge proxy", "delta": -12.5}]}},
+    {"name": "forgetting", "status": "pass", "value": 0.4, "threshold": 1.0, "reason": "worst drop 0.40 points",
+     "evidence": {"benchmarks": [{"benchmark": "/data/sts-test.tsv", "base": 82.0, "candidate": 81.6}]}},
+    {"name": "onnx_parity", "status": "pass", "value": 0.9999, "threshold": 0.999, "reason": "ok"},
+    {"name": "index_integrity", "status": "pass", "value": 0, "threshold": 0, "reason": "ok"},
+    {"name": "latency", "status": "skip", "value": None, "threshold": None, "reason": "no production latency"},
+]
+
+
 def binding_for(reg, index, *, alias="production", policy=None, **changes):
     """A report binding that matches the store as it is now (what run_guards would record), then ``changes``."""
     from dataclasses import replace

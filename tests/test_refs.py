@@ -58,3 +58,13 @@ def test_leftover_temp_files_are_ignored(tmp_path):
 def test_bad_keys_are_refused(tmp_path, key):
     with pytest.raises(UsageError):
         RefLog(tmp_path).head(key)
+
+
+def test_records_reads_the_last_ones_before_a_seq(tmp_path):
+    log = RefLog(tmp_path)
+    for i in range(1, 8):
+        log.append("aliases/p", i - 1, {"value": i})
+    assert [r.seq for r in log.records("aliases/p", last=3)] == [5, 6, 7]
+    assert [r.seq for r in log.records("aliases/p", last=3, before=5)] == [2, 3, 4]
+    assert [r.seq for r in log.records("aliases/p", last=3, before=2)] == [1]
+    assert len(log.records("aliases/p")) == 7

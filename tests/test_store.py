@@ -83,3 +83,20 @@ def test_store_uri_resolution(monkeypatch):
     monkeypatch.setenv("EMBEDOPS_STORE", "/x/y")
     assert resolve_store_uri(None) == "/x/y"
     assert resolve_store_uri("/a") == "/a"
+
+
+def test_compacting_merges_one_row_writes_of_registry_tables_and_leaves_index_tables(tmp_path):
+    store = Store.open(str(tmp_path / "s"))
+    schema = pa.schema([pa.field("n", pa.int64())])
+    events = store.table("events", schema)
+    for n in range(40):  # as the registry writes: one row a commit
+        events.add(pa.table({"n": [n]}))
+    index = store.create_table("index__x", pa.table({"n": [1]}))
+    for n in range(40):
+        index.add(pa.table({"n": [n]}))
+    assert store.compact_tables(min_small_fragments=1000) == []  # below the threshold: nothing
+    assert store.compact_tables() == ["events"]
+    events = store.open_table("events")
+    assert events.stats()["fragment_stats"]["num_fragments"] == 1
+    assert sorted(events.to_arrow()["n"].to_pylist()) == list(range(40))
+    assert store.open_table("index__x").stats()["fragment_stats"]["num_fragments"] == 41  # its versions are pinned

@@ -55,13 +55,13 @@ def prepare_store(path: Path) -> Path:
 
 
 def demo_config(store: Path, domain: Path | None, general: list[Path]) -> tuple[PipelineConfig, str]:
-    # Sized for "under 5 minutes on 2 CPU cores": one epoch, 2 mined negatives, 4 interpolation weights.
+    # Sized for "under 5 minutes on 2 CPU cores": one epoch, 1 mined negative, 4 interpolation weights.
     # Plain MNRL: loss "auto" sizes a step by the model's 256-token limit and would take GradCache (a
     # second forward pass, the demo's training twice as long); the demo's notes are under 80 tokens,
     # so a step is under 10k tokens and its peak RSS stays near 3.4 GB (docs/BENCHMARKS.md).
     train = TrainConfig(epochs=1, batch_size=32, lr=5e-5, interpolate="auto", max_general_drop=1.0,
                         eval_fraction=0.1, alphas=(1.0, 0.8, 0.6, 0.4), loss="mnrl")
-    mine = MineSettings(negatives=2, margin=0.95, range_min=0, range_max=50)
+    mine = MineSettings(negatives=1, margin=0.95, range_min=0, range_max=50)
     if domain is None:
         dom = write_demo_domain(store / "demo-domain")
         note = ("general check: 24 hand-written sentence pairs (a smoke test of everyday English, not a benchmark); "

@@ -22,7 +22,7 @@ def serve(
     workers: int = typer.Option(1, "--workers", min=1, help="Server processes; each follows the aliases on its own."),
     shadow_alias: Optional[str] = typer.Option(None, "--shadow-alias", help="Mirror live queries to this alias's index, off the request path, and record the comparison."),
     shadow_fraction: float = typer.Option(0.1, "--shadow-fraction", min=0.0, max=1.0, help="Share of live queries mirrored to --shadow-alias."),
-    policy_file: Optional[Path] = typer.Option(None, "--policy", help="Rollback policy: the serve.rollback section (default ./embedops.toml or built-in defaults)."),
+    policy_file: Optional[Path] = typer.Option(None, "--policy", help="Policy file: its serve.rollback section, and the guard policy a dashboard promotion is judged under (default ./embedops.toml or built-in defaults)."),
     check_interval: float = typer.Option(1.0, "--check-interval", min=0.05, help="Seconds between reads of each alias's head (a published record on a local store wakes the server at once)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=0, help="Requests answered at once per process (default: 2 per core, at least 4; 0: the ASGI default of 40). More only takes time from the event loop: the encoder already uses every core."),
     runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime that embeds queries: onnxruntime, openvino or auto (auto takes OpenVINO for fp32 on the CPU; it froze loaded servers, see docs/BENCHMARKS.md)."),
@@ -31,7 +31,9 @@ def serve(
     """Serve search and embeddings over HTTP from the indexes behind aliases, live.
 
     It follows promotions, rollbacks and canaries without a restart (OpenAPI docs at /docs,
-    Prometheus metrics at /metrics).
+    Prometheus metrics at /metrics). The dashboard is at / : read-only, unless EMBEDOPS_UI_TOKEN is
+    set when the server starts; then whoever signs in with that token may promote (with a passing
+    guard report, as 'promote' needs), roll back and abort canaries, audited as the dashboard.
 
     A canary ('embedops canary start') answers its share of searches, sticky by client key; with
     --shadow-alias a share of live queries also runs on the shadow index, compared off the request
@@ -48,22 +50,26 @@ def serve(
 
     import uvicorn
 
+    from embedops.app.dashboard import TOKEN_ENV
     from embedops.app.server import SETTINGS_ENV, ServeSettings, create_app, load_rollback_policy, settings_to_env
 
     settings = ServeSettings(alias=alias, check_interval=check_interval, shadow_alias=shadow_alias,
                              shadow_fraction=shadow_fraction, rollback=load_rollback_policy(policy_file),
-                             runtime=runtime)
+                             runtime=runtime, policy_file=str(policy_file) if policy_file else None)
     if threads is not None:
         settings = replace(settings, threads=threads)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # 'kill -USR1': where is each thread?
     store = state(ctx).store  # fails here, clearly, if there is no store
     shadow = f", mirroring {shadow_fraction:.0%} to {shadow_alias!r}" if shadow_alias else ""
-    err.print(f"serving alias {alias!r} of {store.location} on http://{host}:{port}{shadow} (docs: /docs)")
+    mode = "promote/rollback with the token" if os.environ.get(TOKEN_ENV) else f"read-only: set {TOKEN_ENV} to act"
+    err.print(f"serving alias {alias!r} of {store.location} on http://{host}:{port}{shadow}\n"
+              f"dashboard: http://{host}:{port}/ ({mode}); API docs: /docs")
     if workers > 1:
         os.environ["EMBEDOPS_STORE"] = state(ctx).store_uri
         os.environ[SETTINGS_ENV] = settings_to_env(settings)
         uvicorn.run("embedops.app.server:app_from_env", factory=True, host=host, port=port, workers=workers,
                     log_level="warning", timeout_keep_alive=keep_alive)
         return
-    uvicorn.run(create_app(state(ctx).registry, settings), host=host, port=port, log_level="warning",
+    uvicorn.run(create_app(state(ctx).registry, settings, ui_token=os.environ.get(TOKEN_ENV) or None),
+                host=host, port=port, log_level="warning",
                 timeout_keep_alive=keep_alive)

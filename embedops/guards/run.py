@@ -107,14 +107,14 @@ def run_guards(registry: Registry, index_id: str, *, gold: Path, general: list[P
     )
     inputs = {"gold": str(gold), "gold_hash": gold_hash, "general": general_digests, "alias": alias,
               "production_index": production_id, "base_model": base_ref, "policy": policy.to_dict()}
-    stored = registry.reports.put(
-        binding, model_ref=model.ref, verdict=verdict, inputs=inputs,
-        gates=[g.to_dict() | {"evidence": {k: v for k, v in g.evidence.items() if k != "per_query_delta"}} for g in gates],
-    )
-    evidence = dict(domain.evidence)
     curves = {"candidate": recall_curve(qrels, runs["candidate_run"])}
     if "production_run" in runs:
         curves["production"] = recall_curve(qrels, runs["production_run"])
+    stored = registry.reports.put(
+        binding, model_ref=model.ref, verdict=verdict, inputs=inputs,
+        gates=[g.to_dict() | {"evidence": _stored_evidence(g, curves)} for g in gates],
+    )
+    evidence = dict(domain.evidence)
     evidence["recall_curves"] = curves
     evidence["general"] = forgetting.evidence.get("benchmarks", [])
     report = GuardReport(stored, gates, evidence)
@@ -123,6 +123,17 @@ def run_guards(registry: Registry, index_id: str, *, gold: Path, general: list[P
 
         report.html = write_html(stored.to_dict(), evidence, Path(html_dir))
     return report
+
+
+def _stored_evidence(gate: GateResult, curves: dict[str, dict]) -> dict[str, Any]:
+    """A gate's evidence as the report keeps it: the domain gate's per-query deltas as sorted values
+    to 0.001 point (what a histogram needs; the queries that lost most keep their ids and text) and
+    its recall@k curves, so the dashboard draws the report's plots from the store."""
+    evidence = {k: v for k, v in gate.evidence.items() if k != "per_query_delta"}
+    if gate.name == "domain" and "per_query_delta" in gate.evidence:
+        evidence["delta_values"] = sorted(round(d, 3) for d in gate.evidence["per_query_delta"].values())
+        evidence["recall_curves"] = curves
+    return evidence
 
 
 def passing_report(registry: Registry, index_id: str, policy: Policy, alias: str = "production") -> StoredReport:

@@ -49,7 +49,7 @@ class Registry:
 
     def promote(self, index_id: str, alias: str = "production", *, policy: Policy | None = None, expect=UNSET,
                 reason: str | None = None, override: bool = False, gold_digest: str | None = None,
-                general_digests: list[str] | None = None) -> AliasState:
+                general_digests: list[str] | None = None, by: str | None = None) -> AliasState:
         """Point ``alias`` at a ready index: the one way any code switches an alias to a new index.
 
         Allowed only when a guard report authorises exactly this switch now under ``policy``
@@ -59,6 +59,7 @@ class Registry:
         The switch is a compare-and-swap against the value the check saw (or ``expect``), so an
         alias moved by someone else in between is a conflict, never a silent overwrite. While the
         alias has a canary, only the canary index may be promoted (abort it first otherwise).
+        ``by`` names the actor in the alias log and audit (default: :func:`embedops.records.actor`).
         """
         rec, head, report, reason = self._authorise(index_id, alias, policy, expect, reason, override, gold_digest,
                                                     general_digests, what="promotion")
@@ -68,9 +69,9 @@ class Registry:
                              "promote it ('embedops canary promote') or abort it ('embedops canary abort') first")
         # compare-and-swap against what was checked: if the alias moved since, this is a conflict
         state = self.aliases._switch(alias, index_id, expect=seen, reason=reason, action="promote",
-                                     report_id=report.report_id if report else None, override=override)
+                                     report_id=report.report_id if report else None, override=override, by=by)
         if override:
-            self.audit.record("promote.override", index_id, reason=reason, alias=alias, previous=state.previous)
+            self.audit.record("promote.override", index_id, reason=reason, by=by, alias=alias, previous=state.previous)
         return state
 
     def _authorise(self, index_id: str, alias: str, policy: Policy | None, expect, reason: str | None, override: bool,

@@ -112,8 +112,9 @@ class AliasRegistry:
             raise NotFoundError(f"alias {name!r} does not point at any index yet; promote an index first")
         return state.value
 
-    def history(self, name: str) -> list[AliasState]:
-        return [self._state(name, r) for r in self.store.refs.records(self._key(name))]
+    def history(self, name: str, *, last: int | None = None, before: int | None = None) -> list[AliasState]:
+        """The alias's records, oldest first: all, or the ``last`` ones before record ``before``."""
+        return [self._state(name, r) for r in self.store.refs.records(self._key(name), last=last, before=before)]
 
     def list(self) -> list[AliasState]:
         out = []

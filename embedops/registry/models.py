@@ -152,6 +152,10 @@ class ModelRegistry:
     def _table(self):
         return self.store.table(MODELS_TABLE, MODELS_SCHEMA)
 
+    def count(self) -> int:
+        """How many records (one count, no rows read)."""
+        return self._table().count_rows()
+
     # -- writing ------------------------------------------------------------------------------------
 
     def _claim_version(self, name: str, digest: str) -> int:

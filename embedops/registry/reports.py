@@ -93,6 +93,10 @@ class GuardReportStore:
     def _table(self):
         return self.store.table(REPORTS_TABLE, REPORTS_SCHEMA)
 
+    def count(self) -> int:
+        """How many records (one count, no rows read)."""
+        return self._table().count_rows()
+
     def put(self, binding: ReportBinding, *, model_ref: str, verdict: str, inputs: dict, gates: list[dict]) -> StoredReport:
         """Store a report; ``binding`` says exactly what it was made for (kept in ``inputs``)."""
         inputs = inputs | {"binding": binding.to_dict()}
@@ -112,10 +116,14 @@ class GuardReportStore:
         rows = self._table().search().where(f"report_id = {sql_str(report_id)}").limit(None).to_arrow().to_pylist()
         return _from_row(rows[0]) if rows else None
 
+    def list(self) -> list[StoredReport]:
+        """Every report, oldest first."""
+        return sorted(map(_from_row, self._table().to_arrow().to_pylist()), key=lambda r: r.created_at)
+
     def latest(self) -> list[StoredReport]:
         """The newest report of every index, oldest first."""
         newest: dict[str, StoredReport] = {}
-        for r in map(_from_row, self._table().to_arrow().to_pylist()):
+        for r in self.list():
             if r.index_id not in newest or r.created_at >= newest[r.index_id].created_at:
                 newest[r.index_id] = r
         return sorted(newest.values(), key=lambda r: r.created_at)

@@ -94,3 +94,30 @@ def running_app(app):
         thread.join(15)
 
 
+
+
+@dataclass
+class DashboardStore:
+    """``live_store`` after a guarded promotion of ``b`` (report ``report``) and three live comparisons."""
+
+    live: LiveStore
+    report: object
+    overlaps: list
+
+
+@pytest.fixture
+def dashboard_store(live_store) -> DashboardStore:
+    import datetime as dt
+
+    from helpers import REPORT_GATES, binding_for, put_report
+    from embedops.registry.live import LiveComparison
+
+    s = live_store
+    report = put_report(s.reg, binding_for(s.reg, s.b), gates=REPORT_GATES)
+    s.reg.promote(s.b.index_id)
+    now = dt.datetime.now(dt.timezone.utc)
+    overlaps = [1.0, 0.8, 0.6]
+    s.reg.live.append([LiveComparison((now - dt.timedelta(minutes=i)).isoformat(timespec="milliseconds"), "test:1",
+                                      "shadow", "production", s.b.index_id, s.d.index_id, f"query {i}", 5, o, 0.5,
+                                      12.0, 15.0, ("d1",), ("d2",)) for i, o in enumerate(overlaps)])
+    return DashboardStore(s, report, overlaps)

@@ -209,3 +209,18 @@ def test_a_published_alias_record_wakes_the_server_before_its_next_check(live_st
                  "the switch, 28 s before the next periodic check")
         s.reg.rollback(reason="test")
         wait_for(lambda: client.get("/readyz").json()["index_id"] == s.a.index_id, 2, "the rollback")
+
+
+def test_a_server_compacts_the_registry_tables_that_one_row_writes_fragment(live_store):
+    s = live_store
+    for n in range(40):  # each audit event is one more small fragment of the events table
+        s.reg.audit.record("test.note", f"n{n}")
+    fragments = lambda: s.reg.store.open_table("events").stats()["fragment_stats"]["num_fragments"]  # noqa: E731
+    assert fragments() > 40
+    with running_app(create_app(s.reg, ServeSettings(compact_interval=0.5))) as client:
+        deadline = time.monotonic() + 20
+        while fragments() > 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert fragments() == 1
+        assert client.get("/readyz").json()["ready"]
+    assert sorted(e.subject for e in s.reg.audit.events() if e.action == "test.note") == sorted(f"n{n}" for n in range(40))

@@ -25,6 +25,7 @@ import os
 import signal
 from dataclasses import asdict
 
+from embedops.app.dashboard import TOKEN_ENV
 from embedops.app.server.app import ServeSettings, create_app
 from embedops.app.server.follower import AliasFollower, AliasView, canary_bucket
 from embedops.app.server.rollback import RollbackPolicy, load_rollback_policy
@@ -50,4 +51,4 @@ def app_from_env():
     data = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
     rollback = RollbackPolicy(**data.pop("rollback", {}))
     return create_app(Registry(Store.open(resolve_store_uri(None), create=False)),
-                      ServeSettings(**data, rollback=rollback))
+                      ServeSettings(**data, rollback=rollback), ui_token=os.environ.get(TOKEN_ENV) or None)

@@ -37,6 +37,7 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, model_validator
 
+from embedops.app.dashboard import UiAuth, dashboard_router
 from embedops.app.server.follower import AliasFollower, AliasView
 from embedops.app.server.metrics import ServeMetrics
 from embedops.app.server.mirror import InFlight, Mirror, MirrorJob
@@ -69,6 +70,9 @@ class ServeSettings:
     mirror_queue: int = 256
     flush_interval: float = 2.0
     write_probe_interval: float = 5.0
+    # Seconds between compactions of the registry's tables (their one-row writes fragment them and
+    # slow every read, the dashboard's pages first); 0: never. The first runs soon after start.
+    compact_interval: float = 600.0
     # Searches answered at once (anyio's default is 40 threads). The encoder already uses every core
     # for one query, so more threads add no throughput; they only take the GIL from the event loop,
     # which then answers /readyz and new connections late under load. 0: anyio's default.
@@ -77,6 +81,9 @@ class ServeSettings:
     # server encodes single queries, where the two are level (docs/BENCHMARKS.md), and OpenVINO
     # froze loaded serve processes (every thread waiting inside it) 4 times in about 60 load runs.
     runtime: str = "onnxruntime"
+    # The guard policy file a dashboard promotion is judged under (default ./embedops.toml), as
+    # `embedops promote --policy` would; its [serve.rollback] section is `rollback` above.
+    policy_file: str | None = None
 
     def __post_init__(self):
         if self.runtime not in RUNTIMES:
@@ -170,6 +177,17 @@ class _Background:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="embedops-follow", daemon=True)
         self._thread.start()
+        if self.settings.compact_interval > 0:  # its own thread: a big compaction must not delay a switch
+            threading.Thread(target=self._compact, name="embedops-compact", daemon=True).start()
+
+    def _compact(self) -> None:
+        delay = min(10.0, self.settings.compact_interval)
+        while not self._stop.wait(delay):
+            if self.write_error is None:  # a read-only store: nothing to write, nothing to compact
+                done = self.registry.store.compact_tables()
+                if done:
+                    log.info("embedops serve: compacted %s", ", ".join(done))
+            delay = self.settings.compact_interval
 
     def stop(self) -> None:
         self._stop.set()
@@ -288,9 +306,10 @@ class _Background:
 
 
 def create_app(registry: Registry, settings: ServeSettings | None = None, *, alias: str | None = None,
-               check_interval: float | None = None) -> FastAPI:
+               check_interval: float | None = None, ui_token: str | None = None) -> FastAPI:
     """The ASGI app serving ``registry``'s aliases (``settings.alias`` by default). ``alias`` and
-    ``check_interval`` override those settings."""
+    ``check_interval`` override those settings. The dashboard is at ``/``; ``ui_token`` (what
+    ``$EMBEDOPS_UI_TOKEN`` gives `embedops serve`) allows its promote, rollback and canary abort."""
     settings = settings or ServeSettings()
     if alias is not None:
         settings = replace(settings, alias=alias)
@@ -321,7 +340,8 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
 
     app = FastAPI(title="embedops", version="1", lifespan=lifespan,
                   description="Search and embeddings from the indexes behind aliases, with canaries, live shadow "
-                              "traffic and automatic rollback.")
+                              "traffic and automatic rollback. The dashboard is at /.")
+    app.include_router(dashboard_router(registry, auth=UiAuth(ui_token), policy_file=settings.policy_file))
 
     def view_of(alias_name: str) -> AliasView:
         try:
