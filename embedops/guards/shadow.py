@@ -9,7 +9,6 @@ most, and per-query latency p50/p95 of each side (encode + search, measured alte
 from __future__ import annotations
 
 import time
-
 from dataclasses import dataclass, field
 from typing import Any
 

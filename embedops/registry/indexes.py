@@ -46,10 +46,6 @@ class IndexRegistry:
     def _table(self):
         return self.store.table(INDEXES_TABLE, INDEXES_SCHEMA)
 
-    def count(self) -> int:
-        """How many records (one count, no rows read)."""
-        return self._table().count_rows()
-
     def create(self, model_ref: str, corpus: str, *, params: dict[str, Any] | None = None,
                index_id: str | None = None) -> IndexRecord:
         index_id = index_id or new_index_id(model_ref, corpus)
