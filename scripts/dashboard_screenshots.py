@@ -1,7 +1,8 @@
 """Screenshots of the dashboard for docs/ (run: .venv/bin/python scripts/dashboard_screenshots.py
 ./embedops-demo docs/img). Serves the store's dashboard on loopback, read-only, and saves the
-overview, an alias timeline, the models page and the newest guard report at 1280x800 and at phone
-width (390x844), full page. Needs playwright and Chromium (apt-get install chromium)."""
+overview, an alias timeline, models, indexes, the newest guard report and live comparisons, full
+page, at 1280x800 and at phone width (390x844). Needs playwright and Chromium (apt-get install
+chromium)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ def main(store: str, out: str) -> None:
         sys.exit(missing())
     reg = Registry(Store.open(store, create=False))
     report = max(reg.reports.list(), key=lambda r: r.created_at)
-    pages = {"overview": "/", "alias": "/ui/aliases/production", "models": "/ui/models",
-             "report": f"/ui/reports/{report.report_id}"}
+    pages = {"overview": "/", "alias": "/ui/aliases/production", "models": "/ui/models", "indexes": "/ui/indexes",
+             "report": f"/ui/reports/{report.report_id}", "live": "/ui/live?since=7d"}
     Path(out).mkdir(parents=True, exist_ok=True)
     with running_app(create_app(reg, ServeSettings(compact_interval=0))) as http, chromium() as browser:
         base = str(http.base_url).rstrip("/")

@@ -142,25 +142,27 @@ def _when(ts: str) -> float:
 
 
 def time_axis(events: list[tuple[str, str, str]], *, title: str) -> Markup:
-    """Events ``(ts, action, label)`` as dots on a time line, one lane per action."""
+    """Events ``(ts, action, label)`` as dots on a time line, one lane per action (drawn 1,000 wide:
+    it spans a page, not a grid cell)."""
     if not events:
         return Markup("")
+    width = 1000
     lanes = sorted({a for _, a, _ in events}, key=lambda a: list(ACTION_COLOURS).index(a) if a in ACTION_COLOURS else 9)
     height = _PAD_T + _PAD_B + 26 * len(lanes)
     t0, t1 = _when(events[0][0]), _when(events[-1][0])
     first, last = events[0][0][:16].replace("T", " "), events[-1][0][:16].replace("T", " ")
-    sx = _scale(t0, t1 if t1 > t0 else t0 + 1, _PAD_L + 60, _W - _PAD_R - 10)
+    sx = _scale(t0, t1 if t1 > t0 else t0 + 1, _PAD_L + 60, width - _PAD_R - 10)
     body = [f'<text x="{_PAD_L + 60}" y="{height - 14}" class="tick">{escape(first)}</text>',
-            f'<text x="{_W - _PAD_R}" y="{height - 14}" text-anchor="end" class="tick">{escape(last)}</text>']
+            f'<text x="{width - _PAD_R}" y="{height - 14}" text-anchor="end" class="tick">{escape(last)}</text>']
     for i, lane in enumerate(lanes):
         y = _PAD_T + 13 + 26 * i
         body.append(f'<text x="{_PAD_L + 52}" y="{y + 4}" text-anchor="end" class="tick">{escape(lane)}</text>'
-                    f'<line x1="{_PAD_L + 60}" y1="{y}" x2="{_W - _PAD_R}" y2="{y}" class="grid faint"/>')
+                    f'<line x1="{_PAD_L + 60}" y1="{y}" x2="{width - _PAD_R}" y2="{y}" class="grid faint"/>')
     for ts, action, label in events:
         y = _PAD_T + 13 + 26 * lanes.index(action)
         body.append(f'<circle cx="{sx(_when(ts)):.1f}" cy="{y}" r="5" fill="{ACTION_COLOURS.get(action, "#888")}">'
                     f"<title>{escape(ts[:19])} {escape(label)}</title></circle>")
-    return _frame(body, title, "", "", height=height)
+    return _frame(body, title, "", "", width=width, height=height)
 
 
 def lineage_graph(nodes: list[tuple[str, int, int, str | None, str]], *, href: str = "/ui/models/") -> Markup:
