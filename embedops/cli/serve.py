@@ -61,9 +61,9 @@ def serve(
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # 'kill -USR1': where is each thread?
     store = state(ctx).store  # fails here, clearly, if there is no store
     shadow = f", mirroring {shadow_fraction:.0%} to {shadow_alias!r}" if shadow_alias else ""
-    mode = "promote/rollback with the token" if os.environ.get(TOKEN_ENV) else f"read-only: set {TOKEN_ENV} to act"
+    mode = "sign in with the token to act" if os.environ.get(TOKEN_ENV) else f"read-only: set {TOKEN_ENV} to act"
     err.print(f"serving alias {alias!r} of {store.location} on http://{host}:{port}{shadow}\n"
-              f"dashboard: http://{host}:{port}/ ({mode}); API docs: /docs")
+              f"dashboard: http://{host}:{port}/ ({mode})\nAPI docs: http://{host}:{port}/docs")
     if workers > 1:
         os.environ["EMBEDOPS_STORE"] = state(ctx).store_uri
         os.environ[SETTINGS_ENV] = settings_to_env(settings)
