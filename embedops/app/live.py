@@ -90,10 +90,16 @@ def live_summary(registry: Registry, *, since: str | None = None, alias: str | N
                       first=g[0].ts, last=g[-1].ts, servers=len({r.server for r in g}))
              for k, g in groups.items()]
     pairs.sort(key=lambda p: p.last, reverse=True)
-    disagreements, seen = [], set()
+    return LiveSummary(since, pairs, worst_disagreements(rows, worst))
+
+
+def worst_disagreements(rows: list[LiveComparison], worst: int = 5) -> list[LiveComparison]:
+    """The ``worst`` comparisons with the lowest overlap@k (then rank correlation), each query of a
+    compared pair once, however often it was asked."""
+    out, seen = [], set()
     for r in sorted(rows, key=lambda r: (r.overlap, r.rank_correlation)):
         key = (r.kind, r.primary_index, r.other_index, r.query)
-        if key not in seen and len(disagreements) < worst:
+        if key not in seen and len(out) < worst:
             seen.add(key)
-            disagreements.append(r)  # each query once, however often it was asked
-    return LiveSummary(since, pairs, disagreements)
+            out.append(r)
+    return out

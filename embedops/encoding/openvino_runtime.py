@@ -63,9 +63,10 @@ class OpenVinoRun:
     per calling thread (a thread-local), and a server's thread pool starts and retires threads: in
     about 40 runs of the two-server load test, an `embedops serve` process froze 3 times with every
     Python thread waiting (py-spy: one in ``create_infer_request``, three in ``infer``), after a
-    promotion; with the fixed pool, 0 in the 16 runs since. The cause inside OpenVINO was not
-    pinned down (its Python bindings have hung on request creation and destruction before), and a
-    standalone script with short-lived threads did not reproduce it.
+    promotion; with the fixed pool, 0 in the next 16 runs, but once more in CI, at a promotion
+    (a model compiled beside running inferences). The cause inside OpenVINO was not pinned down
+    (its Python bindings have hung on request creation and destruction before), and standalone
+    scripts did not reproduce it; `embedops serve` embeds queries with ONNX Runtime since.
 
     Compiled for latency (OpenVINO's default on the CPU: one batch at a time on all cores). The
     throughput setting with two batches in flight bulk-encoded about 8% faster on 2 cores but took a

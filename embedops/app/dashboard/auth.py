@@ -61,14 +61,19 @@ class UiAuth:
         """The CSRF token forms of session ``sid`` carry ("" without a session)."""
         return self._sign("csrf:" + sid) if sid and self.writable else ""
 
+    @staticmethod
+    def check_origin(origin: str | None, host: str | None) -> None:
+        """Raise WriteRefused when a request's ``Origin`` names another host than this server."""
+        if origin and host and origin.split("://", 1)[-1].rstrip("/") != host:
+            raise WriteRefused(f"cross-site request refused (Origin {origin} is not this server, {host})")
+
     def check_write(self, *, cookie: str | None, csrf: str | None, authorization: str | None,
                     origin: str | None, host: str | None) -> None:
         """Raise WriteRefused unless this write request may change an alias."""
         if not self.writable:
             raise WriteRefused(f"this dashboard is read-only: start the server with {TOKEN_ENV} set to allow "
                                "promote, rollback and canary abort")
-        if origin and host and origin.split("://", 1)[-1].rstrip("/") != host:
-            raise WriteRefused(f"cross-site request refused (Origin {origin} is not this server, {host})")
+        self.check_origin(origin, host)
         if authorization and authorization.startswith("Bearer "):
             if self.accepts(authorization[len("Bearer "):]):
                 return

@@ -24,7 +24,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from embedops.app.dashboard import charts, views
 from embedops.app.dashboard.auth import COOKIE, UiAuth, WriteRefused
-from embedops.app.live import live_summary, parse_since
+from embedops.app.live import parse_since
 from embedops.app.promotion import promote as promote_index
 from embedops.errors import AliasConflictError, EmbedopsError, NotFoundError, PromotionRefused, UsageError
 from embedops.registry import UNSET, Registry
@@ -112,7 +112,7 @@ def dashboard_router(registry: Registry, *, auth: UiAuth | None = None, policy_f
     @router.get("/ui/models/{ref}", response_class=HTMLResponse)
     def model_page(request: Request, ref: str):
         try:
-            model = views.model_detail(registry, ref)
+            model = registry.models.get(ref)
         except (NotFoundError, UsageError) as exc:
             return not_found(request, exc)
         m = model.metrics
@@ -168,10 +168,9 @@ def dashboard_router(registry: Registry, *, auth: UiAuth | None = None, policy_f
             since_ts = parse_since(since)
         except UsageError as exc:
             return pages.message(request, 422, "Bad 'since'", str(exc), back="/ui/live", css="fail")
-        series = views.live_series(registry, since=since_ts)
-        worst = live_summary(registry, since=since_ts, worst=10).disagreements
+        live = views.live_view(registry, since=since_ts)
         drawn = []
-        for s in series:
+        for s in live.series:
             xs = {i: p.minute[11:16] for i, p in enumerate(s.points)}
             drawn.append((s, charts.line_chart({"overlap@k": [(i, p.overlap) for i, p in enumerate(s.points)]},
                                                x_label="minute (UTC)", y_label="overlap@k", x_labels=xs),
@@ -180,7 +179,7 @@ def dashboard_router(registry: Registry, *, auth: UiAuth | None = None, policy_f
                                             x_label="minute (UTC)", y_label="ms", x_labels=xs)))
         canaries = [a for a in registry.aliases.list() if a.canary]
         return pages.render(request, "live.html", title="Shadow and canary", nav="live", since=since_ts,
-                            series=drawn, worst=worst, canaries=canaries)
+                            series=drawn, worst=live.disagreements, canaries=canaries)
 
     @router.get("/ui/static/{name}")
     def static(name: str):
@@ -200,9 +199,10 @@ def dashboard_router(registry: Registry, *, auth: UiAuth | None = None, policy_f
     @router.post("/ui/login")
     async def login(request: Request):
         data = await form(request)
-        origin, host = request.headers.get("origin"), request.headers.get("host")
-        if origin and host and origin.split("://", 1)[-1].rstrip("/") != host:
-            return pages.message(request, 403, "Refused", f"cross-site sign-in refused (Origin {origin})", css="fail")
+        try:
+            auth.check_origin(request.headers.get("origin"), request.headers.get("host"))
+        except WriteRefused as exc:
+            return pages.message(request, 403, "Refused", str(exc), css="fail")
         if not auth.accepts(data.get("token")):
             why = "wrong token" if auth.writable else "this server has no EMBEDOPS_UI_TOKEN: the dashboard is read-only"
             return pages.message(request, 403, "Not signed in", why, back="/ui/login", css="fail")

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
+from statistics import median
 from typing import Any
 
+from embedops.app.live import worst_disagreements
 from embedops.errors import NotFoundError
 from embedops.index import IndexRecord
 from embedops.registry import AliasState, ModelVersion, Registry, StoredReport
@@ -169,10 +171,6 @@ def lineage(registry: Registry) -> list[ModelNode]:
     return nodes
 
 
-def model_detail(registry: Registry, ref: str) -> ModelVersion:
-    return registry.models.get(ref)
-
-
 def index_rows(registry: Registry) -> list[IndexRow]:
     """Every index, newest first, with the aliases that name it and its latest guard verdict."""
     named: dict[str, list[str]] = {}
@@ -211,23 +209,27 @@ def report_view(registry: Registry, report_id: str) -> ReportView:
     return ReportView(report, evidence, list(domain.get("lost_most") or []))
 
 
-def live_series(registry: Registry, *, since: str | None = None, now: _dt.datetime | None = None) -> list[LiveSeries]:
-    """Live comparisons since ``since`` (default: the last hour), one series per compared pair,
-    averaged per minute; the pair seen most recently first."""
+@dataclass(frozen=True)
+class LiveView:
+    since: str
+    series: list[LiveSeries]  # the pair seen most recently first
+    disagreements: list[LiveComparison]  # lowest overlap first
+
+
+def live_view(registry: Registry, *, since: str | None = None, now: _dt.datetime | None = None,
+              worst: int = 10) -> LiveView:
+    """Live comparisons since ``since`` (default: the last hour), read once: one series per compared
+    pair, averaged per minute, and the ``worst`` disagreements."""
     since = since or ((now or _now()) - LIVE_WINDOW).isoformat(timespec="milliseconds")
+    rows = registry.live.read(since=since)
     groups: dict[tuple[str, str, str, str], dict[str, list[LiveComparison]]] = {}
-    for r in registry.live.read(since=since):
+    for r in rows:
         key = (r.kind, r.alias, r.primary_index, r.other_index)
         groups.setdefault(key, {}).setdefault(r.ts[:16], []).append(r)
     series = []
     for (kind, alias, primary, other), minutes in groups.items():
-        points = [LivePoint(m, sum(r.overlap for r in rs) / len(rs), _median([r.primary_ms for r in rs]),
-                            _median([r.other_ms for r in rs]), len(rs)) for m, rs in sorted(minutes.items())]
+        points = [LivePoint(m, sum(r.overlap for r in rs) / len(rs), median(r.primary_ms for r in rs),
+                            median(r.other_ms for r in rs), len(rs)) for m, rs in sorted(minutes.items())]
         series.append(LiveSeries(kind, alias, primary, other, points))
-    return sorted(series, key=lambda s: s.points[-1].minute, reverse=True)
-
-
-def _median(values: list[float]) -> float:
-    s = sorted(values)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+    series.sort(key=lambda s: s.points[-1].minute, reverse=True)
+    return LiveView(since, series, worst_disagreements(rows, worst))

@@ -214,7 +214,6 @@ class _Background:
         """True while alias changes wake this loop (a local store with a file watcher running)."""
         return self._changes is not None and self._changes.watching
 
-
     def _watch_alias_changes(self) -> None:
         store = self.registry.store
         if store.objects is None and self._changes is None and (store.root / "refs" / "aliases").is_dir():

@@ -55,11 +55,6 @@ class InFlight:
                 self._idle_since = time.monotonic()
                 self._cond.notify_all()
 
-    def quiet_for(self, seconds: float) -> bool:
-        """True when no request has been in flight for ``seconds``."""
-        with self._cond:
-            return self._count == 0 and time.monotonic() - self._idle_since >= seconds
-
     def wait_quiet(self, seconds: float, timeout: float) -> bool:
         """Block until no request has been in flight for ``seconds`` (True), or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
