@@ -30,10 +30,13 @@ def scifact() -> Path:
 
 def machine() -> dict:
     import onnxruntime
+    import sentence_transformers
     import torch
+    import transformers
 
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
+            "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "transformers": transformers.__version__, "sentence_transformers": sentence_transformers.__version__}
 
 
 def record(name: str, data: dict) -> None:

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def evaluate_model(reg, ref: str) -> dict:
-    from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 
     from embedops.beir import read_qrels, read_queries, read_sts
     from embedops.metrics import evaluate, mean_metrics

@@ -49,7 +49,8 @@ def make_tiny_model(dest: Path, *, hidden: int = 32, layers: int = 2, seed: int 
     """A real sentence-transformers model (BERT + mean pooling + normalise) with random weights,
     using the bundled MiniLM tokenizer; small enough to train and export in seconds."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)

@@ -78,6 +78,17 @@ def test_model_commands(cli, tiny_model_dir):
     assert "KEY=VALUE" in cli("model", "register", "x", tiny_model_dir, "--param", "oops", expect=2).stderr
 
 
+def test_loading_a_model_draws_no_library_progress_bars(cli, corpus_file, tiny_model_dir):
+    """transformers 5 draws tqdm bars while it loads or saves weights; command output has only ours."""
+    cli("corpus", "add", "ops", corpus_file)
+    cli("model", "register", "tiny", tiny_model_dir)
+    built = cli("index", "build", "tiny@1", "--corpus", "ops")  # exports: loads the transformer
+    shown = built.stdout + built.stderr
+    assert built.stdout.strip().startswith("ops--tiny-v1--")
+    for noise in ("Loading weights", "Writing model shards", "it/s]"):
+        assert noise not in shown, shown
+
+
 def test_model_verify_names_the_tampered_file(cli, tiny_model_dir):
     cli("model", "register", "tiny", tiny_model_dir)
     reg = Registry(Store.open(cli.store_uri))

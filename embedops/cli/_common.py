@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -160,4 +162,18 @@ def root(
     ),
 ):
     """Fine-tune embedding models for your domain and ship them safely."""
+    quiet_library_progress()
     ctx.obj = CliState(resolve_store_uri(store))
+
+
+def quiet_library_progress() -> None:
+    """Keep Hugging Face's tqdm bars ("Loading weights", "Writing model shards") out of command
+    output: embedops draws its own progress. The variable covers libraries imported later; the calls
+    cover those already imported (in-process runs)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] not in ("1", "true", "True", "TRUE", "yes"):
+        return  # the user asked for the bars
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()

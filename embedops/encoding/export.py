@@ -1,6 +1,7 @@
 """Export a sentence-transformers model to ONNX with its pooling and L2 normalisation in the graph.
 
-The transformer is exported by optimum(-onnx) (``optimum.exporters.onnx.main_export``); embedops then
+The transformer is exported by torch's own exporter (``torch.onnx.export``, TorchScript tracing with
+dynamic batch and sequence axes; optimum-onnx is not needed); embedops then
 appends the model's own pooling (read from ``1_Pooling/config.json``: mean, CLS, max, mean-sqrt-len,
 concatenated in sentence-transformers' order) and L2 normalisation as ONNX nodes, so the graph
 returns only ``sentence_embedding`` of shape (batch, dim). Keeping pooling inside the graph is what
@@ -98,28 +99,90 @@ def append_pooling(model, modes: list[str]):
     return model
 
 
+@contextlib.contextmanager
 def _quiet():
-    """Silence exporter chatter (tracer warnings, deprecation notes) during export."""
-    logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization logs to the root logger
-    logging.getLogger("optimum").setLevel(logging.ERROR)
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+    """Silence exporter chatter (tracer warnings, deprecation notes, ONNX Runtime's quantiser, which
+    logs to the root logger) for the duration of an export; logger levels and warning filters are
+    restored afterwards."""
+    loggers = [logging.getLogger(), logging.getLogger("transformers")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+def _last_hidden_state_module(model, input_names: list[str]):
+    """Wrap a Hugging Face encoder so the traced graph takes ``input_names`` in order and returns only
+    ``last_hidden_state``."""
+    import torch
+
+    class _LastHiddenState(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs):
+            return self.model(**dict(zip(input_names, inputs)), return_dict=True).last_hidden_state
+
+    return _LastHiddenState().eval()
+
+
+def _load_transformer(model_dir: Path):
+    """The bare Hugging Face model of a sentence-transformers directory: safetensors only, no remote
+    code, eager attention (the pattern ONNX Runtime's transformer optimiser fuses)."""
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_pretrained(str(model_dir), local_files_only=True, use_safetensors=True,
+                                         trust_remote_code=False, attn_implementation="eager").eval()
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"cannot load the transformer in {model_dir} for export: {exc}") from exc
+
+
+def _input_names(model) -> list[str]:
+    import inspect
+
+    accepted = inspect.signature(model.forward).parameters
+    names = ["input_ids", "attention_mask"]
+    if "token_type_ids" in accepted and getattr(model.config, "type_vocab_size", 0):
+        names.append("token_type_ids")
+    return names
 
 
 def export_transformer(model_dir: Path, out_path: Path) -> None:
-    """Export the bare transformer (``last_hidden_state``) with optimum(-onnx)."""
-    from optimum.exporters.onnx import main_export
+    """Export the bare transformer (``last_hidden_state``) with ``torch.onnx.export``.
 
-    _quiet()
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+    The TorchScript exporter (``dynamo=False``) traces one sample batch with dynamic batch and
+    sequence axes at :data:`OPSET`; it needs no extra package, and its BERT graph is the one ONNX
+    Runtime's optimiser fuses (attention, LayerNorm, GELU). The weights are written inline (models
+    under 2 GB), so ``model.onnx`` stays one self-contained file.
+    """
+    import torch
+
+    model = _load_transformer(model_dir)
+    names = _input_names(model)
+    batch, seq = 2, 16
+    sample = {"input_ids": torch.ones(batch, seq, dtype=torch.long),
+              "attention_mask": torch.ones(batch, seq, dtype=torch.long),
+              "token_type_ids": torch.zeros(batch, seq, dtype=torch.long)}
+    sample["attention_mask"][1, seq // 2:] = 0  # one padded row, so the mask path is traced
+    axes = {name: {0: "batch_size", 1: "sequence_length"} for name in names}
+    axes["last_hidden_state"] = {0: "batch_size", 1: "sequence_length"}
+    with _quiet(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         try:
-            main_export(
-                str(model_dir), output=tmp, task="feature-extraction", opset=OPSET, device="cpu",
-                do_validation=False, library_name="transformers", local_files_only=True,
+            torch.onnx.export(
+                _last_hidden_state_module(model, names), tuple(sample[n] for n in names), str(out_path),
+                input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
+                opset_version=OPSET, dynamo=False, do_constant_folding=True,
             )
-        except Exception as exc:  # optimum raises many types; report which model failed
-            raise ExportError(f"optimum could not export {model_dir}: {exc}") from exc
-        shutil.move(str(Path(tmp) / "model.onnx"), out_path)
+        except Exception as exc:  # the tracer raises many types; report which model failed
+            raise ExportError(f"torch.onnx.export could not export {model_dir}: {exc}") from exc
 
 
 def _transformer_dims(model_dir: Path) -> tuple[int, int]:
@@ -134,7 +197,7 @@ def _optimize(raw: Path, model_dir: Path, use_gpu: bool):
     heads, hidden = _transformer_dims(model_dir)
     # opt_level=0: the Python fusions only, no ONNX Runtime session (none is needed to fuse, and a
     # CUDA session cannot start on a machine without a GPU). Runtime optimisations happen at load.
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    with _quiet(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         return optimize_model(str(raw), model_type="bert", num_heads=heads, hidden_size=hidden,
                               opt_level=0, use_gpu=use_gpu)
 
@@ -161,10 +224,10 @@ def export_onnx(model_dir: Path, out_dir: Path, precision: str = "fp32") -> dict
             optimized = _optimize(raw, model_dir, use_gpu=False)
             fused = Path(tmp) / "fused.onnx"
             optimized.save_model_to_file(str(fused))
-            _quiet()
-            quantize_dynamic(str(fused), str(raw), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul"],
-                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            with _quiet():
+                quantize_dynamic(str(fused), str(raw), weight_type=QuantType.QInt8, per_channel=True,
+                                 op_types_to_quantize=["MatMul"],
+                                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         model = onnx.load(str(raw))
         append_pooling(model, layout["pooling"])
         onnx.save(model, str(out_dir / "model.onnx"))

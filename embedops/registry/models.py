@@ -90,6 +90,47 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
     return name, int(version)
 
 
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelFormatError(f"{path}: malformed JSON: {exc.msg} (line {exc.lineno})") from exc
+
+
+def _check_modules(path: Path) -> None:
+    """Every module must be one of sentence-transformers' own classes: a ``type`` from another package
+    would import code the model chose (sentence-transformers 6 refuses it without trust_remote_code;
+    5.x imported it with a warning), so embedops refuses it on either version."""
+    modules = _read_json(path)
+    if not isinstance(modules, list) or not modules:
+        raise ModelFormatError(f"{path}: expected a list of modules")
+    for i, module in enumerate(modules):
+        kind = module.get("type", "") if isinstance(module, dict) else ""
+        if not str(kind).startswith("sentence_transformers."):
+            raise ModelFormatError(
+                f"{path}: module {i} has type {kind!r}; only sentence_transformers.* modules load "
+                "(custom module code is refused: trust_remote_code is off)"
+            )
+
+
+def _check_prompts(path: Path) -> None:
+    """embedops embeds queries and documents as they are (ONNX exports, training, guards), so a
+    model whose ``prompts`` prefix them (e.g. ``"query: "``) would be scored one way and served
+    another; such models are refused rather than served without their prompts."""
+    if not path.is_file():
+        return
+    cfg = _read_json(path)
+    prompts = cfg.get("prompts") if isinstance(cfg, dict) else None
+    used = {k: v for k, v in (prompts or {}).items() if v}
+    if used:
+        name, text = next(iter(used.items()))
+        raise ModelFormatError(
+            f"{path}: field 'prompts' gives {name!r} the prompt {text!r}; embedops does not apply "
+            "prompts yet (queries and documents are embedded as they are). Use a model without prompts "
+            "or set them to \"\""
+        )
+
+
 def check_model_dir(path: Path) -> list[Path]:
     """Validate a sentence-transformers directory; return the files to copy (pickles excluded)."""
     if not path.is_dir():
@@ -105,12 +146,11 @@ def check_model_dir(path: Path) -> list[Path]:
             f"{path}: no .safetensors weights. embedops never loads pickle weights; convert the model "
             "with `model.save_pretrained(dir, safe_serialization=True)` first"
         )
+    _check_modules(path / "modules.json")
+    _check_prompts(path / "config_sentence_transformers.json")
     config = path / "config.json"
     if config.is_file():
-        try:
-            cfg = json.loads(config.read_text("utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ModelFormatError(f"{config}: malformed JSON: {exc.msg} (line {exc.lineno})") from exc
+        cfg = _read_json(config)
         if isinstance(cfg, dict) and cfg.get("auto_map"):
             raise ModelFormatError(
                 f"{config}: 'auto_map' needs custom model code; embedops loads with trust_remote_code off"

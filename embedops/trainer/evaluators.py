@@ -18,7 +18,7 @@ from embedops.trainer.pairs import TrainingPair
 
 def _retrieval_evaluator(queries: dict[str, str], corpus: dict[str, str], relevant: dict[str, set[str]]):
     """The domain score of both evaluators below: nDCG@10 (the primary metric) and friends."""
-    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
     return InformationRetrievalEvaluator(queries, corpus, relevant, name="domain", ndcg_at_k=[10], mrr_at_k=[10],
                                          accuracy_at_k=[1], precision_recall_at_k=[10], map_at_k=[10],
@@ -72,7 +72,7 @@ def labelled_dev_evaluator(beir_dir: Path, split: str = "dev", max_corpus: int =
 
 
 def general_evaluator(sts_path: Path):
-    from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 
     s1, s2, scores = read_sts(sts_path)
     top = max(scores) or 1.0

@@ -56,6 +56,16 @@ def _mixed_precision(choice: str, cuda: bool) -> tuple[bool, bool]:
     return choice == "bf16", choice == "fp16"
 
 
+def _warmup(ratio: float) -> dict:
+    """The warm-up share as the installed transformers takes it: ``warmup_steps`` as a float below 1
+    on 5.x (``warmup_ratio`` is deprecated there), ``warmup_ratio`` on 4.x (whose steps are whole)."""
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return {"warmup_steps": float(ratio)}
+    return {"warmup_ratio": ratio}
+
+
 def _split(pairs: list[TrainingPair], fraction: float, seed: int):
     queries = sorted({p.query for p in pairs})
     random.Random(seed).shuffle(queries)
@@ -121,12 +131,9 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     rank = int(os.environ.get("RANK", "0"))
     import torch
     from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-        losses,
-    )
-    from sentence_transformers.training_args import BatchSamplers
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
     from transformers import TrainerCallback
 
     base = registry.models.get(base_ref)
@@ -190,7 +197,7 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     try:
         args = SentenceTransformerTrainingArguments(
             output_dir=str(out_dir), num_train_epochs=config.epochs, max_steps=config.max_steps,
-            per_device_train_batch_size=config.batch_size, learning_rate=config.lr, warmup_ratio=config.warmup_ratio,
+            per_device_train_batch_size=config.batch_size, learning_rate=config.lr, **_warmup(config.warmup_ratio),
             seed=config.seed, data_seed=config.seed, batch_sampler=BatchSamplers.NO_DUPLICATES,
             save_strategy="steps" if config.save_steps else "epoch", save_steps=config.save_steps or 500,
             save_total_limit=1, logging_steps=max(1, steps_per_epoch // 10),

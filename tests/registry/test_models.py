@@ -83,7 +83,27 @@ def test_models_without_safetensors_or_with_remote_code_are_refused(reg, tiny_mo
         reg.models.register("tiny", remote)
     with pytest.raises(ModelFormatError, match="modules.json"):
         reg.models.register("tiny", tmp_path)
+    custom = tmp_path / "custom-module"
+    shutil.copytree(tiny_model_dir, custom)
+    modules = json.loads((custom / "modules.json").read_text())
+    modules[1]["type"] = "my_package.pooling.FancyPooling"
+    (custom / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ModelFormatError, match=r"modules.json: module 1 has type 'my_package.pooling.FancyPooling'"):
+        reg.models.register("tiny", custom)
     assert reg.models.list() == []
+
+
+def test_models_whose_prompts_would_be_dropped_are_refused(reg, tiny_model_dir, tmp_path):
+    prompted = tmp_path / "prompted"
+    shutil.copytree(tiny_model_dir, prompted)
+    cfg_path = prompted / "config_sentence_transformers.json"
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+    cfg_path.write_text(json.dumps(cfg | {"prompts": {"query": "query: ", "document": ""}}))
+    with pytest.raises(ModelFormatError, match=r"config_sentence_transformers.json: field 'prompts' gives 'query'"):
+        reg.models.register("tiny", prompted)
+    assert reg.models.list() == []
+    cfg_path.write_text(json.dumps(cfg | {"prompts": {"query": "", "document": ""}}))  # what ST 6 saves
+    assert reg.models.register("tiny", prompted).ref == "tiny@1"
 
 
 def test_unknown_refs(reg, tiny_model_dir):
