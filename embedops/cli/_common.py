@@ -170,9 +170,8 @@ def quiet_library_progress() -> None:
     """Keep Hugging Face's tqdm bars ("Loading weights", "Writing model shards") out of command
     output: embedops draws its own progress. The variable covers libraries imported later; the calls
     cover those already imported (in-process runs)."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] not in ("1", "true", "True", "TRUE", "yes"):
-        return  # the user asked for the bars
+    if os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1").upper() not in {"1", "ON", "YES", "TRUE"}:
+        return  # the user asked for the bars (read as huggingface_hub reads it)
     if "huggingface_hub" in sys.modules:
         sys.modules["huggingface_hub"].utils.disable_progress_bars()
     if "transformers" in sys.modules:
