@@ -34,7 +34,9 @@ def machine() -> dict:
     import torch
     import transformers
 
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    from embedops.cpu import cpu_features
+
+    return {"cpu": cpu_features().describe(), "cores": os.cpu_count(),
             "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "transformers": transformers.__version__, "sentence_transformers": sentence_transformers.__version__}
 

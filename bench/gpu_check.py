@@ -270,7 +270,8 @@ def train_bf16(payload: Path, work: Path, quick: bool) -> dict:
     pairs = [TrainingPair(f"{texts[i][:60]} evidence", texts[i], f"d{i}", [texts[n + i], texts[2 * n + i],
                                                                           texts[3 * n + i]]) for i in range(n)]
     precision = "bf16" if _cuda() else "fp32"
-    config = TrainConfig(epochs=1, batch_size=batch, eval_fraction=0.0, max_steps=steps, mixed_precision=precision)
+    config = TrainConfig(epochs=1, batch_size=batch, eval_fraction=0.0, max_steps=steps, mixed_precision=precision,
+                         interpolate=None, max_seq_length=None)  # the model's own 256 tokens, as measured before
     if _cuda():
         torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()

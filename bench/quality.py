@@ -1,6 +1,9 @@
 """Quality benchmark (a benchmark, not a test): SciFact train for training, SciFact test for
 evaluation, with STS-B test Spearman and the MS MARCO slice nDCG@10 as the general checks.
 
+    # `embedops train` with no tuning flags, through the CLI (pairs import -> pairs mine -> train),
+    # one training per seed; mean and 95% interval; raw JSON per seed in bench/quality-results/:
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/quality.py --runs defaults --seeds 0,1,2 [--store DIR]
     HF_HUB_OFFLINE=1 .venv/bin/python bench/quality.py [--runs labelled,extractive,generated] [--epochs 3]
     # LLM-written queries (see docs/BENCHMARKS.md, (b)), alpha fixed or chosen on a labelled dev split:
     ... bench/quality.py --runs generated --pairs-file greedy.jsonl,sampled.jsonl --lr 2e-5 --interpolate 0.6
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -76,6 +80,67 @@ def reinterpolate(reg, base_ref: str, ref: str, alpha: float, new_alpha: float, 
     return reg.models.register(name, str(out)).ref
 
 
+def interval95(values: list[float]) -> dict:
+    """Mean and a two-sided 95% Student-t interval of the mean over seeds (scipy.stats)."""
+    import statistics
+
+    from scipy import stats
+
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return {"mean": mean, "n": len(values), "low": None, "high": None}
+    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+    return {"mean": mean, "n": len(values), "low": mean - half, "high": mean + half, "stdev": statistics.stdev(values)}
+
+
+def _cli(store_uri: str, *args, time_file: Path | None = None) -> subprocess.CompletedProcess:
+    """One embedops command as a user types it (a new process, the installed entry point's module)."""
+    cmd = [sys.executable, "-m", "embedops", "--store", store_uri, *map(str, args)]
+    if time_file:
+        cmd = ["/usr/bin/time", "-f", "%M %e", "-o", str(time_file), *cmd]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"COLUMNS": "80"})
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_dir: Path) -> dict:
+    """``embedops pairs import`` -> ``pairs mine`` -> ``train`` with no tuning flags (only ``--seed``
+    and ``--name``), as a new user runs them, then the test evaluation of each seed's version.
+    Each seed's raw result is written to ``out_dir`` as soon as it is known."""
+    from embedops.registry import Registry
+    from embedops.store import Store
+
+    work = Path(tempfile.mkdtemp(prefix="embedops-defaults-"))
+    t = time.perf_counter()
+    imported = _cli(store_uri, "pairs", "import", DATA / "scifact", "--split", "train", "--out", work / "labelled.jsonl")
+    mined = _cli(store_uri, "pairs", "mine", work / "labelled.jsonl", "--model", base_ref, "--corpus", "scifact",
+                 "--out", work / "mined.jsonl")
+    prep = {"seconds": time.perf_counter() - t, "import": imported.stdout.strip(), "mine": mined.stdout.strip()}
+    print("pairs", json.dumps(prep), flush=True)
+    runs = {}
+    for seed in seeds:
+        timing = work / f"time-{seed}.txt"
+        done = _cli(store_uri, "train", "--base", base_ref, "--pairs", work / "mined.jsonl", "--seed", seed,
+                    "--name", f"minilm-{tag}-s{seed}", time_file=timing)
+        peak_kib, wall = timing.read_text().split()[-2:]
+        ref = done.stdout.strip().splitlines()[-1]
+        reg = Registry(Store.open(store_uri))
+        version = reg.models.get(ref)
+        run = {"seed": seed, "ref": ref, "train_wall_s": float(wall), "train_peak_rss_mib": int(peak_kib) / 1024,
+               "train_report": done.stderr.strip().splitlines()[-6:], "alpha": version.metrics.get("alpha"),
+               "train_metrics": {k: version.metrics.get(k) for k in ("before", "after", "alpha_sweep", "alpha_reason", "recipe")},
+               "test": evaluate_model(reg, ref)}
+        runs[str(seed)] = run
+        print(f"seed {seed}", json.dumps(run), flush=True)
+        from conftest import machine
+
+        (out_dir / f"{time.strftime('%Y-%m-%d')}-{tag}-seed{seed}.json").write_text(
+            json.dumps({"bench": "quality_product_path", "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+                        "pairs": prep, **run}, indent=1) + "\n")
+    return {"pairs": prep, "runs": runs}
+
+
 def main() -> None:
     from embedops.registry import Registry
     from embedops.store import Store
@@ -108,6 +173,8 @@ def main() -> None:
     ap.add_argument("--train-max-seq-length", type=int, default=None, help="token limit while training (e.g. 128: much cheaper steps on abstracts)")
     ap.add_argument("--eval-fraction", type=float, default=0.1, help="share of the pairs' queries held out for the trainer's evaluator")
     ap.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps: a rerun of the same command resumes")
+    ap.add_argument("--seeds", default="0,1,2", help="run 'defaults': seeds of the product-path training runs")
+    ap.add_argument("--tag", default="defaults-labelled", help="run 'defaults': name of its raw result files")
     args = ap.parse_args()
     if args.domain_dev_split == "test":
         raise SystemExit("--domain-dev-split test would choose alpha on the evaluation queries; use train")
@@ -116,7 +183,12 @@ def main() -> None:
     reg = Registry(Store.open(store_uri))
     for name, path in (("scifact", DATA / "scifact"), ("msmarco", DATA / "general-msmarco-dl19")):
         reg.corpora.add(name, path)
-    base = reg.models.register("minilm", "bundled:all-MiniLM-L6-v2")
+    from embedops.errors import EmbedopsError
+
+    try:  # a reused --store keeps its base version and the base's indexes
+        base = reg.models.get("minilm@1")
+    except EmbedopsError:
+        base = reg.models.register("minilm", "bundled:all-MiniLM-L6-v2")
     results = {"base": evaluate_model(reg, base.ref)}
     print("base", json.dumps(results["base"]), flush=True)
     sts_dev = DATA / "general-stsb" / "sts-dev.tsv"
@@ -124,6 +196,20 @@ def main() -> None:
 
     for run in args.runs.split(","):
         t = time.perf_counter()
+        if run == "defaults":  # the product path with no tuning flags, one training per seed
+            seeds = [int(x) for x in args.seeds.split(",")]
+            done = product_path(store_uri, base.ref, seeds, args.tag, ROOT / "bench" / "quality-results")
+            b = results["base"]
+            summary = {k: interval95([r["test"][k] for r in done["runs"].values()]) for k in b}
+            results["defaults"] = {k: v["mean"] for k, v in summary.items()} | {"alpha": "/".join(
+                f"{r['alpha']:g}" for r in done["runs"].values())}
+            print("defaults", json.dumps(summary), flush=True)
+            (ROOT / "bench" / "quality-results" / f"{time.strftime('%Y-%m-%d')}-{args.tag}-summary.json").write_text(
+                json.dumps({"bench": "quality_product_path", "date": time.strftime("%Y-%m-%d"), "base": b,
+                            "seeds": seeds, "mean_and_95ci": summary,
+                            "delta_vs_base": {k: summary[k]["mean"] - b[k] for k in b}}, indent=1) + "\n")
+            timings[run] = time.perf_counter() - t
+            continue
         if run == "labelled":
             pairs = import_beir(DATA / "scifact", "train")
             epochs = args.epochs

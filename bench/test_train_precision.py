@@ -27,7 +27,7 @@ def test_bf16_vs_fp32_training_step(benchmark, scifact, tmp_path):
     pairs = step_pairs(scifact, STEPS, BATCH)
     seconds = {}
     for case, precision, limit in (("fp32", "fp32", None), ("bf16", "bf16", None), ("bf16_128", "bf16", 128)):
-        config = TrainConfig(epochs=1, batch_size=BATCH, eval_fraction=0.0, max_steps=STEPS,
+        config = TrainConfig(epochs=1, batch_size=BATCH, eval_fraction=0.0, max_steps=STEPS, interpolate=None,
                              mixed_precision=precision, max_seq_length=limit)
         t = time.perf_counter()
         if case == "bf16":

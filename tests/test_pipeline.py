@@ -48,6 +48,7 @@ epochs = 1
 batch_size = 8
 lr = 1e-4
 eval_fraction = 0.0
+interpolate = "none"
 [guards]
 gold = "domain"
 general = ["sts.tsv"]
@@ -155,7 +156,7 @@ def test_bad_config_keys_and_values_exit_2_naming_file_line_section_and_key(setu
 
 def test_auto_interpolation_without_a_domain_scorer_is_refused_before_training(setup):
     root, config = setup
-    config.write_text(config.read_text().replace("eval_fraction = 0.0", "eval_fraction = 0.0\ninterpolate = 'auto'\n"
+    config.write_text(config.read_text().replace('interpolate = "none"', "interpolate = 'auto'\n"
                                                  "general_eval = 'sts.tsv'"))
     with pytest.raises(InputError, match=r"field 'train': interpolate 'auto' chooses alpha by a domain score"):
         PipelineConfig.from_toml(config)
@@ -181,6 +182,17 @@ def test_example_config_parses():
     cfg = PipelineConfig.from_toml(REPO / "examples" / "pipeline-scifact.toml")
     assert cfg.corpus.name == "scifact" and cfg.train.interpolate == "auto" and len(cfg.guards.general) == 2
     assert cfg.labelled.split == "train"
+
+
+def test_an_empty_train_section_runs_the_default_recipe_with_the_bundled_general_set(tmp_path):
+    from embedops.trainer.train import TrainConfig
+
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text("[corpus]\nname = 'x'\npath = 'd'\n[guards]\ngold = 'g'\n[pairs]\nlabelled = { file = 'p.jsonl' }\n"
+                        "[train]\n")
+    cfg = PipelineConfig.from_toml(cfg_file)
+    assert cfg.train == TrainConfig() and cfg.general_eval is None  # no flag a user must know; nothing to find
+    assert cfg.train.interpolate == "auto" and cfg.train.max_seq_length == 128
 
 
 def test_paths_in_the_generator_and_train_sections_are_relative_to_the_config(tmp_path):

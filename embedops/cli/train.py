@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -10,6 +11,9 @@ import typer
 from embedops.app.training import train_from_files
 from embedops.cli._common import JsonOpt, app, err, handle_errors, print_json, state
 from embedops.trainer.train import TrainConfig
+
+
+_DEFAULTS = TrainConfig()
 
 
 @app.command("train")
@@ -21,35 +25,41 @@ def train_cmd(
     corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus for {query, doc_id} lines."),
     general: Optional[Path] = typer.Option(None, "--general", help="General pairs JSONL mixed in (replay)."),
     replay: float = typer.Option(0.2, "--replay", help="Fraction of each batch from --general."),
-    general_eval: Optional[Path] = typer.Option(None, "--general-eval", help="STS TSV (sentence1, sentence2, score) to watch forgetting."),
-    interpolate: Optional[str] = typer.Option(None, "--interpolate", help="auto, or an alpha in (0, 1] (WiSE-FT with the base)."),
-    max_general_drop: float = typer.Option(1.0, "--max-general-drop", help="auto: allowed drop of the general score, points."),
+    general_eval: Optional[Path] = typer.Option(None, "--general-eval", help="STS TSV (sentence1, sentence2, score) to watch forgetting (default: the general set bundled with embedops, 132 pairs)."),
+    interpolate: str = typer.Option("auto", "--interpolate", help="auto (sweep alpha: best domain score within --max-general-drop of the base's general score), an alpha in (0, 1] (WiSE-FT with the base), or none."),
+    max_general_drop: float = typer.Option(_DEFAULTS.max_general_drop, "--max-general-drop", help="auto: allowed drop of the general score, points."),
     domain_dev: Optional[Path] = typer.Option(None, "--domain-dev", help="BEIR directory with a few labelled queries: scores the domain (alpha choice) instead of held-out pairs. Recommended with generated pairs."),
     domain_dev_split: str = typer.Option("dev", "--domain-dev-split", help="Qrels split of --domain-dev."),
-    epochs: int = typer.Option(1, "--epochs"),
-    batch_size: int = typer.Option(32, "--batch-size"),
-    lr: float = typer.Option(2e-5, "--lr"),
+    eval_fraction: float = typer.Option(_DEFAULTS.eval_fraction, "--eval-fraction", help="Share of the queries held out (not trained on) to score the domain; 0 trains on all (then auto needs --domain-dev)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Default: 2 for labelled pairs, 1 when every pair is generated."),
+    batch_size: int = typer.Option(_DEFAULTS.batch_size, "--batch-size"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Default: 5e-5 for labelled pairs, 2e-5 when every pair is generated."),
     loss: str = typer.Option("auto", "--loss", help="auto (cached-mnrl when a step exceeds 8,192 tokens: same objective, bounded memory), mnrl or cached-mnrl."),
-    mini_batch_size: int = typer.Option(16, "--mini-batch-size", help="cached-mnrl: texts embedded at a time (memory, not what is learned)."),
+    mini_batch_size: int = typer.Option(_DEFAULTS.mini_batch_size, "--mini-batch-size", help="cached-mnrl: texts embedded at a time (memory, not what is learned)."),
     seed: int = typer.Option(0, "--seed"),
     name: Optional[str] = typer.Option(None, "--name", help="Name of the new version (default: the base's name)."),
     devices: int = typer.Option(1, "--devices", help="Processes for distributed data-parallel training (one per GPU; gloo on CPU). --batch-size is per device; negatives are gathered across devices."),
-    mixed_precision: str = typer.Option("auto", "--mixed-precision", help="auto (bf16/fp16 on a GPU, fp32 on a CPU), bf16 (also on a CPU with AVX512-BF16 or AMX: faster), fp16 (GPU) or fp32."),
-    max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="Token limit while training (default: the model's own). 128 makes steps on long documents much cheaper (SciFact abstracts, 2-core CPU, bf16: 3.1x faster per step than at 256); the new version keeps the model's limit for encoding."),
+    mixed_precision: str = typer.Option("auto", "--mixed-precision", help="auto (bf16/fp16 on a GPU; bf16 on a CPU with AVX512-BF16 or AMX, detected; fp32 elsewhere), bf16, fp16 (GPU) or fp32."),
+    max_seq_length: int = typer.Option(_DEFAULTS.max_seq_length, "--max-seq-length", help="Token limit while training, at most the model's own (all-MiniLM-L6-v2 was trained at 128; on a 2-core CPU a step on SciFact abstracts costs a third of one at 256). The new version keeps the model's limit for encoding."),
     save_steps: Optional[int] = typer.Option(None, "--save-steps", help="Checkpoint every N steps (default: each epoch's end). Rerunning the same command resumes from the last checkpoint."),
     as_json: bool = JsonOpt,
 ):
     """Fine-tune a model version with contrastive loss and register the result as NAME@N.
 
-    Example:  embedops train --base minilm@1 --pairs mined.jsonl --epochs 3 --general-eval sts-dev.tsv --interpolate auto
+    With no flags this runs the measured default recipe (docs/BENCHMARKS.md): 2 epochs at lr 5e-5
+    (1 epoch at 2e-5 when every pair is generated), 128 training tokens, a tenth of the queries held
+    out, and WiSE-FT alpha chosen on them while the general score (bundled set) stays within 1 point
+    of the base.
+
+    Example:  embedops train --base minilm@1 --pairs mined.jsonl
+    Example:  embedops train --base minilm@1 --pairs mined.jsonl --general-eval sts-dev.tsv --seed 1
+    Example:  embedops train --base minilm@1 --pairs generated-mined.jsonl --domain-dev my-dev-beir/
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --devices 4 --batch-size 64
-    Example:  embedops train --base minilm@1 --pairs mined.jsonl --mixed-precision bf16   # a CPU with AVX512-BF16
-    Example:  embedops train --base minilm@1 --pairs mined.jsonl --max-seq-length 128 --save-steps 100   # long CPU run
-    Example:  embedops train --base minilm@1 --pairs generated-mined.jsonl --general-eval sts-dev.tsv --interpolate auto --domain-dev my-dev-beir/
+    Example:  embedops train --base minilm@1 --pairs mined.jsonl --save-steps 100   # resumable
     """
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, mini_batch_size=mini_batch_size, seed=seed,
                          replay_fraction=replay if general else 0.0, interpolate=interpolate,
-                         max_general_drop=max_general_drop, devices=devices,
+                         max_general_drop=max_general_drop, devices=devices, eval_fraction=eval_fraction,
                          domain_dev=str(domain_dev) if domain_dev else None, domain_dev_split=domain_dev_split,
                          mixed_precision=mixed_precision, max_seq_length=max_seq_length, save_steps=save_steps)
     with err.status(f"training {base} ...") as status:
@@ -60,8 +70,43 @@ def train_cmd(
     if as_json:
         print_json({"ref": result.model.ref, "alpha": result.alpha, "metrics": result.metrics})
         return
-    b, a = result.metrics["before"], result.metrics["after"]
-    err.print(f"{'dev' if domain_dev else 'held-out'} nDCG@10 {b['domain_ndcg@10']:.2f} -> {a['domain_ndcg@10']:.2f}; general Spearman "
-              f"{b['general_spearman']:.2f} -> {a['general_spearman']:.2f}"
-              + (f"; alpha {result.alpha}" if result.alpha is not None else ""))
+    for line in describe_training(result.metrics):
+        err.print(line, soft_wrap=False)
     typer.echo(result.model.ref)
+
+
+def _points(value: float | None) -> str | None:
+    return None if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+def _change(label: str, before: float | None, after: float | None, absent: str) -> str:
+    b, a = _points(before), _points(after)
+    if b is None and a is None:
+        return f"{label}: not measured ({absent})"
+    if b is None or a is None:
+        return f"{label}: {b or 'not measured'} -> {a or 'not measured'}"
+    return f"{label}: {b} -> {a} ({after - before:+.2f})"
+
+
+def describe_training(m: dict) -> list[str]:
+    """What a training run did, in lines a user can check (``embedops train``'s report)."""
+    r = m.get("recipe", {})
+    lines = [f"recipe ({r.get('rule')}): {r.get('epochs')} epochs, {r.get('steps')} steps of {r.get('batch_size')} pairs "
+             f"({m.get('train_pairs')} trained, {m.get('held_out_pairs')} held out), lr {r.get('lr'):g}, "
+             f"{r.get('negatives_per_pair')} mined negatives, {r.get('train_tokens')} tokens, "
+             f"{r.get('precision')}, loss {r.get('loss')}"]
+    if m.get("pairs_padded_with_random_negatives"):
+        lines.append(f"{m['pairs_padded_with_random_negatives']} pairs had fewer mined negatives than that and were "
+                     "topped up with other pairs' positives")
+    b, a = m["before"], m["after"]
+    lines.append(_change(f"domain nDCG@10 on {m.get('domain_scorer') or 'no domain set'}", b["domain_ndcg@10"],
+                         a["domain_ndcg@10"], "no held-out queries and no --domain-dev"))
+    lines.append(_change(f"general Spearman on {m.get('general_eval')}", b["general_spearman"], a["general_spearman"],
+                         "no general set"))
+    if m.get("alpha_reason"):
+        lines.append(f"alpha {m['alpha']:g}: {m['alpha_reason']}")
+    elif m.get("alpha") is not None:
+        lines.append(f"alpha {m['alpha']:g}: given with --interpolate")
+    else:
+        lines.append("no interpolation (--interpolate none): the tuned weights as trained")
+    return lines

@@ -16,26 +16,40 @@ LOSSES = ("auto", "mnrl", "cached-mnrl")
 FULL_BATCH_TOKEN_LIMIT = 8192
 
 
+# The default recipe (docs/BENCHMARKS.md, "embedops train with no flags"): 2 epochs at lr 5e-5 with 10%
+# warm-up, batch 32, the mined negatives, 128 training tokens, a tenth of the queries held out to score
+# the domain, and WiSE-FT interpolation with the alpha chosen on that held-out slice while the general
+# score (the bundled general set unless one is given) stays within 1 point of the base model's.
+DEFAULT_TRAIN_TOKENS = 128  # all-MiniLM-L6-v2 and most sentence-transformers bases were trained at 128
+
+
+LABELLED_RECIPE = {"epochs": 2, "lr": 5e-5}
+# Generated pairs are many (one or more per document) and their held-out slice rewards the generator's
+# style: one epoch at 2e-5 is the recipe of the generated-pairs runs in docs/BENCHMARKS.md, (b).
+GENERATED_RECIPE = {"epochs": 1, "lr": 2e-5}
+LABELLED_SOURCES = ("labels", "file")  # import_beir's pairs, and JSONL lines that name no source
+
+
 @dataclass
 class TrainConfig:
-    epochs: int = 1
+    epochs: int | None = None  # None: 2 for labelled pairs, 1 when every pair is generated (resolve_recipe)
     batch_size: int = 32
-    lr: float = 2e-5
+    lr: float | None = None  # None: 5e-5 for labelled pairs, 2e-5 when every pair is generated
     warmup_ratio: float = 0.1
     seed: int = 0
     loss: str = "auto"  # mnrl, cached-mnrl, or auto: cached-mnrl when a step's tokens exceed FULL_BATCH_TOKEN_LIMIT
     mini_batch_size: int = 16
     replay_fraction: float = 0.0
     eval_fraction: float = 0.1
-    interpolate: str | float | None = None  # None, an alpha in (0, 1], or "auto"
+    interpolate: str | float | None = "auto"  # "auto" (sweep alphas), an alpha in (0, 1], or None (keep the tuned weights)
     max_general_drop: float = 1.0
     max_steps: int = -1
     alphas: tuple[float, ...] = ALPHAS  # interpolation weights tried by "auto"
     devices: int = 1  # > 1: distributed data parallel over that many processes (trainer/distributed.py)
     domain_dev: str | None = None  # a BEIR directory with a few labelled queries: scores the domain for "auto"
     domain_dev_split: str = "dev"
-    mixed_precision: str = "auto"  # auto (bf16/fp16 on a GPU, fp32 on a CPU), bf16, fp16 (GPU only) or fp32
-    max_seq_length: int | None = None  # token limit while training (None: the model's own); the saved model keeps its own
+    mixed_precision: str = "auto"  # auto (bf16/fp16 on a GPU; bf16 on a CPU with AVX512-BF16 or AMX, else fp32), bf16, fp16 (GPU only) or fp32
+    max_seq_length: int | None = DEFAULT_TRAIN_TOKENS  # token limit while training, capped at the model's own (None: the model's own); the saved model keeps its own
     save_steps: int | None = None  # checkpoint every N steps (None: at each epoch's end); a rerun resumes from the last
 
     def __post_init__(self):
@@ -45,11 +59,13 @@ class TrainConfig:
             raise UsageError("--mini-batch-size must be at least 1")
         if not 0 <= self.replay_fraction < 1:
             raise UsageError("replay fraction must be in [0, 1)")
+        if isinstance(self.interpolate, str) and self.interpolate.lower() in ("none", "off"):
+            self.interpolate = None
         if isinstance(self.interpolate, str) and self.interpolate != "auto":
             try:
                 self.interpolate = float(self.interpolate)
             except ValueError:
-                raise UsageError("--interpolate takes 'auto' or an alpha in (0, 1]") from None
+                raise UsageError("--interpolate takes 'auto', an alpha in (0, 1], or 'none'") from None
         if isinstance(self.interpolate, float) and not 0 < self.interpolate <= 1:
             raise UsageError("--interpolate alpha must be in (0, 1]")
         if self.devices < 1:
@@ -62,9 +78,25 @@ class TrainConfig:
             raise UsageError("eval_fraction (the held-out share of the pairs) must be in [0, 1)")
         if self.interpolate == "auto" and not self.domain_dev and self.eval_fraction == 0:
             raise UsageError("interpolate 'auto' chooses alpha by a domain score and there would be none: keep a "
-                             "held-out share of the pairs (eval_fraction > 0) or give a labelled dev set (--domain-dev)")
+                             "held-out share of the pairs (eval_fraction > 0), give a labelled dev set (--domain-dev), "
+                             "or turn interpolation off (--interpolate none)")
         if self.mixed_precision not in ("auto", "bf16", "fp16", "fp32"):
             raise UsageError(f"unknown mixed precision {self.mixed_precision!r}: use auto, bf16, fp16 or fp32")
+
+
+def resolve_recipe(config: TrainConfig, sources: list[str]) -> tuple[TrainConfig, str]:
+    """Fill the settings left to the data (``epochs``, ``lr`` as None) by the documented rule: the
+    labelled recipe (2 epochs, lr 5e-5) unless every pair was generated (``source`` other than
+    ``labels`` or ``file``), then one epoch at 2e-5. Returns the concrete config and the rule applied."""
+    from dataclasses import replace
+
+    if config.epochs is not None and config.lr is not None:
+        return config, "as given"
+    generated = bool(sources) and all(s not in LABELLED_SOURCES for s in sources)
+    recipe = GENERATED_RECIPE if generated else LABELLED_RECIPE
+    resolved = replace(config, epochs=config.epochs if config.epochs is not None else recipe["epochs"],
+                       lr=config.lr if config.lr is not None else recipe["lr"])
+    return resolved, "every pair generated" if generated else "labelled pairs"
 
 
 def resolve_loss(config: TrainConfig, texts_per_example: int, max_seq_length: int) -> str:

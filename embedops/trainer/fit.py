@@ -36,21 +36,26 @@ from dataclasses import asdict
 from pathlib import Path
 
 from embedops.checksums import sha256_json
+from embedops.cpu import CpuFeatures, cpu_features
 from embedops.errors import UsageError
 from embedops.registry import ModelVersion, Registry
-from embedops.trainer.config import TrainConfig, TrainResult, resolve_loss
-from embedops.trainer.evaluators import domain_evaluator, general_evaluator, labelled_dev_evaluator, score
+from embedops.trainer.config import TrainConfig, TrainResult, resolve_loss, resolve_recipe
+from embedops.trainer.evaluators import (BUNDLED_GENERAL_EVAL, bundled_general_eval, domain_evaluator, general_evaluator,
+                                         labelled_dev_evaluator, score)
 from embedops.trainer.pairs import TrainingPair
 
 
-def _mixed_precision(choice: str, cuda: bool) -> tuple[bool, bool]:
+def _mixed_precision(choice: str, cuda: bool, cpu: CpuFeatures | None = None) -> tuple[bool, bool]:
     """(bf16, fp16) for the trainer's arguments: ``auto`` means bf16 on a GPU that has it, else fp16
-    there, and fp32 on a CPU (bf16 on a CPU without AVX512-BF16/AMX is slower than fp32)."""
+    there; on a CPU, bf16 autocast where the CPU has AVX512-BF16 or AMX (detected, see
+    :mod:`embedops.cpu`) and fp32 elsewhere (emulated bf16 is slower than fp32)."""
     import torch
 
     if choice == "auto":
-        bf16 = cuda and torch.cuda.is_bf16_supported()
-        return bf16, cuda and not bf16
+        if not cuda:
+            return (cpu or cpu_features()).bf16, False
+        bf16 = torch.cuda.is_bf16_supported()
+        return bf16, not bf16
     if choice == "fp16" and not cuda:
         raise UsageError("fp16 training needs a GPU; on a CPU use bf16 (AVX512-BF16 or AMX) or fp32")
     return choice == "bf16", choice == "fp16"
@@ -69,9 +74,34 @@ def _warmup(ratio: float) -> dict:
 def _split(pairs: list[TrainingPair], fraction: float, seed: int):
     queries = sorted({p.query for p in pairs})
     random.Random(seed).shuffle(queries)
-    n_eval = int(len(queries) * fraction)
+    # A tenth of 809 queries is 80; a small set still holds out one query (when it has two) so a
+    # default run keeps a domain score for choosing alpha.
+    n_eval = max(1, int(len(queries) * fraction)) if fraction > 0 and len(queries) >= 2 else 0
     held = set(queries[:n_eval])
     return [p for p in pairs if p.query not in held], [p for p in pairs if p.query in held]
+
+
+def _even_negatives(pairs: list[TrainingPair], rng: random.Random) -> tuple[int, list[TrainingPair], int]:
+    """Give every pair as many negatives as the best-served pair has (the loss takes one column per
+    negative). A pair short of mined negatives (the false-negative filter removed its candidates, or a
+    replay pair that never had any) is topped up with other pairs' positives drawn at random: easy
+    negatives, but the mined ones of every other pair are kept. Returns (negatives per pair, pairs,
+    how many were topped up)."""
+    n_neg = max((len(p.negatives) for p in pairs), default=0)
+    if n_neg == 0:
+        return 0, pairs, 0
+    pool = sorted({p.positive for p in pairs})
+    out, padded = [], 0
+    for p in pairs:
+        if len(p.negatives) < n_neg:
+            padded += 1
+            have = set(p.negatives) | {p.positive}
+            extra = [t for t in rng.sample(pool, min(len(pool), n_neg + len(have))) if t not in have]
+            while len(p.negatives) + len(extra) < n_neg:  # a tiny pool: repeat rather than fail
+                extra.append(rng.choice(pool))
+            p = TrainingPair(p.query, p.positive, p.doc_id, list(p.negatives) + extra[: n_neg - len(p.negatives)], p.source)
+        out.append(p)
+    return n_neg, out, padded
 
 
 def _base_copy(model, rank: int) -> dict:
@@ -115,6 +145,35 @@ def _use_mixed_precision(choice: str) -> Callable[[], None]:
     return restore
 
 
+def _sweep_alpha(model, base_state: dict, tuned_state: dict, config: TrainConfig, before: dict, dom_eval, gen_eval):
+    """WiSE-FT's alpha for ``interpolate="auto"``: the best domain score among the alphas whose general
+    score stays within ``max_general_drop`` points of the base model's. Alphas are tried in the given
+    order (1.0 down) and the sweep stops once two in a row score below the best allowed so far (the
+    domain score has had one peak over alpha in every run measured, docs/BENCHMARKS.md); each alpha
+    costs one domain and one general evaluation. Returns (sweep, alpha, reason in words)."""
+    sweep: list[dict] = []
+    best = None
+    worse_in_a_row = 0
+    for alpha in config.alphas:
+        _interpolate(model, base_state, tuned_state, alpha)
+        point = {"alpha": alpha, "domain_ndcg@10": score(dom_eval, model), "general_spearman": score(gen_eval, model)}
+        point["allowed"] = before["general_spearman"] - point["general_spearman"] <= config.max_general_drop
+        sweep.append(point)
+        if point["allowed"] and (best is None or point["domain_ndcg@10"] > best["domain_ndcg@10"]):
+            best, worse_in_a_row = point, 0
+        elif best is not None:
+            worse_in_a_row += 1
+            if worse_in_a_row == 2:
+                break
+    tried = ", ".join(f"{s['alpha']:g}" for s in sweep)
+    if best is None:  # every alpha tried loses too much general ability: the one nearest the base
+        best = sweep[-1]
+        return sweep, best["alpha"], (f"no alpha tried ({tried}) kept the general score within "
+                                      f"{config.max_general_drop:g} point(s) of the base; took the lowest")
+    return sweep, best["alpha"], (f"best {'held-out' if not config.domain_dev else 'dev'} nDCG@10 among alphas "
+                                  f"{tried} whose general score stays within {config.max_general_drop:g} point(s) of the base")
+
+
 def run_key(base: ModelVersion, pair_hashes: list[str], config: TrainConfig) -> str:
     return sha256_json({"base": base.digest, "pairs": pair_hashes, "config": asdict(config)})[:16]
 
@@ -126,7 +185,7 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     """Fine-tune ``base_ref`` on ``pairs`` in this process and register the result as the next
     version of ``name``. Inside a torchrun process group (``WORLD_SIZE`` > 1) every rank trains its
     share and only rank 0 returns a result (the others return None)."""
-    config = config or TrainConfig()
+    config, recipe_rule = resolve_recipe(config or TrainConfig(), [p.source for p in pairs])
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     import torch
@@ -138,8 +197,8 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
 
     base = registry.models.get(base_ref)
     name = name or base.name
-    if config.interpolate == "auto" and general_eval is None:
-        raise UsageError("--interpolate auto needs a general benchmark (--general-eval STS.tsv) to stay within")
+    general_name = str(general_eval) if general_eval else BUNDLED_GENERAL_EVAL  # what the lineage records
+    general_eval = general_eval or bundled_general_eval()  # "auto" stays within its score; reported before/after
     if not pairs:
         raise UsageError("no training pairs")
     bf16, fp16 = _mixed_precision(config.mixed_precision, torch.cuda.is_available())
@@ -155,12 +214,7 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
         n = int(round(config.replay_fraction / (1 - config.replay_fraction) * len(train_pairs)))
         replay = [rng.choice(general_pairs) for _ in range(n)]
         train_pairs = train_pairs + replay
-    n_neg = min(len(p.negatives) for p in train_pairs) if all(p.negatives for p in train_pairs) else 0
-    if any(p.negatives for p in train_pairs) and n_neg == 0:  # replay pairs have none: borrow positives
-        n_neg = min(len(p.negatives) for p in train_pairs if p.negatives)
-        pool = [p.positive for p in train_pairs]
-        train_pairs = [p if p.negatives else TrainingPair(p.query, p.positive, p.doc_id, rng.sample(pool, n_neg), p.source)
-                       for p in train_pairs]
+    n_neg, train_pairs, padded = _even_negatives(train_pairs, rng)
     columns: dict[str, list[str]] = {"anchor": [p.query for p in train_pairs], "positive": [p.positive for p in train_pairs]}
     for j in range(n_neg):
         columns[f"negative_{j + 1}"] = [p.negatives[j] for p in train_pairs]
@@ -170,13 +224,16 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     base_state = _base_copy(model, rank)
     if config.domain_dev:
         dom_eval = labelled_dev_evaluator(Path(config.domain_dev), config.domain_dev_split, seed=config.seed)
+        domain_name = f"{config.domain_dev} ({config.domain_dev_split}, {len(dom_eval.queries)} queries)"
     else:
         dom_eval = domain_evaluator(held_out, train_pairs, seed=config.seed) if held_out else None
+        domain_name = f"held-out pairs ({len(dom_eval.queries)} queries)" if dom_eval else None
     gen_eval = general_evaluator(general_eval) if general_eval else None
     before = {"domain_ndcg@10": score(dom_eval, model), "general_spearman": score(gen_eval, model)}
 
     gather = world > 1  # in-batch negatives from every process's batch, not just this one's
-    loss_used = resolve_loss(config, 2 + n_neg, config.max_seq_length or model.max_seq_length)
+    train_tokens = min(config.max_seq_length or model.max_seq_length, model.max_seq_length)
+    loss_used = resolve_loss(config, 2 + n_neg, train_tokens)
     loss = (losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size, gather_across_devices=gather)
             if loss_used == "cached-mnrl" else losses.MultipleNegativesRankingLoss(model, gather_across_devices=gather))
     key = run_key(base, pair_hashes or [], config)
@@ -201,13 +258,12 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
             seed=config.seed, data_seed=config.seed, batch_sampler=BatchSamplers.NO_DUPLICATES,
             save_strategy="steps" if config.save_steps else "epoch", save_steps=config.save_steps or 500,
             save_total_limit=1, logging_steps=max(1, steps_per_epoch // 10),
-            eval_strategy="epoch" if dom_eval else "no", report_to=[], bf16=bf16, fp16=fp16,
+            eval_strategy="no", report_to=[], bf16=bf16, fp16=fp16,
             use_cpu=not cuda, dataloader_drop_last=False, disable_tqdm=True,
             ddp_backend=("nccl" if cuda else "gloo") if world > 1 else None,
         )
         model_max_seq_length = model.max_seq_length
-        if config.max_seq_length:  # e.g. 128: all-MiniLM-L6-v2 was itself trained at 128 tokens
-            model.max_seq_length = config.max_seq_length
+        model.max_seq_length = train_tokens  # 128 by default: all-MiniLM-L6-v2 was itself trained at 128 tokens
         # The model card writer draws a "Computing widget examples" tqdm bar on stderr while the trainer
         # is set up (tqdm reads TQDM_DISABLE only when it is imported, so the variable cannot silence it).
         with contextlib.redirect_stderr(io.StringIO()):
@@ -220,6 +276,7 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
         resume = any(out_dir.glob("checkpoint-*"))
         trained_in = trainer.accelerator.mixed_precision  # what autocast really used: "no", "bf16" or "fp16"
         trainer.train(resume_from_checkpoint=True if resume else None)
+        trained_steps = trainer.state.global_step
     finally:
         restore_precision()
 
@@ -227,23 +284,26 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     if rank != 0:  # rank 0 interpolates, evaluates and registers
         return None
     tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    sweep = []
+    sweep: list[dict] = []
+    alpha_reason = None
     if config.interpolate == "auto":
-        for alpha in config.alphas:
-            _interpolate(model, base_state, tuned_state, alpha)
-            sweep.append({"alpha": alpha, "domain_ndcg@10": score(dom_eval, model),
-                          "general_spearman": score(gen_eval, model)})
-        allowed = [s for s in sweep if before["general_spearman"] - s["general_spearman"] <= config.max_general_drop]
-        best = max(allowed or sweep[-1:], key=lambda s: s["domain_ndcg@10"])
-        alpha = best["alpha"]
+        sweep, alpha, alpha_reason = _sweep_alpha(model, base_state, tuned_state, config, before, dom_eval, gen_eval)
     else:
         alpha = float(config.interpolate) if config.interpolate is not None else None
     if alpha is not None:
         _interpolate(model, base_state, tuned_state, alpha)
-    after = {"domain_ndcg@10": score(dom_eval, model), "general_spearman": score(gen_eval, model)}
-    metrics = {"before": before, "after": after, "alpha": alpha, "alpha_sweep": sweep,
-               "train_pairs": len(train_pairs), "held_out_pairs": len(held_out), "negatives_per_pair": n_neg}
-    params = asdict(config) | {"pairs_sha256": pair_hashes or [], "general_eval": str(general_eval) if general_eval else None,
+    chosen = next((s for s in sweep if s["alpha"] == alpha), None)
+    after = ({"domain_ndcg@10": chosen["domain_ndcg@10"], "general_spearman": chosen["general_spearman"]} if chosen
+             else {"domain_ndcg@10": score(dom_eval, model), "general_spearman": score(gen_eval, model)})
+    recipe = {"epochs": config.epochs, "steps": trained_steps, "batch_size": config.batch_size * world, "lr": config.lr,
+              "warmup_ratio": config.warmup_ratio, "negatives_per_pair": n_neg, "train_tokens": train_tokens,
+              "precision": {"no": "fp32"}.get(trained_in, trained_in), "loss": loss_used, "rule": recipe_rule}
+    metrics = {"before": before, "after": after, "alpha": alpha, "alpha_sweep": sweep, "alpha_reason": alpha_reason,
+               "recipe": recipe, "general_eval": general_name, "domain_scorer": domain_name,
+               "general_pairs": len(gen_eval.sentences1) if gen_eval is not None else 0,
+               "train_pairs": len(train_pairs), "held_out_pairs": len(held_out), "negatives_per_pair": n_neg,
+               "pairs_padded_with_random_negatives": padded}
+    params = asdict(config) | {"pairs_sha256": pair_hashes or [], "general_eval": general_name,
                                "run_key": key, "resumed": resume, "world_size": world,
                                "global_batch_size": config.batch_size * world, "gather_across_devices": gather,
                                "trained_in": trained_in, "loss_used": loss_used}

@@ -30,7 +30,7 @@ def test_import_generate_mine_train_export(cli, tiny_model_dir, tmp_path):
     assert all(len(m["negatives"]) == 2 for m in mined)
 
     trained = cli("train", "--base", "tiny@1", "--pairs", tmp_path / "mined.jsonl", "--epochs", "1",
-                  "--batch-size", "4", "--lr", "1e-4", "--json")
+                  "--batch-size", "4", "--lr", "1e-4", "--interpolate", "none", "--json")
     result = json.loads(trained.stdout)
     assert result["ref"] == "tiny@2" and result["alpha"] is None
     assert "widget examples" not in trained.stderr  # no library progress bars in the CLI's output
@@ -42,7 +42,8 @@ def test_import_generate_mine_train_export(cli, tiny_model_dir, tmp_path):
     assert emb.shape == (1, 32)
     assert "already exists" in cli("model", "export", "tiny@2", tmp_path / "exported", expect=2).stderr
     assert "--base-url" in cli("pairs", "generate", "--corpus", "ops", "-g", "openai", "--out", tmp_path / "x.jsonl", expect=2).stderr
-    assert "auto" in cli("train", "--base", "tiny@1", "--pairs", tmp_path / "mined.jsonl", "--interpolate", "auto", expect=2).stderr
+    refused = cli("train", "--base", "tiny@1", "--pairs", tmp_path / "mined.jsonl", "--eval-fraction", "0", expect=2).stderr
+    assert "auto" in refused and "domain score" in refused and "--interpolate none" in refused  # no silent alpha 1.0
 
     from test_mining_and_training import make_dev_beir
 
@@ -50,8 +51,27 @@ def test_import_generate_mine_train_export(cli, tiny_model_dir, tmp_path):
     sts.write_text("score\tsentence1\tsentence2\n5\ta cat sits\ta cat is sitting\n0\ta cat sits\tstocks fell\n")
     res = cli("train", "--base", "tiny@1", "--pairs", tmp_path / "mined.jsonl", "--epochs", "1", "--batch-size", "4",
               "--general-eval", sts, "--interpolate", "auto", "--max-general-drop", "100", "--domain-dev", make_dev_beir(tmp_path / "dev"))
-    assert res.stdout.strip() == "tiny@3" and "dev nDCG@10" in res.stderr
+    assert res.stdout.strip() == "tiny@3" and "nDCG@10 on " in res.stderr and "(dev, " in res.stderr
     assert json.loads(cli("model", "show", "tiny@3", "--json").stdout)["params"]["domain_dev_split"] == "dev"
+
+
+def test_train_with_no_flags_runs_the_default_recipe_and_says_what_it_did(cli, tiny_model_dir, tmp_path):
+    docs = [{"_id": k, "title": k.upper(), "text": v} for k, v in TOPICS.items()]
+    cli("corpus", "add", "ops", write_jsonl(tmp_path / "docs.jsonl", docs))
+    cli("model", "register", "tiny", tiny_model_dir)
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"query": f"{w} {k}", "doc_id": k} for k in TOPICS for w in ("about", "fix")])
+    cli("pairs", "mine", pairs, "--model", "tiny@1", "--corpus", "ops", "--out", tmp_path / "mined.jsonl", "--margin", "2")
+
+    res = cli("train", "--base", "tiny@1", "--pairs", tmp_path / "mined.jsonl")
+    report = " ".join(res.stderr.split())  # the report as words, whatever the terminal wrapped
+    shown = json.loads(cli("model", "show", res.stdout.strip(), "--json").stdout)
+    steps = shown["metrics"]["recipe"]["steps"]
+    assert f"recipe (labelled pairs): 2 epochs, {steps} steps of 32 pairs" in report and "lr 5e-05" in report
+    assert "general Spearman on bundled:general-sts:" in report and "domain nDCG@10 on held-out pairs (1 queries)" in report
+    alpha = shown["metrics"]["alpha"]
+    assert f"alpha {alpha:g}: best held-out nDCG@10 among alphas 1" in report  # chosen by the sweep, said why
+    assert "nan" not in report and "->" in report
+    assert shown["params"]["general_eval"] == "bundled:general-sts" and shown["params"]["interpolate"] == "auto"
 
 
 def test_generate_with_the_local_generator_and_few_shot_examples(cli, tmp_path):

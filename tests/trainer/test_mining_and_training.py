@@ -1,3 +1,5 @@
+import random
+
 import pytest
 import torch
 
@@ -88,14 +90,17 @@ def test_training_registers_a_child_version_with_lineage(reg, tmp_path):
     assert mv.ref == "tiny@2" and mv.parent == "tiny@1"
     assert mv.params["seed"] == 0 and mv.params["pairs_sha256"] == ["abc"] and mv.params["lr"] == 5e-4
     assert result.curve and all("loss" in c for c in mv.metrics["curve"])
-    assert result.alpha in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4) and len(result.metrics["alpha_sweep"]) == 7
+    sweep = result.metrics["alpha_sweep"]
+    assert [s["alpha"] for s in sweep] == [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4][: len(sweep)] and len(sweep) >= 2
+    best = max(sweep, key=lambda s: s["domain_ndcg@10"])  # every alpha is allowed at a 100-point drop
+    assert result.alpha == best["alpha"] and result.metrics["after"]["domain_ndcg@10"] == best["domain_ndcg@10"]
     assert reg.models.verify("tiny@2") == []
     assert result.metrics["after"]["domain_ndcg@10"] >= result.metrics["before"]["domain_ndcg@10"]
 
 
 def test_rerun_with_the_same_inputs_resumes_from_the_checkpoint(reg):
     pairs = pairs_for(reg) * 2
-    config = TrainConfig(epochs=1, batch_size=4, lr=1e-4, eval_fraction=0.0)
+    config = TrainConfig(epochs=1, batch_size=4, lr=1e-4, eval_fraction=0.0, interpolate=None)
     first = train(reg, "tiny@1", pairs, config=config, pair_hashes=["same"])
     assert first.model.params["resumed"] is False and first.curve
     second = train(reg, "tiny@1", pairs, config=config, pair_hashes=["same"])
@@ -107,7 +112,7 @@ def test_rerun_with_the_same_inputs_resumes_from_the_checkpoint(reg):
 
 def test_an_interrupted_run_resumes_from_its_last_step_checkpoint(reg):
     pairs = pairs_for(reg) * 2  # 16 pairs in batches of 4: 4 steps, a checkpoint every 2
-    config = TrainConfig(epochs=1, batch_size=4, lr=1e-4, eval_fraction=0.0, save_steps=2)
+    config = TrainConfig(epochs=1, batch_size=4, lr=1e-4, eval_fraction=0.0, interpolate=None, save_steps=2)
 
     def stop_after_step_3(point):
         if point["step"] == 3:
@@ -124,9 +129,9 @@ def test_an_interrupted_run_resumes_from_its_last_step_checkpoint(reg):
 def test_training_at_a_shorter_token_limit_keeps_the_models_own_limit(reg):
     pairs = pairs_for(reg) * 2
     base_limit = reg.models.load("tiny@1").max_seq_length
-    full = train(reg, "tiny@1", pairs, config=TrainConfig(epochs=1, batch_size=4, lr=1e-3, eval_fraction=0.0))
+    full = train(reg, "tiny@1", pairs, config=TrainConfig(epochs=1, batch_size=4, lr=1e-3, eval_fraction=0.0, interpolate=None))
     short = train(reg, "tiny@1", pairs, config=TrainConfig(epochs=1, batch_size=4, lr=1e-3, eval_fraction=0.0,
-                                                             max_seq_length=4))
+                                                             interpolate=None, max_seq_length=4))
     assert short.model.params["max_seq_length"] == 4
     assert reg.models.load(short.model.ref).max_seq_length == base_limit  # encodes documents as before
     weights = lambda mv: next(f.sha256 for f in mv.files if f.path == "model.safetensors")
@@ -140,7 +145,7 @@ def test_bf16_training_on_a_cpu_registers_a_full_precision_version(reg):
 
     pairs = pairs_for(reg) * 2
     result = train(reg, "tiny@1", pairs, config=TrainConfig(epochs=1, batch_size=4, lr=1e-4, eval_fraction=0.0,
-                                                            mixed_precision="bf16"))
+                                                            interpolate=None, mixed_precision="bf16"))
     assert result.model.params["mixed_precision"] == "bf16" and result.curve
     weights = reg.models.verified_path(result.model.ref) / "model.safetensors"
     with safe_open(str(weights), "pt") as f:  # autocast trains in bf16; the stored weights stay fp32
@@ -152,7 +157,7 @@ def test_a_bf16_run_does_not_make_the_next_run_in_the_process_bf16(reg):
     """accelerate keeps a process-wide mixed-precision state; an fp32 run after a bf16 one (a
     notebook, a server, this test suite) must train in fp32, not in emulated bf16."""
     pairs = pairs_for(reg) * 2
-    settings = dict(epochs=1, batch_size=4, lr=1e-4, eval_fraction=0.0)
+    settings = dict(epochs=1, batch_size=4, lr=1e-4, eval_fraction=0.0, interpolate=None)
     first = train(reg, "tiny@1", pairs, config=TrainConfig(**settings, mixed_precision="bf16"))
     second = train(reg, "tiny@1", pairs, config=TrainConfig(**settings, mixed_precision="fp32"))
     assert first.model.params["trained_in"] == "bf16" and second.model.params["trained_in"] == "no"
@@ -171,7 +176,7 @@ def test_fp16_on_a_cpu_or_an_unknown_precision_is_refused_before_training(reg):
 def test_two_process_training_shares_batches_and_negatives_across_devices(reg):
     pairs = pairs_for(reg) * 4  # 32 pairs
     logs = []
-    config = TrainConfig(epochs=1, batch_size=4, lr=1e-4, eval_fraction=0.0, devices=2)
+    config = TrainConfig(epochs=1, batch_size=4, lr=1e-4, eval_fraction=0.0, interpolate=None, devices=2)
     result = train(reg, "tiny@1", pairs, config=config, pair_hashes=["ddp"], on_log=logs.append)
     mv = result.model
     assert mv.ref == "tiny@2" and mv.parent == "tiny@1" and reg.models.verify("tiny@2") == []
@@ -240,7 +245,7 @@ def test_auto_loss_uses_gradcache_for_big_steps_with_the_same_batches_and_object
     assert resolve_loss(TrainConfig(loss="mnrl"), 5, 256) == "mnrl"  # an explicit choice stands
     assert 4 * 2 * 128 <= FULL_BATCH_TOKEN_LIMIT
     pairs = pairs_for(reg) * 2
-    settings = dict(epochs=1, batch_size=4, lr=1e-3, eval_fraction=0.0)
+    settings = dict(epochs=1, batch_size=4, lr=1e-3, eval_fraction=0.0, interpolate=None)
     plain = train(reg, "tiny@1", pairs, config=TrainConfig(**settings, loss="mnrl"))
     cached = train(reg, "tiny@1", pairs, config=TrainConfig(**settings, loss="cached-mnrl", mini_batch_size=2))
     assert plain.model.params["loss_used"] == "mnrl" and cached.model.params["loss_used"] == "cached-mnrl"
@@ -249,3 +254,50 @@ def test_auto_loss_uses_gradcache_for_big_steps_with_the_same_batches_and_object
     assert [c["step"] for c in plain.curve] == [c["step"] for c in cached.curve] == [1, 2, 3, 4]
     mean = lambda curve: sum(c["loss"] for c in curve) / len(curve)
     assert abs(mean(plain.curve) - mean(cached.curve)) < 0.25 * mean(plain.curve)
+
+
+def test_short_pairs_are_topped_up_to_the_same_number_of_negatives():
+    from embedops.trainer.fit import _even_negatives
+
+    pairs = [TrainingPair("q1", "p1", "d1", ["n1", "n2", "n3"]), TrainingPair("q2", "p2", "d2", []),
+             TrainingPair("q3", "p3", "d3", ["n4"]), TrainingPair("q4", "p4", "d4", ["n5", "n6", "n7"])]
+    n, out, padded = _even_negatives(pairs, random.Random(0))
+    assert n == 3 and padded == 2 and all(len(p.negatives) == 3 for p in out)
+    assert out[0].negatives == ["n1", "n2", "n3"] and out[2].negatives[0] == "n4"  # mined negatives kept, first
+    assert all(p.positive not in p.negatives for p in out)  # never its own positive
+
+
+def test_auto_alpha_sweep_stops_after_two_worse_alphas(reg, monkeypatch):
+    from embedops.trainer import fit as fit_module
+
+    scores = iter([60.0, 70.0, 65.0, 64.0, 99.0])  # peaks at 0.9; 0.4 (99) is never tried
+    monkeypatch.setattr(fit_module, "score", lambda ev, m: next(scores) if ev == "domain" else 80.0)
+    model = reg.models.load("tiny@1")
+    state = model.state_dict()
+    sweep, alpha, reason = fit_module._sweep_alpha(model, state, state, TrainConfig(alphas=(1.0, 0.9, 0.8, 0.7, 0.4)),
+                                                   {"general_spearman": 80.0}, "domain", "general")
+    assert [s["alpha"] for s in sweep] == [1.0, 0.9, 0.8, 0.7] and alpha == 0.9
+    assert "1, 0.9, 0.8, 0.7" in reason and "within 1 point(s)" in reason
+
+
+def test_auto_precision_on_a_cpu_follows_its_features():
+    from embedops.cpu import parse_cpuinfo
+    from embedops.trainer.fit import _mixed_precision
+    from test_cpu import AVX2_ONLY, ZEN4
+
+    assert _mixed_precision("auto", cuda=False, cpu=parse_cpuinfo(ZEN4)) == (True, False)
+    assert _mixed_precision("auto", cuda=False, cpu=parse_cpuinfo(AVX2_ONLY)) == (False, False)
+    assert _mixed_precision("fp32", cuda=False, cpu=parse_cpuinfo(ZEN4)) == (False, False)  # an explicit choice stands
+
+
+def test_settings_left_to_the_data_follow_the_documented_rule():
+    from embedops.trainer.config import resolve_recipe
+
+    labelled, rule = resolve_recipe(TrainConfig(), ["labels", "labels", "file"])
+    assert (labelled.epochs, labelled.lr, rule) == (2, 5e-5, "labelled pairs")
+    generated, rule = resolve_recipe(TrainConfig(), ["local", "extractive"])
+    assert (generated.epochs, generated.lr, rule) == (1, 2e-5, "every pair generated")
+    mixed, _ = resolve_recipe(TrainConfig(), ["local", "labels"])  # any labelled pair: the labelled recipe
+    assert mixed.epochs == 2
+    given, rule = resolve_recipe(TrainConfig(epochs=2, lr=1e-4), ["local"])
+    assert (given.epochs, given.lr, rule) == (2, 1e-4, "as given")

@@ -74,7 +74,7 @@ class PipelineConfig:
     generated: GeneratorSpec | None = None
     mine: MineSettings = field(default_factory=MineSettings)
     train: TrainConfig = field(default_factory=TrainConfig)
-    general_eval: Path | None = None  # [train] general_eval: an STS TSV watched while training
+    general_eval: Path | None = None  # [train] general_eval: an STS TSV watched while training (default: the bundled set)
     promote: PromoteSection = field(default_factory=PromoteSection)
     source: str = "<config>"
 
@@ -161,8 +161,6 @@ class _Reader:
                                     extra={"general_eval": "str"})
         general_eval = train_values.pop("general_eval", None)
         train = self.build("train", TrainConfig, train_values)
-        if train.interpolate == "auto" and not general_eval:
-            raise toml.error("train", "interpolate", "'auto' needs train.general_eval (an STS TSV) to stay within")
         guards = self.section("guards", None, extra={"gold": "str", "general": "list", "policy": "str"}
                               | {k: "" for k in Policy.__dataclass_fields__})
         policy = load_policy(Path(self.rel(guards["policy"]))) if "policy" in guards else Policy()
