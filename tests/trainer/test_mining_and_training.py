@@ -301,3 +301,12 @@ def test_settings_left_to_the_data_follow_the_documented_rule():
     assert mixed.epochs == 2
     given, rule = resolve_recipe(TrainConfig(epochs=2, lr=1e-4), ["local"])
     assert (given.epochs, given.lr, rule) == (2, 1e-4, "as given")
+
+
+def test_the_bundled_general_set_ships_in_the_package_and_spans_the_scale():
+    from embedops.beir import read_sts
+    from embedops.trainer.evaluators import bundled_general_eval
+
+    s1, s2, scores = read_sts(bundled_general_eval())
+    assert len(s1) == 132 and min(scores) == 0.0 and max(scores) == 5.0
+    assert len(set(zip(s1, s2))) == 132 and all(a != b for a, b in zip(s1, s2))
