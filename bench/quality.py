@@ -128,7 +128,7 @@ def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_
         reg = Registry(Store.open(store_uri))
         version = reg.models.get(ref)
         run = {"seed": seed, "ref": ref, "train_wall_s": float(wall), "train_peak_rss_mib": int(peak_kib) / 1024,
-               "train_report": done.stderr.strip().splitlines()[-6:], "alpha": version.metrics.get("alpha"),
+               "train_report": done.stderr.strip().splitlines(), "alpha": version.metrics.get("alpha"),
                "train_metrics": {k: version.metrics.get(k) for k in ("before", "after", "alpha_sweep", "alpha_reason", "recipe")},
                "test": evaluate_model(reg, ref)}
         runs[str(seed)] = run
