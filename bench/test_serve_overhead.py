@@ -21,7 +21,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -180,8 +179,7 @@ def test_server_overhead_against_in_process_search(scifact, tmp_path, benchmark)
 
 
 def _cpu_flags() -> dict:
-    flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0] if Path("/proc/cpuinfo").is_file() else ""
-    model = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    name = next((line.split(":", 1)[1].strip() for line in model.splitlines() if line.startswith("Model name")), "")
-    return {"model": name, "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_bf16" in flags,
-            "avx512_vnni": "avx512_vnni" in flags, "avx2": "avx2" in flags}
+    from embedops.cpu import cpu_features
+
+    cpu = cpu_features()
+    return {"model": cpu.model, "avx512_bf16": cpu.avx512_bf16, "amx": cpu.amx_bf16, "vnni": cpu.vnni, "avx2": cpu.avx2}
