@@ -18,6 +18,8 @@ returned so the CLI can report them.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import random
@@ -262,6 +264,11 @@ def smollm2_location() -> tuple[Path, str]:
     return folder, ggufs[0].name
 
 
+def _quiet_stderr(on: bool) -> contextlib.AbstractContextManager:
+    """Swallow what a library writes to stderr inside the block when ``on`` (exceptions still propagate)."""
+    return contextlib.redirect_stderr(io.StringIO()) if on else contextlib.nullcontext()
+
+
 class LocalGenerator:
     """Queries from a language model on disk (air-gapped sites): a transformers directory, or a GGUF
     file (needs the ``gguf`` package).
@@ -303,7 +310,11 @@ class LocalGenerator:
             model_dir, gguf_file = smollm2_location()
         kwargs = {"gguf_file": gguf_file} if gguf_file else {}
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True, **kwargs)
+        # transformers de-quantizes a GGUF file under a bare tqdm bar ("Converting and de-quantizing GGUF
+        # tensors"), which neither HF_HUB_DISABLE_PROGRESS_BARS nor its logging settings reach: keep it
+        # out of the command's output (errors still raise).
+        with _quiet_stderr(bool(gguf_file)):
+            self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True, **kwargs)
         # A seq2seq model (doc2query-style T5) reads the document and writes the query; a causal LM
         # continues a few-shot chat prompt.
         self.seq2seq = not gguf_file and bool(getattr(  # transformers reads GGUF files as causal LMs only
@@ -314,7 +325,8 @@ class LocalGenerator:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         model_class = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
-        self.model = model_class.from_pretrained(str(model_dir), local_files_only=True, **kwargs)
+        with _quiet_stderr(bool(gguf_file)):
+            self.model = model_class.from_pretrained(str(model_dir), local_files_only=True, **kwargs)
         self.model.to(device=self.device, dtype=dtype).eval()
         self.per_doc = per_doc
         self.max_new_tokens = max_new_tokens

@@ -188,6 +188,34 @@ def test_local_generator_resumes_from_its_cache_after_an_interruption(tmp_path):
     assert len(calls) == 4
 
 
+def test_local_generator_keeps_the_gguf_de_quantizing_bar_out_of_the_output(tmp_path, monkeypatch, capsys):
+    """transformers loads a GGUF file under a bare tqdm bar that no Hugging Face setting silences; the
+    loading is stood in for here (a tiny GGUF would need llama.cpp's converter), the bar is tqdm's own."""
+    import transformers
+    from tqdm.auto import tqdm
+
+    from embedops.trainer.generate import LocalGenerator
+
+    lm = make_tiny_lm(tmp_path / "lm")
+    seen = []
+
+    def gguf_loader(real):
+        def load(path, *args, gguf_file=None, **kwargs):
+            seen.append(gguf_file)
+            for _ in tqdm(range(3), desc="Converting and de-quantizing GGUF tensors..."):
+                pass
+            return real(path, *args, **kwargs)
+        return load
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", gguf_loader(transformers.AutoTokenizer.from_pretrained))
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        gguf_loader(transformers.AutoModelForCausalLM.from_pretrained))
+    gen = LocalGenerator(lm, gguf_file="model.gguf", max_new_tokens=3)
+    assert seen == ["model.gguf", "model.gguf"] and not gen.seq2seq
+    assert "de-quantizing" not in capsys.readouterr().err
+    assert gen.generate(DOCS[:1])  # the model it loaded works
+
+
 def test_local_generator_samples_several_queries_repeatably_and_uses_the_few_shot_examples(tmp_path):
     from embedops.trainer.generate import LocalGenerator
 
