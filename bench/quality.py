@@ -4,6 +4,9 @@ evaluation, with STS-B test Spearman and the MS MARCO slice nDCG@10 as the gener
     # `embedops train` with no tuning flags, through the CLI (pairs import -> pairs mine -> train),
     # one training per seed; mean and 95% interval; raw JSON per seed in bench/quality-results/:
     HF_HUB_OFFLINE=1 .venv/bin/python bench/quality.py --runs defaults --seeds 0,1,2 [--store DIR]
+    # the same from generated pairs only (pairs generate -> pairs mine -> train), each seed guarded:
+    ... bench/quality.py --runs defaults-generated --generator extractive --generate-docs 1000 \
+        --tag defaults-extractive
     HF_HUB_OFFLINE=1 .venv/bin/python bench/quality.py [--runs labelled,extractive,generated] [--epochs 3]
     # LLM-written queries (see docs/BENCHMARKS.md, (b)), alpha fixed or chosen on a labelled dev split:
     ... bench/quality.py --runs generated --pairs-file greedy.jsonl,sampled.jsonl --lr 2e-5 --interpolate 0.6
@@ -104,20 +107,34 @@ def _cli(store_uri: str, *args, time_file: Path | None = None) -> subprocess.Com
     return done
 
 
-def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_dir: Path) -> dict:
-    """``embedops pairs import`` -> ``pairs mine`` -> ``train`` with no tuning flags (only ``--seed``
-    and ``--name``), as a new user runs them, then the test evaluation of each seed's version.
-    Each seed's raw result is written to ``out_dir`` as soon as it is known."""
+def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_dir: Path,
+                 generate: list[str] | None = None) -> dict:
+    """``embedops pairs import`` (or with ``generate``, ``pairs generate`` with those arguments) ->
+    ``pairs mine`` -> ``train`` with no tuning flags (only ``--seed`` and ``--name``), as a new user
+    runs them, then the test evaluation of each seed's version and ``embedops guard`` of its SciFact
+    index against ``production`` (the base's index). Each seed's raw result is written to ``out_dir``
+    as soon as it is known."""
     from embedops.registry import Registry
     from embedops.store import Store
 
     work = Path(tempfile.mkdtemp(prefix="embedops-defaults-"))
     t = time.perf_counter()
-    imported = _cli(store_uri, "pairs", "import", DATA / "scifact", "--split", "train", "--out", work / "labelled.jsonl")
-    mined = _cli(store_uri, "pairs", "mine", work / "labelled.jsonl", "--model", base_ref, "--corpus", "scifact",
+    if generate:
+        made = _cli(store_uri, "pairs", "generate", "-c", "scifact", *generate, "--out", work / "pairs.jsonl")
+        prep = {"generate": generate, "generated": made.stdout.strip()}
+    else:
+        made = _cli(store_uri, "pairs", "import", DATA / "scifact", "--split", "train", "--out", work / "pairs.jsonl")
+        prep = {"import": made.stdout.strip()}
+    mined = _cli(store_uri, "pairs", "mine", work / "pairs.jsonl", "--model", base_ref, "--corpus", "scifact",
                  "--out", work / "mined.jsonl")
-    prep = {"seconds": time.perf_counter() - t, "import": imported.stdout.strip(), "mine": mined.stdout.strip()}
+    prep |= {"seconds": time.perf_counter() - t, "mine": mined.stdout.strip()}
     print("pairs", json.dumps(prep), flush=True)
+    reg = Registry(Store.open(store_uri))
+    if reg.aliases.get("production") is None:  # the guard's domain gate compares with what serves: the base model's index
+        from embedops.registry import find_ready_index
+
+        _cli(store_uri, "promote", find_ready_index(reg, base_ref, "scifact", "fp32").index_id, "--force",
+             "--reason", "quality bench: the base model serves, candidates are judged against it")
     runs = {}
     for seed in seeds:
         timing = work / f"time-{seed}.txt"
@@ -131,6 +148,7 @@ def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_
                "train_report": done.stderr.strip().splitlines(), "alpha": version.metrics.get("alpha"),
                "train_metrics": {k: version.metrics.get(k) for k in ("before", "after", "alpha_sweep", "alpha_reason", "recipe")},
                "test": evaluate_model(reg, ref)}
+        run["guard"] = _guard(store_uri, reg, ref)
         runs[str(seed)] = run
         print(f"seed {seed}", json.dumps(run), flush=True)
         from conftest import machine
@@ -139,6 +157,22 @@ def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_
             json.dumps({"bench": "quality_product_path", "date": time.strftime("%Y-%m-%d"), "machine": machine(),
                         "pairs": prep, **run}, indent=1) + "\n")
     return {"pairs": prep, "runs": runs}
+
+
+def _guard(store_uri: str, reg, ref: str) -> dict:
+    """``embedops guard`` of ``ref``'s SciFact index against ``production`` on the SciFact test qrels,
+    with STS-B test as the general benchmark: would the promotion be allowed?"""
+    from embedops.registry import find_ready_index
+
+    index_id = find_ready_index(reg, ref, "scifact", "fp32").index_id
+    cmd = [sys.executable, "-m", "embedops", "--store", store_uri, "guard", index_id, "--gold", str(DATA / "scifact"),
+           "--general", str(DATA / "general-stsb" / "sts-test.tsv"), "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"COLUMNS": "80"})
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    report = json.loads(done.stdout)
+    return {"exit": done.returncode, "passed": done.returncode == 0, "verdict": report.get("verdict"), "index": index_id,
+            "gates": {g["name"]: {k: g.get(k) for k in ("status", "value", "threshold", "reason")} for g in report.get("gates", [])}}
 
 
 def main() -> None:
@@ -175,6 +209,8 @@ def main() -> None:
     ap.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps: a rerun of the same command resumes")
     ap.add_argument("--seeds", default="0,1,2", help="run 'defaults': seeds of the product-path training runs")
     ap.add_argument("--tag", default="defaults-labelled", help="run 'defaults': name of its raw result files")
+    ap.add_argument("--generator", default="extractive", help="run 'defaults-generated': `pairs generate -g` (offline: extractive, local)")
+    ap.add_argument("--generate-docs", type=int, default=None, help="run 'defaults-generated': only the first N abstracts")
     args = ap.parse_args()
     if args.domain_dev_split == "test":
         raise SystemExit("--domain-dev-split test would choose alpha on the evaluation queries; use train")
@@ -196,9 +232,13 @@ def main() -> None:
 
     for run in args.runs.split(","):
         t = time.perf_counter()
-        if run == "defaults":  # the product path with no tuning flags, one training per seed
+        if run in ("defaults", "defaults-generated"):  # the product path with no tuning flags, one training per seed
             seeds = [int(x) for x in args.seeds.split(",")]
-            done = product_path(store_uri, base.ref, seeds, args.tag, ROOT / "bench" / "quality-results")
+            generate = None
+            if run == "defaults-generated":
+                generate = ["-g", args.generator, "--round-trip", base.ref] + (
+                    ["--limit", str(args.generate_docs)] if args.generate_docs else [])
+            done = product_path(store_uri, base.ref, seeds, args.tag, ROOT / "bench" / "quality-results", generate)
             b = results["base"]
             summary = {k: interval95([r["test"][k] for r in done["runs"].values()]) for k in b}
             results["defaults"] = {k: v["mean"] for k, v in summary.items()} | {"alpha": "/".join(

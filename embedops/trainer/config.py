@@ -28,6 +28,11 @@ LABELLED_RECIPE = {"epochs": 2, "lr": 5e-5}
 # style: one epoch at 2e-5 is the recipe of the generated-pairs runs in docs/BENCHMARKS.md, (b).
 GENERATED_RECIPE = {"epochs": 1, "lr": 2e-5}
 LABELLED_SOURCES = ("labels", "file")  # import_beir's pairs, and JSONL lines that name no source
+# With generated pairs only and no labelled dev set, "auto" scores alphas on a held-out slice of the
+# generated pairs, which prefers no interpolation at all (docs/BENCHMARKS.md, (b')); in the H200 probes
+# (docs/results/gpu-probe-h200-2026-11-2[67].jsonl) labelled dev queries chose 0.5-0.7 every time (0.6 in
+# both 3-negative probes at their best) and alpha 1.0 gave a third of the lift. So that sweep starts here.
+GENERATED_MAX_ALPHA = 0.6
 
 
 @dataclass
@@ -85,18 +90,24 @@ class TrainConfig:
 
 
 def resolve_recipe(config: TrainConfig, sources: list[str]) -> tuple[TrainConfig, str]:
-    """Fill the settings left to the data (``epochs``, ``lr`` as None) by the documented rule: the
-    labelled recipe (2 epochs, lr 5e-5) unless every pair was generated (``source`` other than
-    ``labels`` or ``file``), then one epoch at 2e-5. Returns the concrete config and the rule applied."""
+    """Fill the settings left to the data by the documented rule. ``epochs`` and ``lr`` left as None:
+    the labelled recipe (2 epochs, lr 5e-5) unless every pair was generated (``source`` other than
+    ``labels`` or ``file``), then one epoch at 2e-5. When every pair was generated, ``interpolate`` is
+    "auto" with the default alphas and no ``domain_dev``, only alphas up to
+    :data:`GENERATED_MAX_ALPHA` are tried. Returns the concrete config and the rule applied, in words."""
     from dataclasses import replace
 
-    if config.epochs is not None and config.lr is not None:
-        return config, "as given"
     generated = bool(sources) and all(s not in LABELLED_SOURCES for s in sources)
-    recipe = GENERATED_RECIPE if generated else LABELLED_RECIPE
-    resolved = replace(config, epochs=config.epochs if config.epochs is not None else recipe["epochs"],
-                       lr=config.lr if config.lr is not None else recipe["lr"])
-    return resolved, "every pair generated" if generated else "labelled pairs"
+    rule = "as given"
+    if config.epochs is None or config.lr is None:
+        recipe = GENERATED_RECIPE if generated else LABELLED_RECIPE
+        config = replace(config, epochs=config.epochs if config.epochs is not None else recipe["epochs"],
+                         lr=config.lr if config.lr is not None else recipe["lr"])
+        rule = "every pair generated" if generated else "labelled pairs"
+    if generated and config.interpolate == "auto" and not config.domain_dev and config.alphas == ALPHAS:
+        config = replace(config, alphas=tuple(a for a in ALPHAS if a <= GENERATED_MAX_ALPHA))
+        rule += f"; alphas <= {GENERATED_MAX_ALPHA:g} without a labelled dev set"
+    return config, rule
 
 
 def resolve_loss(config: TrainConfig, texts_per_example: int, max_seq_length: int) -> str:

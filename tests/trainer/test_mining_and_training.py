@@ -295,12 +295,19 @@ def test_settings_left_to_the_data_follow_the_documented_rule():
 
     labelled, rule = resolve_recipe(TrainConfig(), ["labels", "labels", "file"])
     assert (labelled.epochs, labelled.lr, rule) == (2, 5e-5, "labelled pairs")
+    assert labelled.alphas == (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
     generated, rule = resolve_recipe(TrainConfig(), ["local", "extractive"])
-    assert (generated.epochs, generated.lr, rule) == (1, 2e-5, "every pair generated")
+    assert (generated.epochs, generated.lr) == (1, 2e-5)
+    # a held-out slice of generated pairs always prefers alpha 1.0; labelled dev queries chose 0.5-0.7
+    assert generated.alphas == (0.6, 0.5, 0.4) and rule == "every pair generated; alphas <= 0.6 without a labelled dev set"
+    with_dev, rule = resolve_recipe(TrainConfig(domain_dev="dev-set"), ["local"])  # a labelled dev set chooses freely
+    assert with_dev.alphas[0] == 1.0 and rule == "every pair generated"
+    own, _ = resolve_recipe(TrainConfig(alphas=(0.9, 0.8)), ["local"])  # alphas the user chose stand
+    assert own.alphas == (0.9, 0.8)
     mixed, _ = resolve_recipe(TrainConfig(), ["local", "labels"])  # any labelled pair: the labelled recipe
-    assert mixed.epochs == 2
-    given, rule = resolve_recipe(TrainConfig(epochs=2, lr=1e-4), ["local"])
-    assert (given.epochs, given.lr, rule) == (2, 1e-4, "as given")
+    assert mixed.epochs == 2 and mixed.alphas[0] == 1.0
+    given, rule = resolve_recipe(TrainConfig(epochs=2, lr=1e-4, interpolate=0.8), ["local"])
+    assert (given.epochs, given.lr, given.interpolate, rule) == (2, 1e-4, 0.8, "as given")
 
 
 def test_the_bundled_general_set_ships_in_the_package_and_spans_the_scale():
