@@ -4,9 +4,12 @@ evaluation, with STS-B test Spearman and the MS MARCO slice nDCG@10 as the gener
     # `embedops train` with no tuning flags, through the CLI (pairs import -> pairs mine -> train),
     # one training per seed; mean and 95% interval; raw JSON per seed in bench/quality-results/:
     HF_HUB_OFFLINE=1 .venv/bin/python bench/quality.py --runs defaults --seeds 0,1,2 [--store DIR]
+    # a recipe under comparison, scored on the held-out train queries only (no test score read):
+    ... bench/quality.py --runs defaults --seeds 0 --train-flags "--epochs 3" --dev-only --tag dev-3-epochs
     # the same from generated pairs only (pairs generate -> pairs mine -> train), each seed guarded:
     ... bench/quality.py --runs defaults-generated --generator extractive --generate-docs 1000 \
         --tag defaults-extractive
+    # research runs through the library, one training per --seeds seed (default 0,1,2), mean and interval:
     HF_HUB_OFFLINE=1 .venv/bin/python bench/quality.py [--runs labelled,extractive,generated] [--epochs 3]
     # LLM-written queries (see docs/BENCHMARKS.md, (b)), alpha fixed or chosen on a labelled dev split:
     ... bench/quality.py --runs generated --pairs-file greedy.jsonl,sampled.jsonl --lr 2e-5 --interpolate 0.6
@@ -96,6 +99,11 @@ def interval95(values: list[float]) -> dict:
     return {"mean": mean, "n": len(values), "low": mean - half, "high": mean + half, "stdev": statistics.stdev(values)}
 
 
+def _alphas(runs) -> str:
+    """The alpha of each seed's run, e.g. '0.8/1/1' ('-' where none was used)."""
+    return "/".join("-" if r["alpha"] is None else f"{r['alpha']:g}" for r in runs)
+
+
 def _cli(store_uri: str, *args, time_file: Path | None = None) -> subprocess.CompletedProcess:
     """One embedops command as a user types it (a new process, the installed entry point's module)."""
     cmd = [sys.executable, "-m", "embedops", "--store", store_uri, *map(str, args)]
@@ -108,12 +116,15 @@ def _cli(store_uri: str, *args, time_file: Path | None = None) -> subprocess.Com
 
 
 def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_dir: Path,
-                 generate: list[str] | None = None) -> dict:
+                 generate: list[str] | None = None, train_flags: list[str] | None = None,
+                 dev_only: bool = False) -> dict:
     """``embedops pairs import`` (or with ``generate``, ``pairs generate`` with those arguments) ->
     ``pairs mine`` -> ``train`` with no tuning flags (only ``--seed`` and ``--name``), as a new user
     runs them, then the test evaluation of each seed's version and ``embedops guard`` of its SciFact
-    index against ``production`` (the base's index). Each seed's raw result is written to ``out_dir``
-    as soon as it is known."""
+    index against ``production`` (the base's index). ``train_flags`` are added to ``train`` (a recipe
+    under comparison); ``dev_only`` skips the test evaluation and the guard, for choosing a recipe on
+    the held-out train queries without reading a test score. Each seed's raw result is written to
+    ``out_dir`` as soon as it is known."""
     from embedops.registry import Registry
     from embedops.store import Store
 
@@ -139,7 +150,7 @@ def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_
     for seed in seeds:
         timing = work / f"time-{seed}.txt"
         done = _cli(store_uri, "train", "--base", base_ref, "--pairs", work / "mined.jsonl", "--seed", seed,
-                    "--name", f"minilm-{tag}-s{seed}", time_file=timing)
+                    "--name", f"minilm-{tag}-s{seed}", *(train_flags or []), time_file=timing)
         peak_kib, wall = timing.read_text().split()[-2:]
         ref = done.stdout.strip().splitlines()[-1]
         reg = Registry(Store.open(store_uri))
@@ -147,8 +158,10 @@ def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_
         run = {"seed": seed, "ref": ref, "train_wall_s": float(wall), "train_peak_rss_mib": int(peak_kib) / 1024,
                "train_report": done.stderr.strip().splitlines(), "alpha": version.metrics.get("alpha"),
                "train_metrics": {k: version.metrics.get(k) for k in ("before", "after", "alpha_sweep", "alpha_reason", "recipe")},
-               "test": evaluate_model(reg, ref)}
-        run["guard"] = _guard(store_uri, reg, ref)
+               "train_flags": train_flags or []}
+        if not dev_only:
+            run["test"] = evaluate_model(reg, ref)
+            run["guard"] = _guard(store_uri, reg, ref)
         runs[str(seed)] = run
         print(f"seed {seed}", json.dumps(run), flush=True)
         from conftest import machine
@@ -207,8 +220,10 @@ def main() -> None:
     ap.add_argument("--train-max-seq-length", type=int, default=None, help="token limit while training (e.g. 128: much cheaper steps on abstracts)")
     ap.add_argument("--eval-fraction", type=float, default=0.1, help="share of the pairs' queries held out for the trainer's evaluator")
     ap.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps: a rerun of the same command resumes")
-    ap.add_argument("--seeds", default="0,1,2", help="run 'defaults': seeds of the product-path training runs")
+    ap.add_argument("--seeds", default="0,1,2", help="seeds: one training per seed for every run (at least 3 for an interval)")
     ap.add_argument("--tag", default="defaults-labelled", help="run 'defaults': name of its raw result files")
+    ap.add_argument("--train-flags", default="", help="runs 'defaults*': flags added to `train`, e.g. '--epochs 3'")
+    ap.add_argument("--dev-only", action="store_true", help="runs 'defaults*': no test evaluation or guard (choose on dev)")
     ap.add_argument("--generator", default="extractive", help="run 'defaults-generated': `pairs generate -g` (offline: extractive, local)")
     ap.add_argument("--generate-docs", type=int, default=None, help="run 'defaults-generated': only the first N abstracts")
     args = ap.parse_args()
@@ -229,26 +244,30 @@ def main() -> None:
     print("base", json.dumps(results["base"]), flush=True)
     sts_dev = DATA / "general-stsb" / "sts-dev.tsv"
     timings = {}
+    seeds = [int(x) for x in args.seeds.split(",")]
+    per_seed: dict[str, list[dict]] = {}  # run -> one evaluation per seed (runs other than 'defaults')
+    intervals: dict[str, dict] = {}
 
     for run in args.runs.split(","):
         t = time.perf_counter()
         if run in ("defaults", "defaults-generated"):  # the product path with no tuning flags, one training per seed
-            seeds = [int(x) for x in args.seeds.split(",")]
             generate = None
             if run == "defaults-generated":
                 generate = ["-g", args.generator, "--round-trip", base.ref] + (
                     ["--limit", str(args.generate_docs)] if args.generate_docs else [])
-            done = product_path(store_uri, base.ref, seeds, args.tag, ROOT / "bench" / "quality-results", generate)
+            done = product_path(store_uri, base.ref, seeds, args.tag, ROOT / "bench" / "quality-results", generate,
+                                args.train_flags.split(), args.dev_only)
+            timings[run] = time.perf_counter() - t
+            if args.dev_only:
+                continue
             b = results["base"]
             summary = {k: interval95([r["test"][k] for r in done["runs"].values()]) for k in b}
-            results["defaults"] = {k: v["mean"] for k, v in summary.items()} | {"alpha": "/".join(
-                f"{r['alpha']:g}" for r in done["runs"].values())}
-            print("defaults", json.dumps(summary), flush=True)
+            results[run] = {k: v["mean"] for k, v in summary.items()} | {"alpha": _alphas(done["runs"].values())}
+            print(run, json.dumps(summary), flush=True)
             (ROOT / "bench" / "quality-results" / f"{time.strftime('%Y-%m-%d')}-{args.tag}-summary.json").write_text(
                 json.dumps({"bench": "quality_product_path", "date": time.strftime("%Y-%m-%d"), "base": b,
                             "seeds": seeds, "mean_and_95ci": summary,
                             "delta_vs_base": {k: summary[k]["mean"] - b[k] for k in b}}, indent=1) + "\n")
-            timings[run] = time.perf_counter() - t
             continue
         if run == "labelled":
             pairs = import_beir(DATA / "scifact", "train")
@@ -273,25 +292,35 @@ def main() -> None:
         mined, mreport = mine_hard_negatives(pairs, open_ready_index(reg, base.ref, "scifact"), reg.corpora.table("scifact"),
                                              num_negatives=args.negatives)
         print(run, "mining", mreport.to_dict(), flush=True)
-        config = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr,
-                             interpolate=args.interpolate if args.interpolate == "auto" else float(args.interpolate),
-                             max_general_drop=1.0, eval_fraction=args.eval_fraction,
-                             alphas=tuple(float(a) for a in args.alphas.split(",")),
-                             domain_dev=str(DATA / "scifact") if args.domain_dev_split else None,
-                             domain_dev_split=args.domain_dev_split or "dev", mixed_precision=args.mixed_precision,
-                             max_seq_length=args.train_max_seq_length, save_steps=args.save_steps)
-        result = train(reg, base.ref, mined, name=f"minilm-{run}", general_eval=sts_dev, config=config,
-                       on_log=lambda p: print("  ", p, flush=True))
-        results[run] = evaluate_model(reg, result.model.ref) | {"alpha": result.alpha, "pairs": len(pairs),
-                                                                 "ref": result.model.ref}
+        runs_of_seed = []
+        for seed in seeds:  # one training per seed; the table shows the mean, the record every seed
+            config = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
+                                 interpolate=args.interpolate if args.interpolate == "auto" else float(args.interpolate),
+                                 max_general_drop=1.0, eval_fraction=args.eval_fraction,
+                                 alphas=tuple(float(a) for a in args.alphas.split(",")),
+                                 domain_dev=str(DATA / "scifact") if args.domain_dev_split else None,
+                                 domain_dev_split=args.domain_dev_split or "dev", mixed_precision=args.mixed_precision,
+                                 max_seq_length=args.train_max_seq_length, save_steps=args.save_steps)
+            result = train(reg, base.ref, mined, name=f"minilm-{run}", general_eval=sts_dev, config=config,
+                           on_log=lambda p: print("  ", p, flush=True))
+            one = evaluate_model(reg, result.model.ref) | {"alpha": result.alpha, "pairs": len(pairs),
+                                                           "ref": result.model.ref, "seed": seed}
+            runs_of_seed.append(one)
+            print(run, json.dumps(one), flush=True)
+            for extra in (float(a) for a in args.also_alphas.split(",") if a):
+                if result.alpha is None or extra == result.alpha:
+                    continue
+                ref = reinterpolate(reg, base.ref, result.model.ref, result.alpha, extra, f"minilm-{run}-alpha{extra:g}")
+                key = f"{run}@{extra:g}"
+                per_seed.setdefault(key, []).append(evaluate_model(reg, ref) | {"alpha": extra, "ref": ref, "seed": seed})
+                print(key, json.dumps(per_seed[key][-1]), flush=True)
+        per_seed[run] = runs_of_seed
         timings[run] = time.perf_counter() - t
-        print(run, json.dumps(results[run]), flush=True)
-        for extra in (float(a) for a in args.also_alphas.split(",") if a):
-            if result.alpha is None or extra == result.alpha:
-                continue
-            ref = reinterpolate(reg, base.ref, result.model.ref, result.alpha, extra, f"minilm-{run}-alpha{extra:g}")
-            results[f"{run}@{extra:g}"] = evaluate_model(reg, ref) | {"alpha": extra, "pairs": len(pairs), "ref": ref}
-            print(f"{run}@{extra:g}", json.dumps(results[f"{run}@{extra:g}"]), flush=True)
+    for run, rs in per_seed.items():
+        summary = {k: interval95([r[k] for r in rs]) for k in results["base"]}
+        intervals[run] = summary
+        results[run] = {k: v["mean"] for k, v in summary.items()} | {"alpha": _alphas(rs)}
+        print(run, "mean and 95% interval over seeds", json.dumps(summary), flush=True)
 
     b = results["base"]
     print(f"\n{'run':<12} {'SciFact nDCG@10':>16} {'recall@10':>10} {'STS-B test':>11} {'MS MARCO nDCG@10':>17} {'alpha':>6}")
@@ -300,7 +329,8 @@ def main() -> None:
               f"{r['msmarco_ndcg@10']:>17.2f} {str(r.get('alpha', '-')):>6}")
     from conftest import record
 
-    record("quality_scifact", {"results": results, "seconds": timings, "args": vars(args),
+    record("quality_scifact", {"results": results, "per_seed": per_seed, "mean_and_95ci": intervals,
+                               "seconds": timings, "args": vars(args),
                                "delta_vs_base": {run: {k: r[k] - b[k] for k in b} for run, r in results.items() if run != "base"}})
 
 
