@@ -50,7 +50,7 @@ def train_cmd(
     (1 epoch at 2e-5 when every pair is generated), 128 training tokens, a tenth of the queries held
     out, and WiSE-FT alpha chosen on them while the general score (bundled set) stays within 1 point
     of the base. With generated pairs only and no --domain-dev, alpha is at most 0.6: generated
-    held-out queries always prefer no interpolation, labelled dev queries chose 0.5-0.7.
+    held-out queries always prefer no interpolation; labelled dev queries mostly chose 0.6.
 
     Example:  embedops train --base minilm@1 --pairs mined.jsonl
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --general-eval sts-dev.tsv --seed 1

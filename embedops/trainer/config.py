@@ -30,8 +30,9 @@ GENERATED_RECIPE = {"epochs": 1, "lr": 2e-5}
 LABELLED_SOURCES = ("labels", "file")  # import_beir's pairs, and JSONL lines that name no source
 # With generated pairs only and no labelled dev set, "auto" scores alphas on a held-out slice of the
 # generated pairs, which prefers no interpolation at all (docs/BENCHMARKS.md, (b')); in the H200 probes
-# (docs/results/gpu-probe-h200-2026-11-2[67].jsonl) labelled dev queries chose 0.5-0.7 every time (0.6 in
-# both 3-negative probes at their best) and alpha 1.0 gave a third of the lift. So that sweep starts here.
+# (docs/results/gpu-probe-h200-2026-11-2[67].jsonl) labelled dev queries chose 0.6 for six of the nine
+# generated-pairs recipes swept (0.5, 0.7, 0.8 once each) and never 1.0 where it was tried (it gave a
+# third of the lift). So that sweep starts here.
 GENERATED_MAX_ALPHA = 0.6
 
 
