@@ -7,8 +7,10 @@ evaluation, with STS-B test Spearman and the MS MARCO slice nDCG@10 as the gener
     # a recipe under comparison, scored on the held-out train queries only (no test score read):
     ... bench/quality.py --runs defaults --seeds 0 --train-flags "--epochs 3" --dev-only --tag dev-3-epochs
     # the same from generated pairs only (pairs generate -> pairs mine -> train), each seed guarded:
-    ... bench/quality.py --runs defaults-generated --generator extractive --generate-docs 1000 \
+    ... bench/quality.py --runs defaults-generated --generator extractive --generate-docs 800 \
         --tag defaults-extractive
+    # ... or from queries an LLM wrote on a GPU (`embedops pairs generate -g local ... --out llm.jsonl`):
+    ... bench/quality.py --runs defaults-generated --pairs-file llm.jsonl --tag defaults-llm
     # research runs through the library, one training per --seeds seed (default 0,1,2), mean and interval:
     HF_HUB_OFFLINE=1 .venv/bin/python bench/quality.py [--runs labelled,extractive,generated] [--epochs 3]
     # LLM-written queries (see docs/BENCHMARKS.md, (b)), alpha fixed or chosen on a labelled dev split:
@@ -117,8 +119,9 @@ def _cli(store_uri: str, *args, time_file: Path | None = None) -> subprocess.Com
 
 def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_dir: Path,
                  generate: list[str] | None = None, train_flags: list[str] | None = None,
-                 dev_only: bool = False) -> dict:
-    """``embedops pairs import`` (or with ``generate``, ``pairs generate`` with those arguments) ->
+                 dev_only: bool = False, pairs_file: str | None = None) -> dict:
+    """``embedops pairs import`` (or with ``generate``, ``pairs generate`` with those arguments; or
+    ``pairs_file``, pairs a generator wrote before, e.g. on a GPU) ->
     ``pairs mine`` -> ``train`` with no tuning flags (only ``--seed`` and ``--name``), as a new user
     runs them, then the test evaluation of each seed's version and ``embedops guard`` of its SciFact
     index against ``production`` (the base's index). ``train_flags`` are added to ``train`` (a recipe
@@ -130,7 +133,12 @@ def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_
 
     work = Path(tempfile.mkdtemp(prefix="embedops-defaults-"))
     t = time.perf_counter()
-    if generate:
+    if pairs_file:
+        import shutil
+
+        shutil.copyfile(pairs_file, work / "pairs.jsonl")
+        prep = {"pairs_file": pairs_file}
+    elif generate:
         made = _cli(store_uri, "pairs", "generate", "-c", "scifact", *generate, "--out", work / "pairs.jsonl")
         prep = {"generate": generate, "generated": made.stdout.strip()}
     else:
@@ -213,7 +221,8 @@ def main() -> None:
     ap.add_argument("--interpolate", default="auto", help="'auto' (sweep --alphas) or a fixed alpha")
     ap.add_argument("--domain-dev-split", default=None, help="choose alpha on SciFact's queries of this split (e.g. train)")
     ap.add_argument("--pairs-file", default="", help="run 'generated': comma-separated pairs JSONL files "
-                    "({query, doc_id}) written by a generator, e.g. `embedops pairs generate -g local`")
+                    "({query, doc_id}) written by a generator, e.g. `embedops pairs generate -g local`; "
+                    "run 'defaults-generated': one such file, used in place of generating")
     ap.add_argument("--also-alphas", default="", help="also evaluate these interpolation weights "
                     "of the same training run (e.g. 0.5,1.0), derived from its weights")
     ap.add_argument("--mixed-precision", default="auto", help="training precision: auto, bf16 (fast on an AVX512-BF16 CPU), fp32")
@@ -252,11 +261,12 @@ def main() -> None:
         t = time.perf_counter()
         if run in ("defaults", "defaults-generated"):  # the product path with no tuning flags, one training per seed
             generate = None
-            if run == "defaults-generated":
+            if run == "defaults-generated" and not args.pairs_file:
                 generate = ["-g", args.generator, "--round-trip", base.ref] + (
                     ["--limit", str(args.generate_docs)] if args.generate_docs else [])
             done = product_path(store_uri, base.ref, seeds, args.tag, ROOT / "bench" / "quality-results", generate,
-                                args.train_flags.split(), args.dev_only)
+                                args.train_flags.split(), args.dev_only,
+                                args.pairs_file if run == "defaults-generated" else None)
             timings[run] = time.perf_counter() - t
             if args.dev_only:
                 continue
