@@ -92,7 +92,8 @@ def _change(label: str, before: float | None, after: float | None, absent: str) 
 def describe_training(m: dict) -> list[str]:
     """What a training run did, in lines a user can check (``embedops train``'s report)."""
     r = m.get("recipe", {})
-    lines = [f"recipe ({r.get('rule')}): {r.get('epochs')} epochs, {r.get('steps')} steps of {r.get('batch_size')} pairs "
+    epochs = f"{r.get('epochs')} epoch{'' if r.get('epochs') == 1 else 's'}"
+    lines = [f"recipe ({r.get('rule')}): {epochs}, {r.get('steps')} steps of {r.get('batch_size')} pairs "
              f"({m.get('train_pairs')} trained, {m.get('held_out_pairs')} held out), lr {r.get('lr'):g}, "
              f"{r.get('negatives_per_pair')} mined negatives, {r.get('train_tokens')} tokens, "
              f"{r.get('precision')}, loss {r.get('loss')}"]

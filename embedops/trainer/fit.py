@@ -61,6 +61,11 @@ def _mixed_precision(choice: str, cuda: bool, cpu: CpuFeatures | None = None) ->
     return choice == "bf16", choice == "fp16"
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 query', '80 queries': a count as the report reads it."""
+    return f"{n} {noun if n == 1 else (noun[:-1] + 'ies' if noun.endswith('y') else noun + 's')}"
+
+
 def _warmup(ratio: float) -> dict:
     """The warm-up share as the installed transformers takes it: ``warmup_steps`` as a float below 1
     on 5.x (``warmup_ratio`` is deprecated there), ``warmup_ratio`` on 4.x (whose steps are whole)."""
@@ -224,10 +229,10 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     base_state = _base_copy(model, rank)
     if config.domain_dev:
         dom_eval = labelled_dev_evaluator(Path(config.domain_dev), config.domain_dev_split, seed=config.seed)
-        domain_name = f"{config.domain_dev} ({config.domain_dev_split}, {len(dom_eval.queries)} queries)"
+        domain_name = f"{config.domain_dev} ({config.domain_dev_split}, {_count(len(dom_eval.queries), 'query')})"
     else:
         dom_eval = domain_evaluator(held_out, train_pairs, seed=config.seed) if held_out else None
-        domain_name = f"held-out pairs ({len(dom_eval.queries)} queries)" if dom_eval else None
+        domain_name = f"held-out pairs ({_count(len(dom_eval.queries), 'query')})" if dom_eval else None
     gen_eval = general_evaluator(general_eval) if general_eval else None
     before = {"domain_ndcg@10": score(dom_eval, model), "general_spearman": score(gen_eval, model)}
 

@@ -67,7 +67,7 @@ def test_train_with_no_flags_runs_the_default_recipe_and_says_what_it_did(cli, t
     shown = json.loads(cli("model", "show", res.stdout.strip(), "--json").stdout)
     steps = shown["metrics"]["recipe"]["steps"]
     assert f"recipe (labelled pairs): 2 epochs, {steps} steps of 32 pairs" in report and "lr 5e-05" in report
-    assert "general Spearman on bundled:general-sts:" in report and "domain nDCG@10 on held-out pairs (1 queries)" in report
+    assert "general Spearman on bundled:general-sts:" in report and "domain nDCG@10 on held-out pairs (1 query)" in report
     alpha = shown["metrics"]["alpha"]
     assert f"alpha {alpha:g}: best held-out nDCG@10 among alphas 1" in report  # chosen by the sweep, said why
     assert "nan" not in report and "->" in report
