@@ -230,7 +230,8 @@ def main() -> None:
     ap.add_argument("--eval-fraction", type=float, default=0.1, help="share of the pairs' queries held out for the trainer's evaluator")
     ap.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps: a rerun of the same command resumes")
     ap.add_argument("--seeds", default="0,1,2", help="seeds: one training per seed for every run (at least 3 for an interval)")
-    ap.add_argument("--tag", default="defaults-labelled", help="run 'defaults': name of its raw result files")
+    ap.add_argument("--tag", default=None, help="runs 'defaults*': name of their raw result files "
+                    "(default: defaults-labelled, defaults-generated)")
     ap.add_argument("--train-flags", default="", help="runs 'defaults*': flags added to `train`, e.g. '--epochs 3'")
     ap.add_argument("--dev-only", action="store_true", help="runs 'defaults*': no test evaluation or guard (choose on dev)")
     ap.add_argument("--generator", default="extractive", help="run 'defaults-generated': `pairs generate -g` (offline: extractive, local)")
@@ -260,11 +261,11 @@ def main() -> None:
     for run in args.runs.split(","):
         t = time.perf_counter()
         if run in ("defaults", "defaults-generated"):  # the product path with no tuning flags, one training per seed
-            generate = None
+            generate, tag = None, args.tag or ("defaults-labelled" if run == "defaults" else "defaults-generated")
             if run == "defaults-generated" and not args.pairs_file:
                 generate = ["-g", args.generator, "--round-trip", base.ref] + (
                     ["--limit", str(args.generate_docs)] if args.generate_docs else [])
-            done = product_path(store_uri, base.ref, seeds, args.tag, ROOT / "bench" / "quality-results", generate,
+            done = product_path(store_uri, base.ref, seeds, tag, ROOT / "bench" / "quality-results", generate,
                                 args.train_flags.split(), args.dev_only,
                                 args.pairs_file if run == "defaults-generated" else None)
             timings[run] = time.perf_counter() - t
@@ -274,7 +275,7 @@ def main() -> None:
             summary = {k: interval95([r["test"][k] for r in done["runs"].values()]) for k in b}
             results[run] = {k: v["mean"] for k, v in summary.items()} | {"alpha": _alphas(done["runs"].values())}
             print(run, json.dumps(summary), flush=True)
-            (ROOT / "bench" / "quality-results" / f"{time.strftime('%Y-%m-%d')}-{args.tag}-summary.json").write_text(
+            (ROOT / "bench" / "quality-results" / f"{time.strftime('%Y-%m-%d')}-{tag}-summary.json").write_text(
                 json.dumps({"bench": "quality_product_path", "date": time.strftime("%Y-%m-%d"), "base": b,
                             "seeds": seeds, "mean_and_95ci": summary,
                             "delta_vs_base": {k: summary[k]["mean"] - b[k] for k in b}}, indent=1) + "\n")
