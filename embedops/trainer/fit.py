@@ -61,9 +61,9 @@ def _mixed_precision(choice: str, cuda: bool, cpu: CpuFeatures | None = None) ->
     return choice == "bf16", choice == "fp16"
 
 
-def _count(n: int, noun: str) -> str:
-    """'1 query', '80 queries': a count as the report reads it."""
-    return f"{n} {noun if n == 1 else (noun[:-1] + 'ies' if noun.endswith('y') else noun + 's')}"
+def _queries(n: int) -> str:
+    """'1 query', '80 queries': the scorer's size as the report reads it."""
+    return f"{n} {'query' if n == 1 else 'queries'}"
 
 
 def _warmup(ratio: float) -> dict:
@@ -229,10 +229,10 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     base_state = _base_copy(model, rank)
     if config.domain_dev:
         dom_eval = labelled_dev_evaluator(Path(config.domain_dev), config.domain_dev_split, seed=config.seed)
-        domain_name = f"{config.domain_dev} ({config.domain_dev_split}, {_count(len(dom_eval.queries), 'query')})"
+        domain_name = f"{config.domain_dev} ({config.domain_dev_split}, {_queries(len(dom_eval.queries))})"
     else:
         dom_eval = domain_evaluator(held_out, train_pairs, seed=config.seed) if held_out else None
-        domain_name = f"held-out pairs ({_count(len(dom_eval.queries), 'query')})" if dom_eval else None
+        domain_name = f"held-out pairs ({_queries(len(dom_eval.queries))})" if dom_eval else None
     gen_eval = general_evaluator(general_eval) if general_eval else None
     before = {"domain_ndcg@10": score(dom_eval, model), "general_spearman": score(gen_eval, model)}
 
