@@ -9,6 +9,8 @@ evaluation, with STS-B test Spearman and the MS MARCO slice nDCG@10 as the gener
     # the same from generated pairs only (pairs generate -> pairs mine -> train), each seed guarded:
     ... bench/quality.py --runs defaults-generated --generator extractive --generate-docs 800 \
         --tag defaults-extractive
+    # more seeds later (--seeds 3,4), then one summary over all five raw files, training nothing:
+    ... bench/quality.py --runs defaults-generated --tag defaults-extractive --seeds 0,1,2,3,4 --summarize
     # ... or from queries an LLM wrote on a GPU (`embedops pairs generate -g local ... --out llm.jsonl`):
     ... bench/quality.py --runs defaults-generated --pairs-file llm.jsonl --tag defaults-llm
     # research runs through the library, one training per --seeds seed (default 0,1,2), mean and interval:
@@ -45,31 +47,49 @@ DATA = Path(os.environ.get("EMBEDOPS_SHARED_DATA", ROOT.parent / "shared" / "dat
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-def evaluate_model(reg, ref: str) -> dict:
-    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
-
-    from embedops.beir import read_qrels, read_queries, read_sts
+def _retrieval(reg, ref: str, corpus: str, path: Path, qrels_file: Path) -> dict:
+    """nDCG@10 and recall@10 of ``ref``'s fp32 index of ``corpus`` (built if missing) on ``qrels_file``."""
+    from embedops.beir import read_qrels, read_queries
     from embedops.metrics import evaluate, mean_metrics
     from embedops.reembed import IndexBuild
     from embedops.registry import Searcher, find_ready_index
 
-    out = {}
     searcher = Searcher(reg)
-    for corpus, path, split in (("scifact", DATA / "scifact", "test"), ("msmarco", DATA / "general-msmarco-dl19", None)):
-        qrels_file = path / "qrels" / f"{split}.tsv" if split else next((path / "qrels").glob("*.tsv"))
-        qrels = read_qrels(qrels_file)
-        queries = read_queries(path, only=set(qrels))
-        index = find_ready_index(reg, ref, corpus, "fp32") or IndexBuild(reg, ref, corpus).run().index
-        run = {}
-        for qid, text in queries.items():
-            hits = searcher.search(text, 100, index_id=index.index_id).hits
-            run[qid] = {h.id: h.score for h in hits}
-        m = mean_metrics(evaluate(qrels, run, k=10))
-        out[f"{corpus}_ndcg@10"], out[f"{corpus}_recall@10"] = m["ndcg@10"], m["recall@10"]
-    s1, s2, scores = read_sts(DATA / "general-stsb" / "sts-test.tsv")
-    ev = EmbeddingSimilarityEvaluator(s1, s2, [s / 5 for s in scores], name="sts-test")
-    out["stsb_test_spearman"] = 100 * ev(reg.models.load(ref))[ev.primary_metric]
-    return out
+    qrels = read_qrels(qrels_file)
+    queries = read_queries(path, only=set(qrels))
+    index = find_ready_index(reg, ref, corpus, "fp32") or IndexBuild(reg, ref, corpus).run().index
+    run = {}
+    for qid, text in queries.items():
+        hits = searcher.search(text, 100, index_id=index.index_id).hits
+        run[qid] = {h.id: h.score for h in hits}
+    m = mean_metrics(evaluate(qrels, run, k=10))
+    return {f"{corpus}_ndcg@10": m["ndcg@10"], f"{corpus}_recall@10": m["recall@10"]}
+
+
+def _sts(reg, ref: str, file: str) -> float:
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+
+    from embedops.beir import read_sts
+
+    s1, s2, scores = read_sts(DATA / "general-stsb" / file)
+    ev = EmbeddingSimilarityEvaluator(s1, s2, [s / 5 for s in scores], name=Path(file).stem)
+    return 100 * ev(reg.models.load(ref))[ev.primary_metric]
+
+
+def evaluate_model(reg, ref: str) -> dict:
+    """The test figures: SciFact test and the MS MARCO slice (nDCG@10, recall@10), STS-B test Spearman."""
+    ms = DATA / "general-msmarco-dl19"
+    return (_retrieval(reg, ref, "scifact", DATA / "scifact", DATA / "scifact" / "qrels" / "test.tsv")
+            | _retrieval(reg, ref, "msmarco", ms, next((ms / "qrels").glob("*.tsv")))
+            | {"stsb_test_spearman": _sts(reg, ref, "sts-test.tsv")})
+
+
+def evaluate_dev(reg, ref: str) -> dict:
+    """Dev figures for a model trained on *generated* pairs only: SciFact's labelled train queries (all
+    809; such a run never sees them) and STS-B dev. No test split is read. (For a model trained on the
+    labelled train pairs these queries are its training data: use the trainer's held-out slice.)"""
+    return (_retrieval(reg, ref, "scifact", DATA / "scifact", DATA / "scifact" / "qrels" / "train.tsv")
+            | {"stsb_dev_spearman": _sts(reg, ref, "sts-dev.tsv")})
 
 
 def reinterpolate(reg, base_ref: str, ref: str, alpha: float, new_alpha: float, name: str) -> str:
@@ -127,7 +147,8 @@ def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_
     runs them, then the test evaluation of each seed's version and ``embedops guard`` of its SciFact
     index against ``production`` (the base's index). ``train_flags`` are added to ``train`` (a recipe
     under comparison); ``dev_only`` skips the test evaluation and the guard, for choosing a recipe on
-    the held-out train queries without reading a test score. Each seed's raw result is written to
+    the held-out train queries without reading a test score (and for generated pairs, scores SciFact's
+    labelled train queries and STS-B dev, :func:`evaluate_dev`). Each seed's raw result is written to
     ``out_dir`` as soon as it is known."""
     from embedops.registry import Registry
     from embedops.store import Store
@@ -171,6 +192,8 @@ def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_
         if not dev_only:
             run["test"] = evaluate_model(reg, ref)
             run["guard"] = _guard(store_uri, reg, ref)
+        elif generate or pairs_file:  # the labelled train queries are dev data for a generated-pairs run
+            run["dev"] = evaluate_dev(reg, ref)
         runs[str(seed)] = run
         print(f"seed {seed}", json.dumps(run), flush=True)
         from conftest import machine
@@ -179,6 +202,23 @@ def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_
             json.dumps({"bench": "quality_product_path", "date": time.strftime("%Y-%m-%d"), "machine": machine(),
                         "pairs": prep, **run}, indent=1) + "\n")
     return {"pairs": prep, "runs": runs}
+
+
+def _seed_files(out_dir: Path, tag: str, seeds: list[int]) -> dict:
+    """The raw results ``product_path`` wrote for ``tag``'s ``seeds`` (the newest file of each seed), for
+    a summary over seeds trained in separate invocations; they must share the pairs and the flags."""
+    runs, recipes = {}, set()
+    for seed in seeds:
+        files = sorted(out_dir.glob(f"*-{tag}-seed{seed}.json"))
+        if not files:
+            raise SystemExit(f"--summarize: no raw result of seed {seed} for tag {tag!r} in {out_dir}")
+        run = json.loads(files[-1].read_text())
+        recipes.add(json.dumps([run["pairs"].get("generate") or run["pairs"].get("pairs_file") or "import",
+                                run.get("train_flags", []), run["train_metrics"]["recipe"]], sort_keys=True))
+        runs[str(seed)] = run
+    if len(recipes) > 1:
+        raise SystemExit(f"--summarize: the seeds of {tag!r} were not run with the same pairs and recipe: {sorted(recipes)}")
+    return {"runs": runs}
 
 
 def _guard(store_uri: str, reg, ref: str) -> dict:
@@ -232,6 +272,8 @@ def main() -> None:
                     "(default: defaults-labelled, defaults-generated)")
     ap.add_argument("--train-flags", default="", help="runs 'defaults*': flags added to `train`, e.g. '--epochs 3'")
     ap.add_argument("--dev-only", action="store_true", help="runs 'defaults*': no test evaluation or guard (choose on dev)")
+    ap.add_argument("--summarize", action="store_true", help="runs 'defaults*': train nothing; summarise the raw "
+                    "files of --tag for --seeds (seeds trained in separate invocations, same pairs and recipe)")
     ap.add_argument("--generator", default="extractive", help="run 'defaults-generated': `pairs generate -g` (offline: extractive, local)")
     ap.add_argument("--generate-docs", type=int, default=None, help="run 'defaults-generated': only the first N abstracts")
     args = ap.parse_args()
@@ -248,7 +290,7 @@ def main() -> None:
         base = reg.models.get("minilm@1")
     except EmbedopsError:
         base = reg.models.register("minilm", "bundled:all-MiniLM-L6-v2")
-    results = {"base": evaluate_model(reg, base.ref)}
+    results = {"base": (evaluate_dev if args.dev_only else evaluate_model)(reg, base.ref)}
     print("base", json.dumps(results["base"]), flush=True)
     sts_dev = DATA / "general-stsb" / "sts-dev.tsv"
     timings = {}
@@ -263,11 +305,18 @@ def main() -> None:
             if run == "defaults-generated" and not args.pairs_file:
                 generate = ["-g", args.generator, "--round-trip", base.ref] + (
                     ["--limit", str(args.generate_docs)] if args.generate_docs else [])
-            done = product_path(store_uri, base.ref, seeds, tag, ROOT / "bench" / "quality-results", generate,
-                                args.train_flags.split(), args.dev_only,
-                                args.pairs_file if run == "defaults-generated" else None)
+            if args.summarize:
+                done = _seed_files(ROOT / "bench" / "quality-results", tag, seeds)
+            else:
+                done = product_path(store_uri, base.ref, seeds, tag, ROOT / "bench" / "quality-results", generate,
+                                    args.train_flags.split(), args.dev_only,
+                                    args.pairs_file if run == "defaults-generated" else None)
             timings[run] = time.perf_counter() - t
             if args.dev_only:
+                devs = [r["dev"] for r in done["runs"].values() if "dev" in r]
+                if devs:  # generated pairs: the labelled train queries scored every seed
+                    results[run] = {k: interval95([d[k] for d in devs])["mean"] for k in devs[0]} | {
+                        "alpha": _alphas(done["runs"].values())}
                 continue
             b = results["base"]
             summary = {k: interval95([r["test"][k] for r in done["runs"].values()]) for k in b}
@@ -276,7 +325,10 @@ def main() -> None:
             (ROOT / "bench" / "quality-results" / f"{time.strftime('%Y-%m-%d')}-{tag}-summary.json").write_text(
                 json.dumps({"bench": "quality_product_path", "date": time.strftime("%Y-%m-%d"), "base": b,
                             "seeds": seeds, "mean_and_95ci": summary,
-                            "delta_vs_base": {k: summary[k]["mean"] - b[k] for k in b}}, indent=1) + "\n")
+                            "delta_vs_base": {k: summary[k]["mean"] - b[k] for k in b},
+                            "per_seed": {s: {"scifact_ndcg@10": r["test"]["scifact_ndcg@10"], "alpha": r["alpha"],
+                                             "guard_passed": r.get("guard", {}).get("passed")}
+                                         for s, r in done["runs"].items()}}, indent=1) + "\n")
             continue
         if run == "labelled":
             pairs = import_beir(DATA / "scifact", "train")
@@ -332,9 +384,15 @@ def main() -> None:
         print(run, "mean and 95% interval over seeds", json.dumps(summary), flush=True)
 
     b = results["base"]
-    print(f"\n{'run':<12} {'SciFact nDCG@10':>16} {'recall@10':>10} {'STS-B test':>11} {'MS MARCO nDCG@10':>17} {'alpha':>6}")
+    if args.dev_only:  # dev figures only: SciFact train queries, STS-B dev (never a test split)
+        print(f"\n{'run':<20} {'SciFact train nDCG@10':>22} {'recall@10':>10} {'STS-B dev':>10} {'alpha':>7}")
+        for run, r in results.items():
+            print(f"{run:<20} {r['scifact_ndcg@10']:>22.2f} {r['scifact_recall@10']:>10.2f} "
+                  f"{r['stsb_dev_spearman']:>10.2f} {str(r.get('alpha', '-')):>7}")
+        return
+    print(f"\n{'run':<20} {'SciFact nDCG@10':>16} {'recall@10':>10} {'STS-B test':>11} {'MS MARCO nDCG@10':>17} {'alpha':>6}")
     for run, r in results.items():
-        print(f"{run:<12} {r['scifact_ndcg@10']:>16.2f} {r['scifact_recall@10']:>10.2f} {r['stsb_test_spearman']:>11.2f} "
+        print(f"{run:<20} {r['scifact_ndcg@10']:>16.2f} {r['scifact_recall@10']:>10.2f} {r['stsb_test_spearman']:>11.2f} "
               f"{r['msmarco_ndcg@10']:>17.2f} {str(r.get('alpha', '-')):>6}")
     from conftest import record
 
