@@ -25,7 +25,9 @@ DEFAULT_TRAIN_TOKENS = 128  # all-MiniLM-L6-v2 was itself trained at 128 tokens
 
 LABELLED_RECIPE = {"epochs": 2, "lr": 5e-5}
 # Generated pairs are many (one or more per document) and their held-out slice rewards the generator's
-# style: one epoch at 2e-5 is the recipe of the generated-pairs runs in docs/BENCHMARKS.md, (b).
+# style: one epoch at 2e-5 is the recipe of the generated-pairs runs in docs/BENCHMARKS.md, (b). On
+# labelled dev queries the labelled recipe (2 epochs, 5e-5) did no better from the same generated pairs
+# (docs/BENCHMARKS.md, "Epochs and lr for generated pairs, on dev only") at 1.6x the training time.
 GENERATED_RECIPE = {"epochs": 1, "lr": 2e-5}
 LABELLED_SOURCES = ("labels", "file")  # import_beir's pairs, and JSONL lines that name no source
 # With generated pairs only and no labelled dev set, "auto" scores alphas on a held-out slice of the
