@@ -209,7 +209,7 @@ def _seed_files(out_dir: Path, tag: str, seeds: list[int]) -> dict:
     a summary over seeds trained in separate invocations; they must share the pairs and the flags."""
     runs, recipes = {}, set()
     for seed in seeds:
-        files = sorted(out_dir.glob(f"*-{tag}-seed{seed}.json"))
+        files = sorted(out_dir.glob(f"????-??-??-{tag}-seed{seed}.json"))  # date-tag-seed, newest last
         if not files:
             raise SystemExit(f"--summarize: no raw result of seed {seed} for tag {tag!r} in {out_dir}")
         run = json.loads(files[-1].read_text())
@@ -277,6 +277,8 @@ def main() -> None:
     ap.add_argument("--generator", default="extractive", help="run 'defaults-generated': `pairs generate -g` (offline: extractive, local)")
     ap.add_argument("--generate-docs", type=int, default=None, help="run 'defaults-generated': only the first N abstracts")
     args = ap.parse_args()
+    if (args.dev_only or args.summarize) and any(r not in ("defaults", "defaults-generated") for r in args.runs.split(",")):
+        raise SystemExit("--dev-only and --summarize apply to the runs 'defaults' and 'defaults-generated' only")
     if args.domain_dev_split == "test":
         raise SystemExit("--domain-dev-split test would choose alpha on the evaluation queries; use train")
 
