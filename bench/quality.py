@@ -9,6 +9,9 @@ evaluation, with STS-B test Spearman and the MS MARCO slice nDCG@10 as the gener
     # the same from generated pairs only (pairs generate -> pairs mine -> train), each seed guarded:
     ... bench/quality.py --runs defaults-generated --generator extractive --generate-docs 800 \
         --tag defaults-extractive
+    # a generated-pairs recipe under comparison, scored on SciFact's labelled train queries and STS-B dev:
+    ... bench/quality.py --runs defaults-generated --generate-docs 800 --seeds 0 \
+        --train-flags "--epochs 2 --lr 5e-5" --dev-only --tag dev-extractive-2ep-5e-5
     # more seeds later (--seeds 3,4), then one summary over all five raw files, training nothing:
     ... bench/quality.py --runs defaults-generated --tag defaults-extractive --seeds 0,1,2,3,4 --summarize
     # ... or from queries an LLM wrote on a GPU (`embedops pairs generate -g local ... --out llm.jsonl`):
