@@ -158,6 +158,43 @@ def read_beir(path: Path | str, split: str | None = None, *, documents: bool = T
     return BeirSplit(path, qrels_file, queries, qrels, docs)
 
 
+def read_slices(gold: Path | str) -> tuple[dict[str, str], str] | None:
+    """The slice of each gold query and where it was read, or None when the gold set names none: a
+    ``slices.tsv`` (``query-id<TAB>slice``, header optional) beside the qrels file, else the
+    ``slice`` field of each query's ``metadata`` in ``queries.jsonl``."""
+    queries_file, qrels_file = gold_files(gold)
+    tsv = qrels_file.parent / "slices.tsv"
+    problems: list[InputProblem] = []
+    slices: dict[str, str] = {}
+    if tsv.is_file():
+        for lineno, line in enumerate(tsv.read_text("utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if lineno == 1 and parts[0].lower().replace("_", "-") in ("query-id", "qid", "query"):
+                continue
+            if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+                problems.append(InputProblem(str(tsv), lineno, None, "expected 'query-id<TAB>slice'"))
+                continue
+            slices[parts[0]] = parts[1].strip()
+        if problems:
+            raise InputError(problems)
+        return (slices, str(tsv)) if slices else None
+    if not queries_file.is_file():
+        return None
+    for lineno, obj in iter_jsonl(queries_file, problems):
+        meta = obj.get("metadata")
+        if isinstance(meta, dict) and "slice" in meta:
+            value = meta["slice"]
+            if not isinstance(value, (str, int)) or isinstance(value, bool) or not str(value).strip():
+                problems.append(InputProblem(str(queries_file), lineno, "metadata.slice", "must be a non-empty string"))
+                continue
+            slices[str(obj.get("_id", obj.get("id")))] = str(value)
+    if problems:
+        raise InputError(problems)
+    return (slices, f"{queries_file} (metadata.slice)") if slices else None
+
+
 def read_gold(gold: Path | str) -> tuple[dict[str, str], dict[str, dict[str, int]], str]:
     """Queries, qrels and :func:`gold_digest` of a gold set (see :func:`gold_files`)."""
     split = read_beir(gold, documents=False)

@@ -70,8 +70,8 @@ def make_tiny_model(dest: Path, *, hidden: int = 32, layers: int = 2, seed: int 
     shutil.rmtree(base)
     return dest
 
-PASSING_GATES = [{"name": g, "status": "pass", "reason": "ok"} for g in ("domain", "forgetting", "onnx_parity",
-                                                                          "index_integrity")]
+PASSING_GATES = [{"name": g, "status": "pass", "reason": "ok"} for g in ("domain", "slices", "forgetting",
+                                                                          "onnx_parity", "index_integrity")]
 
 # A passing report's gates with the evidence run_guards stores (the dashboard draws its plots from it).
 REPORT_GATES = [
@@ -80,6 +80,14 @@ REPORT_GATES = [
                   "recall_curves": {"candidate": {"1": 31.0, "10": 72.5, "100": 97.0},
                                     "production": {"1": 25.0, "10": 61.0, "100": 95.5}},
                   "lost_most": [{"query_id": "q7", "query": "cert renewal on the edge proxy", "delta": -12.5}]}},
+    {"name": "slices", "status": "pass", "value": -1.5, "threshold": -5.0, "reason": "2 slices judged",
+     "evidence": {"source": "k-means on minilm@1's embeddings", "metric": "ndcg@10", "judged": 2,
+                  "confidence_each": 0.975, "correction": "Bonferroni over 2 slices", "min_slice_queries": 20,
+                  "slice_tolerance": 5.0,
+                  "slices": [{"slice": "cluster 1 ~ q3", "size": 40, "mean": 5.5, "judged": True, "ci_low": 1.0,
+                              "ci_high": 9.0, "examples": ["edge proxy certs"]},
+                             {"slice": "cluster 2 ~ q7", "size": 25, "mean": 2.0, "judged": True, "ci_low": -1.5,
+                              "ci_high": 6.0, "examples": ["cert renewal on the edge proxy"]}]}},
     {"name": "forgetting", "status": "pass", "value": 0.4, "threshold": 1.0, "reason": "worst drop 0.40 points",
      "evidence": {"benchmarks": [{"benchmark": "/data/sts-test.tsv", "base": 82.0, "candidate": 81.6}]}},
     {"name": "onnx_parity", "status": "pass", "value": 0.9999, "threshold": 0.999, "reason": "ok"},

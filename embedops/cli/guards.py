@@ -15,6 +15,7 @@ from embedops.app.live import live_summary, parse_since
 from embedops.cli._common import JsonOpt, app, err, handle_errors, make_table, out, print_json, state, when
 from embedops.guards import load_policy, run_guards
 from embedops.guards.shadow import run_shadow
+from embedops.guards.summary import evidence_line, slice_rows
 from embedops.registry import Searcher
 
 
@@ -32,10 +33,12 @@ def guard(
 ):
     """Run the promotion gates for a candidate index and store the report in the registry.
 
-    Gates: domain retrieval vs the alias's index (paired bootstrap), forgetting vs the lineage's base
-    model, ONNX parity, index integrity (ANN recall measured now), latency (optional). A gate the
-    policy requires (default: all but latency) fails when it cannot run: give --general, and for a
-    first promotion (nothing behind the alias) set domain_floor in the policy or promote with --force.
+    Gates: domain retrieval vs the alias's index (paired bootstrap), the same test per slice of
+    queries, forgetting vs production's model and the lineage's root, ONNX parity, index integrity
+    (ANN recall measured now), latency (optional). Each gate fails when its evidence is too thin
+    (fewer than 50 judgeable gold queries by default, qrels naming documents the index lacks, a tiny
+    or degenerate general set). A gate the policy requires (default: all but latency) fails when it
+    cannot run: give --general; a first promotion (nothing behind the alias) needs --force.
     The report binds the index, model, policy, gold and general sets and the alias's current index.
     Exit 0 when every gate passes, 1 when any fails, 2 for usage or input errors.
 
@@ -54,6 +57,17 @@ def guard(
             value = "" if g.value is None else (f"{g.value:.4g}" if isinstance(g.value, float) else str(g.value))
             t.add_row(g.name, f"[{colour[g.status]}]{g.status}[/]", value, "" if g.threshold is None else str(g.threshold), g.reason)
         out.print(t)
+        for g in report.gates:
+            line = evidence_line(g.to_dict())
+            if line:
+                out.print(f"evidence, {g.name}: {line}")
+        rows = slice_rows(next((g.to_dict() for g in report.gates if g.name == "slices"), {}))
+        if rows:
+            s = make_table("slice", "queries", "change", "interval", title="per slice (points)")
+            for r in rows:
+                s.add_row(r["slice"], str(r["size"]), f"{r['mean']:+.2f}",
+                          f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]" if r["judged"] else "too small")
+            out.print(s)
         lost = next((g.evidence.get("lost_most") for g in report.gates if g.name == "domain"), None)
         if lost:
             out.print("queries that lost most: " + "; ".join(f"{x['query'][:50]} ({x['delta']:+.1f})" for x in lost))

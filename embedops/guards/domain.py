@@ -5,6 +5,12 @@ bootstrap over per-query differences of ``policy.metric`` (scipy.stats.bootstrap
 mean lift and its confidence interval. Fails when the interval's lower bound is below
 ``-tolerance`` or the mean lift is below ``min_lift``; lists the queries that lost most.
 
+Only evidence counts: the gold queries judged are those with a relevant document that both indexes
+hold (:mod:`embedops.guards.evidence`). The gate fails, before searching, when fewer than
+``min_gold_queries`` remain or more than ``max_missing_qrels`` of the relevant judgements name
+absent documents. The interval's half-width (the smallest effect the gold set could detect at its
+size) is reported beside the verdict.
+
 When no index serves the alias yet there is nothing to regress against: the candidate must then
 reach the policy's absolute ``domain_floor``; with no floor set the gate is skipped, which fails a
 policy that requires it (a first promotion then needs a floor or an explicit override).
@@ -15,10 +21,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from scipy.stats import bootstrap
 
+from embedops.guards.evidence import GoldEvidence, gold_evidence
 from embedops.guards.gate import FAIL, PASS, SKIP, GateResult
 from embedops.guards.policy import Policy
+from embedops.guards.stats import paired_interval
 from embedops.index import IndexReader
 from embedops.metrics import evaluate, mean_metrics
 
@@ -50,15 +57,28 @@ def recall_curve(qrels, run, ks=(1, 3, 5, 10, 20, 50, 100)) -> dict[int, float]:
 
 def domain_gate(candidate: IndexReader, production: IndexReader | None, queries: dict[str, str],
                 qrels: dict[str, dict[str, int]], policy: Policy) -> tuple[GateResult, dict]:
-    """Returns the gate result and the runs/latencies (reused by the latency gate and the plots)."""
+    """Returns the gate result and the runs/latencies (reused by the latency and slice gates and the
+    plots). Only queries with a relevant document that both indexes hold are judged
+    (:func:`~embedops.guards.evidence.gold_evidence`); too few of them, or too many judgements naming
+    absent documents, fail the gate before anything is searched."""
     metric = policy.metric if not policy.metric.startswith("recall@") else f"recall@{policy.k}"
+    present = candidate.doc_ids()
+    if production is not None:
+        present &= production.doc_ids()
+    gold = gold_evidence(queries, qrels, present)
+    thin = _too_thin(gold, candidate, production, policy)
+    base = {"metric": metric} | gold.to_dict() | {"min_gold_queries": policy.min_gold_queries}
+    if thin:
+        return GateResult("domain", FAIL, None, None, thin, base), {}
+    queries, qrels = gold.queries, gold.qrels
     cand_run, cand_lat = run_index(candidate, queries)
     cand = evaluate(qrels, cand_run, k=policy.k)
-    extra = {"candidate_run": cand_run, "candidate_latency": cand_lat}
+    extra = {"candidate_run": cand_run, "candidate_latency": cand_lat, "queries": queries, "qrels": qrels,
+             "metric": metric}
     if production is None:
         means = mean_metrics(cand)
         value, floor = means.get(metric, 0.0), policy.domain_floor
-        evidence = {"candidate": means, "metric": metric, "queries": len(cand)}
+        evidence = base | {"candidate": means, "queries": len(cand)}
         if floor is None:
             return GateResult("domain", SKIP, value, None,
                               "no index serves the alias yet and the policy sets no domain_floor: nothing to "
@@ -66,31 +86,54 @@ def domain_gate(candidate: IndexReader, production: IndexReader | None, queries:
         status = PASS if value >= floor else FAIL
         return GateResult("domain", status, value, floor,
                           f"no index serves the alias yet: {metric} {value:.2f} is "
-                          f"{'at or above' if status == PASS else 'below'} the policy's floor {floor:.2f}", evidence), extra
+                          f"{'at or above' if status == PASS else 'below'} the policy's floor {floor:.2f} "
+                          f"({_queries(len(cand))})", evidence), extra
     prod_run, prod_lat = run_index(production, queries)
     prod = evaluate(qrels, prod_run, k=policy.k)
     extra |= {"production_run": prod_run, "production_latency": prod_lat}
     qids = sorted(set(cand) & set(prod))
     deltas = np.array([cand[q][metric] - prod[q][metric] for q in qids])
-    mean = float(deltas.mean()) if len(deltas) else 0.0
-    if len(deltas) > 1 and np.ptp(deltas) > 0:
-        ci = bootstrap((deltas,), np.mean, confidence_level=policy.confidence, n_resamples=policy.bootstrap_resamples,
-                       method="BCa", random_state=0).confidence_interval
-        low, high = float(ci.low), float(ci.high)
-    else:
-        low = high = mean
+    mean = float(deltas.mean())
+    low, high = paired_interval(deltas, policy.confidence, policy.bootstrap_resamples)
     lost = sorted(zip(qids, deltas), key=lambda x: x[1])[:5]
-    evidence = {
-        "production": mean_metrics(prod), "candidate": mean_metrics(cand), "metric": metric, "queries": len(qids),
-        "mean_lift": mean, "ci_low": low, "ci_high": high, "confidence": policy.confidence,
+    evidence = base | {
+        "production": mean_metrics(prod), "candidate": mean_metrics(cand), "queries": len(qids),
+        "mean_lift": mean, "ci_low": low, "ci_high": high, "half_width": (high - low) / 2,
+        "confidence": policy.confidence,
         "per_query_delta": {q: float(d) for q, d in zip(qids, deltas)},
         "lost_most": [{"query_id": q, "query": queries[q], "delta": float(d)} for q, d in lost if d < 0],
     }
+    extra["per_query_delta"] = evidence["per_query_delta"]
+    on = f"{_queries(len(qids))}, smallest detectable effect +/-{(high - low) / 2:.2f}"
     if low < -policy.tolerance:
         status, reason = FAIL, (f"{metric} may regress: {policy.confidence:.0%} CI of the lift is [{low:+.2f}, "
-                                f"{high:+.2f}] points, lower bound below -{policy.tolerance}")
+                                f"{high:+.2f}] points, lower bound below -{policy.tolerance:g} ({on})")
     elif mean < policy.min_lift:
-        status, reason = FAIL, f"mean {metric} lift {mean:+.2f} points is below the required {policy.min_lift:+.2f}"
+        status, reason = FAIL, (f"mean {metric} lift {mean:+.2f} points is below the required "
+                                f"{policy.min_lift:+.2f} ({on})")
     else:
-        status, reason = PASS, f"mean {metric} lift {mean:+.2f} points, {policy.confidence:.0%} CI [{low:+.2f}, {high:+.2f}]"
+        status, reason = PASS, (f"mean {metric} lift {mean:+.2f} points, {policy.confidence:.0%} CI "
+                                f"[{low:+.2f}, {high:+.2f}] ({on})")
     return GateResult("domain", status, mean, policy.min_lift, reason, evidence), extra
+
+
+def _queries(n: int) -> str:
+    return f"{n} gold quer{'y' if n == 1 else 'ies'}"
+
+
+def _too_thin(gold: GoldEvidence, candidate: IndexReader, production: IndexReader | None,
+              policy: Policy) -> str | None:
+    """Why the gold set cannot judge these indexes, or None when it can."""
+    if gold.missing_share > policy.max_missing_qrels:
+        where = ", ".join(f"{r.index_id} (corpus {r.record.corpus!r} version {r.record.settings.corpus_version})"
+                          for r in (candidate, production) if r is not None)
+        return (f"{gold.missing_judgements} of {gold.relevant_judgements} relevant judgements "
+                f"({gold.missing_share:.0%}) name documents absent from {where}, more than max_missing_qrels "
+                f"{policy.max_missing_qrels:.0%}; first missing ids: {', '.join(gold.missing_examples)}. Is the "
+                "gold set made for this corpus version?")
+    if gold.judgeable < policy.min_gold_queries:
+        return (f"too little evidence: {_queries(gold.judgeable)} {'has' if gold.judgeable == 1 else 'have'} a "
+                f"relevant document in "
+                f"{'both indexes' if production is not None else 'the index'} (of {gold.gold_queries} judged), "
+                f"fewer than min_gold_queries {policy.min_gold_queries}")
+    return None

@@ -9,9 +9,12 @@ from embedops.guards.gate import FAIL, PASS, SKIP, GateResult
 from embedops.guards.policy import Policy
 
 
-def latency_gate(candidate_ms: list[float], production_ms: list[float] | None, policy: Policy) -> GateResult:
+def latency_gate(candidate_ms: list[float] | None, production_ms: list[float] | None, policy: Policy) -> GateResult:
     if policy.latency_max_ratio <= 0:
         return GateResult("latency", SKIP, None, None, "off (latency_max_ratio = 0)")
+    if not candidate_ms:
+        return GateResult("latency", SKIP, None, policy.latency_max_ratio, "no query was run (the domain gate had "
+                          "too little evidence to search)")
     if not production_ms:
         return GateResult("latency", SKIP, None, policy.latency_max_ratio, "no production index to compare with")
     cand, prod = float(np.percentile(candidate_ms, 95)), float(np.percentile(production_ms, 95))

@@ -9,6 +9,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from embedops.guards.summary import evidence_line
+
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
@@ -44,19 +46,50 @@ def plots(evidence: dict[str, Any]) -> dict[str, bytes]:
         ax.legend()
         out["recall_at_k.png"] = _png(fig)
         plt.close(fig)
-    general = evidence.get("general")
+    general = [r for r in evidence.get("general") or [] if r.get("base") is not None]
     if general:
         fig, ax = plt.subplots(figsize=(6, 3.2))
-        names = [Path(r["benchmark"]).name for r in general]
+        names = [f"{Path(r['benchmark']).name}\nvs {r['reference']}" if r.get("reference") else Path(r["benchmark"]).name
+                 for r in general]
         x = range(len(names))
-        ax.bar([i - 0.2 for i in x], [r["base"] for r in general], width=0.4, label="base")
+        ax.bar([i - 0.2 for i in x], [r["base"] for r in general], width=0.4, label="reference")
         ax.bar([i + 0.2 for i in x], [r["candidate"] for r in general], width=0.4, label="candidate")
         ax.set_xticks(list(x), names, rotation=15)
         ax.set_ylabel("score (points)")
         ax.legend()
         out["general_scores.png"] = _png(fig)
         plt.close(fig)
+    judged = [r for r in (evidence.get("slices") or {}).get("slices", []) if r.get("judged")]
+    if judged:
+        fig, ax = plt.subplots(figsize=(6, 0.6 + 0.4 * len(judged)))
+        y = list(range(len(judged)))
+        means = [r["mean"] for r in judged]
+        ax.errorbar(means, y, xerr=[[m - r["ci_low"] for m, r in zip(means, judged)],
+                                    [r["ci_high"] - m for m, r in zip(means, judged)]], fmt="o", color="#4477aa")
+        ax.axvline(0, color="black", lw=1)
+        ax.axvline(-evidence["slices"]["slice_tolerance"], color="#cf222e", lw=1, ls="--", label="-slice_tolerance")
+        ax.set_yticks(y, [f"{r['slice'][:30]} (n={r['size']})" for r in judged])
+        ax.set_xlabel(f"{evidence['slices'].get('metric', 'metric')} change per slice (points), "
+                      f"{evidence['slices']['confidence_each']:.1%} CI")
+        ax.legend()
+        out["slices.png"] = _png(fig)
+        plt.close(fig)
     return out
+
+
+def _slice_table(evidence: dict[str, Any]) -> str:
+    slices = evidence.get("slices") or {}
+    if not slices.get("slices"):
+        return ""
+    def interval(r):
+        return f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]" if r.get("judged") else "not judged (too small)"
+    rows = "".join(
+        f"<tr><td>{html.escape(r['slice'])}</td><td>{r['size']}</td><td>{r['mean']:+.2f}</td><td>{interval(r)}</td>"
+        f"<td>{html.escape('; '.join(e[:60] for e in r['examples']))}</td></tr>" for r in slices["slices"])
+    return (f"<h2>Slices</h2><p>{html.escape(slices['source'])}; {html.escape(slices['correction'])}, each interval at "
+            f"{slices['confidence_each']:.1%}; a slice fails below -{slices['slice_tolerance']:g}.</p>"
+            f"<table><tr><th>slice</th><th>queries</th><th>mean change</th><th>interval</th><th>queries that lost most"
+            f"</th></tr>{rows}</table>")
 
 
 def write_html(report: dict[str, Any], evidence: dict[str, Any], dest: Path) -> Path:
@@ -70,7 +103,8 @@ def write_html(report: dict[str, Any], evidence: dict[str, Any], dest: Path) -> 
 
     rows = "".join(
         f"<tr class='{g['status']}'><td>{html.escape(g['name'])}</td><td>{g['status'].upper()}</td>"
-        f"<td>{cell(g['value'])}</td><td>{cell(g['threshold'])}</td><td>{html.escape(g['reason'])}</td></tr>"
+        f"<td>{cell(g['value'])}</td><td>{cell(g['threshold'])}</td><td>{html.escape(evidence_line(g))}</td>"
+        f"<td>{html.escape(g['reason'])}</td></tr>"
         for g in report["gates"]
     )
     imgs = "".join(
@@ -86,7 +120,8 @@ figure{{display:inline-block;margin:1em}}</style></head><body>
 <p>index <code>{html.escape(report['index_id'])}</code> (model {html.escape(report['model_ref'])}, digest
 <code>{report['model_digest'][:12]}</code>, table version {report['table_version']}); policy {report['policy_hash']};
 {html.escape(report['created_at'])}</p>
-<table><tr><th>gate</th><th>status</th><th>value</th><th>threshold</th><th>reason</th></tr>{rows}</table>
+<table><tr><th>gate</th><th>status</th><th>value</th><th>threshold</th><th>evidence</th><th>reason</th></tr>{rows}</table>
+{_slice_table(evidence)}
 {f'<h2>Queries that lost most</h2><ul>{lost}</ul>' if lost else ''}
 <h2>Plots</h2>{imgs}</body></html>"""
     path = dest / "report.html"

@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedops.beir import benchmark_digest, read_gold
+from embedops.beir import benchmark_digest, read_gold, read_slices
 from embedops.errors import PromotionRefused
 from embedops.guards.domain import domain_gate, recall_curve
-from embedops.guards.forgetting import forgetting_gate
+from embedops.guards.forgetting import forgetting_gate, forgetting_references
 from embedops.guards.gate import FAIL, PASS, SKIP, GateResult
 from embedops.guards.integrity import integrity_gate
 from embedops.guards.latency import latency_gate
 from embedops.guards.parity import parity_gate
+from embedops.guards.slices import derive_slices, slice_gate
 from embedops.guards.policy import Policy
 from embedops.registry import (
     Registry,
@@ -86,17 +87,21 @@ def run_guards(registry: Registry, index_id: str, *, gold: Path, general: list[P
     gates: list[GateResult] = []
     domain, runs = domain_gate(candidate, production, queries, qrels, policy)
     gates.append(domain)
+    gates.append(_slices(gold, production, runs, policy))
 
-    base_ref = registry.lineage_root(model.ref)
-    forgetting = forgetting_gate(open_encoder(registry, model.ref, "fp32"), open_encoder(registry, base_ref, "fp32"),
-                                 general, policy, model.ref, base_ref)
+    production_model = production.record.model_ref if production is not None else None
+    references = forgetting_references(model.ref, production_model, registry.lineage_root(model.ref))
+    forgetting = forgetting_gate(model.ref, open_encoder(registry, model.ref, "fp32"),
+                                 [(ref, role, open_encoder(registry, ref, "fp32")) for ref, role in references],
+                                 general, policy, production_ref=production_model)
     gates.append(forgetting)
     export = open_export(registry, record.model_ref, record.precision)
     gates.append(parity_gate(verified_model_dir(registry, record.model_ref), export.encoder, record.precision, policy,
                              artifact_digest=export.artifact.digest))
-    query_vectors = candidate.encode(list(queries.values())[: policy.ann_sample])
+    judged = list(runs.get("queries", queries).values())
+    query_vectors = candidate.encode(judged[: policy.ann_sample]) if judged else None
     gates.append(integrity_gate(candidate, registry.corpora.table(record.corpus), policy, queries=query_vectors))
-    gates.append(latency_gate(runs["candidate_latency"], runs.get("production_latency"), policy))
+    gates.append(latency_gate(runs.get("candidate_latency"), runs.get("production_latency"), policy))
     gates = require(gates, policy)
 
     verdict = FAIL if any(g.status == FAIL for g in gates) else PASS
@@ -106,10 +111,13 @@ def run_guards(registry: Registry, index_id: str, *, gold: Path, general: list[P
         general_digests=general_digests,
     )
     inputs = {"gold": str(gold), "gold_hash": gold_hash, "general": general_digests, "alias": alias,
-              "production_index": production_id, "base_model": base_ref, "policy": policy.to_dict()}
-    curves = {"candidate": recall_curve(qrels, runs["candidate_run"])}
-    if "production_run" in runs:
-        curves["production"] = recall_curve(qrels, runs["production_run"])
+              "production_index": production_id, "production_model": production_model,
+              "forgetting_references": [{"model": r, "role": role} for r, role in references],
+              "policy": policy.to_dict()}
+    curves = {}
+    for side in ("candidate", "production"):
+        if f"{side}_run" in runs:
+            curves[side] = recall_curve(runs["qrels"], runs[f"{side}_run"])
     stored = registry.reports.put(
         binding, model_ref=model.ref, verdict=verdict, inputs=inputs,
         gates=[g.to_dict() | {"evidence": _stored_evidence(g, curves)} for g in gates],
@@ -117,12 +125,30 @@ def run_guards(registry: Registry, index_id: str, *, gold: Path, general: list[P
     evidence = dict(domain.evidence)
     evidence["recall_curves"] = curves
     evidence["general"] = forgetting.evidence.get("benchmarks", [])
+    evidence["slices"] = next(g.evidence for g in gates if g.name == "slices")
     report = GuardReport(stored, gates, evidence)
     if html_dir is not None:
         from embedops.guards.report import write_html
 
         report.html = write_html(stored.to_dict(), evidence, Path(html_dir))
     return report
+
+
+def _slices(gold: Path, production, runs: dict, policy: Policy) -> GateResult:
+    """The slice gate on the domain gate's per-query lift: the gold set's own slices when it names
+    them, else k-means over production's embeddings of the judged queries."""
+    deltas = runs.get("per_query_delta") or {}
+    queries = runs.get("queries", {})
+    named = read_slices(gold)
+    if named is not None:
+        slices, source = named
+    elif deltas and production is not None:
+        qids = list(deltas)
+        slices = derive_slices(production.encode([queries[q] for q in qids]), qids, policy)
+        source = f"k-means on {production.record.model_ref}'s embeddings"
+    else:
+        slices, source = {}, "none"
+    return slice_gate(deltas, queries, slices, source, policy, metric=runs.get("metric", policy.metric))
 
 
 def _stored_evidence(gate: GateResult, curves: dict[str, dict]) -> dict[str, Any]:

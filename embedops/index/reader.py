@@ -18,7 +18,7 @@ import numpy as np
 
 from embedops.index.ann import vector_query
 from embedops.index.records import IndexRecord
-from embedops.index.table import VECTOR
+from embedops.index.table import VECTOR, id_hashes
 from embedops.records import sql_in
 
 
@@ -51,6 +51,10 @@ class IndexReader:
 
     def count(self) -> int:
         return self.table.count_rows()
+
+    def doc_ids(self) -> set[str]:
+        """The ids of every document this index holds (what a search can return)."""
+        return set(id_hashes(self.table))
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if self.encoder is None:

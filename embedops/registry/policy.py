@@ -5,7 +5,7 @@ It lives in the registry because the registry enforces it at every alias switch:
 authorises a promotion only under the policy (by hash) it was made with. Defaults::
 
     [guards]
-    required_gates = ["domain", "forgetting", "onnx_parity", "index_integrity"]  # must have run AND passed
+    required_gates = ["domain", "slices", "forgetting", "onnx_parity", "index_integrity"]  # must run AND pass
     domain_floor = nan        # absolute domain metric (points) a first promotion must reach (no production
                               # to compare with); unset: a first promotion needs an override
     metric = "ndcg@10"        # domain metric the paired test runs on (ndcg@10, mrr@10, recall@K)
@@ -14,14 +14,22 @@ authorises a promotion only under the policy (by hash) it was made with. Default
     min_lift = 0.0            # fail if the mean lift (points) is below this
     confidence = 0.95         # of the bootstrap interval, in (0, 1)
     bootstrap_resamples = 10000  # at least 100
-    max_drop = 1.0            # forgetting: max drop of nDCG@10 or Spearman x100 vs the lineage's base
+    min_gold_queries = 50     # evidence: gold queries with a relevant document in both indexes (TREC's 50 topics)
+    max_missing_qrels = 0.05  # evidence: share of relevant judgements that may name documents absent from an index
+    slice_tolerance = 5.0     # slices: fail if a slice's corrected CI lower bound < -slice_tolerance (points)
+    min_slice_queries = 20    # slices: smaller slices are listed, not judged
+    max_slices = 8            # slices: derived by k-means when the gold set names none
+    max_drop = 1.0            # forgetting: max drop of nDCG@10 or Spearman x100 vs production's model and the lineage's root
+    min_sts_pairs = 20        # forgetting evidence: pairs an STS file must have
+    min_general_queries = 20  # forgetting evidence: BEIR queries with a relevant document in its corpus
     parity_min_cosine = 0.999 # fp32; fp16/int8 use parity_min_cosine_reduced
     parity_min_cosine_reduced = 0.99
     ann_min_recall = 0.9      # integrity: ANN recall@10 vs exact search, measured at guard time
     ann_sample = 100          # integrity: queries the ANN recall is measured on
     latency_max_ratio = 0     # 0 = latency gate off; else candidate p95 <= ratio x production p95
 
-(``domain_floor`` is unset by default; TOML has no null, so leave the key out to keep it unset.)
+(``domain_floor`` is unset by default; TOML has no null, so leave the key out to keep it unset. Why
+the evidence minimums are what they are: docs/CONCEPTS.md, "Evidence".)
 """
 
 from __future__ import annotations
@@ -36,8 +44,8 @@ from embedops.config import number_in as _in
 from embedops.errors import InputError, InputProblem, UsageError
 
 DEFAULT_POLICY_FILE = "embedops.toml"
-GATES = ("domain", "forgetting", "onnx_parity", "index_integrity", "latency")
-DEFAULT_REQUIRED = ("domain", "forgetting", "onnx_parity", "index_integrity")
+GATES = ("domain", "slices", "forgetting", "onnx_parity", "index_integrity", "latency")
+DEFAULT_REQUIRED = ("domain", "slices", "forgetting", "onnx_parity", "index_integrity")
 
 
 def _metric(value: Any) -> str | None:
@@ -74,7 +82,14 @@ _CHECKS = {
     "min_lift": _in(-100, 100),
     "confidence": _in(0, 1, lo_open=True, hi_open=True),
     "bootstrap_resamples": _in(100, 10_000_000, integer=True),
+    "min_gold_queries": _in(2, 10_000_000, integer=True),
+    "max_missing_qrels": _in(0, 1),
+    "slice_tolerance": _in(0, 100),
+    "min_slice_queries": _in(2, 10_000_000, integer=True),
+    "max_slices": _in(2, 64, integer=True),
     "max_drop": _in(0, 100),
+    "min_sts_pairs": _in(3, 10_000_000, integer=True),
+    "min_general_queries": _in(2, 10_000_000, integer=True),
     "parity_min_cosine": _in(0, 1, lo_open=True),
     "parity_min_cosine_reduced": _in(0, 1, lo_open=True),
     "ann_min_recall": _in(0, 1),
@@ -88,7 +103,7 @@ class Policy:
     """Gates that must pass and their thresholds; every field is type- and range-checked.
 
     >>> Policy(min_lift=0.5).required_gates
-    ('domain', 'forgetting', 'onnx_parity', 'index_integrity')
+    ('domain', 'slices', 'forgetting', 'onnx_parity', 'index_integrity')
     >>> Policy(confidence=7.0)
     Traceback (most recent call last):
     ...
@@ -103,7 +118,14 @@ class Policy:
     min_lift: float = 0.0
     confidence: float = 0.95
     bootstrap_resamples: int = 10000
+    min_gold_queries: int = 50
+    max_missing_qrels: float = 0.05
+    slice_tolerance: float = 5.0
+    min_slice_queries: int = 20
+    max_slices: int = 8
     max_drop: float = 1.0
+    min_sts_pairs: int = 20
+    min_general_queries: int = 20
     parity_min_cosine: float = 0.999
     parity_min_cosine_reduced: float = 0.99
     ann_min_recall: float = 0.9

@@ -91,7 +91,8 @@ def test_report_page_shows_gates_plots_from_stored_evidence_and_lost_queries(das
     assert 'id="verdict">PASS<' in page
     assert re.findall(r'<tr data-gate="([a-z_]+)">', page) == [g["name"] for g in report.gates]
     assert "mean ndcg@10 lift +4.20 points" in page and ">4.2<" in page
-    assert page.count('<svg class="chart"') == 3  # recall@k, delta histogram, general bars
+    assert page.count('<svg class="chart"') == 4  # recall@k, delta histogram, slices, general bars
+    assert 'data-slice="cluster 2 ~ q7"' in page and "[-1.50, +6.00]" in page and "Bonferroni over 2 slices" in page
     assert "cert renewal on the edge proxy" in page and "-12.5" in page
     listing = client_for(s.reg).get("/ui/reports").text
     assert report.report_id in listing

@@ -24,3 +24,14 @@ def damaged_copy(dest: Path, noise: float = 0.6, seed: int = 0) -> Path:
                for k, v in weights.items()}
     save_file(damaged, str(dest / "model.safetensors"), metadata={"format": "pt"})
     return dest
+
+
+def small_gold(**settings):
+    """A policy for the 10-query runbooks gold set and the demo's 24 STS pairs: the evidence minimums
+    lowered to fit them (the defaults, 50 gold queries and 20-query slices, are tested on their own)."""
+    from embedops.guards import Policy
+
+    return Policy(**({"min_gold_queries": 10, "min_slice_queries": 5, "bootstrap_resamples": 2000} | settings))
+
+
+SMALL_GOLD_TOML = "[guards]\nmin_gold_queries = 10\nmin_slice_queries = 5\n"

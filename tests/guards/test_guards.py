@@ -4,7 +4,7 @@ import pytest
 
 from embedops.guards import Policy, PromotionRefused, passing_report, run_guards
 from embedops.reembed import IndexBuild, sync_index
-from guard_helpers import RUNBOOKS, damaged_copy
+from guard_helpers import RUNBOOKS, damaged_copy, small_gold
 
 
 pytestmark = pytest.mark.slow
@@ -14,7 +14,8 @@ def test_damaged_model_is_blocked_with_the_reason_in_the_report(minilm_store, st
     reg, base = minilm_store
     mv = reg.models.register("minilm", damaged_copy(tmp_path / "damaged"), parent="minilm@1", notes="perturbed")
     cand = IndexBuild(reg, mv.ref, "runbooks").run().index
-    report = run_guards(reg, cand.index_id, gold=RUNBOOKS, general=[sts_file], html_dir=tmp_path / "html")
+    report = run_guards(reg, cand.index_id, gold=RUNBOOKS, general=[sts_file], html_dir=tmp_path / "html",
+                        policy=small_gold())
     assert report.verdict == "fail"
     gates = {g.name: g for g in report.gates}
     assert gates["forgetting"].status == "fail" and "minilm@1" in gates["forgetting"].reason
@@ -26,20 +27,23 @@ def test_damaged_model_is_blocked_with_the_reason_in_the_report(minilm_store, st
     assert "FAIL" in html and "data:image/png;base64," in html and "http" not in html.split("<body>")[1]
     assert (tmp_path / "html" / "delta_histogram.png").stat().st_size > 1000
     with pytest.raises(PromotionRefused, match="failed: .*forgetting"):
-        passing_report(reg, cand.index_id, Policy())
+        passing_report(reg, cand.index_id, small_gold())
 
 
 def test_candidate_identical_to_production_does_not_pass_a_positive_min_lift(minilm_store, sts_file):
     reg, base = minilm_store
     twin = IndexBuild(reg, "minilm@1", "runbooks").run().index  # same model, same corpus: no lift
-    strict = Policy(min_lift=0.5, bootstrap_resamples=2000)
+    strict = small_gold(min_lift=0.5)
     report = run_guards(reg, twin.index_id, gold=RUNBOOKS, general=[sts_file], policy=strict)
     domain = next(g for g in report.gates if g.name == "domain")
     assert domain.status == "fail" and domain.value == pytest.approx(0.0) and "below the required" in domain.reason
-    lenient = run_guards(reg, twin.index_id, gold=RUNBOOKS, general=[sts_file], policy=Policy(bootstrap_resamples=2000))
+    lenient = run_guards(reg, twin.index_id, gold=RUNBOOKS, general=[sts_file], policy=small_gold())
     assert lenient.verdict == "pass"
     assert {g.name: g.status for g in lenient.gates} == {
-        "domain": "pass", "forgetting": "pass", "onnx_parity": "pass", "index_integrity": "pass", "latency": "skip"}
+        "domain": "pass", "slices": "pass", "forgetting": "pass", "onnx_parity": "pass", "index_integrity": "pass",
+        "latency": "skip"}
+    forgetting = next(g for g in lenient.gates if g.name == "forgetting")
+    assert "production's model" in forgetting.reason and forgetting.evidence["references"] == []  # never vs itself
 
 
 def test_fine_tuned_model_passes_and_promotion_needs_an_exactly_matching_report(minilm_store, sts_file, tmp_path):
@@ -59,7 +63,7 @@ def test_fine_tuned_model_passes_and_promotion_needs_an_exactly_matching_report(
     result = train(reg, "minilm@1", pairs * 2, name="minilm", general_eval=sts_file,
                    config=TrainConfig(epochs=1, batch_size=6, lr=2e-5, eval_fraction=0.25, interpolate="auto"))
     cand = IndexBuild(reg, result.model.ref, "runbooks").run().index
-    policy = Policy(bootstrap_resamples=2000)
+    policy = small_gold()
     report = run_guards(reg, cand.index_id, gold=RUNBOOKS, general=[sts_file], policy=policy)
     assert report.verdict == "pass", [(g.name, g.reason) for g in report.gates]
     binding = report.stored.binding
@@ -68,7 +72,7 @@ def test_fine_tuned_model_passes_and_promotion_needs_an_exactly_matching_report(
 
     assert passing_report(reg, cand.index_id, policy).report_id == report.stored.report_id
     with pytest.raises(PromotionRefused, match="policy"):
-        passing_report(reg, cand.index_id, Policy(bootstrap_resamples=2000, max_drop=0.5))  # another policy
+        passing_report(reg, cand.index_id, small_gold(max_drop=0.5))  # another policy
     with pytest.raises(PromotionRefused, match="no guard report"):
         passing_report(reg, base.index_id, policy)
     # the index moves to a new table version: the old report no longer counts
@@ -83,30 +87,36 @@ def test_fine_tuned_model_passes_and_promotion_needs_an_exactly_matching_report(
 def test_a_report_without_a_general_benchmark_cannot_promote_under_the_default_policy(minilm_store):
     reg, base = minilm_store
     twin = IndexBuild(reg, "minilm@1", "runbooks").run().index
-    report = run_guards(reg, twin.index_id, gold=RUNBOOKS, policy=Policy(bootstrap_resamples=500))
+    report = run_guards(reg, twin.index_id, gold=RUNBOOKS, policy=small_gold(bootstrap_resamples=500))
     forgetting = next(g for g in report.gates if g.name == "forgetting")
     assert report.verdict == "fail" and forgetting.status == "fail"
     assert "required by the policy but skipped: no general benchmark" in forgetting.reason
     with pytest.raises(PromotionRefused, match="failed: forgetting"):
-        reg.promote(twin.index_id, policy=Policy(bootstrap_resamples=500))
+        reg.promote(twin.index_id, policy=small_gold(bootstrap_resamples=500))
     assert reg.aliases.current("production") == base.index_id
 
 
 def test_a_first_promotion_needs_a_domain_floor_or_an_override(minilm_store, sts_file):
     reg, base = minilm_store
-    policy = Policy(bootstrap_resamples=500)
+    policy = small_gold(bootstrap_resamples=500)
     unset = run_guards(reg, base.index_id, gold=RUNBOOKS, general=[sts_file], policy=policy, alias="canary")
-    domain = next(g for g in unset.gates if g.name == "domain")
-    assert unset.verdict == "fail" and "required by the policy but skipped: no index serves the alias" in domain.reason
+    gates = {g.name: g for g in unset.gates}
+    assert unset.verdict == "fail" and "required by the policy but skipped: no index serves the alias" in gates["domain"].reason
+    # nothing serves the alias and minilm@1 has no parent: nothing to judge forgetting against, so no pass
+    assert gates["forgetting"].status == "fail" and "nothing to compare minilm@1 with" in gates["forgetting"].reason
+    assert gates["slices"].status == "fail"
     with pytest.raises(PromotionRefused, match="failed: domain"):
         reg.promote(base.index_id, "canary", policy=policy)
-    floored = Policy(bootstrap_resamples=500, domain_floor=20.0)
+    # a policy that judges a first promotion by the floor alone says so in its required gates
+    floored = small_gold(bootstrap_resamples=500, domain_floor=20.0,
+                         required_gates=("domain", "onnx_parity", "index_integrity"))
     report = run_guards(reg, base.index_id, gold=RUNBOOKS, general=[sts_file], policy=floored, alias="canary")
     domain = next(g for g in report.gates if g.name == "domain")
     assert report.verdict == "pass" and domain.threshold == 20.0 and domain.value >= 20.0
+    assert {g.name for g in report.gates if g.status == "skip"} == {"forgetting", "slices", "latency"}  # shown
     state = reg.promote(base.index_id, "canary", policy=floored)
     assert state.report_id == report.stored.report_id and state.previous is None
-    too_high = Policy(bootstrap_resamples=500, domain_floor=99.9)
+    too_high = small_gold(bootstrap_resamples=500, domain_floor=99.9)
     assert run_guards(reg, base.index_id, gold=RUNBOOKS, general=[sts_file], policy=too_high, alias="fresh").verdict == "fail"
 
 

@@ -153,10 +153,17 @@ def dashboard_router(registry: Registry, *, auth: UiAuth | None = None, policy_f
         if ev.get("per_query_delta"):
             drawn.append((f"per-query {ev['metric']} change, candidate - production (points)", charts.histogram(
                 list(ev["per_query_delta"].values()), x_label=f"{ev['metric']} change (points)")))
+        judged = [r for r in view.slices if r.get("judged")]
+        if judged:
+            drawn.append(("per slice: mean change and the lower bound of its interval (points)", charts.bar_chart(
+                [r["slice"] for r in judged], {"mean": [r["mean"] for r in judged],
+                                               "lower bound": [r["ci_low"] for r in judged]},
+                y_label="change (points)")))
         if ev.get("general"):
-            names = [Path(b["benchmark"]).name for b in ev["general"]]
-            drawn.append(("general benchmarks, base and candidate", charts.bar_chart(
-                names, {"base": [b["base"] for b in ev["general"]],
+            names = [Path(b["benchmark"]).name + (f" vs {b['reference']}" if b.get("reference") else "")
+                     for b in ev["general"]]
+            drawn.append(("general benchmarks, reference and candidate", charts.bar_chart(
+                names, {"reference": [b["base"] for b in ev["general"]],
                         "candidate": [b["candidate"] for b in ev["general"]]},
                 y_label="score (points)")))
         return pages.render(request, "report.html", title=f"guard report {report_id}", nav="reports", view=view,

@@ -18,6 +18,7 @@ from typing import Any
 
 from embedops.app.live import worst_disagreements
 from embedops.errors import NotFoundError
+from embedops.guards.summary import evidence_line, slice_rows
 from embedops.index import IndexRecord
 from embedops.registry import AliasState, ModelVersion, Registry, StoredReport
 from embedops.registry.live import LiveComparison
@@ -77,6 +78,9 @@ class ReportView:
     report: StoredReport
     evidence: dict[str, Any]
     lost_most: list[dict[str, Any]] = field(default_factory=list)
+    evidence_lines: dict[str, str] = field(default_factory=dict)  # gate name -> what it judged, in words
+    slices: list[dict[str, Any]] = field(default_factory=list)  # the slice gate's table
+    slice_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -205,8 +209,13 @@ def report_view(registry: Registry, report_id: str) -> ReportView:
     if domain.get("recall_curves"):
         evidence["recall_curves"] = domain["recall_curves"]
     if forgetting.get("benchmarks"):
-        evidence["general"] = forgetting["benchmarks"]
-    return ReportView(report, evidence, list(domain.get("lost_most") or []))
+        evidence["general"] = [b for b in forgetting["benchmarks"] if b.get("base") is not None]
+    sliced = report.gate("slices") or {}
+    ev = sliced.get("evidence") or {}
+    note = (f"{ev['source']}; {ev['correction']}, each interval at {ev['confidence_each']:.1%}; a slice fails "
+            f"below -{ev['slice_tolerance']:g}" if ev.get("slices") else "")
+    return ReportView(report, evidence, list(domain.get("lost_most") or []),
+                      {g["name"]: evidence_line(g) for g in report.gates}, slice_rows(sliced), note)
 
 
 @dataclass(frozen=True)
