@@ -99,6 +99,11 @@ class ExportError(EmbedopsError):
     """ONNX export failed or did not reach parity with the torch model."""
 
 
+class ExportMissingError(ExportError):
+    """A model has no stored export at that precision and the caller may not make one (a server
+    never writes to the store): ``embedops model export-onnx`` makes it."""
+
+
 class ModelFormatError(EmbedopsError):
     """A model directory is not a loadable, safe sentence-transformers model."""
 

@@ -8,6 +8,9 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +59,9 @@ def measure_parity(model_dir: Path, encoder: OnnxEncoder, precision: str, texts:
     from sentence_transformers import SentenceTransformer
 
     texts = texts or PARITY_TEXTS
-    st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True, model_kwargs={"use_safetensors": True})
+    with contextlib.redirect_stderr(io.StringIO()):  # transformers' "Loading weights" bar is not our output
+        st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True,
+                                 model_kwargs={"use_safetensors": True})
     ref = st.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     got = encoder.encode(texts)
     cos = (ref * got).sum(axis=1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1) + 1e-12)

@@ -26,8 +26,8 @@ def evidence_line(gate: dict[str, Any]) -> str:
                 f"{ev['source']}")
     if name == "forgetting" and ev.get("sizes"):
         sizes = ", ".join(f"{Path(p).name}: {n}" for p, n in ev["sizes"].items())
-        refs = ", ".join(r["model"] for r in ev.get("references", [])) or "none"
-        return f"{sizes}; vs {refs}"
+        refs = ", ".join(r["model"] for r in ev.get("references", []))
+        return f"{sizes}; " + (f"vs {refs}" if refs else "no reference model")
     if name == "index_integrity" and "rows" in ev:
         ann = ev.get("ann")
         return f"{ev['rows']} rows" + (f"; ANN on {ann['sample']} queries" if ann else "")

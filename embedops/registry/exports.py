@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embedops.encoding import ENCODERS, META_FILE, PRECISIONS, OnnxEncoder, export_onnx, measure_parity
-from embedops.errors import ExportError
+from embedops.errors import ExportError, ExportMissingError
 from embedops.registry.artifacts import ArtifactRecord
 
 if TYPE_CHECKING:
@@ -42,9 +42,11 @@ def _check_precision(precision: str) -> None:
 
 def ensure_export(registry: Registry, model_ref: str, precision: str = "fp32", *,
                   providers: list[str] | None = None, device: str = "auto",
-                  allow_cpu_fallback: bool = False, runtime: str = "auto") -> tuple[ArtifactRecord, Path]:
+                  allow_cpu_fallback: bool = False, runtime: str = "auto",
+                  create: bool = True) -> tuple[ArtifactRecord, Path]:
     """The stored, checksummed ONNX export of ``model_ref`` at ``precision``: reused when it exists,
-    otherwise exported, parity-checked against sentence-transformers, then stored.
+    otherwise exported, parity-checked against sentence-transformers, then stored. With
+    ``create=False`` nothing is written: a missing export raises :class:`ExportMissingError`.
 
     Returns ``(ArtifactRecord, verified path)``; verifies the checksums on every call. Raises
     ExportError when parity is below threshold. Parity is measured on the ``device`` and ``runtime``
@@ -56,6 +58,9 @@ def ensure_export(registry: Registry, model_ref: str, precision: str = "fp32", *
     record = registry.artifacts.find(model.ref, kind)
     if record is not None and record.meta.get("source_digest") == model.digest:
         return record, registry.artifacts.verified_path(record)
+    if not create:
+        raise ExportMissingError(f"{model.ref} has no stored {precision} export; make one with 'embedops model "
+                                 f"export-onnx {model.ref} --precision {precision}'")
     model_dir = registry.models.verified_path(model.ref)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "export"
@@ -76,8 +81,8 @@ def ensure_export(registry: Registry, model_ref: str, precision: str = "fp32", *
 
 def open_export(registry: Registry, model_ref: str, precision: str = "fp32", *, providers: list[str] | None = None,
                 batch_size: int | None = None, device: str = "auto", allow_cpu_fallback: bool = False,
-                runtime: str = "auto") -> OpenExport:
-    """:func:`ensure_export`, opened: verified and its session started once per process (``device``:
+                runtime: str = "auto", create: bool = True) -> OpenExport:
+    """:func:`ensure_export` (``create``: may it export and store), opened: verified and its session started once per process (``device``:
     auto, cpu or cuda; a CUDA provider that cannot start raises DeviceError unless ``allow_cpu_fallback``;
     ``runtime``: auto, onnxruntime or openvino, see :func:`~embedops.encoding.encoder.choose_runtime`)."""
     _check_precision(precision)
@@ -87,7 +92,7 @@ def open_export(registry: Registry, model_ref: str, precision: str = "fp32", *, 
 
     def open_() -> OpenExport:
         artifact, path = ensure_export(registry, model.ref, precision, providers=providers, device=device,
-                                       allow_cpu_fallback=allow_cpu_fallback, runtime=runtime)
+                                       allow_cpu_fallback=allow_cpu_fallback, runtime=runtime, create=create)
         return OpenExport(artifact, path, OnnxEncoder(path, providers=providers, batch_size=batch_size, device=device,
                                                       allow_cpu_fallback=allow_cpu_fallback, runtime=runtime))
 
@@ -95,9 +100,9 @@ def open_export(registry: Registry, model_ref: str, precision: str = "fp32", *, 
 
 
 def open_encoder(registry: Registry, model_ref: str, precision: str = "fp32", *,
-                 providers: list[str] | None = None, runtime: str = "auto") -> OnnxEncoder:
+                 providers: list[str] | None = None, runtime: str = "auto", create: bool = True) -> OnnxEncoder:
     """The process's open encoder of ``model_ref`` at ``precision`` (see :func:`open_export`)."""
-    return open_export(registry, model_ref, precision, providers=providers, runtime=runtime).encoder
+    return open_export(registry, model_ref, precision, providers=providers, runtime=runtime, create=create).encoder
 
 
 def verified_model_dir(registry: Registry, model_ref: str) -> Path:

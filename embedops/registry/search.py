@@ -51,9 +51,11 @@ class Searcher:
     >>> searcher.search("pg failover steps", k=5).hits[0].id              # doctest: +SKIP
     """
 
-    def __init__(self, registry: Registry, *, providers: list[str] | None = None, runtime: str = "auto"):
+    def __init__(self, registry: Registry, *, providers: list[str] | None = None, runtime: str = "auto",
+                 read_only: bool = False):
         self.registry = registry
         self.providers = providers
+        self.read_only = read_only  # never export a model (a server writes nothing): ExportMissingError
         self.runtime = runtime  # which runtime embeds queries: auto, onnxruntime or openvino (choose_runtime)
         self._lock = threading.Lock()
         self._tables: dict[tuple[str, int], object] = {}
@@ -78,7 +80,7 @@ class Searcher:
         encoder = self._encoders.get(key)
         if encoder is None:
             encoder = open_encoder(self.registry, rec.model_ref, rec.precision, providers=self.providers,
-                                   runtime=self.runtime)
+                                   runtime=self.runtime, create=not self.read_only)
             with self._lock:
                 self._encoders[key] = encoder
         return encoder

@@ -18,7 +18,7 @@ from embedops.app.dashboard.charts import histogram, line_chart
 def client_for(reg, token: str | None = None) -> TestClient:
     app = FastAPI()
     app.include_router(dashboard_router(reg, auth=UiAuth(token)))
-    return TestClient(app)
+    return TestClient(app, base_url="http://127.0.0.1:8000")
 
 
 def csrf_of(page: str) -> str:
@@ -117,7 +117,7 @@ def test_writes_are_refused_without_the_token_a_session_or_the_csrf_token(dashbo
 
     c = client_for(s.reg, "t0ken")
     assert c.post("/ui/login", data={"token": "wrong"}).status_code == 403
-    assert c.post("/ui/actions/rollback", data={"alias": "production"}).status_code == 403  # no session
+    assert c.post("/ui/actions/rollback", data={"alias": "production"}).status_code == 401  # no session
     c = signed_in(s.reg)
     assert c.post("/ui/actions/rollback", data={"alias": "production", "csrf": "0" * 64}).status_code == 403
     csrf = csrf_of(c.get("/ui/confirm/rollback?alias=production").text)
@@ -128,6 +128,61 @@ def test_writes_are_refused_without_the_token_a_session_or_the_csrf_token(dashbo
     bearer = client_for(s.reg, "t0ken").post("/ui/actions/rollback", data={"alias": "production"},
                                               headers={"authorization": "Bearer wrong"})
     assert bearer.status_code == 403
+
+
+def test_a_foreign_host_header_gets_400_so_a_rebinding_page_cannot_read_the_dashboard(dashboard_store):
+    s = dashboard_store.live
+    c = client_for(s.reg)
+    assert c.get("/", headers={"host": "evil.example"}).status_code == 400
+    r = c.get(f"/ui/reports/{dashboard_store.report.report_id}", headers={"host": "evil.example:8000"})
+    assert r.status_code == 400 and "--allowed-host" in r.text and "cert renewal" not in r.text
+    assert c.get("/", headers={"host": "localhost:8000"}).status_code == 200
+    assert c.get("/", headers={"host": "[::1]:8000"}).status_code == 200
+    app = FastAPI()
+    app.include_router(dashboard_router(s.reg, allowed_hosts=("127.0.0.1", "search.internal")))
+    assert TestClient(app, base_url="http://search.internal").get("/").status_code == 200
+
+
+def test_malformed_or_non_ascii_cookies_and_csrf_values_are_refused_not_errors(dashboard_store):
+    s = dashboard_store.live
+    c = client_for(s.reg, "t0ken")
+    for cookie in ("é.1.x", "a.b", "a.é.c", "..", "x" * 5000, "a.99999999999999999999.sig", "a.١٢.sig"):
+        raw = {"cookie": f"embedops_ui={cookie}".encode("utf-8")}  # raw bytes, as a hostile client sends them
+        assert c.post("/ui/actions/rollback", data={"alias": "production"}, headers=raw).status_code == 401, cookie
+        assert c.get("/", headers=raw).status_code == 200
+    c = signed_in(s.reg)
+    for csrf in ("é" * 64, "\u2603", ""):
+        assert c.post("/ui/actions/rollback", data={"alias": "production", "csrf": csrf}).status_code == 403
+    assert client_for(s.reg, "t0ken").post("/ui/login", data={"token": "tök€n"}).status_code == 403
+    r = client_for(s.reg, "t0ken").post("/ui/actions/rollback", headers={"authorization": "Bearer tök€n".encode()})
+    assert r.status_code == 403
+
+
+def test_sessions_expire_and_a_new_token_revokes_them(dashboard_store):
+    s = dashboard_store.live
+    now = [1_000_000.0]
+
+    def client(token, **kw):
+        app = FastAPI()
+        app.include_router(dashboard_router(s.reg, auth=UiAuth(token, clock=lambda: now[0], **kw)))
+        return TestClient(app, base_url="https://127.0.0.1")
+
+    c = client("t0ken", session_ttl=3600)
+    login = c.post("/ui/login", data={"token": "t0ken"}, follow_redirects=False)
+    cookie = login.headers["set-cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "Max-Age=3600" in cookie  # served over HTTPS
+    assert csrf_of(c.get("/ui/confirm/rollback?alias=production").text)  # signed in: the form has a token
+    now[0] += 3599
+    assert c.get("/ui/confirm/rollback?alias=production").status_code == 200
+    now[0] += 2  # past the session's hour
+    assert c.get("/ui/confirm/rollback?alias=production").status_code == 403
+    assert c.post("/ui/actions/rollback", data={"alias": "production"}).status_code == 401
+    now[0] -= 2
+    other = client("new-t0ken", session_ttl=3600)  # the server restarted with another token
+    other.cookies.set("embedops_ui", c.cookies.get("embedops_ui"))
+    assert other.post("/ui/actions/rollback", data={"alias": "production"}).status_code == 401
+    plain = client_for(s.reg, "t0ken").post("/ui/login", data={"token": "t0ken"}, follow_redirects=False)
+    assert "Secure" not in plain.headers["set-cookie"]  # plain HTTP on loopback
 
 
 def test_a_signed_in_rollback_and_repromotion_are_audited_as_the_dashboard(dashboard_store):

@@ -17,19 +17,29 @@ import json
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from embedops.app.dashboard import charts, views
-from embedops.app.dashboard.auth import COOKIE, UiAuth, WriteRefused
+from embedops.app.dashboard.auth import COOKIE, NotSignedIn, UiAuth, WriteRefused
 from embedops.app.live import parse_since
 from embedops.app.promotion import promote as promote_index
 from embedops.errors import AliasConflictError, EmbedopsError, NotFoundError, PromotionRefused, UsageError
 from embedops.registry import UNSET, Registry
 
 STATIC = Path(__file__).with_name("static")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+MAX_FORM_BYTES = 16_384  # a dashboard form is an alias, an index id, a reason and a CSRF token
+
+
+def host_name(header: str | None) -> str:
+    """The host of a ``Host`` header, lower-cased, without its port (``[::1]:8000`` -> ``::1``)."""
+    h = (header or "").strip().lower()
+    if h.startswith("["):
+        return h[1:h.index("]")] if "]" in h else h
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
 _HIDDEN_PARAMS = {"run_key", "resumed", "trained_in", "pairs_sha256"}  # shown elsewhere on the page, or noise
 
 
@@ -70,12 +80,23 @@ def _actor(request: Request) -> str:
     return f"dashboard ({request.client.host if request.client else 'unknown client'})"
 
 
-def dashboard_router(registry: Registry, *, auth: UiAuth | None = None, policy_file: str | None = None) -> APIRouter:
+def dashboard_router(registry: Registry, *, auth: UiAuth | None = None, policy_file: str | None = None,
+                     allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> APIRouter:
     """The dashboard over ``registry``: pages at ``/`` and ``/ui/...``; writes need ``auth``'s token.
-    ``policy_file``: the guard policy a promotion is judged under (default ./embedops.toml)."""
+    ``policy_file``: the guard policy a promotion is judged under (default ./embedops.toml).
+    ``allowed_hosts``: the ``Host`` names it answers (400 for any other, so a DNS-rebinding page on
+    another name cannot read it)."""
     auth = auth or UiAuth()
     pages = _Pages(registry, auth)
-    router = APIRouter(include_in_schema=False)
+    allowed = {h.lower().strip("[]") for h in allowed_hosts}
+
+    def check_host(request: Request) -> None:
+        name = host_name(request.headers.get("host"))
+        if name not in allowed:
+            raise HTTPException(400, f"Host {name!r} is not one this dashboard answers ({', '.join(sorted(allowed))}); "
+                                     "start the server with --allowed-host NAME to add it")
+
+    router = APIRouter(include_in_schema=False, dependencies=[Depends(check_host)])
 
     def not_found(request: Request, exc: Exception) -> HTMLResponse:
         return pages.message(request, 404, "Not found", str(exc), css="fail")
@@ -200,21 +221,26 @@ def dashboard_router(registry: Registry, *, auth: UiAuth | None = None, policy_f
         return pages.render(request, "login.html", title="Sign in", nav="")
 
     async def form(request: Request) -> dict[str, str]:
-        body = (await request.body()).decode("utf-8", "replace")
-        return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise HTTPException(413, f"a dashboard form is at most {MAX_FORM_BYTES} bytes")
+        return {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
 
     @router.post("/ui/login")
     async def login(request: Request):
-        data = await form(request)
         try:
             auth.check_origin(request.headers.get("origin"), request.headers.get("host"))
         except WriteRefused as exc:
             return pages.message(request, 403, "Refused", str(exc), css="fail")
+        data = await form(request)
         if not auth.accepts(data.get("token")):
             why = "wrong token" if auth.writable else "this server has no EMBEDOPS_UI_TOKEN: the dashboard is read-only"
             return pages.message(request, 403, "Not signed in", why, back="/ui/login", css="fail")
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, auth.session_cookie(), httponly=True, samesite="strict", path="/")
+        response.set_cookie(COOKIE, auth.session_cookie(), httponly=True, samesite="strict", path="/",
+                            max_age=int(auth.session_ttl), secure=request.url.scheme == "https")
         return response
 
     @router.post("/ui/logout")
@@ -259,11 +285,13 @@ def dashboard_router(registry: Registry, *, auth: UiAuth | None = None, policy_f
 
     @router.post("/ui/actions/{action}")
     async def act(request: Request, action: str):
-        data = await form(request)
-        try:
-            auth.check_write(cookie=request.cookies.get(COOKIE), csrf=data.get("csrf"),
-                             authorization=request.headers.get("authorization"),
-                             origin=request.headers.get("origin"), host=request.headers.get("host"))
+        try:  # who is asking is checked before the body is read
+            sid = auth.caller(cookie=request.cookies.get(COOKIE), authorization=request.headers.get("authorization"),
+                              origin=request.headers.get("origin"), host=request.headers.get("host"))
+            data = await form(request)
+            auth.check_csrf(sid, data.get("csrf"))
+        except NotSignedIn as exc:
+            return pages.message(request, 401, "Not signed in", str(exc), back="/ui/login", css="fail")
         except WriteRefused as exc:
             return pages.message(request, 403, "Refused", str(exc), css="fail")
         alias = data.get("alias") or "production"
