@@ -27,6 +27,11 @@ def serve(
     threads: Optional[int] = typer.Option(None, "--threads", min=0, help="Requests answered at once per process (default: 2 per core, at least 4; 0: the ASGI default of 40). More only takes time from the event loop: the encoder already uses every core."),
     runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime that embeds queries: onnxruntime, openvino or auto (auto takes OpenVINO for fp32 on the CPU; it froze loaded servers, see docs/BENCHMARKS.md)."),
     keep_alive: int = typer.Option(75, "--keep-alive", min=1, help="Seconds an idle HTTP connection stays open; keep it above your clients' and load balancer's idle timeouts, or a reused connection can be closed under a request."),
+    allowed_host: list[str] = typer.Option([], "--allowed-host", help="Another Host name the dashboard answers (repeatable); by default only loopback names and the --host address, so a DNS-rebinding page cannot read it."),
+    max_inputs: int = typer.Option(256, "--max-inputs", min=1, help="Texts in one search or embeddings request (413 past it)."),
+    max_chars: int = typer.Option(8192, "--max-chars", min=1, help="Characters in one text or query (413 past it)."),
+    max_body_bytes: int = typer.Option(4 * 1024 * 1024, "--max-body-bytes", min=1, help="Bytes in one request body (413 past it)."),
+    session_hours: float = typer.Option(12.0, "--session-hours", min=0.01, help="Hours a dashboard sign-in lasts; a new EMBEDOPS_UI_TOKEN ends every session at once."),
 ):
     """Serve search and embeddings over HTTP from the indexes behind aliases, live.
 
@@ -42,7 +47,12 @@ def serve(
 
     'kill -USR1 PID' prints the stack of every thread of a serve process to its stderr.
 
+    The server writes nothing to the store on a request: /v1/embeddings for a model with no ONNX
+    export answers 409 ('embedops model export-onnx NAME@N' makes one). Requests are bounded
+    (--max-inputs, --max-chars, --max-body-bytes: 413 past them).
+
     Example:  embedops --store ./embedops-demo serve --port 8000 --shadow-alias shadow --shadow-fraction 0.1
+    Example:  embedops serve --host 0.0.0.0 --allowed-host search.internal
     Example:  curl -s localhost:8000/v1/search -H 'content-type: application/json' -d '{"query": "database down", "k": 3}'
     """
     import faulthandler
@@ -51,11 +61,17 @@ def serve(
     import uvicorn
 
     from embedops.app.dashboard import TOKEN_ENV
+    from embedops.app.dashboard.routes import LOOPBACK_HOSTS
     from embedops.app.server import SETTINGS_ENV, ServeSettings, create_app, load_rollback_policy, settings_to_env
+    from embedops.app.server.limits import RequestLimits
 
+    bind = [] if host in ("0.0.0.0", "::", "") else [host]
     settings = ServeSettings(alias=alias, check_interval=check_interval, shadow_alias=shadow_alias,
                              shadow_fraction=shadow_fraction, rollback=load_rollback_policy(policy_file),
-                             runtime=runtime, policy_file=str(policy_file) if policy_file else None)
+                             runtime=runtime, policy_file=str(policy_file) if policy_file else None,
+                             limits=RequestLimits(max_inputs, max_chars, max_body_bytes),
+                             allowed_hosts=tuple(dict.fromkeys([*LOOPBACK_HOSTS, *bind, *allowed_host])),
+                             session_ttl=3600 * session_hours)
     if threads is not None:
         settings = replace(settings, threads=threads)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # 'kill -USR1': where is each thread?

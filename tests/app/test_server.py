@@ -109,6 +109,39 @@ def test_bad_requests_get_errors_naming_what_is_wrong(served):
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
+def test_embeddings_of_a_model_without_export_answer_409_and_write_nothing(served, tiny_model_b):
+    reg, client, blue, green = served
+    reg.models.register("tiny", tiny_model_b, parent="tiny@2")  # tiny@3: no index, so no export yet
+    artifacts = reg.store.open_table("model_artifacts").count_rows()
+    r = client.post("/v1/embeddings", json={"input": "x", "model": "tiny@3"})
+    assert r.status_code == 409 and "embedops model export-onnx tiny@3" in r.json()["detail"]
+    assert reg.artifacts.find("tiny@3", "onnx-fp32") is None
+    assert reg.store.open_table("model_artifacts").count_rows() == artifacts
+    # the encoder cache was not held by an export: another model's request answers at once
+    assert client.post("/v1/embeddings", json={"input": "x", "model": "tiny@2"}).status_code == 200
+
+
+def test_oversized_requests_get_413_or_422_naming_the_limit(served):
+    reg, client, blue, green = served
+    r = client.post("/v1/embeddings", json={"input": ["x"] * 257})
+    assert r.status_code == 413 and "257 texts in 'input'; the limit is 256" in r.json()["detail"]
+    r = client.post("/v1/search", json={"queries": ["x"] * 300, "k": 1})
+    assert r.status_code == 413 and "--max-inputs" in r.json()["detail"]
+    r = client.post("/v1/search", json={"query": "x" * 9000})
+    assert r.status_code == 413 and "9000 characters; the limit is 8192" in r.json()["detail"]
+    r = client.post("/v1/embeddings", json={"input": ["ok", "y" * 8193]})
+    assert r.status_code == 413 and "text 1 has 8193 characters" in r.json()["detail"]
+    r = client.post("/v1/embeddings", json={"input": []})
+    assert r.status_code == 422 and "at least one text" in r.text
+    big = b'{"input": "' + b"z" * (4 * 1024 * 1024) + b'"}'
+    r = client.post("/v1/embeddings", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "--max-body-bytes" in r.json()["detail"]
+    chunked = client.post("/v1/embeddings", content=iter([big[:1024]] + [big[1024:]]),
+                          headers={"content-type": "application/json"})  # no Content-Length: counted as it comes
+    assert chunked.status_code == 413
+    assert client.post("/v1/search", json={"query": "x", "k": 1}).status_code == 200  # still serving
+
+
 def test_when_the_store_cannot_be_read_the_open_index_keeps_serving(served, monkeypatch):
     reg, client, blue, green = served
     assert client.post("/v1/search", json={"query": "x", "k": 1}).json()["index_id"] == blue.index_id

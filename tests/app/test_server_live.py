@@ -153,25 +153,36 @@ def test_a_promotion_that_fails_requests_is_rolled_back_by_the_server(live_store
 def test_a_promotion_within_limits_is_left_alone(live_store):
     s = live_store
     policy = RollbackPolicy(min_agreement=0.6, min_requests=5, compare_fraction=1.0, max_p95_ratio=50)
-    with running_app(create_app(s.reg, ServeSettings(check_interval=0.1, rollback=policy))) as client:
+    app = create_app(s.reg, ServeSettings(check_interval=0.1, rollback=policy))
+    with running_app(app) as client:
         authorise(s.reg, s.b)
         s.reg.promote(s.b.index_id)  # same model as a: agreement 1.0
         wait_for(lambda: client.get("/readyz").json()["index_id"] == s.b.index_id, 3, "following the promotion")
         for q in queries(30):
             assert client.post("/v1/search", json={"query": q, "k": 5}).json()["index_id"] == s.b.index_id
-        time.sleep(0.5)
+        wait_for(lambda: len(app.state.signals.comparisons("previous", "production", s.b.index_id, s.a.index_id,
+                                                           since=0)) >= 5, 10, "mirrored comparisons")
+        # the judge, driven here with the monotonic clock the signals are stamped with, saw them all
+        [seen] = [j for j in app.state.background.judge(time.monotonic()) if j.alias == "production"]
+        assert seen.kind == "previous" and seen.index_id == s.b.index_id and seen.requests >= 30
+        assert seen.comparisons >= 5 and seen.verdict is None and not seen.acted
     assert s.reg.aliases.get("production").action == "promote"
 
 
 def test_a_disabled_policy_never_acts(live_store):
     s = live_store
     policy = quiet(enabled=False, min_agreement=0.9, min_requests=3, compare_fraction=1.0)
-    with running_app(create_app(s.reg, ServeSettings(check_interval=0.1, rollback=policy))) as client:
+    app = create_app(s.reg, ServeSettings(check_interval=0.1, rollback=policy))
+    with running_app(app) as client:
         s.reg.start_canary(s.d.index_id, percent=50, override=True, reason="test")
         wait_for(lambda: client.get("/readyz").json().get("canary"), 3, "the canary being served")
         for q in queries(40):
             client.post("/v1/search", json={"query": q, "k": 5})
-        time.sleep(0.5)
+        wait_for(lambda: len(app.state.signals.comparisons("canary", "production", s.d.index_id, s.a.index_id,
+                                                           since=0)) >= 3, 10, "mirrored canary comparisons")
+        [seen] = [j for j in app.state.background.judge(time.monotonic()) if j.alias == "production"]
+        assert seen.kind == "canary" and seen.verdict is not None and seen.verdict.signal == "agreement"
+        assert not seen.acted  # it would have aborted; the policy says watch only
     assert s.reg.aliases.get("production").canary is not None
 
 
@@ -186,15 +197,23 @@ def test_bad_fields_are_422_naming_the_field(live_store):
 
 
 def test_a_promotion_older_than_the_watch_is_not_judged_by_a_server_started_later(live_store):
+    import datetime
+
     s = live_store
     s.reg.promote(s.d.index_id, override=True, reason="test: long ago, as far as watch=1 s goes")
-    time.sleep(1.2)
+    later = lambda: datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)  # noqa: E731
     policy = quiet(min_agreement=0.6, min_requests=3, compare_fraction=1.0, watch=1)
-    with running_app(create_app(s.reg, ServeSettings(check_interval=0.1, flush_interval=0.1, rollback=policy))) as client:
+    app = create_app(s.reg, ServeSettings(check_interval=0.1, flush_interval=0.1, rollback=policy), utc_now=later)
+    with running_app(app) as client:
         for q in queries(20):
             assert client.post("/v1/search", json={"query": q, "k": 5}).json()["index_id"] == s.d.index_id
-        time.sleep(0.5)
-    assert s.reg.aliases.get("production").action == "promote" and s.reg.live.read(kind="previous") == []
+        assert app.state.mirror.submitted["previous"] == 0  # decided on the request path: nothing mirrored
+        background = app.state.background
+        assert [j for j in background.judge(time.monotonic()) if j.alias == "production"] == []  # past the watch
+        background.utc_now = lambda: datetime.datetime.now(datetime.timezone.utc)  # the promotion is fresh again
+        [seen] = [j for j in background.judge(time.monotonic()) if j.alias == "production"]
+        assert seen.kind == "previous" and seen.comparisons == 0 and seen.verdict is None
+    assert s.reg.aliases.get("production").action == "promote"
 
 
 def test_a_published_alias_record_wakes_the_server_before_its_next_check(live_store):

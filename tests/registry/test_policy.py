@@ -45,7 +45,7 @@ def test_good_policy_file_overrides_defaults_and_changes_the_hash(tmp_path):
     policy = load_policy(path)
     assert (policy.min_lift, policy.max_drop, policy.tolerance, policy.domain_floor) == (0.5, 2, 1.0, 40.0)
     assert policy.required_gates == ("domain", "onnx_parity") and policy.hash != Policy().hash
-    assert Policy().required_gates == ("domain", "forgetting", "onnx_parity", "index_integrity")
+    assert Policy().required_gates == ("domain", "slices", "forgetting", "onnx_parity", "index_integrity")
     with pytest.raises(UsageError, match="'confidence' must be < 1"):
         Policy(confidence=7.0)
 

@@ -38,19 +38,21 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, model_validator
 
 from embedops.app.dashboard import UiAuth, dashboard_router
+from embedops.app.dashboard.auth import SESSION_TTL
+from embedops.app.dashboard.routes import LOOPBACK_HOSTS
 from embedops.app.server.follower import AliasFollower, AliasView
+from embedops.app.server.limits import BodyLimit, RequestLimits, check_texts
 from embedops.app.server.metrics import ServeMetrics
 from embedops.app.server.mirror import InFlight, Mirror, MirrorJob
 from embedops.app.server.notify import AliasChanges
-from embedops.app.server.rollback import RollbackPolicy, judge
+from embedops.app.server.rollback import RollbackPolicy, Verdict, judge
 from embedops.app.server.signals import LiveSignals
 from embedops.encoding.encoder import RUNTIMES
-from embedops.errors import AliasConflictError, EmbedopsError, NotFoundError, UsageError
+from embedops.errors import AliasConflictError, EmbedopsError, ExportMissingError, NotFoundError, UsageError
 from embedops.index import IndexReader
 from embedops.registry import Registry, Searcher, open_encoder
 
 MAX_K = 1000
-MAX_QUERIES = 256
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 SNIPPET = 200  # characters of a hit's text in a response
 
@@ -84,8 +86,16 @@ class ServeSettings:
     # The guard policy file a dashboard promotion is judged under (default ./embedops.toml), as
     # `embedops promote --policy` would; its [serve.rollback] section is `rollback` above.
     policy_file: str | None = None
+    # What one request may carry (413 past it; see embedops.app.server.limits).
+    limits: RequestLimits = field(default_factory=RequestLimits)
+    # Host names the dashboard answers (400 for others: no DNS rebinding); the CLI adds its bind address.
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    session_ttl: float = SESSION_TTL  # seconds a dashboard sign-in lasts
 
     def __post_init__(self):
+        object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
+        if isinstance(self.limits, dict):  # from $EMBEDOPS_SERVE_SETTINGS
+            object.__setattr__(self, "limits", RequestLimits(**self.limits))
         if self.runtime not in RUNTIMES:
             raise UsageError(f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
         if not 0 <= self.shadow_fraction <= 1:
@@ -96,8 +106,8 @@ class ServeSettings:
 
 class SearchRequest(BaseModel):
     query: str | None = Field(None, description="One query (or give `queries`).")
-    queries: list[str] | None = Field(None, min_length=1, max_length=MAX_QUERIES,
-                                      description="Several queries, answered by one index.")
+    queries: list[str] | None = Field(None, min_length=1, description="Several queries, answered by one index "
+                                      "(at most the server's --max-inputs).")
     k: int = Field(10, ge=1, le=MAX_K, description="Hits per query.")
     alias: str | None = Field(None, pattern=NAME_PATTERN,
                               description="Alias whose index answers (default: the server's alias).")
@@ -155,13 +165,28 @@ class _Snippets:
         return out
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """One look of the rollback judge at an alias: what it judged (``kind``: canary or previous), on
+    how many requests and mirrored comparisons, the verdict (None: within limits) and whether it acted."""
+
+    alias: str
+    kind: str
+    index_id: str
+    requests: int
+    comparisons: int
+    verdict: Verdict | None
+    acted: bool
+
+
 class _Background:
     """The server's loop: follow aliases, update gauges, judge canaries and watched promotions, probe
     that the store takes writes. One thread; nothing on the request path waits for it."""
 
     def __init__(self, registry: Registry, settings: ServeSettings, follower: AliasFollower, mirror: Mirror,
-                 signals: LiveSignals, metrics: ServeMetrics, server: str):
+                 signals: LiveSignals, metrics: ServeMetrics, server: str, utc_now=None):
         self.registry, self.settings, self.follower = registry, settings, follower
+        self.utc_now = utc_now or _utc_now
         self.mirror, self.signals, self.metrics = mirror, signals, metrics
         self.by = f"embedops serve ({server})"
         self.write_error: str | None = None
@@ -239,27 +264,31 @@ class _Background:
             self._probed = now
             self.probe_writes()
 
-    def judge(self, now: float) -> None:
-        """Abort a canary or roll a watched promotion back when its signals cross the policy."""
+    def judge(self, now: float) -> list[Judgement]:
+        """Abort a canary or roll a watched promotion back when its signals cross the policy; returns
+        what it judged (``now``: monotonic seconds, as the signals are stamped)."""
         policy = self.settings.rollback
         if now < self._retry_at:
-            return
+            return []
+        out = []
         for alias, view in self.follower.views().items():
             if self._acted.get(alias) == view.state.seq:
                 continue
             if view.canary is not None:
                 judged, other, kind, what = view.canary, view.stable, "canary", "canary"
-            elif view.previous is not None and _age(view.state.ts) <= policy.watch:
+            elif view.previous is not None and _age(view.state.ts, self.utc_now()) <= policy.watch:
                 judged, other, kind, what = view.stable, view.previous, "previous", "production"
             else:
                 continue
             since = max(view.since, now - policy.window)
-            verdict = judge(policy, what, requests=self.signals.requests(alias, judged.index_id, since=since),
-                            comparisons=self.signals.comparisons(kind, alias, judged.index_id, other.index_id,
-                                                                 since=since), window=policy.window)
-            if verdict is None or not policy.enabled:
-                continue
-            self._act(alias, view, kind, judged.index_id, verdict.reason)
+            requests = self.signals.requests(alias, judged.index_id, since=since)
+            comparisons = self.signals.comparisons(kind, alias, judged.index_id, other.index_id, since=since)
+            verdict = judge(policy, what, requests=requests, comparisons=comparisons, window=policy.window)
+            acted = verdict is not None and policy.enabled
+            if acted:
+                self._act(alias, view, kind, judged.index_id, verdict.reason)
+            out.append(Judgement(alias, kind, judged.index_id, len(requests), len(comparisons), verdict, acted))
+        return out
 
     def _act(self, alias: str, view: AliasView, kind: str, index_id: str, reason: str) -> None:
         action = "canary.abort" if kind == "canary" else "rollback"
@@ -305,17 +334,19 @@ class _Background:
 
 
 def create_app(registry: Registry, settings: ServeSettings | None = None, *, alias: str | None = None,
-               check_interval: float | None = None, ui_token: str | None = None) -> FastAPI:
+               check_interval: float | None = None, ui_token: str | None = None, utc_now=None) -> FastAPI:
     """The ASGI app serving ``registry``'s aliases (``settings.alias`` by default). ``alias`` and
     ``check_interval`` override those settings. The dashboard is at ``/``; ``ui_token`` (what
-    ``$EMBEDOPS_UI_TOKEN`` gives `embedops serve`) allows its promote, rollback and canary abort."""
+    ``$EMBEDOPS_UI_TOKEN`` gives `embedops serve`) allows its promote, rollback and canary abort.
+    ``utc_now``: the wall clock a promotion's age is read with (tests inject one)."""
+    utc_now = utc_now or _utc_now
     settings = settings or ServeSettings()
     if alias is not None:
         settings = replace(settings, alias=alias)
     if check_interval is not None:
         settings = replace(settings, check_interval=check_interval)
     server = f"{socket.gethostname()}:{os.getpid()}"
-    searcher = Searcher(registry, runtime=settings.runtime)
+    searcher = Searcher(registry, runtime=settings.runtime, read_only=True)  # a server writes no export
     metrics = ServeMetrics()
     follower = AliasFollower(searcher, check_interval=settings.check_interval,
                              on_switch=lambda old, new: metrics.open_seconds.labels(new.alias).observe(new.opened_in))
@@ -323,7 +354,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
     in_flight = InFlight()
     mirror = Mirror(registry.live, signals, metrics, server=server, queue_size=settings.mirror_queue,
                     flush_interval=settings.flush_interval, requests=in_flight)
-    background = _Background(registry, settings, follower, mirror, signals, metrics, server)
+    background = _Background(registry, settings, follower, mirror, signals, metrics, server, utc_now)
     snippets = _Snippets(searcher)
     chance = random.Random()
 
@@ -340,7 +371,9 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
     app = FastAPI(title="embedops", version="1", lifespan=lifespan,
                   description="Search and embeddings from the indexes behind aliases, with canaries, live shadow "
                               "traffic and automatic rollback. The dashboard is at /.")
-    app.include_router(dashboard_router(registry, auth=UiAuth(ui_token), policy_file=settings.policy_file))
+    app.add_middleware(BodyLimit, limit=settings.limits.max_body_bytes)
+    app.include_router(dashboard_router(registry, auth=UiAuth(ui_token, session_ttl=settings.session_ttl),
+                                        policy_file=settings.policy_file, allowed_hosts=settings.allowed_hosts))
 
     def view_of(alias_name: str) -> AliasView:
         try:
@@ -359,7 +392,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
         other, kind = None, None
         if route == "canary":
             other, kind = view.stable, "canary"
-        elif view.canary is None and view.previous is not None and _age(view.state.ts) <= policy.watch:
+        elif view.canary is None and view.previous is not None and _age(view.state.ts, utc_now()) <= policy.watch:
             other, kind = view.previous, "previous"
         if other is not None and chance.random() < policy.compare_fraction:
             mirror.submit(MirrorJob(kind, request_alias, texts, k, reader, hits, ms, other))
@@ -378,8 +411,9 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
     def answer(request: SearchRequest, x_embedops_client: str | None) -> dict:
         start = time.perf_counter()
         alias_name = request.alias or settings.alias
-        view = view_of(alias_name)
         texts = request.texts()
+        check_texts(texts, "query" if request.query is not None else "queries", settings.limits)
+        view = view_of(alias_name)
         reader, route = view.route(request.client or x_embedops_client or "\n".join(texts))
         try:
             hits = reader.search(texts, request.k)
@@ -413,12 +447,15 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
     def embed(request: EmbeddingsRequest) -> dict:
         start = time.perf_counter()
         texts = [request.input] if isinstance(request.input, str) else request.input
+        check_texts(texts, "input", settings.limits)
         if "@" in request.model:
-            try:
-                encoder = open_encoder(registry, request.model, runtime=settings.runtime)
+            try:  # never exports: a server writes nothing to the store
+                encoder = open_encoder(registry, request.model, runtime=settings.runtime, create=False)
                 model_ref = registry.models.get(request.model).ref
             except NotFoundError as exc:
                 raise HTTPException(404, str(exc)) from None
+            except ExportMissingError as exc:
+                raise HTTPException(409, str(exc)) from None
             except UsageError as exc:
                 raise HTTPException(422, [{"loc": ["body", "model"], "msg": str(exc), "type": "value_error"}]) from None
             index_label = "-"
@@ -477,10 +514,14 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
     return app
 
 
-def _age(ts: str) -> float:
-    """Seconds since the alias record stamped ``ts`` was written (its wall-clock UTC timestamp): a
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _age(ts: str, now: datetime.datetime) -> float:
+    """Seconds from the alias record stamped ``ts`` (its wall-clock UTC timestamp) to ``now``: a
     promotion is watched for ``watch`` seconds after it happened, not after this server started."""
-    return (datetime.datetime.now(datetime.timezone.utc) - datetime.datetime.fromisoformat(ts)).total_seconds()
+    return (now - datetime.datetime.fromisoformat(ts)).total_seconds()
 
 
 def _title(doc: tuple[str, str]) -> str:

@@ -20,6 +20,8 @@ in memory (bounded; the oldest are dropped and counted) and :attr:`Mirror.write_
 
 from __future__ import annotations
 
+import collections
+
 import queue
 import threading
 import time
@@ -103,6 +105,7 @@ class Mirror:
         self.write_error: str | None = None
         self.last_write_ok: float | None = None
         self.dropped = 0
+        self.submitted: collections.Counter[str] = collections.Counter()  # jobs offered, by kind (on the request path)
         self._shadow: queue.Queue[MirrorJob] = queue.Queue(maxsize=queue_size)
         self._watch: queue.Queue[MirrorJob] = queue.Queue(maxsize=queue_size)  # canary / previous: run first
         self._pending: deque[LiveComparison] = deque(maxlen=max_unwritten)
@@ -113,6 +116,7 @@ class Mirror:
 
     def submit(self, job: MirrorJob) -> bool:
         """Queue ``job``; False (and counted as dropped) when the queue is full. Never blocks."""
+        self.submitted[job.kind] += 1
         try:
             (self._shadow if job.kind == "shadow" else self._watch).put_nowait(job)
             return True
