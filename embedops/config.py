@@ -103,6 +103,41 @@ class TomlFile:
             raise InputError(bad)
 
 
+POLICY_FILE = "embedops.toml"
+POLICY_SECTIONS = ("guards", "serve")
+
+
+def read_policy_file(path: Path | str | None) -> TomlFile | None:
+    """``embedops.toml`` (``path``, default ./embedops.toml when it exists) read, with only the
+    sections ``[guards]`` and ``[serve]``; None when no path was given and there is no default file
+    (the built-in defaults apply); a named file that does not exist is an InputError."""
+    explicit = path is not None
+    path = Path(path) if explicit else Path(POLICY_FILE)
+    if not path.is_file():
+        if explicit:
+            raise InputError(InputProblem(str(path), None, None, "no such policy file"))
+        return None
+    toml = TomlFile.read(path)
+    toml.check_sections(POLICY_SECTIONS)
+    return toml
+
+
+def read_settings(toml: TomlFile, section: str, table: dict[str, Any], checks: dict[str, Any], *,
+                  ignore: Iterable[str] = ()) -> dict[str, Any]:
+    """The values of ``table`` (read from ``[section]`` of ``toml``) checked by ``checks`` (setting ->
+    a check returning why a value is bad, or None): an unknown key, a wrong type or a value out of
+    range is one InputError naming file, line and ``section.key`` for every problem. Keys in
+    ``ignore`` belong to the caller and are left out. The one reader of the guard policy and the
+    serve rollback policy."""
+    ignore = list(ignore)
+    toml.check_keys(section, {k: v for k, v in table.items() if k not in ignore}, [*checks, *ignore])
+    values = {k: v for k, v in table.items() if k in checks}
+    problems = [toml.problem(section, k, why) for k, v in values.items() if (why := checks[k](v))]
+    if problems:
+        raise InputError(problems)
+    return values
+
+
 _TYPE_NAMES: dict[str, tuple[type, ...]] = {
     "int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),),
     "Path": (str,), "list": (list,), "dict": (dict,),

@@ -23,7 +23,8 @@ import time
 import numpy as np
 
 from embedops.guards.evidence import GoldEvidence, gold_evidence
-from embedops.guards.gate import FAIL, PASS, SKIP, GateResult
+from embedops.guards.gate import FAIL, PASS, SKIP, GateResult, GuardContext
+from embedops.guards.plugins import register_gate
 from embedops.guards.policy import Policy
 from embedops.guards.stats import paired_interval
 from embedops.index import IndexReader
@@ -137,3 +138,17 @@ def _too_thin(gold: GoldEvidence, candidate: IndexReader, production: IndexReade
                 f"{'both indexes' if production is not None else 'the index'} (of {gold.gold_queries} judged), "
                 f"fewer than min_gold_queries {policy.min_gold_queries}")
     return None
+
+
+class DomainGate:
+    """The domain gate as a plug-in: leaves its runs in ``ctx.shared["runs"]`` for the slice and
+    latency gates and the report's plots."""
+
+    name, order = "domain", 10
+
+    def run(self, ctx: GuardContext) -> GateResult:
+        result, ctx.shared["runs"] = domain_gate(ctx.candidate, ctx.production, ctx.queries, ctx.qrels, ctx.policy)
+        return result
+
+
+register_gate(DomainGate())

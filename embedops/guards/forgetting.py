@@ -24,7 +24,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from embedops.beir import read_beir, read_sts
-from embedops.guards.gate import FAIL, PASS, SKIP, GateResult
+from embedops.guards.gate import FAIL, PASS, SKIP, GateResult, GuardContext
+from embedops.guards.plugins import register_gate
 from embedops.guards.policy import Policy
 from embedops.metrics import evaluate
 
@@ -153,3 +154,22 @@ def forgetting_gate(candidate_ref: str, candidate_encoder, references: list[tupl
     return GateResult("forgetting", PASS, worst, policy.max_drop,
                       f"largest drop vs {against}: {worst:.2f} points (allowed {policy.max_drop:g}; {sizes})",
                       evidence)
+
+
+class ForgettingGate:
+    """The forgetting gate as a plug-in: the candidate's model against production's model and its
+    lineage root (:func:`forgetting_references`), each through its stored fp32 export."""
+
+    name, order = "forgetting", 30
+
+    def run(self, ctx: GuardContext) -> GateResult:
+        from embedops.registry import open_encoder
+
+        references = forgetting_references(ctx.model.ref, ctx.production_model, ctx.registry.lineage_root(ctx.model.ref))
+        ctx.shared["forgetting_references"] = references
+        return forgetting_gate(ctx.model.ref, open_encoder(ctx.registry, ctx.model.ref, "fp32"),
+                               [(ref, role, open_encoder(ctx.registry, ref, "fp32")) for ref, role in references],
+                               ctx.general, ctx.policy, production_ref=ctx.production_model)
+
+
+register_gate(ForgettingGate())

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedops.guards.gate import FAIL, PASS, GateResult
+from embedops.guards.gate import FAIL, PASS, GateResult, GuardContext
+from embedops.guards.plugins import register_gate
 from embedops.guards.policy import Policy
 from embedops.index import IndexReader, IntegrityError, check_index_integrity
 
@@ -31,3 +32,17 @@ def integrity_gate(index: IndexReader, corpus_table, policy: Policy, queries: np
     return GateResult("index_integrity", PASS, checks["rows"], None,
                       f"{checks['rows']} rows match the corpus; no NaN; max norm error {checks['max_norm_error']:.2g}"
                       + ann_note, checks)
+
+
+class IntegrityGate:
+    """The integrity gate as a plug-in: ANN recall measured on the judged gold queries."""
+
+    name, order = "index_integrity", 50
+
+    def run(self, ctx: GuardContext) -> GateResult:
+        judged = list(ctx.shared.get("runs", {}).get("queries", ctx.queries).values())
+        vectors = ctx.candidate.encode(judged[: ctx.policy.ann_sample]) if judged else None
+        return integrity_gate(ctx.candidate, ctx.registry.corpora.table(ctx.record.corpus), ctx.policy, queries=vectors)
+
+
+register_gate(IntegrityGate())

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedops.guards.gate import FAIL, PASS, SKIP, GateResult
+from embedops.guards.gate import FAIL, PASS, SKIP, GateResult, GuardContext
+from embedops.guards.plugins import register_gate
 from embedops.guards.policy import Policy
 
 
@@ -23,3 +24,16 @@ def latency_gate(candidate_ms: list[float] | None, production_ms: list[float] | 
     status = FAIL if ratio > policy.latency_max_ratio else PASS
     return GateResult("latency", status, ratio, policy.latency_max_ratio,
                       f"p95 {cand:.1f} ms vs {prod:.1f} ms (x{ratio:.2f}, allowed x{policy.latency_max_ratio})", evidence)
+
+
+class LatencyGate:
+    """The latency gate as a plug-in, on the latencies the domain gate measured."""
+
+    name, order = "latency", 60
+
+    def run(self, ctx: GuardContext) -> GateResult:
+        runs = ctx.shared.get("runs", {})
+        return latency_gate(runs.get("candidate_latency"), runs.get("production_latency"), ctx.policy)
+
+
+register_gate(LatencyGate())

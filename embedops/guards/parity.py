@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from embedops.encoding import OnnxEncoder, measure_parity
-from embedops.guards.gate import FAIL, PASS, GateResult
+from embedops.guards.gate import FAIL, PASS, GateResult, GuardContext
+from embedops.guards.plugins import register_gate
 from embedops.guards.policy import Policy
 
 
@@ -24,3 +25,19 @@ def parity_gate(model_dir: Path, encoder: OnnxEncoder, precision: str, policy: P
                           f"{precision} export min cosine {parity.min_cosine:.5f} < {threshold}", evidence)
     return GateResult("onnx_parity", PASS, parity.min_cosine, threshold,
                       f"{precision} export min cosine {parity.min_cosine:.5f} (mean {parity.mean_cosine:.5f})", evidence)
+
+
+class ParityGate:
+    """The parity gate as a plug-in: the export the candidate index serves with, at its precision."""
+
+    name, order = "onnx_parity", 40
+
+    def run(self, ctx: GuardContext) -> GateResult:
+        from embedops.registry import open_export, verified_model_dir
+
+        export = open_export(ctx.registry, ctx.record.model_ref, ctx.record.precision)
+        return parity_gate(verified_model_dir(ctx.registry, ctx.record.model_ref), export.encoder,
+                           ctx.record.precision, ctx.policy, artifact_digest=export.artifact.digest)
+
+
+register_gate(ParityGate())

@@ -12,26 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedops.beir import benchmark_digest, read_gold, read_slices
+import embedops.guards.domain  # noqa: F401  (the built-in gates register themselves, in their order)
+import embedops.guards.forgetting  # noqa: F401
+import embedops.guards.integrity  # noqa: F401
+import embedops.guards.latency  # noqa: F401
+import embedops.guards.parity  # noqa: F401
+import embedops.guards.slices  # noqa: F401
+from embedops.beir import benchmark_digest, read_gold
 from embedops.errors import PromotionRefused
-from embedops.guards.domain import domain_gate, recall_curve
-from embedops.guards.forgetting import forgetting_gate, forgetting_references
-from embedops.guards.gate import FAIL, PASS, SKIP, GateResult
-from embedops.guards.integrity import integrity_gate
-from embedops.guards.latency import latency_gate
-from embedops.guards.parity import parity_gate
-from embedops.guards.slices import derive_slices, slice_gate
+from embedops.guards.domain import recall_curve
+from embedops.guards.gate import FAIL, PASS, SKIP, GateResult, GuardContext
+from embedops.guards.plugins import registered_gates
 from embedops.guards.policy import Policy
-from embedops.registry import (
-    Registry,
-    ReportBinding,
-    Searcher,
-    StoredReport,
-    authorising_report,
-    open_encoder,
-    open_export,
-    verified_model_dir,
-)
+from embedops.registry import Registry, ReportBinding, Searcher, StoredReport, authorising_report
 
 __all__ = ["GuardReport", "PromotionRefused", "passing_report", "run_guards"]
 
@@ -65,8 +58,9 @@ def require(gates: list[GateResult], policy: Policy) -> list[GateResult]:
 
 def run_guards(registry: Registry, index_id: str, *, gold: Path, general: list[Path] | None = None,
                policy: Policy | None = None, alias: str = "production", html_dir: Path | None = None) -> GuardReport:
-    """Run every gate for ``index_id`` against the index ``alias`` points at, store the report bound
-    to exactly what was judged (:class:`~embedops.registry.ReportBinding`) and return it.
+    """Run every registered gate (:func:`~embedops.guards.plugins.registered_gates`) for ``index_id``
+    against the index ``alias`` points at, store the report bound to exactly what was judged
+    (:class:`~embedops.registry.ReportBinding`) and return it.
 
     Each (model, precision) is opened once: its export verified and one ONNX Runtime session
     started for the whole run (:func:`embedops.registry.open_export`)."""
@@ -84,25 +78,10 @@ def run_guards(registry: Registry, index_id: str, *, gold: Path, general: list[P
     searcher = Searcher(registry)
     candidate = searcher.open(index_id)
     production = searcher.open(production_id) if production_id else None
-    gates: list[GateResult] = []
-    domain, runs = domain_gate(candidate, production, queries, qrels, policy)
-    gates.append(domain)
-    gates.append(_slices(gold, production, runs, policy))
-
-    production_model = production.record.model_ref if production is not None else None
-    references = forgetting_references(model.ref, production_model, registry.lineage_root(model.ref))
-    forgetting = forgetting_gate(model.ref, open_encoder(registry, model.ref, "fp32"),
-                                 [(ref, role, open_encoder(registry, ref, "fp32")) for ref, role in references],
-                                 general, policy, production_ref=production_model)
-    gates.append(forgetting)
-    export = open_export(registry, record.model_ref, record.precision)
-    gates.append(parity_gate(verified_model_dir(registry, record.model_ref), export.encoder, record.precision, policy,
-                             artifact_digest=export.artifact.digest))
-    judged = list(runs.get("queries", queries).values())
-    query_vectors = candidate.encode(judged[: policy.ann_sample]) if judged else None
-    gates.append(integrity_gate(candidate, registry.corpora.table(record.corpus), policy, queries=query_vectors))
-    gates.append(latency_gate(runs.get("candidate_latency"), runs.get("production_latency"), policy))
-    gates = require(gates, policy)
+    ctx = GuardContext(registry, record, model, candidate, production, Path(gold), queries, qrels, general, policy)
+    for gate in registered_gates():
+        ctx.results[gate.name] = gate.run(ctx)
+    gates = require(list(ctx.results.values()), policy)
 
     verdict = FAIL if any(g.status == FAIL for g in gates) else PASS
     binding = ReportBinding(
@@ -110,10 +89,12 @@ def run_guards(registry: Registry, index_id: str, *, gold: Path, general: list[P
         alias=alias, alias_target=target, corpus=record.corpus, corpus_version=corpus_version, gold_digest=gold_hash,
         general_digests=general_digests,
     )
+    runs = ctx.shared.get("runs", {})
     inputs = {"gold": str(gold), "gold_hash": gold_hash, "general": general_digests, "alias": alias,
-              "production_index": production_id, "production_model": production_model,
-              "forgetting_references": [{"model": r, "role": role} for r, role in references],
-              "policy": policy.to_dict()}
+              "production_index": production_id, "production_model": ctx.production_model,
+              "forgetting_references": [{"model": r, "role": role}
+                                        for r, role in ctx.shared.get("forgetting_references", [])],
+              "gates": [g.name for g in registered_gates()], "policy": policy.to_dict()}
     curves = {}
     for side in ("candidate", "production"):
         if f"{side}_run" in runs:
@@ -122,33 +103,17 @@ def run_guards(registry: Registry, index_id: str, *, gold: Path, general: list[P
         binding, model_ref=model.ref, verdict=verdict, inputs=inputs,
         gates=[g.to_dict() | {"evidence": _stored_evidence(g, curves)} for g in gates],
     )
-    evidence = dict(domain.evidence)
+    by_name = {g.name: g for g in gates}
+    evidence = dict(by_name["domain"].evidence) if "domain" in by_name else {}
     evidence["recall_curves"] = curves
-    evidence["general"] = forgetting.evidence.get("benchmarks", [])
-    evidence["slices"] = next(g.evidence for g in gates if g.name == "slices")
+    evidence["general"] = by_name["forgetting"].evidence.get("benchmarks", []) if "forgetting" in by_name else []
+    evidence["slices"] = by_name["slices"].evidence if "slices" in by_name else {}
     report = GuardReport(stored, gates, evidence)
     if html_dir is not None:
         from embedops.guards.report import write_html
 
         report.html = write_html(stored.to_dict(), evidence, Path(html_dir))
     return report
-
-
-def _slices(gold: Path, production, runs: dict, policy: Policy) -> GateResult:
-    """The slice gate on the domain gate's per-query lift: the gold set's own slices when it names
-    them, else k-means over production's embeddings of the judged queries."""
-    deltas = runs.get("per_query_delta") or {}
-    queries = runs.get("queries", {})
-    named = read_slices(gold)
-    if named is not None:
-        slices, source = named
-    elif deltas and production is not None:
-        qids = list(deltas)
-        slices = derive_slices(production.encode([queries[q] for q in qids]), qids, policy)
-        source = f"k-means on {production.record.model_ref}'s embeddings"
-    else:
-        slices, source = {}, "none"
-    return slice_gate(deltas, queries, slices, source, policy, metric=runs.get("metric", policy.metric))
 
 
 def _stored_evidence(gate: GateResult, curves: dict[str, dict]) -> dict[str, Any]:

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedops.guards.gate import FAIL, PASS, SKIP, GateResult
+from embedops.beir import read_slices
+from embedops.guards.gate import FAIL, PASS, SKIP, GateResult, GuardContext
+from embedops.guards.plugins import register_gate
 from embedops.guards.policy import Policy
 from embedops.guards.stats import paired_interval
 
@@ -88,3 +90,27 @@ def slice_gate(per_query_delta: dict[str, float], queries: dict[str, str], slice
                       f"{worst['ci_low']:+.2f} in {worst['slice']!r}"
                       + (f"; {skipped} smaller than {policy.min_slice_queries} not judged" if skipped else ""),
                       evidence)
+
+
+class SliceGate:
+    """The slice gate as a plug-in, on the domain gate's per-query lift: the gold set's own slices
+    when it names them, else k-means over production's embeddings of the judged queries."""
+
+    name, order = "slices", 20
+
+    def run(self, ctx: GuardContext) -> GateResult:
+        runs = ctx.shared.get("runs", {})
+        deltas, queries = runs.get("per_query_delta") or {}, runs.get("queries", {})
+        named = read_slices(ctx.gold)
+        if named is not None:
+            slices, source = named
+        elif deltas and ctx.production is not None:
+            qids = list(deltas)
+            slices = derive_slices(ctx.production.encode([queries[q] for q in qids]), qids, ctx.policy)
+            source = f"k-means on {ctx.production.record.model_ref}'s embeddings"
+        else:
+            slices, source = {}, "none"
+        return slice_gate(deltas, queries, slices, source, ctx.policy, metric=runs.get("metric", ctx.policy.metric))
+
+
+register_gate(SliceGate())

@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from embedops.checksums import sha256_json
-from embedops.config import TomlFile
+from embedops.config import POLICY_FILE, TomlFile, read_policy_file, read_settings
 from embedops.config import number_in as _in
-from embedops.errors import InputError, InputProblem, UsageError
+from embedops.errors import UsageError
 
-DEFAULT_POLICY_FILE = "embedops.toml"
+DEFAULT_POLICY_FILE = POLICY_FILE
 GATES = ("domain", "slices", "forgetting", "onnx_parity", "index_integrity", "latency")
 DEFAULT_REQUIRED = ("domain", "slices", "forgetting", "onnx_parity", "index_integrity")
 
@@ -153,12 +153,7 @@ class Policy:
         """A policy from ``table`` (read from ``[section]`` of ``toml``) on top of ``base``'s values.
         Keys in ``ignore`` belong to the caller (e.g. a pipeline's ``gold``); any other unknown key,
         wrong type or value out of range is an InputError naming file, line and ``section.key``."""
-        names = [f.name for f in fields(cls)]
-        toml.check_keys(section, {k: v for k, v in table.items() if k not in ignore}, names + list(ignore))
-        values = {k: v for k, v in table.items() if k in names}
-        problems = [toml.problem(section, k, _CHECKS[k](v)) for k, v in values.items() if _CHECKS[k](v)]
-        if problems:
-            raise InputError(problems)
+        values = read_settings(toml, section, table, {f.name: _CHECKS[f.name] for f in fields(cls)}, ignore=ignore)
         if "required_gates" in values:
             values["required_gates"] = tuple(values["required_gates"])
         start = (base or cls()).to_dict() | {"required_gates": (base or cls()).required_gates}
@@ -170,12 +165,5 @@ def load_policy(path: Path | str | None = None) -> Policy:
 
     ``embedops.toml`` has the sections ``[guards]`` and ``[serve.rollback]`` (read by ``embedops serve``,
     see :mod:`embedops.app.server.rollback`); any other section, or any unknown key, is an error."""
-    explicit = path is not None
-    path = Path(path) if explicit else Path(DEFAULT_POLICY_FILE)
-    if not path.is_file():
-        if explicit:
-            raise InputError(InputProblem(str(path), None, None, "no such policy file"))
-        return Policy()
-    toml = TomlFile.read(path)
-    toml.check_sections(["guards", "serve"])
-    return Policy.from_section(toml, "guards", toml.section("guards"))
+    toml = read_policy_file(path)
+    return Policy() if toml is None else Policy.from_section(toml, "guards", toml.section("guards"))

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from embedops.guards import Policy, PromotionRefused, passing_report, run_guards
+from embedops.guards import PromotionRefused, passing_report, run_guards
 from embedops.reembed import IndexBuild, sync_index
 from guard_helpers import RUNBOOKS, damaged_copy, small_gold
 

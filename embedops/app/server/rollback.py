@@ -31,14 +31,14 @@ and agreement, the mean overlap@k of those mirrored queries. Nothing is decided 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embedops.config import TomlFile, number_in
-from embedops.errors import InputError, InputProblem, UsageError
+from embedops.config import number_in, read_policy_file, read_settings
+from embedops.errors import UsageError
 
 SECTION = "serve.rollback"
 
@@ -84,21 +84,11 @@ def _problems(values: dict[str, Any]) -> dict[str, str]:
 def load_rollback_policy(path: Path | str | None = None) -> RollbackPolicy:
     """``[serve.rollback]`` of ``path`` (default ./embedops.toml when it exists), else the defaults.
     An unknown key, a wrong type or a value out of range is an InputError naming file, line and key."""
-    explicit = path is not None
-    path = Path(path) if explicit else Path("embedops.toml")
-    if not path.is_file():
-        if explicit:
-            raise InputError(InputProblem(str(path), None, None, "no such policy file"))
+    toml = read_policy_file(path)
+    if toml is None:
         return RollbackPolicy()
-    toml = TomlFile.read(path)
-    serve = toml.section("serve")
-    toml.check_keys("serve", serve, ["rollback"])
-    table = toml.section(SECTION)
-    toml.check_keys(SECTION, table, [f.name for f in fields(RollbackPolicy)])
-    bad = _problems(table)
-    if bad:
-        raise InputError([toml.problem(SECTION, k, why) for k, why in bad.items()])
-    return RollbackPolicy(**table)
+    toml.check_keys("serve", toml.section("serve"), ["rollback"])
+    return RollbackPolicy(**read_settings(toml, SECTION, toml.section(SECTION), _CHECKS))
 
 
 @dataclass(frozen=True)
