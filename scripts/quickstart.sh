@@ -15,6 +15,11 @@ ex=$(.venv/bin/python -m embedops.app.example_runbooks ./quickstart-data/runbook
 sts=./quickstart-data/general-sts.tsv
 .venv/bin/python -c "import sys, pathlib; from embedops.app.demo_domain import write_general_sts; write_general_sts(pathlib.Path(sys.argv[1]))" "$sts"
 
+# The example has 10 questions; the default policy wants 50 judgeable gold queries (and 20 per
+# slice) before it judges anything. This policy lowers those minimums for the example, and says so.
+policy=./quickstart-data/policy.toml
+printf '[guards]\nmin_gold_queries = 10\nmin_slice_queries = 5\n' > "$policy"
+
 $E corpus add runbooks $ex
 $E model register minilm bundled:all-MiniLM-L6-v2 --notes "all-MiniLM-L6-v2, bundled"
 blue=$($E index build minilm@1 --corpus runbooks)
@@ -24,7 +29,7 @@ $E search "primary db is down, how do I promote the replica" -k 3
 # A candidate: the same model served as int8 ONNX (about 2.8x faster on CPU).
 green=$($E index build minilm@1 --corpus runbooks --precision int8)
 $E shadow "$green" --queries $ex/queries.jsonl --qrels $ex/qrels/test.tsv -k 5
-$E guard "$green" --gold $ex --general "$sts" --html ./quickstart-guard-report
-$E promote "$green" --expect "$blue"
+$E guard "$green" --gold $ex --general "$sts" --policy "$policy" --html ./quickstart-guard-report
+$E promote "$green" --expect "$blue" --policy "$policy"
 $E rollback --reason "showing an O(1) rollback"
 $E status
