@@ -92,8 +92,8 @@ def domain_gate(candidate: IndexReader, production: IndexReader | None, queries:
     prod_run, prod_lat = run_index(production, queries)
     prod = evaluate(qrels, prod_run, k=policy.k)
     extra |= {"production_run": prod_run, "production_latency": prod_lat}
-    qids = sorted(set(cand) & set(prod))
-    deltas = np.array([cand[q][metric] - prod[q][metric] for q in qids])
+    qids = sorted(queries)  # a query an index answered with nothing scores 0 for it, never drops out
+    deltas = np.array([cand.get(q, {}).get(metric, 0.0) - prod.get(q, {}).get(metric, 0.0) for q in qids])
     mean = float(deltas.mean())
     low, high = paired_interval(deltas, policy.confidence, policy.bootstrap_resamples)
     lost = sorted(zip(qids, deltas), key=lambda x: x[1])[:5]
@@ -125,6 +125,8 @@ def _queries(n: int) -> str:
 def _too_thin(gold: GoldEvidence, candidate: IndexReader, production: IndexReader | None,
               policy: Policy) -> str | None:
     """Why the gold set cannot judge these indexes, or None when it can."""
+    if gold.relevant_judgements == 0:
+        return f"too little evidence: the gold set's {_queries(gold.gold_queries)} have no relevant judgement (score > 0)"
     if gold.missing_share > policy.max_missing_qrels:
         where = ", ".join(f"{r.index_id} (corpus {r.record.corpus!r} version {r.record.settings.corpus_version})"
                           for r in (candidate, production) if r is not None)
