@@ -176,3 +176,14 @@ def quiet_library_progress() -> None:
         sys.modules["huggingface_hub"].utils.disable_progress_bars()
     if "transformers" in sys.modules:
         sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
+def slice_agreement_table(pair):
+    """The per-gold-slice agreement of a live pair (:class:`embedops.app.live.LivePair`), lowest
+    first, or None when no guard report kept the slices."""
+    if not pair.slices:
+        return None
+    t = make_table("slice", "queries", "overlap", title=f"per gold slice (report {pair.slice_report})")
+    for a in pair.slices:
+        t.add_row(a.slice, str(a.queries), f"{a.overlap:.3f}")
+    return t

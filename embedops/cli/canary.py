@@ -9,7 +9,8 @@ import typer
 
 from embedops.app.live import live_summary
 from embedops.app.promotion import promote_canary, start_canary
-from embedops.cli._common import JsonOpt, group, handle_errors, make_table, out, print_json, state, when
+from embedops.cli._common import (JsonOpt, group, handle_errors, make_table, out, print_json, slice_agreement_table,
+                                  state, when)
 from embedops.errors import UsageError
 
 canary_app = group(
@@ -58,7 +59,8 @@ def canary_start(
 def canary_status(ctx: typer.Context, alias: str = AliasOpt, as_json: bool = JsonOpt):
     """Where an alias's traffic goes, and how its canary compares with the stable index.
 
-    The comparison is over the live queries servers mirrored since the canary started.
+    The comparison is over the live queries servers mirrored since the canary started, also per
+    gold slice when the canary's guard report kept its slices (each query in the nearest slice).
 
     Example:  embedops canary status --alias production
     """
@@ -90,6 +92,9 @@ def canary_status(ctx: typer.Context, alias: str = AliasOpt, as_json: bool = Jso
     else:
         out.print(f"{pair.queries} mirrored queries: overlap@k {pair.overlap:.3f}, tau {pair.rank_correlation:.3f}, "
                   f"p95 {pair.primary_ms['p95']:.1f} ms canary vs {pair.other_ms['p95']:.1f} ms stable")
+        slices = slice_agreement_table(pair)
+        if slices is not None:
+            out.print(slices)
 
 
 @canary_app.command("promote")

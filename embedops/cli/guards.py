@@ -12,7 +12,8 @@ from embedops.errors import UsageError
 from typer.core import TyperGroup
 
 from embedops.app.live import live_summary, parse_since
-from embedops.cli._common import JsonOpt, app, err, handle_errors, make_table, out, print_json, state, when
+from embedops.cli._common import (JsonOpt, app, err, handle_errors, make_table, out, print_json, slice_agreement_table,
+                                  state, when)
 from embedops.guards import load_policy, run_guards
 from embedops.guards.shadow import run_shadow
 from embedops.guards.summary import evidence_line, slice_rows
@@ -150,7 +151,8 @@ def shadow_live(
     index), previous (production's queries after a promotion run again on the index it replaced).
 
     Per pair of indexes: queries, mean overlap@k, rank correlation (Kendall's tau) and p95 latency of
-    both sides; then the queries on which they disagreed most.
+    both sides; the same per gold slice when a guard report of the judged index kept its slices
+    (each query in the nearest slice); then the queries on which they disagreed most.
 
     Example:  embedops shadow live --since 1h --kind shadow
     """
@@ -170,6 +172,11 @@ def shadow_live(
         t.add_row(p.kind, f"{p.primary_index}\n-> {p.other_index}", str(p.queries), f"{p.overlap:.3f}",
                   f"{p.rank_correlation:.3f}", f"{p.primary_ms['p95']:.1f} / {p.other_ms['p95']:.1f}")
     out.print(t)
+    for p in summary.pairs:
+        slices = slice_agreement_table(p)
+        if slices is not None:
+            out.print(f"{p.kind} {p.primary_index} -> {p.other_index}:")
+            out.print(slices)
     if summary.disagreements:
         d = make_table("overlap", "query", "answered top 1", "mirrored top 1", title="biggest disagreements")
         for r in summary.disagreements:

@@ -48,6 +48,19 @@ def derive_slices(vectors: np.ndarray, qids: list[str], policy: Policy) -> dict[
     return {q: names[int(label)] for q, label in zip(qids, km.labels_)}
 
 
+def slice_centroids(vectors: np.ndarray, qids: list[str], slices: dict[str, str]) -> dict[str, list[float]]:
+    """Each slice's centre: the normalised mean of its queries' (normalised) embeddings, to 4
+    decimals. A guard report keeps them so that live queries can be put in the slice they are nearest
+    to (:func:`embedops.app.live.live_summary`)."""
+    v = np.asarray(vectors, dtype=np.float64)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    out = {}
+    for name in sorted(set(slices.get(q, "(none)") for q in qids)):
+        centre = v[[i for i, q in enumerate(qids) if slices.get(q, "(none)") == name]].mean(axis=0)
+        out[name] = [round(float(x), 4) for x in centre / max(np.linalg.norm(centre), 1e-12)]
+    return out
+
+
 def slice_gate(per_query_delta: dict[str, float], queries: dict[str, str], slices: dict[str, str] | None,
                source: str, policy: Policy, metric: str = "ndcg@10") -> GateResult:
     """``per_query_delta``: the domain gate's judged queries; ``slices``: query id -> slice name
@@ -102,15 +115,20 @@ class SliceGate:
         runs = ctx.shared.get("runs", {})
         deltas, queries = runs.get("per_query_delta") or {}, runs.get("queries", {})
         named = read_slices(ctx.gold)
+        qids = list(deltas)
+        vectors = ctx.production.encode([queries[q] for q in qids]) if deltas and ctx.production is not None else None
         if named is not None:
             slices, source = named
-        elif deltas and ctx.production is not None:
-            qids = list(deltas)
-            slices = derive_slices(ctx.production.encode([queries[q] for q in qids]), qids, ctx.policy)
+        elif vectors is not None:
+            slices = derive_slices(vectors, qids, ctx.policy)
             source = f"k-means on {ctx.production.record.model_ref}'s embeddings"
         else:
             slices, source = {}, "none"
-        return slice_gate(deltas, queries, slices, source, ctx.policy, metric=runs.get("metric", ctx.policy.metric))
+        result = slice_gate(deltas, queries, slices, source, ctx.policy, metric=runs.get("metric", ctx.policy.metric))
+        if vectors is not None:  # where each slice lies, for live comparisons to be summed up per slice
+            result.evidence |= {"centroids": slice_centroids(vectors, qids, slices),
+                                "centroid_model": ctx.production.record.model_ref}
+        return result
 
 
 register_gate(SliceGate())

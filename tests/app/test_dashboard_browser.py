@@ -40,8 +40,9 @@ def test_every_page_then_rollback_and_repromote_through_the_ui(dashboard_store, 
         assert card.locator('[data-field="model"]').inner_text() == s.b.model_ref
         page.screenshot(path=str(tmp_path / "overview-1280.png"), full_page=True)
         page.goto(base + f"/ui/reports/{report.report_id}")
-        assert page.locator("svg.chart").count() == 3
+        assert page.locator("svg.chart").count() == 4  # recall@k, per-query change, slices, general
         assert page.locator("#verdict").inner_text() == "PASS"
+        assert page.locator("#slices tr").count() == 3 and page.locator('tr[data-slice="cluster 2 ~ q7"]').is_visible()
         page.screenshot(path=str(tmp_path / "report-1280.png"), full_page=True)
 
         # sign in, roll back from the overview, re-promote from the indexes page
@@ -68,7 +69,7 @@ def test_every_page_then_rollback_and_repromote_through_the_ui(dashboard_store, 
         # a write from a browser without the session is refused and changes nothing
         stranger = browser.new_context()
         r = stranger.request.post(base + "/ui/actions/rollback", form={"alias": "production"})
-        assert r.status == 403
+        assert r.status == 401  # not signed in
         assert s.reg.aliases.current("production") == s.b.index_id
         stranger.close()
 
