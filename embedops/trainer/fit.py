@@ -4,8 +4,9 @@
   et al., 2018 / Henderson et al., 2017), or its GradCache form CachedMultipleNegativesRankingLoss (Gao
   et al., 2021): same objective and batch, memory bounded by ``mini_batch_size``. ``loss="auto"`` (the
   default) picks GradCache when a step would hold more than 8,192 tokens of activations at once
-  (:func:`~embedops.trainer.config.resolve_loss`); the loss used is recorded. Batches come from the no-duplicates
-  sampler; the seed is fixed; bf16 (fp16 where the GPU lacks bf16) on a GPU, and bf16 on a CPU when asked
+  (:func:`~embedops.trainer.config.resolve_loss`); the loss used is recorded. Batches never hold a
+  known positive of a row's query as another row's text (:mod:`embedops.trainer.batching`), and a
+  short pair's top-up negatives are never its query's positives; the seed is fixed; bf16 (fp16 where the GPU lacks bf16) on a GPU, and bf16 on a CPU when asked
   (``mixed_precision="bf16"``: about 1.5x faster per step on an AVX512-BF16 CPU, see docs/BENCHMARKS.md);
   checkpoints every epoch (or every ``save_steps`` steps, for long CPU runs), resumed when a run with
   the same inputs and settings is restarted; evaluation on a held-out slice of the pairs.
@@ -39,6 +40,7 @@ from embedops.checksums import sha256_json
 from embedops.cpu import CpuFeatures, cpu_features
 from embedops.errors import UsageError
 from embedops.registry import ModelVersion, Registry
+from embedops.trainer.batching import KnownPositives, batch_sampler_for, known_positives
 from embedops.trainer.config import TrainConfig, TrainResult, resolve_loss, resolve_recipe
 from embedops.trainer.evaluators import (BUNDLED_GENERAL_EVAL, bundled_general_eval, domain_evaluator, general_evaluator,
                                          labelled_dev_evaluator, score)
@@ -86,25 +88,32 @@ def _split(pairs: list[TrainingPair], fraction: float, seed: int):
     return [p for p in pairs if p.query not in held], [p for p in pairs if p.query in held]
 
 
-def _even_negatives(pairs: list[TrainingPair], rng: random.Random) -> tuple[int, list[TrainingPair], int]:
+def _even_negatives(pairs: list[TrainingPair], rng: random.Random,
+                    known: KnownPositives | None = None) -> tuple[int, list[TrainingPair], int]:
     """Give every pair as many negatives as the best-served pair has (the loss takes one column per
     negative). A pair short of mined negatives (the false-negative filter removed its candidates, or a
     replay pair that never had any) is topped up with other pairs' positives drawn at random: easy
-    negatives, but the mined ones of every other pair are kept. Returns (negatives per pair, pairs,
-    how many were topped up)."""
+    negatives, never a known positive of the pair's query (``known``, see
+    :func:`~embedops.trainer.batching.known_positives`); the mined ones of every other pair are kept.
+    Returns (negatives per pair, pairs, how many were topped up)."""
     n_neg = max((len(p.negatives) for p in pairs), default=0)
     if n_neg == 0:
         return 0, pairs, 0
+    known = known if known is not None else known_positives((p.query, p.positive) for p in pairs)
     pool = sorted({p.positive for p in pairs})
     out, padded = [], 0
     for p in pairs:
         if len(p.negatives) < n_neg:
             padded += 1
-            have = set(p.negatives) | {p.positive}
-            extra = [t for t in rng.sample(pool, min(len(pool), n_neg + len(have))) if t not in have]
-            while len(p.negatives) + len(extra) < n_neg:  # a tiny pool: repeat rather than fail
-                extra.append(rng.choice(pool))
-            p = TrainingPair(p.query, p.positive, p.doc_id, list(p.negatives) + extra[: n_neg - len(p.negatives)], p.source)
+            positives = known.get(p.query, frozenset()) | {p.positive}
+            allowed = [t for t in pool if t not in positives]
+            if not allowed:
+                raise UsageError(f"every training text is a positive of the query {p.query[:60]!r}: there is "
+                                 "nothing to use as its negative; add pairs of other queries")
+            fresh = [t for t in rng.sample(allowed, min(len(allowed), n_neg)) if t not in p.negatives]
+            while len(p.negatives) + len(fresh) < n_neg:  # a tiny pool: repeat rather than fail
+                fresh.append(rng.choice(allowed))
+            p = TrainingPair(p.query, p.positive, p.doc_id, list(p.negatives) + fresh[: n_neg - len(p.negatives)], p.source)
         out.append(p)
     return n_neg, out, padded
 
@@ -197,7 +206,6 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer import losses
-    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
     from transformers import TrainerCallback
 
     base = registry.models.get(base_ref)
@@ -219,7 +227,8 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
         n = int(round(config.replay_fraction / (1 - config.replay_fraction) * len(train_pairs)))
         replay = [rng.choice(general_pairs) for _ in range(n)]
         train_pairs = train_pairs + replay
-    n_neg, train_pairs, padded = _even_negatives(train_pairs, rng)
+    known = known_positives((p.query, p.positive) for p in train_pairs)  # never a negative of its own query
+    n_neg, train_pairs, padded = _even_negatives(train_pairs, rng, known)
     columns: dict[str, list[str]] = {"anchor": [p.query for p in train_pairs], "positive": [p.positive for p in train_pairs]}
     for j in range(n_neg):
         columns[f"negative_{j + 1}"] = [p.negatives[j] for p in train_pairs]
@@ -260,7 +269,7 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
         args = SentenceTransformerTrainingArguments(
             output_dir=str(out_dir), num_train_epochs=config.epochs, max_steps=config.max_steps,
             per_device_train_batch_size=config.batch_size, learning_rate=config.lr, **_warmup(config.warmup_ratio),
-            seed=config.seed, data_seed=config.seed, batch_sampler=BatchSamplers.NO_DUPLICATES,
+            seed=config.seed, data_seed=config.seed, batch_sampler=batch_sampler_for(known),
             save_strategy="steps" if config.save_steps else "epoch", save_steps=config.save_steps or 500,
             save_total_limit=1, logging_steps=max(1, steps_per_epoch // 10),
             eval_strategy="no", report_to=[], bf16=bf16, fp16=fp16,

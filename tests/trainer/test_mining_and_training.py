@@ -95,7 +95,12 @@ def test_training_registers_a_child_version_with_lineage(reg, tmp_path):
     best = max(sweep, key=lambda s: s["domain_ndcg@10"])  # every alpha is allowed at a 100-point drop
     assert result.alpha == best["alpha"] and result.metrics["after"]["domain_ndcg@10"] == best["domain_ndcg@10"]
     assert reg.models.verify("tiny@2") == []
-    assert result.metrics["after"]["domain_ndcg@10"] >= result.metrics["before"]["domain_ndcg@10"]
+    # every pair is trained in every epoch: 8 topics whose mined negatives are each other's positives
+    # leave batches of 1-3 rows, and the trainer takes as many steps as the sampler makes batches
+    # (with sentence-transformers' no-duplicates sampler it stopped after len(data) / batch_size
+    # steps, about a third of each epoch here). Whether the tuned model beats the base is the
+    # guards' judgement, not this test's: 2 held-out queries of a random-weight model decide nothing.
+    assert result.metrics["recipe"]["steps"] > 2 * len(mined * 4) * 0.75 / 8
 
 
 def test_rerun_with_the_same_inputs_resumes_from_the_checkpoint(reg):
