@@ -98,6 +98,26 @@ def test_pipeline_promotes_on_pass_and_rerun_is_cached(setup):
     assert len(reg.models.list()) == 3
 
 
+def test_long_stages_report_their_steps_with_a_total(setup):
+    from embedops.app.pipeline import Pipeline
+
+    root, config = setup
+    seen: dict[str, list[tuple[int, int | None]]] = {}
+    stages: list[tuple[str, str]] = []
+    reg = Registry(Store.open(str(root / "store")))
+    Pipeline(reg, PipelineConfig.from_toml(config), on_stage=lambda n, s: stages.append((n, s)),
+             on_progress=lambda n, d, t: seen.setdefault(n, []).append((d, t))).run()
+    assert {"production", "mine", "train", "index"} <= set(seen)  # the baseline build, mining, training, the build
+    for name in ("production", "mine", "index"):
+        done, total = seen[name][-1]
+        assert total and done == total, (name, seen[name])  # they finish at their total
+    steps = [d for d, _ in seen["train"]]
+    assert steps == sorted(steps) and all(t == seen["train"][-1][1] and t >= steps[-1] for _, t in seen["train"])
+    # a stage's progress comes between its "running" and its "done"
+    running = stages.index(("train", "running"))
+    assert any(n == "train" and s.startswith("done") for n, s in stages[running:])
+
+
 def test_failing_guards_leave_production_untouched(setup):
     root, config = setup
     (root / "policy.toml").write_text("[guards]\nmin_lift = 50.0\nbootstrap_resamples = 500\n")

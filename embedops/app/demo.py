@@ -93,11 +93,12 @@ def demo_config(store: Path, domain: Path | None, general: list[Path]) -> tuple[
 
 
 def run_demo(store: Path, *, domain: Path | None = None, general: list[Path] | None = None,
-             on_stage: Callable[[str, str], None] | None = None) -> DemoSummary:
+             on_stage: Callable[[str, str], None] | None = None,
+             on_progress: Callable[[str, int, int | None], None] | None = None) -> DemoSummary:
     store = prepare_store(store)
     config, note = demo_config(store, domain, [Path(g) for g in general or []])
     reg = Registry(Store.open(str(store)))
-    report = Pipeline(reg, config, on_stage=on_stage).run()
+    report = Pipeline(reg, config, on_stage=on_stage, on_progress=on_progress).run()
     summary = DemoSummary(store, report, general_note=note)
     guards = report.stage("guards")
     if guards:

@@ -37,11 +37,13 @@ def build_index(registry: Registry, model_ref: str, corpus: str, *, engine: str 
     return IndexBuild(registry, model_ref, corpus, engine=runner, **build_options).run()
 
 
-def ready_index(registry: Registry, model_ref: str, corpus: str,
-                on_wait: Callable[[str], None] | None = None) -> IndexRecord:
-    """The newest ready index of ``corpus`` under ``model_ref``; built (or waited for) when missing."""
+def ready_index(registry: Registry, model_ref: str, corpus: str, on_wait: Callable[[str], None] | None = None,
+                on_progress: Callable[[int, int], None] | None = None) -> IndexRecord:
+    """The newest ready index of ``corpus`` under ``model_ref``; built (or waited for) when missing,
+    reporting ``on_progress(done, total)`` as the build embeds."""
     found = find_ready_index(registry, model_ref, corpus)
-    return found or IndexBuild(registry, model_ref, corpus, wait=True, on_wait=on_wait).run().index
+    return found or IndexBuild(registry, model_ref, corpus, wait=True, on_wait=on_wait,
+                               on_progress=on_progress).run().index
 
 
 def open_ready_index(registry: Registry, model_ref: str, corpus: str) -> IndexReader:

@@ -15,13 +15,38 @@ from embedops.cli._common import JsonOpt, app, err, group, handle_errors, make_t
 
 pipeline_app = group("The main job from one config file.\n\nExample:  embedops pipeline run examples/pipeline-scifact.toml")
 
-def _stage_printer():
-    t0 = time.perf_counter()
+class _StageProgress:
+    """Each stage's line as it starts and ends, and a progress bar with an ETA for the long ones
+    (index builds, mining, training) while they run (rich; shown on a terminal, left out of logs)."""
 
-    def on_stage(name: str, status: str) -> None:
-        err.print(f"[dim]{time.perf_counter() - t0:7.1f}s[/] [bold]{name:<10}[/] {status}")
+    def __init__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return on_stage
+        self.t0 = time.perf_counter()
+        self.progress = Progress(TextColumn("[bold]{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err,
+                                 transient=True)
+        self.tasks: dict[str, int] = {}
+
+    def on_stage(self, name: str, status: str) -> None:
+        if name in self.tasks and status != "running":
+            self.progress.remove_task(self.tasks.pop(name))
+            if not self.tasks:
+                self.progress.stop()
+        self.progress.console.print(f"[dim]{time.perf_counter() - self.t0:7.1f}s[/] [bold]{name:<10}[/] {status}")
+
+    def on_progress(self, name: str, done: int, total: int | None) -> None:
+        if name not in self.tasks:
+            if not self.tasks:
+                self.progress.start()
+            self.tasks[name] = self.progress.add_task(name, total=total)
+        self.progress.update(self.tasks[name], completed=done, total=total)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
 
 
 def _cell(value: str | int | float) -> str:
@@ -55,7 +80,8 @@ def pipeline_run(
     Example:  embedops pipeline run examples/pipeline-scifact.toml --report run.json
     """
     config = PipelineConfig.from_toml(config_path)
-    report = Pipeline(state(ctx).registry, config, on_stage=_stage_printer()).run()
+    with _StageProgress() as shown:
+        report = Pipeline(state(ctx).registry, config, on_stage=shown.on_stage, on_progress=shown.on_progress).run()
     data = report.to_dict()
     if report_path:
         report_path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
@@ -85,7 +111,8 @@ def demo(
     Example:  embedops demo --domain ../shared/data/scifact --general ../shared/data/general-stsb/sts-test.tsv
     """
     t0 = time.perf_counter()
-    s = run_demo(store, domain=domain, general=list(general), on_stage=_stage_printer())
+    with _StageProgress() as shown:
+        s = run_demo(store, domain=domain, general=list(general), on_stage=shown.on_stage, on_progress=shown.on_progress)
     total = time.perf_counter() - t0
     if as_json:
         print_json({"store": str(s.store), "report": s.report.to_dict(), "before": s.before, "after": s.after,

@@ -259,8 +259,8 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
             if logs and "loss" in logs:
                 point = {"step": state.global_step, "epoch": round(state.epoch or 0, 3), "loss": float(logs["loss"])}
                 curve.append(point)
-                if on_log:
-                    on_log(point)
+                if on_log:  # with the run's total, for a progress bar's ETA (the curve keeps the point only)
+                    on_log(point | {"total_steps": state.max_steps})
 
     cuda = torch.cuda.is_available()
     steps_per_epoch = max(1, len(dataset) // (config.batch_size * world))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from embedops.app.pipeline import stages
 from embedops.app.pipeline.config import PipelineConfig
-from embedops.app.pipeline.runner import OnStage, PipelineReport, StageRunner, stage_key
+from embedops.app.pipeline.runner import OnProgress, OnStage, PipelineReport, StageRunner, stage_key
 from embedops.beir import benchmark_digest, gold_digest, read_gold
 from embedops.checksums import sha256_file
 from embedops.guards.shadow import ShadowReport
@@ -17,17 +17,21 @@ from embedops.registry import Registry
 
 
 class Pipeline:
-    """Runs the stages in order over one registry; ``on_stage(name, status)`` reports progress.
+    """Runs the stages in order over one registry; ``on_stage(name, status)`` reports each stage,
+    ``on_progress(name, done, total)`` the steps of the long ones (baseline and candidate index
+    builds, mining, training).
 
     >>> report = Pipeline(Registry(store), PipelineConfig.from_toml("pipeline.toml")).run()   # doctest: +SKIP
     >>> report.verdict, report.promoted                                                       # doctest: +SKIP
     ('pass', True)
     """
 
-    def __init__(self, registry: Registry, config: PipelineConfig, on_stage: OnStage | None = None):
+    def __init__(self, registry: Registry, config: PipelineConfig, on_stage: OnStage | None = None,
+                 on_progress: OnProgress | None = None):
         self.registry = registry
         self.config = config
         self.on_stage = on_stage or (lambda name, status: None)
+        self.on_progress = on_progress
         self.report = PipelineReport()
         self.stages = StageRunner(registry.store.root / "pipeline", self.report, self.on_stage)
 
@@ -45,6 +49,12 @@ class Pipeline:
         self.shadow(index)
         self.promote(index, guards)
         return self.report
+
+    def _progress(self, stage: str):
+        """``on_progress`` bound to ``stage`` (None when nobody listens)."""
+        if self.on_progress is None:
+            return None
+        return lambda done, total: self.on_progress(stage, done, total)
 
     # -- the stages, in order ---------------------------------------------------------------------
 
@@ -67,7 +77,8 @@ class Pipeline:
         current = reg.aliases.get(cfg.alias)
         if current is None or current.value is None:
             self.stages.run("production", stage_key("baseline", reg.models.get(base.ref).digest, cfg.corpus.name, cfg.alias),
-                            lambda work: stages.promote_baseline(reg, cfg, base.ref), stages.IndexOut)
+                            lambda work: stages.promote_baseline(reg, cfg, base.ref, self._progress("production")),
+                            stages.IndexOut)
         self.report.production_before = reg.aliases.current(cfg.alias)
 
     def make_pairs(self, base: stages.ModelOut, corpus_version: int) -> stages.PairsOut:
@@ -81,19 +92,22 @@ class Pipeline:
 
     def mine(self, pairs: stages.PairsOut, base: stages.ModelOut, corpus_version: int) -> stages.MinedOut:
         key = stage_key(pairs.sha256, asdict(self.config.mine), self._digest(base.ref), corpus_version)
-        return self.stages.run("mine", key, lambda work: stages.mine(self.registry, self.config, pairs, base.ref, work),
+        return self.stages.run("mine", key, lambda work: stages.mine(self.registry, self.config, pairs, base.ref, work,
+                                                                self._progress("mine")),
                                stages.MinedOut, valid=lambda out: _file(out.file))
 
     def train(self, mined: stages.MinedOut, base: stages.ModelOut) -> stages.TrainedOut:
         cfg = self.config
         general_eval = sha256_file(cfg.general_eval)[:16] if cfg.general_eval else None
         key = stage_key(mined.sha256, asdict(cfg.train), self._digest(base.ref), general_eval)
-        return self.stages.run("train", key, lambda work: stages.fine_tune(self.registry, cfg, mined, base.ref),
+        return self.stages.run("train", key, lambda work: stages.fine_tune(self.registry, cfg, mined, base.ref,
+                                                                      self._progress("train")),
                                stages.TrainedOut, valid=lambda out: stages.model_exists(self.registry, out.ref))
 
     def build_index(self, trained: stages.TrainedOut, corpus_version: int) -> stages.IndexOut:
         key = stage_key(self._digest(trained.ref), self.config.corpus.name, corpus_version)
-        index = self.stages.run("index", key, lambda work: stages.build_candidate(self.registry, self.config, trained.ref),
+        index = self.stages.run("index", key, lambda work: stages.build_candidate(self.registry, self.config, trained.ref,
+                                                                            self._progress("index")),
                                 stages.IndexOut, valid=lambda out: stages.index_ready(self.registry, out.index_id))
         self.report.candidate_index = index.index_id
         return index

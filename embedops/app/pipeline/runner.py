@@ -15,6 +15,7 @@ from embedops.checksums import sha256_json
 
 T = TypeVar("T")
 OnStage = Callable[[str, str], None]
+OnProgress = Callable[[str, int, "int | None"], None]  # (stage, done, total or None)
 
 
 def stage_key(*parts: Any) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,9 @@ class GuardsOut:
     general: list[dict[str, Any]]
 
 
+Progress = Callable[[int, "int | None"], None]  # (done, total) of one stage
+
+
 def model_exists(registry: Registry, ref: str) -> bool:
     try:
         registry.models.get(ref)
@@ -82,9 +86,9 @@ def register_base(registry: Registry, cfg: PipelineConfig) -> ModelOut:
     return ModelOut(registry.models.register(cfg.base.name, cfg.base.model, notes="pipeline base").ref)
 
 
-def promote_baseline(registry: Registry, cfg: PipelineConfig, base_ref: str) -> IndexOut:
+def promote_baseline(registry: Registry, cfg: PipelineConfig, base_ref: str, progress: Progress | None = None) -> IndexOut:
     """The first index behind the alias: the unmodified base model's, an explicit, audited override."""
-    idx = ready_index(registry, base_ref, cfg.corpus.name)
+    idx = ready_index(registry, base_ref, cfg.corpus.name, on_progress=progress)
     registry.promote(idx.index_id, cfg.alias, expect=None, override=True,
                      reason=f"pipeline: first {cfg.alias} index, the unmodified base model {base_ref}")
     return IndexOut(idx.index_id, idx.table_version)
@@ -111,20 +115,23 @@ def make_pairs(registry: Registry, cfg: PipelineConfig, base_ref: str, work: Pat
     return PairsOut(str(path), sha256_file(path), len(pairs), counts)
 
 
-def mine(registry: Registry, cfg: PipelineConfig, pairs: PairsOut, base_ref: str, work: Path) -> MinedOut:
-    mined, report = mine_pairs(registry, read_pairs(pairs.file), base_ref, cfg.corpus.name, cfg.mine)
+def mine(registry: Registry, cfg: PipelineConfig, pairs: PairsOut, base_ref: str, work: Path,
+         progress: Progress | None = None) -> MinedOut:
+    mined, report = mine_pairs(registry, read_pairs(pairs.file), base_ref, cfg.corpus.name, cfg.mine, on_progress=progress)
     path = write_pairs(work / "mined.jsonl", mined)
     return MinedOut(str(path), sha256_file(path), report.to_dict())
 
 
-def fine_tune(registry: Registry, cfg: PipelineConfig, mined: MinedOut, base_ref: str) -> TrainedOut:
+def fine_tune(registry: Registry, cfg: PipelineConfig, mined: MinedOut, base_ref: str,
+              progress: Progress | None = None) -> TrainedOut:
+    on_log = (lambda point: progress(point["step"], point.get("total_steps"))) if progress else None
     result = train(registry, base_ref, read_pairs(mined.file), name=cfg.base.name, general_eval=cfg.general_eval,
-                   config=cfg.train, pair_hashes=[mined.sha256])
+                   config=cfg.train, pair_hashes=[mined.sha256], on_log=on_log)
     return TrainedOut(result.model.ref, result.alpha, {k: result.metrics[k] for k in ("before", "after")})
 
 
-def build_candidate(registry: Registry, cfg: PipelineConfig, model_ref: str) -> IndexOut:
-    idx = ready_index(registry, model_ref, cfg.corpus.name)
+def build_candidate(registry: Registry, cfg: PipelineConfig, model_ref: str, progress: Progress | None = None) -> IndexOut:
+    idx = ready_index(registry, model_ref, cfg.corpus.name, on_progress=progress)
     return IndexOut(idx.index_id, idx.table_version)
 
 
