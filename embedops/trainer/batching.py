@@ -59,8 +59,8 @@ class KnownPositiveBatchSampler(DefaultBatchSampler):
         super().__init__(dataset, batch_size=batch_size, drop_last=drop_last, valid_label_columns=valid_label_columns,
                          generator=generator, seed=seed)
         columns = [c for c in dataset.column_names if c not in set(valid_label_columns or [])]
-        anchor, others = columns[0], columns[1:]
-        self.rows = [(row[anchor], [row[c] for c in others]) for row in dataset]
+        anchor, others = dataset[columns[0]], [dataset[c] for c in columns[1:]]  # column reads, not row by row
+        self.rows = [(a, list(rest)) for a, *rest in zip(anchor, *others)]
         self.known, self.batch_size, self.drop_last, self.seed = known, batch_size, drop_last, seed
         self.epoch = 0
         self._cached: tuple[int, list[list[int]]] | None = None
