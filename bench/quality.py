@@ -101,7 +101,7 @@ def reinterpolate(reg, base_ref: str, ref: str, alpha: float, new_alpha: float, 
     theta_a = a * tuned + (1 - a) * base, so tuned = (theta_a - (1 - a) * base) / a: other alphas of
     the same training run cost an evaluation, not a training (for reporting, e.g. a label-free 0.5).
     """
-    from embedops.trainer.fit import _interpolate  # the trainer's own WiSE-FT mix
+    from embedops.trainer.select import interpolate as _interpolate  # the trainer's own WiSE-FT mix
 
     b, model = reg.models.load(base_ref).state_dict(), reg.models.load(ref)
     tuned = {k: (v - (1 - alpha) * b[k]) / alpha if v.is_floating_point() else v for k, v in model.state_dict().items()}

@@ -9,25 +9,34 @@ from embedops.errors import UsageError
 from embedops.registry import ModelVersion
 
 ALPHAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
-LOSSES = ("auto", "mnrl", "cached-mnrl")
 # "auto" switches to GradCache when one step would push more tokens than this through the model at
 # once: MNRL keeps every text's activations of a step for the backward pass (batch 32 with 3
 # negatives at 256 tokens is 40,960 tokens: 11-15 GB on a CPU); GradCache keeps mini_batch_size texts'.
 FULL_BATCH_TOKEN_LIMIT = 8192
 
 
-# The default recipe (docs/BENCHMARKS.md, "embedops train with no flags"): 2 epochs at lr 5e-5 with 10%
-# warm-up, batch 32, the mined negatives, 128 training tokens, a tenth of the queries held out to score
-# the domain, and WiSE-FT interpolation with the alpha chosen on that held-out slice while the general
-# score (the bundled general set unless one is given) stays within 1 point of the base model's.
+# The default recipe: the learning rate and the number of steps are chosen on a tenth of the user's
+# queries held out (never trained on): each rate of LR_GRID trains a one-epoch probe, the best goes on
+# with early stopping (dev nDCG@10 twice an epoch, PATIENCE evaluations without progress) up to
+# MAX_EPOCHS, all within the time budget (embedops.trainer.select); then WiSE-FT's alpha is chosen on the
+# same queries while the general score stays within 1 point of the base model's. Batch 32, the mined
+# negatives, 128 training tokens, 10% warm-up.
 DEFAULT_TRAIN_TOKENS = 128  # all-MiniLM-L6-v2 was itself trained at 128 tokens
+# The grid brackets the rates of the sentence-transformers examples and the runs in docs/BENCHMARKS.md:
+# 5e-5 (the labelled recipe before it was chosen on dev), 2e-5 (generated pairs), and 1e-4.
+LR_GRID = (2e-5, 5e-5, 1e-4)
+MAX_EPOCHS = 3
+PATIENCE = 2  # dev evaluations in a row without a better score: one epoch at two evaluations an epoch
+EVALS_PER_EPOCH = 2
+# Sized so SciFact's 919 labelled pairs (3 probes and the chosen rate's run, 1.5 s a step with bf16 on
+# a 2-core AMX CPU, docs/BENCHMARKS.md) fit, with the alpha sweep, in about 30 minutes.
+DEFAULT_BUDGET_MINUTES = 25.0
 
-
+# The fixed recipes, for runs with nothing to choose on (no held-out queries and no --domain-dev) and
+# for distributed runs (each process would have to agree on every early stop).
 LABELLED_RECIPE = {"epochs": 2, "lr": 5e-5}
 # Generated pairs are many (one or more per document) and their held-out slice rewards the generator's
-# style: one epoch at 2e-5 is the recipe of the generated-pairs runs in docs/BENCHMARKS.md, (b). On
-# labelled dev queries the labelled recipe (2 epochs, 5e-5) did no better from the same generated pairs
-# (docs/BENCHMARKS.md, "Epochs and lr for generated pairs, on dev only") at 1.6x the training time.
+# style: one epoch at 2e-5 is the recipe of the generated-pairs runs in docs/BENCHMARKS.md, (b).
 GENERATED_RECIPE = {"epochs": 1, "lr": 2e-5}
 LABELLED_SOURCES = ("labels", "file")  # import_beir's pairs, and JSONL lines that name no source
 # With generated pairs only and no labelled dev set, "auto" scores alphas on a held-out slice of the
@@ -40,9 +49,9 @@ GENERATED_MAX_ALPHA = 0.6
 
 @dataclass
 class TrainConfig:
-    epochs: int | None = None  # None: 2 for labelled pairs, 1 when every pair is generated (resolve_recipe)
+    epochs: int | None = None  # None: chosen on dev up to MAX_EPOCHS; given with lr: trained as given (resolve_recipe)
     batch_size: int = 32
-    lr: float | None = None  # None: 5e-5 for labelled pairs, 2e-5 when every pair is generated
+    lr: float | None = None  # None: chosen on dev from lr_grid; given: the only rate tried
     warmup_ratio: float = 0.1
     seed: int = 0
     loss: str = "auto"  # mnrl, cached-mnrl, or auto: cached-mnrl when a step's tokens exceed FULL_BATCH_TOKEN_LIMIT
@@ -59,10 +68,26 @@ class TrainConfig:
     mixed_precision: str = "auto"  # auto (bf16/fp16 on a GPU; bf16 on a CPU with AVX512-BF16 or AMX, else fp32), bf16, fp16 (GPU only) or fp32
     max_seq_length: int | None = DEFAULT_TRAIN_TOKENS  # token limit while training, capped at the model's own (None: the model's own); the saved model keeps its own
     save_steps: int | None = None  # checkpoint every N steps (None: at each epoch's end); a rerun resumes from the last
+    budget_minutes: float = DEFAULT_BUDGET_MINUTES  # time the recipe search may train and score dev
+    lr_grid: tuple[float, ...] = LR_GRID  # learning rates tried when lr is None
+    patience: int = PATIENCE  # dev evaluations without a better score before stopping (0: never)
+    evals_per_epoch: int = EVALS_PER_EPOCH
 
     def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise UsageError(f"unknown loss {self.loss!r}: use {', '.join(LOSSES)}")
+        from embedops.trainer.losses import registered_losses
+
+        if self.loss != "auto" and self.loss not in registered_losses():
+            raise UsageError(f"unknown loss {self.loss!r}: use auto, {', '.join(registered_losses())}")
+        if not self.budget_minutes > 0:
+            raise UsageError("--budget must be a positive number of minutes")
+        if not self.lr_grid or any(not lr > 0 for lr in self.lr_grid):
+            raise UsageError("the learning-rate grid needs at least one rate, each above 0")
+        if self.lr is not None and not self.lr > 0:
+            raise UsageError("--lr must be above 0")
+        if self.epochs is not None and self.epochs < 1:
+            raise UsageError("--epochs must be at least 1")
+        if self.patience < 0 or self.evals_per_epoch < 1:
+            raise UsageError("patience must be 0 or more and evals_per_epoch at least 1")
         if self.mini_batch_size < 1:
             raise UsageError("--mini-batch-size must be at least 1")
         if not 0 <= self.replay_fraction < 1:
@@ -92,25 +117,49 @@ class TrainConfig:
             raise UsageError(f"unknown mixed precision {self.mixed_precision!r}: use auto, bf16, fp16 or fp32")
 
 
-def resolve_recipe(config: TrainConfig, sources: list[str]) -> tuple[TrainConfig, str]:
-    """Fill the settings left to the data by the documented rule. ``epochs`` and ``lr`` left as None:
-    the labelled recipe (2 epochs, lr 5e-5) unless every pair was generated (``source`` other than
-    ``labels`` or ``file``), then one epoch at 2e-5. When every pair was generated, ``interpolate`` is
-    "auto" with the default alphas and no ``domain_dev``, only alphas up to
-    :data:`GENERATED_MAX_ALPHA` are tried. Returns the concrete config and the rule applied, in words."""
+@dataclass(frozen=True)
+class RecipePlan:
+    """What a run will try: the learning rates, the epoch limit, and whether dev chooses (early
+    stopping and the best rate) or the recipe is trained as it stands."""
+
+    lrs: tuple[float, ...]
+    epochs: int
+    chosen_on_dev: bool
+
+
+def resolve_recipe(config: TrainConfig, sources: list[str], *, has_dev: bool = True,
+                   distributed: bool = False) -> tuple[TrainConfig, str, RecipePlan]:
+    """What a run trains, by the documented rule:
+
+    * ``epochs`` and ``lr`` both given: trained as given, no choice on dev;
+    * otherwise, with a dev score (held-out queries or ``domain_dev``) in one process: the rates of
+      ``lr_grid`` (or the given ``lr``) and up to :data:`MAX_EPOCHS` (or the given ``epochs``)
+      epochs, chosen on dev (:mod:`embedops.trainer.select`);
+    * with nothing to choose on, or on several processes: the fixed recipe, 2 epochs at 5e-5, or one
+      at 2e-5 when every pair was generated (``source`` other than ``labels`` or ``file``).
+
+    When every pair was generated, ``interpolate`` is "auto" with the default alphas and there is no
+    ``domain_dev``, only alphas up to :data:`GENERATED_MAX_ALPHA` are tried. Returns the config (its
+    unset fields filled only for a fixed recipe), the rule applied in words, and the plan."""
     from dataclasses import replace
 
     generated = bool(sources) and all(s not in LABELLED_SOURCES for s in sources)
-    rule = "as given"
-    if config.epochs is None or config.lr is None:
+    kind = "every pair generated" if generated else "labelled pairs"
+    if config.epochs is not None and config.lr is not None:
+        rule, plan = "as given", RecipePlan((config.lr,), config.epochs, False)
+    elif has_dev and not distributed:
+        rule = f"{kind}; lr and steps chosen on dev"
+        plan = RecipePlan((config.lr,) if config.lr is not None else tuple(config.lr_grid),
+                          config.epochs or MAX_EPOCHS, True)
+    else:
         recipe = GENERATED_RECIPE if generated else LABELLED_RECIPE
-        config = replace(config, epochs=config.epochs if config.epochs is not None else recipe["epochs"],
-                         lr=config.lr if config.lr is not None else recipe["lr"])
-        rule = "every pair generated" if generated else "labelled pairs"
+        config = replace(config, epochs=config.epochs or recipe["epochs"], lr=config.lr or recipe["lr"])
+        why = "several processes" if distributed else "no dev score"
+        rule, plan = f"{kind}; fixed recipe ({why})", RecipePlan((config.lr,), config.epochs, False)
     if generated and config.interpolate == "auto" and not config.domain_dev and config.alphas == ALPHAS:
         config = replace(config, alphas=tuple(a for a in ALPHAS if a <= GENERATED_MAX_ALPHA))
         rule += f"; alphas <= {GENERATED_MAX_ALPHA:g} without a labelled dev set"
-    return config, rule
+    return config, rule, plan
 
 
 def resolve_loss(config: TrainConfig, texts_per_example: int, max_seq_length: int) -> str:

@@ -85,7 +85,7 @@ def launch(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, devi
 
 def _worker(job: Path) -> None:
     spec = json.loads((job / "job.json").read_text("utf-8"))
-    config = TrainConfig(**{k: tuple(v) if k == "alphas" else v for k, v in spec["config"].items()})
+    config = TrainConfig(**{k: tuple(v) if k in ("alphas", "lr_grid") else v for k, v in spec["config"].items()})
     registry = Registry(Store.open(spec["store"]))
     rank = int(os.environ.get("RANK", "0"))
 

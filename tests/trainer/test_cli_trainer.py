@@ -65,8 +65,15 @@ def test_train_with_no_flags_runs_the_default_recipe_and_says_what_it_did(cli, t
     res = cli("train", "--base", "tiny@1", "--pairs", tmp_path / "mined.jsonl")
     report = " ".join(res.stderr.split())  # the report as words, whatever the terminal wrapped
     shown = json.loads(cli("model", "show", res.stdout.strip(), "--json").stdout)
-    steps = shown["metrics"]["recipe"]["steps"]
-    assert f"recipe (labelled pairs): 2 epochs, {steps} steps of 32 pairs" in report and "lr 5e-05" in report
+    recipe, chosen = shown["metrics"]["recipe"], shown["params"]["chosen"]
+    assert (f"recipe (labelled pairs; lr and steps chosen on dev): lr {chosen['lr']:g}, {chosen['step']} steps of 32 "
+            "pairs, up to 3 epochs") in report
+    # every rate of the grid was tried on dev; the report shows each trial and the kept rate's dev curve
+    assert recipe["lrs_tried"] == [2e-5, 5e-5, 1e-4] and chosen["lr"] in recipe["lrs_tried"]
+    for lr in ("2e-05", "5e-05", "0.0001"):
+        assert f"lr {lr} " in report
+    assert "search on dev (" in report and "budget minutes)" in report and f"dev curve of lr {chosen['lr']:g}" in report
+    assert chosen["on_dev"] and chosen["dev_ndcg@10"] is not None and chosen["stopped"] in report
     assert "general Spearman on bundled:general-sts:" in report and "domain nDCG@10 on held-out pairs (1 query)" in report
     alpha = shown["metrics"]["alpha"]
     assert f"alpha {alpha:g}: best held-out nDCG@10 among alphas 1" in report  # chosen by the sweep, said why

@@ -231,7 +231,8 @@ def test_auto_interpolation_scores_alphas_on_the_labelled_dev_set(reg, tmp_path)
 
 
 def test_base_weights_for_interpolation_are_kept_once_on_the_cpu(reg):
-    from embedops.trainer.fit import _base_copy, _interpolate
+    from embedops.trainer.fit import base_copy as _base_copy
+    from embedops.trainer.select import interpolate as _interpolate
 
     model = reg.models.load("tiny@1", device="cpu")
     base = _base_copy(model, rank=0)
@@ -263,7 +264,7 @@ def test_auto_loss_uses_gradcache_for_big_steps_with_the_same_batches_and_object
 
 
 def test_short_pairs_are_topped_up_to_the_same_number_of_negatives():
-    from embedops.trainer.fit import _even_negatives
+    from embedops.trainer.dataset import even_negatives as _even_negatives
 
     pairs = [TrainingPair("q1", "p1", "d1", ["n1", "n2", "n3"]), TrainingPair("q2", "p2", "d2", []),
              TrainingPair("q3", "p3", "d3", ["n4"]), TrainingPair("q4", "p4", "d4", ["n5", "n6", "n7"])]
@@ -274,46 +275,54 @@ def test_short_pairs_are_topped_up_to_the_same_number_of_negatives():
 
 
 def test_auto_alpha_sweep_stops_after_two_worse_alphas(reg, monkeypatch):
-    from embedops.trainer import fit as fit_module
+    from embedops.trainer import select
 
     scores = iter([60.0, 70.0, 65.0, 64.0, 99.0])  # peaks at 0.9; 0.4 (99) is never tried
-    monkeypatch.setattr(fit_module, "score", lambda ev, m: next(scores) if ev == "domain" else 80.0)
+    monkeypatch.setattr(select, "score", lambda ev, m: next(scores) if ev == "domain" else 80.0)
     model = reg.models.load("tiny@1")
     state = model.state_dict()
-    sweep, alpha, reason = fit_module._sweep_alpha(model, state, state, TrainConfig(alphas=(1.0, 0.9, 0.8, 0.7, 0.4)),
-                                                   {"general_spearman": 80.0}, "domain", "general")
+    sweep, alpha, reason = select.sweep_alpha(model, state, state, TrainConfig(alphas=(1.0, 0.9, 0.8, 0.7, 0.4)),
+                                              {"general_spearman": 80.0}, "domain", "general")
     assert [s["alpha"] for s in sweep] == [1.0, 0.9, 0.8, 0.7] and alpha == 0.9
     assert "1, 0.9, 0.8, 0.7" in reason and "within 1 point(s)" in reason
 
 
 def test_auto_precision_on_a_cpu_follows_its_features():
     from embedops.cpu import parse_cpuinfo
-    from embedops.trainer.fit import _mixed_precision
+    from embedops.trainer.fit import mixed_precision as _mixed_precision
+    from embedops.trainer.trial import Precision
     from test_cpu import AVX2_ONLY, ZEN4
 
-    assert _mixed_precision("auto", cuda=False, cpu=parse_cpuinfo(ZEN4)) == (True, False)
-    assert _mixed_precision("auto", cuda=False, cpu=parse_cpuinfo(AVX2_ONLY)) == (False, False)
-    assert _mixed_precision("fp32", cuda=False, cpu=parse_cpuinfo(ZEN4)) == (False, False)  # an explicit choice stands
+    assert _mixed_precision("auto", cuda=False, cpu=parse_cpuinfo(ZEN4)) == Precision(True, False)
+    assert _mixed_precision("auto", cuda=False, cpu=parse_cpuinfo(AVX2_ONLY)) == Precision(False, False)
+    assert _mixed_precision("fp32", cuda=False, cpu=parse_cpuinfo(ZEN4)) == Precision(False, False)  # an explicit choice stands
 
 
 def test_settings_left_to_the_data_follow_the_documented_rule():
-    from embedops.trainer.config import resolve_recipe
+    from embedops.trainer.config import LR_GRID, MAX_EPOCHS, resolve_recipe
 
-    labelled, rule = resolve_recipe(TrainConfig(), ["labels", "labels", "file"])
-    assert (labelled.epochs, labelled.lr, rule) == (2, 5e-5, "labelled pairs")
+    labelled, rule, plan = resolve_recipe(TrainConfig(), ["labels", "labels", "file"])
+    assert (plan.lrs, plan.epochs, plan.chosen_on_dev) == (LR_GRID, MAX_EPOCHS, True)
+    assert rule == "labelled pairs; lr and steps chosen on dev" and labelled.epochs is None
     assert labelled.alphas == (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
-    generated, rule = resolve_recipe(TrainConfig(), ["local", "extractive"])
+    one_lr, _, plan = resolve_recipe(TrainConfig(lr=3e-5), ["labels"])  # a given rate is the only one tried
+    assert (plan.lrs, plan.epochs, plan.chosen_on_dev) == ((3e-5,), MAX_EPOCHS, True)
+    # nothing to choose on: the fixed recipes
+    fixed, rule, plan = resolve_recipe(TrainConfig(), ["labels"], has_dev=False)
+    assert (fixed.epochs, fixed.lr, plan.chosen_on_dev, rule) == (2, 5e-5, False, "labelled pairs; fixed recipe (no dev score)")
+    generated, rule, _ = resolve_recipe(TrainConfig(), ["local", "extractive"], has_dev=False)
     assert (generated.epochs, generated.lr) == (1, 2e-5)
     # a held-out slice of generated pairs always prefers alpha 1.0; labelled dev queries mostly chose 0.6
-    assert generated.alphas == (0.6, 0.5, 0.4) and rule == "every pair generated; alphas <= 0.6 without a labelled dev set"
-    with_dev, rule = resolve_recipe(TrainConfig(domain_dev="dev-set"), ["local"])  # a labelled dev set chooses freely
-    assert with_dev.alphas[0] == 1.0 and rule == "every pair generated"
-    own, _ = resolve_recipe(TrainConfig(alphas=(0.9, 0.8)), ["local"])  # alphas the user chose stand
+    assert generated.alphas == (0.6, 0.5, 0.4)
+    assert rule == "every pair generated; fixed recipe (no dev score); alphas <= 0.6 without a labelled dev set"
+    _, rule, plan = resolve_recipe(TrainConfig(), ["labels"], distributed=True)
+    assert not plan.chosen_on_dev and "several processes" in rule
+    with_dev, rule, _ = resolve_recipe(TrainConfig(domain_dev="dev-set"), ["local"])  # a labelled dev set chooses freely
+    assert with_dev.alphas[0] == 1.0 and rule == "every pair generated; lr and steps chosen on dev"
+    own, _, _ = resolve_recipe(TrainConfig(alphas=(0.9, 0.8)), ["local"])  # alphas the user chose stand
     assert own.alphas == (0.9, 0.8)
-    mixed, _ = resolve_recipe(TrainConfig(), ["local", "labels"])  # any labelled pair: the labelled recipe
-    assert mixed.epochs == 2 and mixed.alphas[0] == 1.0
-    given, rule = resolve_recipe(TrainConfig(epochs=2, lr=1e-4, interpolate=0.8), ["local"])
-    assert (given.epochs, given.lr, given.interpolate, rule) == (2, 1e-4, 0.8, "as given")
+    given, rule, plan = resolve_recipe(TrainConfig(epochs=2, lr=1e-4, interpolate=0.8), ["local"])
+    assert (given.epochs, given.lr, given.interpolate, rule, plan.chosen_on_dev) == (2, 1e-4, 0.8, "as given", False)
 
 
 def test_the_bundled_general_set_ships_in_the_package_and_spans_the_scale():

@@ -8,7 +8,7 @@ import pytest
 from datasets import Dataset
 
 from embedops.trainer.batching import KnownPositiveBatchSampler, conflict, known_positives
-from embedops.trainer.fit import _even_negatives
+from embedops.trainer.dataset import even_negatives as _even_negatives
 from embedops.trainer.pairs import TrainingPair
 
 

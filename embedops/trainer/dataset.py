@@ -1,0 +1,99 @@
+"""The data step of a training run: held-out split, replay, negatives evened out, and the table the
+sentence-transformers trainer reads.
+
+>>> data = training_data(pairs, config)                 # doctest: +SKIP
+>>> data.dataset.column_names                           # doctest: +SKIP
+['anchor', 'positive', 'negative_1', 'negative_2', 'negative_3']
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from embedops.errors import UsageError
+from embedops.trainer.batching import KnownPositives, known_positives
+from embedops.trainer.config import TrainConfig
+from embedops.trainer.pairs import TrainingPair
+
+
+@dataclass
+class TrainingData:
+    """What the trainer learns from and what scores it: ``train`` (with replay and topped-up
+    negatives), ``held_out`` (never trained on), each query's ``known`` positives, the
+    ``negatives_per_pair`` columns and how many pairs were ``padded`` with random negatives."""
+
+    train: list[TrainingPair]
+    held_out: list[TrainingPair]
+    known: KnownPositives
+    negatives_per_pair: int
+    padded: int
+    replayed: int
+    dataset: Any  # datasets.Dataset with anchor, positive, negative_1..n
+
+    def __len__(self) -> int:
+        return len(self.train)
+
+
+def training_data(pairs: list[TrainingPair], config: TrainConfig,
+                  general_pairs: list[TrainingPair] | None = None) -> TrainingData:
+    """Split ``pairs`` by query (``config.eval_fraction`` held out), mix in ``general_pairs`` at
+    ``config.replay_fraction``, and give every pair the same number of negatives (the loss takes one
+    column per negative)."""
+    from datasets import Dataset
+
+    if not pairs:
+        raise UsageError("no training pairs")
+    train, held_out = split_by_query(pairs, config.eval_fraction, config.seed)
+    rng = random.Random(config.seed)
+    replayed = 0
+    if general_pairs and config.replay_fraction > 0:
+        replayed = int(round(config.replay_fraction / (1 - config.replay_fraction) * len(train)))
+        train = train + [rng.choice(general_pairs) for _ in range(replayed)]
+    known = known_positives((p.query, p.positive) for p in train)  # never a negative of its own query
+    n_neg, train, padded = even_negatives(train, rng, known)
+    columns: dict[str, list[str]] = {"anchor": [p.query for p in train], "positive": [p.positive for p in train]}
+    for j in range(n_neg):
+        columns[f"negative_{j + 1}"] = [p.negatives[j] for p in train]
+    return TrainingData(train, held_out, known, n_neg, padded, replayed, Dataset.from_dict(columns))
+
+
+def split_by_query(pairs: list[TrainingPair], fraction: float, seed: int):
+    """(train, held out): a ``fraction`` of the queries, drawn with ``seed``, and all their pairs."""
+    queries = sorted({p.query for p in pairs})
+    random.Random(seed).shuffle(queries)
+    # A tenth of 809 queries is 80; a small set still holds out one query (when it has two) so a
+    # default run keeps a domain score for choosing its recipe and alpha.
+    n_eval = max(1, int(len(queries) * fraction)) if fraction > 0 and len(queries) >= 2 else 0
+    held = set(queries[:n_eval])
+    return [p for p in pairs if p.query not in held], [p for p in pairs if p.query in held]
+
+
+def even_negatives(pairs: list[TrainingPair], rng: random.Random,
+                   known: KnownPositives | None = None) -> tuple[int, list[TrainingPair], int]:
+    """Give every pair as many negatives as the best-served pair has. A pair short of mined negatives
+    (the false-negative filter removed its candidates, or a replay pair that never had any) is topped
+    up with other pairs' positives drawn at random: easy negatives, never a known positive of the
+    pair's query (``known``, see :func:`~embedops.trainer.batching.known_positives`); the mined ones of
+    every other pair are kept. Returns (negatives per pair, pairs, how many were topped up)."""
+    n_neg = max((len(p.negatives) for p in pairs), default=0)
+    if n_neg == 0:
+        return 0, pairs, 0
+    known = known if known is not None else known_positives((p.query, p.positive) for p in pairs)
+    pool = sorted({p.positive for p in pairs})
+    out, padded = [], 0
+    for p in pairs:
+        if len(p.negatives) < n_neg:
+            padded += 1
+            positives = known.get(p.query, frozenset()) | {p.positive}
+            allowed = [t for t in pool if t not in positives]
+            if not allowed:
+                raise UsageError(f"every training text is a positive of the query {p.query[:60]!r}: there is "
+                                 "nothing to use as its negative; add pairs of other queries")
+            fresh = [t for t in rng.sample(allowed, min(len(allowed), n_neg)) if t not in p.negatives]
+            while len(p.negatives) + len(fresh) < n_neg:  # a tiny pool: repeat rather than fail
+                fresh.append(rng.choice(allowed))
+            p = TrainingPair(p.query, p.positive, p.doc_id, list(p.negatives) + fresh[: n_neg - len(p.negatives)], p.source)
+        out.append(p)
+    return n_neg, out, padded

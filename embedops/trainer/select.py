@@ -1,0 +1,127 @@
+"""Choosing the recipe on the user's own held-out queries: the learning rate from a small grid and
+the number of steps by early stopping, under a time budget (:func:`search_recipe`); then the WiSE-FT
+weight ``alpha`` (:func:`sweep_alpha`).
+
+The search is successive halving with two rungs (Jamieson & Talwalkar, 2016; Li et al., 2018,
+"Hyperband"): every learning rate of the grid trains a one-epoch probe, scored on dev twice an epoch;
+the rate with the best dev score then goes on from its probe's checkpoint, with early stopping, up to
+the epoch limit or the end of the budget. The weights kept are those of the best dev score seen in any
+trial. Each probe gets an equal share of what is left of the budget with one share kept for going on.
+
+>>> search = search_recipe(trainer_for, lrs=(2e-5, 5e-5, 1e-4), epochs=3, budget_s=1500, clock=time.monotonic)  # doctest: +SKIP
+>>> search.lr, search.best["step"], search.reason                                                            # doctest: +SKIP
+(5e-05, 52, 'best held-out nDCG@10 of 3 learning rates; early stopping: ...')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from embedops.trainer.config import TrainConfig
+from embedops.trainer.evaluators import score
+from embedops.trainer.trial import Trial
+
+# run(lr, epochs, deadline, pause_after_epochs) -> Trial: one trial from the base weights, or going
+# on from that learning rate's checkpoint; it leaves the model holding the trial's best dev weights.
+RunTrial = Callable[[float, int, float, "int | None"], Trial]
+
+
+@dataclass
+class RecipeSearch:
+    """The trials run, the chosen learning rate, the best dev point and the weights that scored it."""
+
+    trials: list[Trial] = field(default_factory=list)
+    lr: float | None = None
+    best: dict | None = None
+    weights: dict | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {"lr": self.lr, "best": self.best, "reason": self.reason, "trials": [t.to_dict() for t in self.trials]}
+
+
+def _snapshot(model) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _keep_if_best(search: RecipeSearch, trial: Trial, model) -> None:
+    if trial.best is not None and (search.best is None or trial.best["domain_ndcg@10"] > search.best["domain_ndcg@10"]):
+        search.best, search.lr, search.weights = trial.best | {"lr": trial.lr}, trial.lr, _snapshot(model)
+
+
+def search_recipe(model, run: RunTrial, *, lrs: tuple[float, ...], epochs: int, budget_s: float,
+                  clock: Callable[[], float]) -> RecipeSearch:
+    """Probe each of ``lrs`` for one epoch, go on with the best, keep the best dev weights (see the
+    module's docstring). ``model`` ends holding them. With one learning rate there is no probe; with
+    one epoch the probes are the whole trials."""
+    search = RecipeSearch()
+    end = clock() + budget_s
+    goes_on = epochs > 1
+    if len(lrs) > 1:
+        for i, lr in enumerate(lrs):
+            left = end - clock()
+            if left <= 0:
+                break
+            share = left / (len(lrs) - i + goes_on)  # the probes left, and one share for going on
+            trial = run(lr, epochs, clock() + share, 1 if goes_on else None)
+            search.trials.append(trial)
+            _keep_if_best(search, trial, model)
+    else:
+        search.trials.append(run(lrs[0], epochs, end, None))
+        _keep_if_best(search, search.trials[-1], model)
+        goes_on = False
+    chosen = next((t for t in search.trials if t.lr == search.lr), None)
+    if goes_on and chosen is not None and chosen.stopped in ("probe", "time budget") and clock() < end:
+        trial = run(chosen.lr, epochs, end, None)  # from the probe's checkpoint, its dev points kept
+        trial.seconds += chosen.seconds
+        search.trials[search.trials.index(chosen)] = trial
+        _keep_if_best(search, trial, model)
+    if search.weights is not None:
+        model.load_state_dict(search.weights)
+    last = next((t for t in search.trials if t.lr == search.lr), None)
+    tried = ", ".join(f"{t.lr:g}" for t in search.trials)
+    search.reason = (f"best dev nDCG@10 over learning rates {tried}; lr {search.lr:g} stopped by {last.stopped}"
+                     if last else "the time budget ran out before any trial was scored")
+    return search
+
+
+def interpolate(model, base_state: dict, tuned_state: dict, alpha: float) -> None:
+    """WiSE-FT: ``theta = alpha * tuned + (1 - alpha) * base`` (Wortsman et al., 2022)."""
+    import torch
+
+    with torch.no_grad():
+        mixed = {k: (alpha * v + (1 - alpha) * base_state[k].to(v.device)) if v.is_floating_point() else v
+                 for k, v in tuned_state.items()}
+        model.load_state_dict(mixed)
+
+
+def sweep_alpha(model, base_state: dict, tuned_state: dict, config: TrainConfig, before: dict, dom_eval, gen_eval):
+    """WiSE-FT's alpha for ``interpolate="auto"``: the best domain score among the alphas whose general
+    score stays within ``max_general_drop`` points of the base model's. Alphas are tried in the given
+    order (1.0 down) and the sweep stops once two in a row score below the best allowed so far (the
+    domain score has had one peak over alpha in every run measured, docs/BENCHMARKS.md); each alpha
+    costs one domain and one general evaluation. Returns (sweep, alpha, reason in words)."""
+    sweep: list[dict] = []
+    best = None
+    worse_in_a_row = 0
+    for alpha in config.alphas:
+        interpolate(model, base_state, tuned_state, alpha)
+        point = {"alpha": alpha, "domain_ndcg@10": score(dom_eval, model), "general_spearman": score(gen_eval, model)}
+        drop = before["general_spearman"] - point["general_spearman"]
+        point["allowed"] = math.isnan(drop) or drop <= config.max_general_drop
+        sweep.append(point)
+        if point["allowed"] and (best is None or point["domain_ndcg@10"] > best["domain_ndcg@10"]):
+            best, worse_in_a_row = point, 0
+        elif best is not None:
+            worse_in_a_row += 1
+            if worse_in_a_row == 2:
+                break
+    tried = ", ".join(f"{s['alpha']:g}" for s in sweep)
+    if best is None:  # every alpha tried loses too much general ability: the one nearest the base
+        best = sweep[-1]
+        return sweep, best["alpha"], (f"no alpha tried ({tried}) kept the general score within "
+                                      f"{config.max_general_drop:g} point(s) of the base; took the lowest")
+    return sweep, best["alpha"], (f"best {'held-out' if not config.domain_dev else 'dev'} nDCG@10 among alphas "
+                                  f"{tried} whose general score stays within {config.max_general_drop:g} point(s) of the base")
