@@ -141,9 +141,47 @@ def _cli(store_uri: str, *args, time_file: Path | None = None, ok: tuple[int, ..
     return done
 
 
+def plain_st(reg, mined: Path, seed: int, name: str) -> str:
+    """The plain sentence-transformers recipe a careful engineer writes in 20 lines, on the same mined
+    pairs: MultipleNegativesRankingLoss over (anchor, positive, hard negatives), the no-duplicates
+    sampler, 1 epoch, lr 5e-5, batch 32, 10% warm-up, the seed; no held-out slice, no interpolation.
+    Registered so it is evaluated exactly like embedops' version. Returns its ref."""
+    import random
+
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.training_args import BatchSamplers
+
+    from embedops.trainer.pairs import read_pairs
+
+    pairs = read_pairs(mined)
+    n_neg = max(len(p.negatives) for p in pairs)
+    rows = [p for p in pairs if len(p.negatives) == n_neg]  # the pairs that kept their hard negatives (as the issue's script)
+    cols = {"anchor": [p.query for p in rows], "positive": [p.positive for p in rows]}
+    for j in range(n_neg):
+        cols[f"negative_{j + 1}"] = [p.negatives[j] for p in rows]
+    torch.manual_seed(seed)
+    random.seed(seed)
+    model = reg.models.load("minilm@1", device="cpu")
+    model.max_seq_length = 128  # as embedops trains; evaluation uses the model's own 256
+    out = Path(tempfile.mkdtemp(prefix="embedops-plain-st-"))
+    args = SentenceTransformerTrainingArguments(output_dir=str(out / "run"), num_train_epochs=1, learning_rate=5e-5,
+                                                per_device_train_batch_size=32, warmup_steps=0.1, seed=seed,
+                                                batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no",
+                                                report_to=[], use_cpu=True, disable_tqdm=True)
+    SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(cols),
+                               loss=MultipleNegativesRankingLoss(model)).train()
+    model.max_seq_length = 256
+    model.save(str(out / "model"))
+    return reg.models.register(name, str(out / "model"), params={"recipe": "plain sentence-transformers", "seed": seed,
+                                                                 "negatives": n_neg, "pairs": len(rows)}).ref
+
+
 def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_dir: Path,
                  generate: list[str] | None = None, train_flags: list[str] | None = None,
-                 dev_only: bool = False, pairs_file: str | None = None) -> dict:
+                 dev_only: bool = False, pairs_file: str | None = None, plain: bool = False) -> dict:
     """``embedops pairs import`` (or with ``generate``, ``pairs generate`` with those arguments; or
     ``pairs_file``, pairs a generator wrote before, e.g. on a GPU) ->
     ``pairs mine`` -> ``train`` with no tuning flags (only ``--seed`` and ``--name``), as a new user
@@ -190,11 +228,18 @@ def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_
         version = reg.models.get(ref)
         run = {"seed": seed, "ref": ref, "train_wall_s": float(wall), "train_peak_rss_mib": int(peak_kib) / 1024,
                "train_report": done.stderr.strip().splitlines(), "alpha": version.metrics.get("alpha"),
-               "train_metrics": {k: version.metrics.get(k) for k in ("before", "after", "alpha_sweep", "alpha_reason", "recipe")},
+               "train_metrics": {k: version.metrics.get(k) for k in ("before", "after", "alpha_sweep", "alpha_reason", "recipe",
+                                                                     "recipe_search")},
+               "chosen": version.params.get("chosen"),
                "train_flags": train_flags or []}
         if not dev_only:
             run["test"] = evaluate_model(reg, ref)
             run["guard"] = _guard(store_uri, reg, ref)
+            if plain:  # the plain sentence-transformers recipe on the same mined pairs, same seed, same run
+                t0 = time.perf_counter()
+                plain_ref = plain_st(reg, work / "mined.jsonl", seed, f"plain-st-{tag}-s{seed}")
+                run["plain_st"] = {"ref": plain_ref, "train_wall_s": time.perf_counter() - t0,
+                                   "test": evaluate_model(reg, plain_ref), "guard": _guard(store_uri, reg, plain_ref)}
         elif generate or pairs_file:  # the labelled train queries are dev data for a generated-pairs run
             run["dev"] = evaluate_dev(reg, ref)
         runs[str(seed)] = run
@@ -274,6 +319,8 @@ def main() -> None:
     ap.add_argument("--tag", default=None, help="runs 'defaults*': name of their raw result files "
                     "(default: defaults-labelled, defaults-generated)")
     ap.add_argument("--train-flags", default="", help="runs 'defaults*': flags added to `train`, e.g. '--epochs 3'")
+    ap.add_argument("--plain-st", action="store_true", help="runs 'defaults*': also train and test the plain "
+                    "sentence-transformers recipe (MNRL, 1 epoch, 5e-5) on the same mined pairs, per seed")
     ap.add_argument("--dev-only", action="store_true", help="runs 'defaults*': no test evaluation or guard (choose on dev)")
     ap.add_argument("--summarize", action="store_true", help="runs 'defaults*': train nothing; summarise the raw "
                     "files of --tag for --seeds (seeds trained in separate invocations, same pairs and recipe)")
@@ -315,7 +362,7 @@ def main() -> None:
             else:
                 done = product_path(store_uri, base.ref, seeds, tag, ROOT / "bench" / "quality-results", generate,
                                     args.train_flags.split(), args.dev_only,
-                                    args.pairs_file if run == "defaults-generated" else None)
+                                    args.pairs_file if run == "defaults-generated" else None, args.plain_st)
             timings[run] = time.perf_counter() - t
             if args.dev_only:
                 devs = [r["dev"] for r in done["runs"].values() if "dev" in r]

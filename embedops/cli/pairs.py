@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -29,7 +30,10 @@ def pairs_import(
     """
     pairs = import_beir(beir_dir, split)
     write_pairs(out_path, pairs)
-    out.print(f"{len(pairs)} pairs from {beir_dir} ({split}) -> {out_path}")
+    grades = Counter(p.relevance for p in pairs)
+    graded = f", relevance {', '.join(f'{g:g}: {n}' for g, n in sorted(grades.items()))}" if len(grades) > 1 else ""
+    out.print(f"{len(pairs)} pairs of {len({p.query for p in pairs})} queries from {beir_dir} ({split}){graded} "
+              f"-> {out_path}")
 
 
 @pairs_app.command("generate")
@@ -102,10 +106,12 @@ def pairs_mine(
     range_min: int = typer.Option(0, "--range-min", help="Skip the top ranks below this."),
     range_max: int = typer.Option(50, "--range-max", help="Look no deeper than this rank."),
     margin: float = typer.Option(0.95, "--margin", help="Drop candidates scoring above margin x the positive's score."),
+    report_path: Optional[Path] = typer.Option(None, "--report", help="Write what mining saw per query (JSONL: candidates, known and probable positives, negatives kept)."),
 ):
     """Mine hard negatives, positive-aware (TopK-PercPos), through an index of the corpus.
 
     Example:  embedops pairs mine pairs.jsonl --model minilm@1 --corpus scifact --out mined.jsonl
+    Example:  embedops pairs mine pairs.jsonl -m minilm@1 -c scifact -o mined.jsonl --report mining.jsonl
     """
     reg = state(ctx).registry
     texts = reg.corpora.texts(corpus)
@@ -120,3 +126,12 @@ def pairs_mine(
     out.print(f"{report.pairs} pairs, {report.num_negatives} negatives each -> {out_path}; false-negative filter "
               f"removed {report.removed_false_negatives} candidates, known positives skipped "
               f"{report.removed_known_positives}; {report.pairs_short_of_negatives} pairs got fewer negatives")
+    crowded = report.crowded_queries()
+    if crowded:
+        worst = crowded[0]
+        out.print(f"{len(crowded)} of {len(report.per_query)} queries had more known or probable positives than "
+                  f"negatives among their candidates (most: {worst.known_positives + worst.probable_positives} of "
+                  f"{worst.candidates} for {worst.query[:40]!r}); their other positives are never their negatives")
+    if report_path:
+        report.write_per_query(report_path)
+        out.print(f"per-query mining report -> {report_path}")

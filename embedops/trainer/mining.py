@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -24,6 +24,27 @@ from embedops.corpus import doc_text
 from embedops.index import IndexReader
 from embedops.records import sql_in
 from embedops.trainer.pairs import TrainingPair
+
+
+@dataclass
+class QueryMining:
+    """What mining saw for one query, over all its pairs: candidates looked at, how many were its
+    known positives (skipped) or probable positives (above the margin, dropped), negatives kept."""
+
+    query: str
+    pairs: int = 0
+    candidates: int = 0
+    known_positives: int = 0
+    probable_positives: int = 0
+    negatives: int = 0
+
+    @property
+    def positive_share(self) -> float:
+        """The share of candidates that were known or probable positives."""
+        return (self.known_positives + self.probable_positives) / self.candidates if self.candidates else 0.0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__) | {"positive_share": round(self.positive_share, 4)}
 
 
 @dataclass
@@ -35,9 +56,29 @@ class MiningReport:
     removed_false_negatives: int = 0
     pairs_short_of_negatives: int = 0
     index_id: str = ""
+    per_query: dict[str, QueryMining] = field(default_factory=dict)
+
+    def crowded_queries(self, share: float = 0.5) -> list[QueryMining]:
+        """Queries where more than ``share`` of the candidates were known or probable positives (many
+        relevant documents: in-batch and topped-up negatives are risky for them), most crowded first."""
+        return sorted((q for q in self.per_query.values() if q.positive_share > share),
+                      key=lambda q: -q.positive_share)
+
+    def write_per_query(self, path) -> None:
+        """Each query's :class:`QueryMining` as a JSON line, written whole or not at all."""
+        import json
+        from pathlib import Path
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(json.dumps(q.to_dict(), ensure_ascii=False) + "\n" for q in self.per_query.values()),
+                       encoding="utf-8")
+        tmp.replace(path)
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "per_query"} | {
+            "queries": len(self.per_query), "crowded_queries": len(self.crowded_queries())}
 
 
 def mine_hard_negatives(pairs: list[TrainingPair], index: IndexReader, corpus_table, *,
@@ -60,26 +101,32 @@ def mine_hard_negatives(pairs: list[TrainingPair], index: IndexReader, corpus_ta
     chosen: list[list[str]] = []
     for i, p in enumerate(pairs):
         hits = index.search_vectors(q_vecs[i : i + 1], depth)[0]
+        seen = report.per_query.setdefault(p.query, QueryMining(p.query))
+        seen.pairs += 1
         picked: list[str] = []
         for rank, hit in enumerate(hits):
             if len(picked) == num_negatives or rank >= range_max:
                 break
             if rank < range_min:
                 continue
-            report.candidates_considered += 1
+            seen.candidates += 1
             if hit.id in positives[p.query] or hit.id == p.doc_id:
-                report.removed_known_positives += 1
+                seen.known_positives += 1
                 continue
             if hit.score > margin * float(pos_scores[i]):
-                report.removed_false_negatives += 1
+                seen.probable_positives += 1
                 continue
             picked.append(hit.id)
+        seen.negatives += len(picked)
         if len(picked) < num_negatives:
             report.pairs_short_of_negatives += 1
         chosen.append(picked)
         if on_progress:
             on_progress(i + 1, len(pairs))
 
+    report.candidates_considered = sum(q.candidates for q in report.per_query.values())
+    report.removed_known_positives = sum(q.known_positives for q in report.per_query.values())
+    report.removed_false_negatives = sum(q.probable_positives for q in report.per_query.values())
     texts = _doc_texts(corpus_table, {d for ids in chosen for d in ids})
     mined = [replace(p, negatives=[texts[d] for d in ids if d in texts]) for p, ids in zip(pairs, chosen)]
     return mined, report

@@ -3,7 +3,11 @@
 One line per pair::
 
     {"query": "...", "doc_id": "d17", "positive": "title and text of d17",
-     "negatives": ["text of a hard negative", ...], "source": "labels|extractive|openai|..."}
+     "negatives": ["text of a hard negative", ...], "source": "labels|extractive|openai|...",
+     "relevance": 2}
+
+``relevance`` is the graded judgement of a labelled pair (the qrels score, e.g. 1 or 2 on a 0-2 scale),
+kept from the import; absent for generated pairs.
 
 Inputs accepted from users: ``{"query", "doc_id"}`` (the text is looked up in the corpus) or
 ``{"query", "text"}`` (used directly). Labelled pairs come from a BEIR directory's qrels.
@@ -12,6 +16,7 @@ Inputs accepted from users: ``{"query", "doc_id"}`` (the text is looked up in th
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +34,7 @@ class TrainingPair:
     doc_id: str | None = None
     negatives: list[str] = field(default_factory=list)
     source: str = "labels"
+    relevance: float | None = None  # the qrels grade of a labelled pair (> 0); None when not judged
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v not in (None, [])}
@@ -75,8 +81,13 @@ def read_pairs(path: Path | str, corpus: dict[str, str] | None = None) -> list[T
         if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
             problems.append(InputProblem(str(path), lineno, "negatives", "must be a list of strings"))
             continue
+        relevance = obj.get("relevance")
+        if relevance is not None and (isinstance(relevance, bool) or not isinstance(relevance, (int, float))
+                                      or not math.isfinite(relevance) or relevance <= 0):
+            problems.append(InputProblem(str(path), lineno, "relevance", "must be a number above 0 (a qrels grade)"))
+            continue
         pairs.append(TrainingPair(query=query, positive=positive, doc_id=None if doc_id is None else str(doc_id),
-                                  negatives=negatives, source=obj.get("source", "file")))
+                                  negatives=negatives, source=obj.get("source", "file"), relevance=relevance))
     if not pairs and not problems:
         problems.append(InputProblem(str(path), None, None, "no pairs found"))
     if problems:
@@ -85,7 +96,8 @@ def read_pairs(path: Path | str, corpus: dict[str, str] | None = None) -> list[T
 
 
 def import_beir(beir_dir: Path | str, split: str = "train") -> list[TrainingPair]:
-    """Labelled pairs from a BEIR directory: one per (query, relevant document) in qrels/SPLIT.tsv."""
+    """Labelled pairs from a BEIR directory: one per (query, relevant document) in qrels/SPLIT.tsv,
+    with its grade as ``relevance`` (a grade of 0 or below is "not relevant": no pair)."""
     beir = read_beir(beir_dir, split)
     queries, docs, where = beir.queries, beir.documents or {}, str(beir.qrels_file)
     pairs, problems = [], []
@@ -99,7 +111,8 @@ def import_beir(beir_dir: Path | str, split: str = "train") -> list[TrainingPair
             if doc_id not in docs:
                 problems.append(InputProblem(where, None, "corpus-id", f"document {doc_id!r} not in corpus.jsonl"))
                 continue
-            pairs.append(TrainingPair(query=queries[qid], positive=docs[doc_id], doc_id=doc_id, source="labels"))
+            pairs.append(TrainingPair(query=queries[qid], positive=docs[doc_id], doc_id=doc_id, source="labels",
+                                      relevance=rel))
     if problems:
         raise InputError(problems)
     return pairs

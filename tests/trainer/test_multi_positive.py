@@ -77,3 +77,51 @@ def test_training_draws_its_batches_without_known_positives(reg, monkeypatch):
     assert sum(len(rows) for rows, _ in seen) == len(pairs)
     for rows, known in seen:
         assert not any(conflict(a, b, known) for a in rows for b in rows if a is not b)
+
+
+def test_import_keeps_graded_relevance_and_a_bad_grade_names_the_line(tmp_path):
+    from helpers import write_jsonl
+    from embedops.errors import InputError
+    from embedops.trainer.pairs import import_beir, read_pairs, write_pairs
+
+    root = tmp_path / "beir"
+    write_jsonl(root / "corpus.jsonl", [{"_id": f"d{i}", "text": f"doc {i}"} for i in range(3)])
+    write_jsonl(root / "queries.jsonl", [{"_id": "q0", "text": "first"}, {"_id": "q1", "text": "second"}])
+    (root / "qrels").mkdir()
+    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td0\t2\nq0\td1\t1\nq0\td2\t0\nq1\td2\t1\n")
+    pairs = import_beir(root)
+    assert [(p.doc_id, p.relevance) for p in pairs] == [("d0", 2), ("d1", 1), ("d2", 1)]  # grade 0: no pair
+    again = read_pairs(write_pairs(tmp_path / "pairs.jsonl", pairs))
+    assert [p.relevance for p in again] == [2, 1, 1]
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"query": "q", "text": "t", "relevance": 1},
+                                               {"query": "q", "text": "t", "relevance": "high"},
+                                               {"query": "q", "text": "t", "relevance": 0}])
+    with pytest.raises(InputError) as info:
+        read_pairs(bad)
+    assert ":2: field 'relevance'" in str(info.value) and ":3: field 'relevance'" in str(info.value)
+
+
+def test_mining_reports_known_and_probable_positives_per_query(cli, tiny_model_dir, tmp_path):
+    import json
+
+    from helpers import write_jsonl
+    from test_mining_and_training import TOPICS
+
+    docs = [{"_id": k, "title": k.upper(), "text": v} for k, v in TOPICS.items()]
+    cli("corpus", "add", "ops", write_jsonl(tmp_path / "docs.jsonl", docs))
+    cli("model", "register", "tiny", tiny_model_dir)
+    # one query with every document relevant but one: its candidates are almost all known positives
+    crowded = [{"query": "everything on call", "doc_id": k} for k in list(TOPICS)[:-1]]
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", crowded + [{"query": "orders lag", "doc_id": "kafka"}])
+    res = cli("pairs", "mine", pairs, "-m", "tiny@1", "-c", "ops", "-o", tmp_path / "mined.jsonl", "-n", "1",
+              "--margin", "2", "--report", tmp_path / "mining.jsonl")
+    per_query = {q["query"]: q for q in map(json.loads, (tmp_path / "mining.jsonl").read_text().splitlines())}
+    busy = per_query["everything on call"]
+    assert busy["pairs"] == len(TOPICS) - 1 and busy["known_positives"] > busy["negatives"]
+    assert busy["positive_share"] > 0.5 and per_query["orders lag"]["known_positives"] <= 1  # its own, at most
+    words = " ".join(res.stdout.split())
+    assert "1 of 2 queries had more known or probable positives than negatives" in words
+    assert "'everything on call'" in words and "mining.jsonl" in words
+    mined = [json.loads(l) for l in (tmp_path / "mined.jsonl").read_text().splitlines()]
+    flags = "FLAGR kill switch"  # the one document not relevant to the crowded query is its only negative
+    assert all(m["negatives"] and flags in m["negatives"][0] for m in mined if m["query"] == "everything on call")
