@@ -26,6 +26,7 @@ def train_cmd(
     general: Optional[Path] = typer.Option(None, "--general", help="General pairs JSONL mixed in (replay)."),
     replay: float = typer.Option(0.2, "--replay", help="Fraction of each batch from --general."),
     general_eval: Optional[Path] = typer.Option(None, "--general-eval", help="STS TSV (sentence1, sentence2, score) to watch forgetting (default: the general set bundled with embedops, 132 pairs)."),
+    general_retrieval: str = typer.Option(_DEFAULTS.general_retrieval, "--general-retrieval", help="BEIR directory whose nDCG@10 alpha must also keep within --max-general-drop (default: the bundled 60 everyday questions; 'none' turns it off)."),
     interpolate: str = typer.Option("auto", "--interpolate", help="auto (sweep alpha: best domain score within --max-general-drop of the base's general score), an alpha in (0, 1] (WiSE-FT with the base), or none."),
     max_general_drop: float = typer.Option(_DEFAULTS.max_general_drop, "--max-general-drop", help="auto: allowed drop of the general score, points."),
     domain_dev: Optional[Path] = typer.Option(None, "--domain-dev", help="BEIR directory with a few labelled queries: scores the domain (alpha choice) instead of held-out pairs. Recommended with generated pairs."),
@@ -69,7 +70,7 @@ def train_cmd(
                          max_general_drop=max_general_drop, devices=devices, eval_fraction=eval_fraction,
                          domain_dev=str(domain_dev) if domain_dev else None, domain_dev_split=domain_dev_split,
                          mixed_precision=mixed_precision, max_seq_length=max_seq_length, save_steps=save_steps,
-                         budget_minutes=budget, patience=patience)
+                         budget_minutes=budget, patience=patience, general_retrieval=general_retrieval)
     with err.status(f"training {base} ...") as status:
         result = train_from_files(
             state(ctx).registry, base, pairs_path, corpus=corpus, general=general, general_eval=general_eval,
@@ -138,6 +139,9 @@ def describe_training(m: dict) -> list[str]:
                          a["domain_ndcg@10"], "no held-out queries and no --domain-dev"))
     lines.append(_change(f"general Spearman on {m.get('general_eval')}", b["general_spearman"], a["general_spearman"],
                          "no general set"))
+    if "general_retrieval_ndcg@10" in b:
+        lines.append(_change(f"general nDCG@10 on {m.get('general_retrieval')}", b["general_retrieval_ndcg@10"],
+                             a.get("general_retrieval_ndcg@10"), "no general retrieval set"))
     if m.get("alpha_reason"):
         lines.append(f"alpha {m['alpha']:g}: {m['alpha_reason']}")
     elif m.get("alpha") is not None:

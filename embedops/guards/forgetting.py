@@ -24,6 +24,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from embedops.beir import read_beir, read_sts
+from embedops.data import general_path
 from embedops.guards.gate import FAIL, PASS, SKIP, GateResult, GuardContext
 from embedops.guards.plugins import register_gate
 from embedops.guards.policy import Policy
@@ -50,8 +51,9 @@ class GeneralSet:
 
 
 def read_general(path: Path, policy: Policy) -> GeneralSet:
-    """``path`` read as a general benchmark, or :class:`DegenerateBenchmark` saying why it cannot judge."""
-    path = Path(path)
+    """``path`` (or a ``bundled:`` set, :mod:`embedops.data`) read as a general benchmark, or
+    :class:`DegenerateBenchmark` saying why it cannot judge."""
+    path = general_path(path)
     if path.is_file():
         s1, s2, gold = read_sts(path)
         if len(gold) < policy.min_sts_pairs:

@@ -1,5 +1,6 @@
 """The scores a training run is steered by (sentence-transformers evaluators): domain retrieval on
-held-out pairs or a small labelled dev set (nDCG@10), and general similarity on STS (Spearman).
+held-out pairs or a small labelled dev set (nDCG@10), general similarity on STS (Spearman) and
+general retrieval on a small BEIR set (nDCG@10).
 
 >>> ev = labelled_dev_evaluator(Path("../shared/data/scifact"), "train")     # doctest: +SKIP
 >>> score(ev, model)                                                          # doctest: +SKIP
@@ -8,11 +9,11 @@ held-out pairs or a small labelled dev set (nDCG@10), and general similarity on 
 from __future__ import annotations
 
 import random
-from importlib import resources
 from pathlib import Path
 
 from embedops.beir import read_beir, read_sts
 from embedops.checksums import sha256_text
+from embedops.data import GENERAL_RETRIEVAL, GENERAL_STS, general_path
 from embedops.errors import UsageError
 from embedops.trainer.pairs import TrainingPair
 
@@ -72,16 +73,34 @@ def labelled_dev_evaluator(beir_dir: Path, split: str = "dev", max_corpus: int =
     return _retrieval_evaluator({q: queries[q] for q in relevant}, corpus, relevant)
 
 
-BUNDLED_GENERAL_EVAL = "bundled:general-sts"
+BUNDLED_GENERAL_EVAL = GENERAL_STS
+BUNDLED_GENERAL_RETRIEVAL = GENERAL_RETRIEVAL
 
 
 def bundled_general_eval() -> Path:
     """The general-ability set shipped inside embedops: 132 everyday-English sentence pairs (captions,
     news, questions) with similarity scores on the STS 0-5 scale, written for embedops and released
-    with it under CC0 (``embedops/trainer/data/README.md``). It lets ``interpolate="auto"`` keep the
-    general score within bounds without the user finding a benchmark; ``general_eval`` replaces it.
+    with it under CC0 (``embedops/data/README.md``). It lets ``interpolate="auto"`` keep the general
+    score within bounds without the user finding a benchmark; ``general_eval`` replaces it.
     The base all-MiniLM-L6-v2 scores 90.0 Spearman on it."""
-    return Path(str(resources.files("embedops.trainer") / "data" / "general-sts.tsv"))
+    return general_path(GENERAL_STS)
+
+
+def general_retrieval_evaluator(beir_dir: Path):
+    """General *retrieval* (nDCG@10) on a BEIR directory: every query of its qrels over its whole
+    corpus (keep it small: it runs once per alpha). The bundled one, ``bundled:general-retrieval``,
+    is 60 everyday questions over 129 passages; a user's own set (``--general-retrieval``) is better."""
+    beir = read_beir(beir_dir)
+    docs = beir.documents or {}
+    relevant = {q: {d for d, g in rel.items() if g > 0 and d in docs} for q, rel in beir.qrels.items() if q in beir.queries}
+    relevant = {q: r for q, r in relevant.items() if r}
+    if not relevant:
+        raise UsageError(f"{beir_dir}: no query has a relevant document in the corpus")
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    return InformationRetrievalEvaluator({q: beir.queries[q] for q in relevant}, docs, relevant, name="general",
+                                         ndcg_at_k=[10], mrr_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[10],
+                                         map_at_k=[10], show_progress_bar=False, batch_size=64)
 
 
 def general_evaluator(sts_path: Path):

@@ -40,8 +40,9 @@ from embedops.errors import UsageError
 from embedops.registry import ModelVersion, Registry
 from embedops.trainer.config import RecipePlan, TrainConfig, TrainResult, resolve_loss, resolve_recipe
 from embedops.trainer.dataset import TrainingData, training_data
+from embedops.data import general_path
 from embedops.trainer.evaluators import (BUNDLED_GENERAL_EVAL, bundled_general_eval, domain_evaluator, general_evaluator,
-                                         labelled_dev_evaluator, score)
+                                         general_retrieval_evaluator, labelled_dev_evaluator, score)
 from embedops.trainer.losses import LossSetup, make_loss
 from embedops.trainer.pairs import TrainingPair
 from embedops.trainer.select import RecipeSearch, interpolate, search_recipe, sweep_alpha
@@ -159,8 +160,10 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     model = registry.models.load(base.ref, device="cuda" if torch.cuda.is_available() else "cpu")
     base_state = base_copy(model, rank)
     dom_eval, domain_name = _domain_scorer(config, data)
-    gen_eval = general_evaluator(general_eval) if general_eval else None
-    before = {"domain_ndcg@10": score(dom_eval, model), "general_spearman": score(gen_eval, model)}
+    general = {"general_spearman": general_evaluator(general_eval)}  # the rails alpha must keep within bounds
+    if config.general_retrieval:
+        general["general_retrieval_ndcg@10"] = general_retrieval_evaluator(general_path(config.general_retrieval))
+    before = {"domain_ndcg@10": score(dom_eval, model)} | {k: score(ev, model) for k, ev in general.items()}
 
     gather = world > 1  # in-batch negatives from every process's batch, not just this one's
     model_max_seq_length = model.max_seq_length
@@ -180,27 +183,27 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     if rank != 0:  # rank 0 interpolates, evaluates and registers
         return None
     return _register(registry, model, name, base, pairs, config, recipe_rule, plan, trials, search, base_state,
-                     before=before, dom_eval=dom_eval, gen_eval=gen_eval, domain_name=domain_name,
+                     before=before, dom_eval=dom_eval, general=general, domain_name=domain_name,
                      general_name=general_name, data=data, loss_used=loss_used, train_tokens=train_tokens,
                      key=key, world=world, pair_hashes=pair_hashes)
 
 
 def _register(registry, model, name, base, pairs, config, recipe_rule, plan, trials, search, base_state, *,
-              before, dom_eval, gen_eval, domain_name, general_name, data, loss_used, train_tokens, key, world,
+              before, dom_eval, general, domain_name, general_name, data, loss_used, train_tokens, key, world,
               pair_hashes) -> TrainResult:
     """The interpolate and register steps: alpha chosen (or given), metrics and lineage recorded."""
     tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     sweep: list[dict] = []
     alpha_reason = None
     if config.interpolate == "auto":
-        sweep, alpha, alpha_reason = sweep_alpha(model, base_state, tuned_state, config, before, dom_eval, gen_eval)
+        sweep, alpha, alpha_reason = sweep_alpha(model, base_state, tuned_state, config, before, dom_eval, general)
     else:
         alpha = float(config.interpolate) if config.interpolate is not None else None
     if alpha is not None:
         interpolate(model, base_state, tuned_state, alpha)
     chosen_point = next((s for s in sweep if s["alpha"] == alpha), None)
-    after = ({"domain_ndcg@10": chosen_point["domain_ndcg@10"], "general_spearman": chosen_point["general_spearman"]}
-             if chosen_point else {"domain_ndcg@10": score(dom_eval, model), "general_spearman": score(gen_eval, model)})
+    after = ({k: chosen_point[k] for k in before} if chosen_point else
+             {"domain_ndcg@10": score(dom_eval, model)} | {k: score(ev, model) for k, ev in general.items()})
     kept = next((t for t in trials if search is None or t.lr == search.lr), trials[-1])
     best = search.best if search else None
     trained_in = kept.trained_in
@@ -216,7 +219,8 @@ def _register(registry, model, name, base, pairs, config, recipe_rule, plan, tri
     metrics = {"before": before, "after": after, "alpha": alpha, "alpha_sweep": sweep, "alpha_reason": alpha_reason,
                "recipe": recipe, "recipe_search": search.to_dict() if search else None,
                "general_eval": general_name, "domain_scorer": domain_name,
-               "general_pairs": len(gen_eval.sentences1) if gen_eval is not None else 0,
+               "general_pairs": len(general["general_spearman"].sentences1),
+               "general_retrieval": config.general_retrieval,
                "train_pairs": len(data.train), "held_out_pairs": len(data.held_out),
                "negatives_per_pair": data.negatives_per_pair, "pairs_padded_with_random_negatives": data.padded}
     params = asdict(config) | {"pairs_sha256": pair_hashes or [], "general_eval": general_name, "chosen": chosen,

@@ -97,20 +97,23 @@ def interpolate(model, base_state: dict, tuned_state: dict, alpha: float) -> Non
         model.load_state_dict(mixed)
 
 
-def sweep_alpha(model, base_state: dict, tuned_state: dict, config: TrainConfig, before: dict, dom_eval, gen_eval):
-    """WiSE-FT's alpha for ``interpolate="auto"``: the best domain score among the alphas whose general
-    score stays within ``max_general_drop`` points of the base model's. Alphas are tried in the given
-    order (1.0 down) and the sweep stops once two in a row score below the best allowed so far (the
-    domain score has had one peak over alpha in every run measured, docs/BENCHMARKS.md); each alpha
-    costs one domain and one general evaluation. Returns (sweep, alpha, reason in words)."""
+def sweep_alpha(model, base_state: dict, tuned_state: dict, config: TrainConfig, before: dict, dom_eval,
+                general: dict[str, object]):
+    """WiSE-FT's alpha for ``interpolate="auto"``: the best domain score among the alphas whose every
+    general score (``general``: metric name -> evaluator, e.g. STS Spearman and general retrieval
+    nDCG@10) stays within ``max_general_drop`` points of the base model's (``before``). Alphas are
+    tried in the given order (1.0 down) and the sweep stops once two in a row score below the best
+    allowed so far (the domain score has had one peak over alpha in every run measured,
+    docs/BENCHMARKS.md); each alpha costs one domain and one evaluation per general set. Returns
+    (sweep, alpha, reason in words)."""
     sweep: list[dict] = []
     best = None
     worse_in_a_row = 0
     for alpha in config.alphas:
         interpolate(model, base_state, tuned_state, alpha)
-        point = {"alpha": alpha, "domain_ndcg@10": score(dom_eval, model), "general_spearman": score(gen_eval, model)}
-        drop = before["general_spearman"] - point["general_spearman"]
-        point["allowed"] = math.isnan(drop) or drop <= config.max_general_drop
+        point = {"alpha": alpha, "domain_ndcg@10": score(dom_eval, model)} | {k: score(ev, model) for k, ev in general.items()}
+        drops = [before[k] - point[k] for k in general]
+        point["allowed"] = all(math.isnan(d) or d <= config.max_general_drop for d in drops)
         sweep.append(point)
         if point["allowed"] and (best is None or point["domain_ndcg@10"] > best["domain_ndcg@10"]):
             best, worse_in_a_row = point, 0
@@ -119,9 +122,10 @@ def sweep_alpha(model, base_state: dict, tuned_state: dict, config: TrainConfig,
             if worse_in_a_row == 2:
                 break
     tried = ", ".join(f"{s['alpha']:g}" for s in sweep)
+    scores = "general score" if len(general) < 2 else f"{len(general)} general scores"
     if best is None:  # every alpha tried loses too much general ability: the one nearest the base
         best = sweep[-1]
-        return sweep, best["alpha"], (f"no alpha tried ({tried}) kept the general score within "
+        return sweep, best["alpha"], (f"no alpha tried ({tried}) kept the {scores} within "
                                       f"{config.max_general_drop:g} point(s) of the base; took the lowest")
     return sweep, best["alpha"], (f"best {'held-out' if not config.domain_dev else 'dev'} nDCG@10 among alphas "
-                                  f"{tried} whose general score stays within {config.max_general_drop:g} point(s) of the base")
+                                  f"{tried} whose {scores} stay within {config.max_general_drop:g} point(s) of the base")

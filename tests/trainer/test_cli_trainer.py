@@ -74,6 +74,8 @@ def test_train_with_no_flags_runs_the_default_recipe_and_says_what_it_did(cli, t
         assert f"lr {lr} " in report
     assert "search on dev (" in report and "budget minutes)" in report and f"dev curve of lr {chosen['lr']:g}" in report
     assert chosen["on_dev"] and chosen["dev_ndcg@10"] is not None and chosen["stopped"] in report
+    assert "general nDCG@10 on bundled:general-retrieval:" in report  # the retrieval rail, besides STS
+    assert "whose 2 general scores stay within 1 point(s)" in report
     assert "general Spearman on bundled:general-sts:" in report and "domain nDCG@10 on held-out pairs (1 query)" in report
     alpha = shown["metrics"]["alpha"]
     assert f"alpha {alpha:g}: best held-out nDCG@10 among alphas 1" in report  # chosen by the sweep, said why

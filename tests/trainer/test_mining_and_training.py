@@ -282,7 +282,8 @@ def test_auto_alpha_sweep_stops_after_two_worse_alphas(reg, monkeypatch):
     model = reg.models.load("tiny@1")
     state = model.state_dict()
     sweep, alpha, reason = select.sweep_alpha(model, state, state, TrainConfig(alphas=(1.0, 0.9, 0.8, 0.7, 0.4)),
-                                              {"general_spearman": 80.0}, "domain", "general")
+                                              {"general_spearman": 80.0}, "domain",
+                                              {"general_spearman": "general"})
     assert [s["alpha"] for s in sweep] == [1.0, 0.9, 0.8, 0.7] and alpha == 0.9
     assert "1, 0.9, 0.8, 0.7" in reason and "within 1 point(s)" in reason
 

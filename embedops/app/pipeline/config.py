@@ -157,7 +157,7 @@ class _Reader:
         if not labelled and not generated:
             raise toml.error("pairs", None, "give pairs.labelled and/or pairs.generated")
         mine = self.build("mine", MineSettings, self.section("mine", MineSettings))
-        train_values = self.section("train", TrainConfig, paths=("domain_dev", "general_eval"),
+        train_values = self.section("train", TrainConfig, paths=("domain_dev", "general_eval", "general_retrieval"),
                                     extra={"general_eval": "str"})
         general_eval = train_values.pop("general_eval", None)
         train = self.build("train", TrainConfig, train_values)

@@ -1,0 +1,26 @@
+"""The general sets bundled with embedops: found by name wherever a general set is taken, and big
+enough to judge under the default guard policy."""
+
+import pytest
+
+from embedops.data import GENERAL_RETRIEVAL, GENERAL_STS, general_path
+from embedops.errors import UsageError
+from embedops.guards.forgetting import read_general
+from embedops.guards.policy import Policy
+
+
+def test_bundled_sets_pass_the_guards_own_evidence_rules():
+    sts = read_general(GENERAL_STS, Policy())
+    retrieval = read_general(GENERAL_RETRIEVAL, Policy())
+    assert (sts.kind, sts.size) == ("sts", 132)
+    assert (retrieval.kind, retrieval.size) == ("beir", 60)
+    docs, queries, qrels = retrieval.data
+    assert len(docs) == 129 and all(len(rel) == 1 for rel in qrels.values())
+    # every question has a near miss on its subject: more passages than questions
+    assert len(docs) > 2 * len(queries)
+
+
+def test_an_unknown_bundled_name_lists_the_known_ones():
+    with pytest.raises(UsageError, match="bundled:general-sts, bundled:general-retrieval"):
+        general_path("bundled:general-typo")
+    assert str(general_path("mine/sts.tsv")) == "mine/sts.tsv"
