@@ -54,9 +54,9 @@ def train_cmd(
     best goes on with early stopping (dev nDCG@10 twice an epoch) up to 3 epochs, all within
     --budget minutes; the weights of the best dev score are kept. Then WiSE-FT alpha is chosen on
     the same queries while both general rails (bundled STS and retrieval sets) stay within 1 point
-    of the base. The
-    report shows each trial, the dev curve and why it stopped. With generated pairs only and no
-    --domain-dev, alpha is at most 0.6: generated held-out queries always prefer no interpolation.
+    of the base. The report shows each trial, the dev curve and why it stopped. With generated pairs
+    only and no --domain-dev, alpha is at most 0.6: generated held-out queries always prefer no
+    interpolation.
     With nothing held out: 2 epochs at 5e-5 (1 at 2e-5 for generated pairs).
 
     Example:  embedops train --base minilm@1 --pairs mined.jsonl
