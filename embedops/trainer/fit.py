@@ -36,11 +36,11 @@ from pathlib import Path
 
 from embedops.checksums import sha256_json
 from embedops.cpu import CpuFeatures, cpu_features
+from embedops.data import general_path
 from embedops.errors import UsageError
 from embedops.registry import ModelVersion, Registry
 from embedops.trainer.config import RecipePlan, TrainConfig, TrainResult, resolve_loss, resolve_recipe
 from embedops.trainer.dataset import TrainingData, training_data
-from embedops.data import general_path
 from embedops.trainer.evaluators import (BUNDLED_GENERAL_EVAL, bundled_general_eval, domain_evaluator, general_evaluator,
                                          general_retrieval_evaluator, labelled_dev_evaluator, score)
 from embedops.trainer.losses import LossSetup, make_loss

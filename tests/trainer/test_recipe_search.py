@@ -1,7 +1,6 @@
 """The recipe chosen on dev: early stopping keeps the best dev weights, the learning rate comes from
 a grid by probes, and a time budget (an injected clock, no sleeps) bounds the search."""
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -23,7 +22,7 @@ class Clock:
         return self.now
 
 
-def _steps(watch: DevWatch, model: torch.nn.Module, scores: list[float], *, max_steps: int, clock=None, tick=0.0):
+def _steps(watch: DevWatch, model: torch.nn.Module, *, max_steps: int, clock=None, tick=0.0):
     """Drive the callback as the trainer would: one step after another until it says stop. The
     model's weight is the step number, so the weights kept tell which step they came from."""
     state = SimpleNamespace(global_step=0, epoch=0.0, max_steps=max_steps)
@@ -45,7 +44,7 @@ def test_early_stopping_keeps_the_weights_of_the_best_dev_score(tmp_path):
     watch = DevWatch(lambda m: next(scores), eval_steps=1, patience=2, deadline=float("inf"), clock=Clock(),
                      folder=tmp_path / "trial")
     model = torch.nn.Linear(1, 1, bias=False)
-    stopped_at, _ = _steps(watch, model, [], max_steps=10)
+    stopped_at, _ = _steps(watch, model, max_steps=10)
     assert stopped_at == 4 and watch.stopped.startswith("early stopping: 2 evaluations")
     assert watch.best == {"step": 2, "epoch": 1.0, "domain_ndcg@10": 75.0}
     assert [p["domain_ndcg@10"] for p in watch.points] == [70.0, 75.0, 74.0, 73.0]
@@ -61,7 +60,7 @@ def test_the_time_budget_stops_a_run_scores_its_last_weights_and_saves_a_checkpo
     scores = iter([70.0, 80.0, 60.0])
     watch = DevWatch(lambda m: next(scores), eval_steps=4, patience=2, deadline=100.0, clock=clock,
                      folder=tmp_path / "trial")
-    stopped_at, control = _steps(watch, torch.nn.Linear(1, 1, bias=False), [], max_steps=50, clock=clock, tick=30.0)
+    stopped_at, control = _steps(watch, torch.nn.Linear(1, 1, bias=False), max_steps=50, clock=clock, tick=30.0)
     assert stopped_at == 4 and watch.stopped == "time budget" and control.should_save  # 4 x 30 s > 100 s
     assert [p["step"] for p in watch.points] == [4]  # the step it stopped at is scored, once
 
@@ -70,11 +69,11 @@ def test_a_probe_pauses_with_a_checkpoint_and_the_last_step_ends_at_max_epochs(t
     scores = iter(range(100))
     watch = DevWatch(lambda m: float(next(scores)), eval_steps=3, patience=2, deadline=float("inf"), clock=Clock(),
                      folder=tmp_path / "probe", pause_step=6)
-    stopped_at, control = _steps(watch, torch.nn.Linear(1, 1, bias=False), [], max_steps=12)
+    stopped_at, control = _steps(watch, torch.nn.Linear(1, 1, bias=False), max_steps=12)
     assert (stopped_at, watch.stopped, control.should_save) == (6, "probe", True)
     last = DevWatch(lambda m: float(next(scores)), eval_steps=5, patience=0, deadline=float("inf"), clock=Clock(),
                     folder=tmp_path / "full")
-    stopped_at, _ = _steps(last, torch.nn.Linear(1, 1, bias=False), [], max_steps=7)
+    stopped_at, _ = _steps(last, torch.nn.Linear(1, 1, bias=False), max_steps=7)
     assert stopped_at == 7 and last.stopped == "max epochs" and [p["step"] for p in last.points] == [5, 7]
 
 
