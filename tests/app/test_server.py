@@ -97,13 +97,13 @@ def test_embeddings_are_openai_compatible_and_match_the_model(served):
 def test_bad_requests_get_errors_naming_what_is_wrong(served):
     reg, client, blue, green = served
     missing = client.post("/v1/search", json={"query": "x", "alias": "nightly"})
-    assert missing.status_code == 404 and "nightly" in missing.json()["detail"]
+    assert missing.status_code == 404 and "nightly" in missing.json()["error"]["message"]
     bad_k = client.post("/v1/search", json={"query": "x", "k": 0})
-    assert bad_k.status_code == 422 and bad_k.json()["detail"][0]["loc"][-1] == "k"
+    assert bad_k.status_code == 422 and bad_k.json()["error"]["param"] == "k"
     neither = client.post("/v1/search", json={"k": 3})
     assert neither.status_code == 422 and "exactly one of 'query' and 'queries'" in neither.text
     unknown_model = client.post("/v1/embeddings", json={"input": "x", "model": "nope@3"})
-    assert unknown_model.status_code == 404 and "nope" in unknown_model.json()["detail"]
+    assert unknown_model.status_code == 404 and "nope" in unknown_model.json()["error"]["message"]
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/search", "/v1/embeddings", "/healthz", "/readyz", "/metrics"} <= set(paths)
     assert client.get("/healthz").json() == {"status": "ok"}
@@ -114,7 +114,7 @@ def test_embeddings_of_a_model_without_export_answer_409_and_write_nothing(serve
     reg.models.register("tiny", tiny_model_b, parent="tiny@2")  # tiny@3: no index, so no export yet
     artifacts = reg.store.open_table("model_artifacts").count_rows()
     r = client.post("/v1/embeddings", json={"input": "x", "model": "tiny@3"})
-    assert r.status_code == 409 and "embedops model export-onnx tiny@3" in r.json()["detail"]
+    assert r.status_code == 409 and "embedops model export-onnx tiny@3" in r.json()["error"]["message"]
     assert reg.artifacts.find("tiny@3", "onnx-fp32") is None
     assert reg.store.open_table("model_artifacts").count_rows() == artifacts
     # the encoder cache was not held by an export: another model's request answers at once
@@ -124,18 +124,18 @@ def test_embeddings_of_a_model_without_export_answer_409_and_write_nothing(serve
 def test_oversized_requests_get_413_or_422_naming_the_limit(served):
     reg, client, blue, green = served
     r = client.post("/v1/embeddings", json={"input": ["x"] * 257})
-    assert r.status_code == 413 and "257 texts in 'input'; the limit is 256" in r.json()["detail"]
+    assert r.status_code == 413 and "257 texts in 'input'; the limit is 256" in r.json()["error"]["message"]
     r = client.post("/v1/search", json={"queries": ["x"] * 300, "k": 1})
-    assert r.status_code == 413 and "--max-inputs" in r.json()["detail"]
+    assert r.status_code == 413 and "--max-inputs" in r.json()["error"]["message"]
     r = client.post("/v1/search", json={"query": "x" * 9000})
-    assert r.status_code == 413 and "9000 characters; the limit is 8192" in r.json()["detail"]
+    assert r.status_code == 413 and "9000 characters; the limit is 8192" in r.json()["error"]["message"]
     r = client.post("/v1/embeddings", json={"input": ["ok", "y" * 8193]})
-    assert r.status_code == 413 and "text 1 has 8193 characters" in r.json()["detail"]
+    assert r.status_code == 413 and "text 1 has 8193 characters" in r.json()["error"]["message"]
     r = client.post("/v1/embeddings", json={"input": []})
     assert r.status_code == 422 and "at least one text" in r.text
     big = b'{"input": "' + b"z" * (4 * 1024 * 1024) + b'"}'
     r = client.post("/v1/embeddings", content=big, headers={"content-type": "application/json"})
-    assert r.status_code == 413 and "--max-body-bytes" in r.json()["detail"]
+    assert r.status_code == 413 and "--max-body-bytes" in r.json()["error"]["message"]
     chunked = client.post("/v1/embeddings", content=iter([big[:1024]] + [big[1024:]]),
                           headers={"content-type": "application/json"})  # no Content-Length: counted as it comes
     assert chunked.status_code == 413

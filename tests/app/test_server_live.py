@@ -139,7 +139,7 @@ def test_a_promotion_that_fails_requests_is_rolled_back_by_the_server(live_store
             r = client.post("/v1/search", json={"query": "kafka", "k": 2})
             assert r.status_code in (200, 500), r.text
             if r.status_code == 500:
-                assert s.b.index_id in r.json()["detail"]  # the error names the index that failed
+                assert s.b.index_id in r.json()["error"]["message"]  # the error names the index that failed
             return s.reg.aliases.get("production").action == "rollback"
 
         wait_for(rolled_back, 20, "the automatic rollback")
@@ -191,7 +191,7 @@ def test_bad_fields_are_422_naming_the_field(live_store):
         for body, field in [({"query": "x", "alias": "../etc"}, "alias"), ({"queries": []}, "queries"),
                             ({"query": "x", "k": 5000}, "k"), ({"query": "x", "client": "c" * 300}, "client")]:
             r = client.post("/v1/search", json=body)
-            assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == field, (body, r.text)
+            assert r.status_code == 422 and r.json()["error"]["param"] == field, (body, r.text)
         r = client.post("/v1/embeddings", json={"input": "x", "model": "tiny@zero"})
         assert r.status_code in (404, 422) and "tiny@zero" in r.text
 

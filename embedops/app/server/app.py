@@ -7,9 +7,10 @@ Endpoints:
   hits (id, score, title, snippet) with the index id, model ref and route (stable or canary) that
   answered. A canary answers its share of the requests, sticky by client key (the ``client`` field,
   else the ``X-Embedops-Client`` header, else the query text).
-* ``POST /v1/embeddings``: OpenAI-compatible; ``model`` names an alias (its stable index's model,
-  never the canary's: vectors stay comparable with the index they are searched against) or a model
-  ref ``NAME@N``.
+* ``POST /v1/embeddings``, ``GET /v1/models``: OpenAI-compatible (:mod:`.openai_api`); ``model``
+  names an alias (its stable index's model, never the canary's: vectors stay comparable with the
+  index they are searched against) or a model ref ``NAME@N``. Errors under ``/v1/`` come in
+  OpenAI's shape.
 * ``GET /healthz`` (the process is up), ``GET /readyz`` (the alias's encoder and index are open;
   ``writes`` says whether the store takes writes), ``GET /metrics`` (Prometheus).
 
@@ -42,15 +43,16 @@ from embedops.app.dashboard.auth import SESSION_TTL
 from embedops.app.dashboard.routes import LOOPBACK_HOSTS
 from embedops.app.server.follower import AliasFollower, AliasView
 from embedops.app.server.limits import BodyLimit, RequestLimits, check_texts
-from embedops.app.server.metrics import ServeMetrics
+from embedops.app.server.metrics import RequestCounter, ServeMetrics
 from embedops.app.server.mirror import InFlight, Mirror, MirrorJob
 from embedops.app.server.notify import AliasChanges
+from embedops.app.server.openai_api import EmbeddingTarget, install_openai_errors, openai_router
 from embedops.app.server.rollback import RollbackPolicy, Verdict, judge
 from embedops.app.server.signals import LiveSignals
 from embedops.encoding.encoder import RUNTIMES
-from embedops.errors import AliasConflictError, EmbedopsError, ExportMissingError, NotFoundError, UsageError
+from embedops.errors import AliasConflictError, EmbedopsError, NotFoundError, UsageError
 from embedops.index import IndexReader
-from embedops.registry import Registry, Searcher, open_encoder
+from embedops.registry import Registry, Searcher
 
 MAX_K = 1000
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -122,14 +124,6 @@ class SearchRequest(BaseModel):
 
     def texts(self) -> list[str]:
         return [self.query] if self.query is not None else list(self.queries or [])
-
-
-class EmbeddingsRequest(BaseModel):
-    """OpenAI's ``/v1/embeddings`` request (``encoding_format`` float only)."""
-
-    input: str | list[str] = Field(..., description="Text or texts to embed.")
-    model: str = Field("production", description="An alias (its stable index's model) or a model ref NAME@N.")
-    encoding_format: str = Field("float", pattern="^float$")
 
 
 class _Snippets:
@@ -372,6 +366,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
                   description="Search and embeddings from the indexes behind aliases, with canaries, live shadow "
                               "traffic and automatic rollback. The dashboard is at /.")
     app.add_middleware(BodyLimit, limit=settings.limits.max_body_bytes)
+    app.add_middleware(RequestCounter, metrics=metrics)  # outermost: counts the body limit's 413s too
     app.include_router(dashboard_router(registry, auth=UiAuth(ui_token, session_ttl=settings.session_ttl),
                                         policy_file=settings.policy_file, allowed_hosts=settings.allowed_hosts))
 
@@ -421,7 +416,6 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
             ms = 1000 * (time.perf_counter() - start)
             signals.request(alias_name, reader.index_id, ms, ok=False)
             metrics.errors.labels(alias_name, reader.index_id).inc()
-            metrics.requests.labels("search", "500").inc()
             raise HTTPException(500, f"index {reader.index_id} failed to answer: {type(exc).__name__}: {exc}") from None
         ms = 1000 * (time.perf_counter() - start)
         signals.request(alias_name, reader.index_id, ms, ok=True)
@@ -434,41 +428,17 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
                                           "snippet": docs.get(h.id, ("", ""))[1]} for h in hs]}
                    for t, hs in zip(texts, hits)]
         seconds = time.perf_counter() - start
-        metrics.requests.labels("search", "200").inc()
         metrics.latency.labels("search", reader.index_id).observe(seconds)
         return {"index_id": reader.index_id, "model_ref": reader.record.model_ref, "alias": alias_name,
                 "route": route, "latency_ms": 1000 * seconds, "results": results}
 
-    @app.post("/v1/embeddings", summary="Embed texts (OpenAI-compatible)")
-    def embeddings(request: EmbeddingsRequest) -> dict:
-        with in_flight:  # mirrored work waits for these too
-            return embed(request)
+    def alias_target(alias_name: str) -> EmbeddingTarget:
+        reader = view_of(alias_name).stable  # never the canary's: vectors stay comparable with the index
+        return EmbeddingTarget(reader.encoder, reader.record.model_ref, reader.index_id)
 
-    def embed(request: EmbeddingsRequest) -> dict:
-        start = time.perf_counter()
-        texts = [request.input] if isinstance(request.input, str) else request.input
-        check_texts(texts, "input", settings.limits)
-        if "@" in request.model:
-            try:  # never exports: a server writes nothing to the store
-                encoder = open_encoder(registry, request.model, runtime=settings.runtime, create=False)
-                model_ref = registry.models.get(request.model).ref
-            except NotFoundError as exc:
-                raise HTTPException(404, str(exc)) from None
-            except ExportMissingError as exc:
-                raise HTTPException(409, str(exc)) from None
-            except UsageError as exc:
-                raise HTTPException(422, [{"loc": ["body", "model"], "msg": str(exc), "type": "value_error"}]) from None
-            index_label = "-"
-        else:
-            reader = view_of(request.model).stable
-            encoder, model_ref, index_label = reader.encoder, reader.record.model_ref, reader.index_id
-        vectors = encoder.encode(list(texts))
-        metrics.requests.labels("embeddings", "200").inc()
-        metrics.latency.labels("embeddings", index_label).observe(time.perf_counter() - start)
-        tokens = sum(len(t.split()) for t in texts)
-        return {"object": "list", "model": model_ref,
-                "data": [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    install_openai_errors(app)
+    app.include_router(openai_router(registry, limits=settings.limits, metrics=metrics, alias_target=alias_target,
+                                     runtime=settings.runtime, guard=lambda: in_flight))
 
     # healthz and readyz run on the event loop, not in the thread pool the searches queue for: under
     # load they still answer at once, and what readyz says is what the next search will use.

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException
 
+from embedops.app.server.errors import openai_error
 from embedops.errors import UsageError
 
 
@@ -61,7 +62,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return await self._refuse(send)
+            return await self._refuse(send, scope.get("path", ""))
         seen, started, refused = 0, False, False
 
         async def counted():
@@ -74,7 +75,7 @@ class BodyLimit:
                 if seen > self.limit:
                     refused = True
                     if not started:
-                        await self._refuse(send)
+                        await self._refuse(send, scope.get("path", ""))
                     return {"type": "http.disconnect"}
             return message
 
@@ -91,8 +92,9 @@ class BodyLimit:
             if not refused:
                 raise
 
-    async def _refuse(self, send):
-        body = json.dumps({"detail": f"request body over {self.limit} bytes (embedops serve --max-body-bytes)"}).encode()
+    async def _refuse(self, send, path: str):
+        message = f"request body over {self.limit} bytes (embedops serve --max-body-bytes)"
+        body = json.dumps(openai_error(413, message) if path.startswith("/v1/") else {"detail": message}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

@@ -6,6 +6,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+# The endpoint label of a request path: the API's own names; dashboard pages are "dashboard" and any
+# other path "other" (a label per unknown path would let a scanner grow the metrics without bound).
+ENDPOINTS = {"/v1/search": "search", "/v1/embeddings": "embeddings", "/v1/models": "models", "/healthz": "healthz",
+             "/readyz": "readyz", "/metrics": "metrics"}
+
 
 class ServeMetrics:
     def __init__(self) -> None:
@@ -52,3 +57,37 @@ class ServeMetrics:
         self.agreement.clear()
         for (kind, alias), value in agreement.items():
             self.agreement.labels(kind, alias).set(value)
+
+
+def endpoint_of(path: str) -> str:
+    """The ``endpoint`` label of a request path (see :data:`ENDPOINTS`)."""
+    if path in ENDPOINTS:
+        return ENDPOINTS[path]
+    if path.startswith("/v1/models/"):
+        return "models"
+    if path in ("/", "/favicon.ico") or path.startswith("/ui/"):
+        return "dashboard"
+    return "other"
+
+
+class RequestCounter:
+    """ASGI middleware: every HTTP request counted by endpoint and the status it was answered with
+    (``embedops_requests_total``), errors and refusals included, whoever answered them."""
+
+    def __init__(self, app, metrics: ServeMetrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = {"code": 500}  # what an exception that escapes every handler becomes
+
+        async def noted(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noted)
+        finally:
+            self.metrics.requests.labels(endpoint_of(scope.get("path", "")), str(status["code"])).inc()
