@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 
 import anyio.to_thread
 from fastapi import FastAPI, Header, HTTPException, Response
+from fastapi_offline import FastAPIOffline
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, model_validator
@@ -362,7 +363,9 @@ def create_app(registry: Registry, settings: ServeSettings | None = None, *, ali
         background.stop()
         mirror.stop()
 
-    app = FastAPI(title="embedops", version="1", lifespan=lifespan,
+    # FastAPIOffline: FastAPI whose /docs and /redoc load Swagger UI and ReDoc from the fastapi-offline
+    # package's own files (under /static-offline-docs), never from a CDN
+    app = FastAPIOffline(title="embedops", version="1", lifespan=lifespan,
                   description="Search and embeddings from the indexes behind aliases, with canaries, live shadow "
                               "traffic and automatic rollback. The dashboard is at /.")
     app.add_middleware(BodyLimit, limit=settings.limits.max_body_bytes)

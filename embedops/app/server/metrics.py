@@ -67,6 +67,8 @@ def endpoint_of(path: str) -> str:
         return "models"
     if path in ("/", "/favicon.ico") or path.startswith("/ui/"):
         return "dashboard"
+    if path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect") or path.startswith("/static-offline-docs/"):
+        return "docs"
     return "other"
 
 
