@@ -73,7 +73,10 @@ class UsageError(EmbedopsError):
 
 
 class NotFoundError(EmbedopsError):
-    """A named thing (corpus, model version, index, alias) does not exist."""
+    """A named thing (corpus, model version, index, alias) does not exist: bad input (exit code 2),
+    as a malformed value is; nothing is written."""
+
+    exit_code = 2
 
 
 class CorpusNotFoundError(NotFoundError):

@@ -72,7 +72,7 @@ def test_model_commands(cli, tiny_model_dir):
     assert "model.safetensors" in cli("model", "show", "tiny@1").stdout
     assert json.loads(cli("model", "show", "tiny", "--json").stdout)["version"] == 2
     assert "all" in cli("model", "verify", "tiny@1").stdout
-    assert "no model version 'ghost@1'" in cli("model", "show", "ghost@1", expect=1).stderr
+    assert "no model version 'ghost@1'" in cli("model", "show", "ghost@1", expect=2).stderr
     assert "not a directory" in cli("model", "register", "bad", tiny_model_dir.parent / "nothing", expect=2).stderr
     assert "no modules.json" in cli("model", "register", "bad", tiny_model_dir.parent, expect=2).stderr
     assert "KEY=VALUE" in cli("model", "register", "x", tiny_model_dir, "--param", "oops", expect=2).stderr
@@ -168,3 +168,26 @@ def test_override_is_audited_and_flagged_until_the_alias_moves_and_rollback_need
     assert json.loads(cli("status", "--json").stdout)["overrides"] == []
     assert "WITHOUT" not in cli("status").stderr
     assert json.loads(cli("alias", "show", "production", "--json").stdout)["value"] == a
+
+
+def test_cli_conventions_version_bad_k_exit_codes_and_search_latency(cli, corpus_file, tiny_model_dir):
+    import re
+
+    from embedops.reembed import IndexBuild
+    from embedops.registry import Registry
+    from embedops.store import Store
+
+    assert re.fullmatch(r"embedops \S+\n", cli("--version").stdout)
+    bad_k = cli("search", "x", "-k", "0", expect=2)
+    assert "Invalid value for '-k'" in bad_k.stderr and "Traceback" not in bad_k.stderr + bad_k.stdout
+    assert "no alias 'nosuch'; aliases: production, shadow" in cli("alias", "show", "nosuch", expect=2).stderr
+    assert "is not set" in cli("alias", "show", "shadow").stdout  # a well-known alias, not set yet: no error
+    assert "no index" in cli("promote", "ops--tiny-v1--0000", "--force", "--reason", "x", expect=2).stderr.lower()
+    reg = Registry(Store.open(cli.store_uri))
+    reg.corpora.add("ops", corpus_file)
+    reg.models.register("tiny", tiny_model_dir)
+    reg.promote(IndexBuild(reg, "tiny@1", "ops").run().index.index_id, override=True, reason="first")
+    shown = json.loads(cli("search", "postgres failover", "-k", "2", "--json").stdout)
+    # the query's own time is reported apart from opening the index and the model in a new process
+    assert shown["open_ms"] > 0 and shown["latency_ms"] > 0 and len(shown["hits"]) == 2
+    assert "ms opening the index and model" in " ".join(cli("search", "kafka", "-k", "1").stdout.split())

@@ -153,6 +153,17 @@ def progress_bar():
     )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"embedops {version('embedops')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("embedops (not installed: no version recorded)")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -160,6 +171,8 @@ def root(
         None, "--store", "-s", help=f"Store location (a directory). Default: ${STORE_ENV} or ./embedops-store.",
         show_default=False,
     ),
+    show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                      help="Print embedops' version and exit."),
 ):
     """Fine-tune embedding models for your domain and ship them safely."""
     quiet_library_progress()

@@ -20,7 +20,9 @@ from embedops.cli._common import (
     state,
     when,
 )
-from embedops.errors import UsageError
+from embedops.errors import NotFoundError, UsageError
+
+WELL_KNOWN = ("production", "shadow")  # aliases embedops itself names; unset, they show as not set
 
 alias_app = group("Aliases such as production and shadow.\n\nExample:  embedops alias show production")
 
@@ -30,8 +32,15 @@ def alias_show(ctx: typer.Context, name: str = typer.Argument(..., help="Alias n
     """Show where an alias points and what it replaced.
 
     Example:  embedops alias show production
+
+    production and shadow that were never set show as not set (exit 0); any other name that was
+    never set is an error (exit 2).
     """
-    s = state(ctx).registry.aliases.get(name)
+    aliases = state(ctx).registry.aliases
+    s = aliases.get(name)
+    if s is None and name not in WELL_KNOWN:  # a name nobody ever set is a typo, not an empty alias
+        known = sorted({a.name for a in aliases.list()} | set(WELL_KNOWN))
+        raise NotFoundError(f"no alias {name!r}; aliases: {', '.join(known)}")
     if as_json:
         print_json(s.to_dict() if s else {"name": name, "value": None})
         return

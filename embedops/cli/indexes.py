@@ -163,7 +163,7 @@ def index_drop(ctx: typer.Context, index_id: str = typer.Argument(...), reason: 
 def search(
     ctx: typer.Context,
     text: str = typer.Argument(..., help="Query text."),
-    k: int = typer.Option(10, "-k", help="Number of hits."),
+    k: int = typer.Option(10, "-k", min=1, max=1000, help="Number of hits (1-1000)."),
     alias: str = typer.Option("production", "--alias", "-a", help="Alias whose index answers."),
     index_id: Optional[str] = typer.Option(None, "--index", help="Search this index instead of an alias's."),
     as_json: bool = JsonOpt,
@@ -176,7 +176,8 @@ def search(
     if as_json:
         print_json(result.to_dict())
         return
-    table = make_table("#", "score", "id", "title", title=f"{result.index_id} ({result.model_ref}) {result.latency_ms:.1f} ms")
+    table = make_table("#", "score", "id", "title", title=f"{result.index_id} ({result.model_ref}) {result.latency_ms:.1f} ms "
+                       f"(+{result.open_ms:.0f} ms opening the index and model)")
     for n, h in enumerate(result.hits, 1):
         table.add_row(str(n), f"{h.score:.4f}", h.id, h.title)
     out.print(table)

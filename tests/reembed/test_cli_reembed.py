@@ -65,9 +65,9 @@ def test_sync_command_updates_aliased_indexes(reg, docs_file, cli_for, tmp_path)
 
 def test_build_of_unknown_corpus_or_model_fails_clearly(reg, cli_for):
     cli = cli_for(reg)
-    assert "no corpus named 'nope'" in cli("index", "build", "tiny@1", "--corpus", "nope", expect=1).stderr
-    assert "no model version 'ghost@1'" in cli("index", "build", "ghost@1", "--corpus", "nope", expect=1).stderr
-    assert "alias 'production' does not point" in cli("search", "x", expect=1).stderr
+    assert "no corpus named 'nope'" in cli("index", "build", "tiny@1", "--corpus", "nope", expect=2).stderr
+    assert "no model version 'ghost@1'" in cli("index", "build", "ghost@1", "--corpus", "nope", expect=2).stderr
+    assert "alias 'production' does not point" in cli("search", "x", expect=2).stderr
 
 
 @pytest.mark.skipif(gpu_present(), reason="on a GPU machine --device cuda is expected to work")
