@@ -178,6 +178,8 @@ def test_cli_conventions_version_bad_k_exit_codes_and_search_latency(cli, corpus
     from embedops.store import Store
 
     assert re.fullmatch(r"embedops \S+\n", cli("--version").stdout)
+    for args in ((), ("alias", "show"), ("train",), ("guard",)):  # flags take no value: no "<bool>" after them
+        assert "<bool>" not in cli(*args, "--help").stdout and "--json" in cli("alias", "show", "--help").stdout
     bad_k = cli("search", "x", "-k", "0", expect=2)
     assert "Invalid value for '-k'" in bad_k.stderr and "Traceback" not in bad_k.stderr + bad_k.stdout
     assert "no alias 'nosuch'; aliases: production, shadow" in cli("alias", "show", "nosuch", expect=2).stderr

@@ -10,7 +10,7 @@ lock held by another build).
 from __future__ import annotations
 
 from embedops.cli import aliases, canary, corpus, guards, indexes, models, pairs, pipeline, serve, status, train  # noqa: F401
-from embedops.cli._common import app, reflow_help
+from embedops.cli._common import app, flags_show_no_type, reflow_help
 
 # Importing a module registers its commands on ``app``; --help lists them in the order of the lifecycle.
 _ORDER = ("search", "promote", "guard", "rollback", "train", "serve", "demo", "history", "status")
@@ -24,6 +24,7 @@ app.add_typer(pairs.pairs_app, name="pairs")
 app.add_typer(pipeline.pipeline_app, name="pipeline")
 app.add_typer(aliases.alias_app, name="alias")
 app.add_typer(indexes.index_app, name="index")
+flags_show_no_type()  # --json, not --json <bool>
 reflow_help(app)  # --help paragraphs wrap to the terminal; Example lines stay lines of their own
 
 __all__ = ["app", "main"]

@@ -92,6 +92,22 @@ def reflow(doc: str) -> str:
     return "\n\n".join(paragraphs)
 
 
+def flags_show_no_type() -> None:
+    """Show on/off flags (``--json``, ``--force``) without a ``<bool>`` type in ``--help``: typer 0.29
+    labels them as if they took a value. Changes only how help renders (typer's option class)."""
+    from typer.core import TyperOption
+
+    if getattr(TyperOption.display_type_rich, "_embedops", False):
+        return
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag and self.metavar is None else shown(self, ctx)
+
+    display_type_rich._embedops = True
+    TyperOption.display_type_rich = display_type_rich
+
+
 def reflow_help(typer_app: typer.Typer) -> None:
     """Set every command's help (this app's and its groups') from its reflowed docstring."""
     for info in typer_app.registered_commands:
