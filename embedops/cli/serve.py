@@ -32,6 +32,7 @@ def serve(
     max_chars: int = typer.Option(8192, "--max-chars", min=1, help="Characters in one text or query (413 past it)."),
     max_body_bytes: int = typer.Option(4 * 1024 * 1024, "--max-body-bytes", min=1, help="Bytes in one request body (413 past it)."),
     session_hours: float = typer.Option(12.0, "--session-hours", min=0.01, help="Hours a dashboard sign-in lasts; a new EMBEDOPS_UI_TOKEN ends every session at once."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One line per request on stderr: client, time, request line, status (Common Log Format's fields, as uvicorn writes them)."),
 ):
     """Serve search and embeddings over HTTP from the indexes behind aliases, live.
 
@@ -53,9 +54,12 @@ def serve(
 
     Example:  embedops --store ./embedops-demo serve --port 8000 --shadow-alias shadow --shadow-fraction 0.1
     Example:  embedops serve --host 0.0.0.0 --allowed-host search.internal
+    Example:  embedops serve --no-access-log 2>> serve.log
     Example:  curl -s localhost:8000/v1/search -H 'content-type: application/json' -d '{"query": "database down", "k": 3}'
     """
+    import contextlib
     import faulthandler
+    import io
     import signal
 
     import uvicorn
@@ -74,18 +78,47 @@ def serve(
                              session_ttl=3600 * session_hours)
     if threads is not None:
         settings = replace(settings, threads=threads)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # 'kill -USR1': where is each thread?
+    with contextlib.suppress(io.UnsupportedOperation, ValueError):  # stderr without a file (in-process runs)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # 'kill -USR1': where is each thread?
     store = state(ctx).store  # fails here, clearly, if there is no store
     shadow = f", mirroring {shadow_fraction:.0%} to {shadow_alias!r}" if shadow_alias else ""
     mode = "sign in with the token to act" if os.environ.get(TOKEN_ENV) else f"read-only: set {TOKEN_ENV} to act"
     err.print(f"serving alias {alias!r} of {store.location} on http://{host}:{port}{shadow}\n"
-              f"dashboard: http://{host}:{port}/ ({mode})\nAPI docs: http://{host}:{port}/docs")
+              f"dashboard: http://{host}:{port}/ ({mode})\nAPI docs: http://{host}:{port}/docs",
+              soft_wrap=True)  # whole lines: a log file or a pipe is not a terminal to fit
+    logging = {"log_config": uvicorn_log_config(access_log), "access_log": access_log}
     if workers > 1:
         os.environ["EMBEDOPS_STORE"] = state(ctx).store_uri
         os.environ[SETTINGS_ENV] = settings_to_env(settings)
         uvicorn.run("embedops.app.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning", timeout_keep_alive=keep_alive)
+                    timeout_keep_alive=keep_alive, **logging)
         return
     uvicorn.run(create_app(state(ctx).registry, settings, ui_token=os.environ.get(TOKEN_ENV) or None),
-                host=host, port=port, log_level="warning",
-                timeout_keep_alive=keep_alive)
+                host=host, port=port, timeout_keep_alive=keep_alive, **logging)
+
+
+ACCESS_FORMAT = '%(client_addr)s - - [%(asctime)s] "%(request_line)s" %(status_code)s'
+
+
+def uvicorn_log_config(access_log: bool) -> dict:
+    """uvicorn's logging: its own messages from warnings up, and with ``access_log`` one line per
+    request on stderr in Common Log Format's order (client, time, request line, status)."""
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {
+            "default": {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(levelprefix)s %(message)s",
+                        "use_colors": None},
+            "access": {"()": "uvicorn.logging.AccessFormatter", "fmt": ACCESS_FORMAT,
+                       "datefmt": "%d/%b/%Y:%H:%M:%S %z", "use_colors": False},
+        },
+        "handlers": {
+            "default": {"formatter": "default", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+            "access": {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": "WARNING", "propagate": False},
+            "uvicorn.error": {"level": "WARNING"},
+            "uvicorn.access": {"handlers": ["access"], "level": "INFO" if access_log else "WARNING",
+                               "propagate": False},
+        },
+    }
