@@ -193,3 +193,21 @@ def test_cli_conventions_version_bad_k_exit_codes_and_search_latency(cli, corpus
     # the query's own time is reported apart from opening the index and the model in a new process
     assert shown["open_ms"] > 0 and shown["latency_ms"] > 0 and len(shown["hits"]) == 2
     assert "ms opening the index and model" in " ".join(cli("search", "kafka", "-k", "1").stdout.split())
+
+
+def test_ids_print_whole_at_80_columns_and_quiet_prints_ids_only(cli, tmp_path, tiny_model_dir, monkeypatch):
+    from helpers import SAMPLE_DOCS, write_jsonl
+    from embedops.cli._common import out
+
+    name = "customer-support-knowledge-base-emea"
+    cli("corpus", "add", name, write_jsonl(tmp_path / "docs.jsonl", SAMPLE_DOCS))
+    cli("model", "register", "minilm-support-tuned", tiny_model_dir)
+    index_id = cli("index", "build", "minilm-support-tuned@1", "--corpus", name).stdout.strip().splitlines()[-1]
+    assert len(index_id) > 40
+    monkeypatch.setattr(out, "_width", 80)  # a terminal 80 columns wide
+    listed = cli("index", "list").stdout
+    assert index_id in listed  # on one line, whole: a user copies it into promote or guard
+    assert max(len(line) for line in listed.splitlines()) <= 80  # the other columns folded to make room
+    assert cli("index", "list", "-q").stdout == index_id + "\n"
+    assert cli("model", "list", "--quiet").stdout == "minilm-support-tuned@1\n"
+    assert cli("corpus", "list", "-q").stdout == name + "\n"

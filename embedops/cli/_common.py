@@ -33,6 +33,7 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only the ids, one a line (for scripts: xargs, $(...)).")
 
 
 def group(help: str) -> typer.Typer:
@@ -121,9 +122,28 @@ def state(ctx: typer.Context) -> CliState:
     return ctx.find_root().obj
 
 
+# Columns whose values a user copies into another command (promote, guard, shadow, model show): kept
+# on one line, whatever the terminal's width; the other columns fold to make room.
+WHOLE = frozenset({"id", "index", "ref", "parent", "previous", "subject", "alias", "corpus", "model"})
+
+
+class _Table(Table):
+    """A rich Table that widens the :data:`WHOLE` columns to their longest value when it renders."""
+
+    def __rich_console__(self, console, options):
+        from rich.cells import cell_len
+
+        for column in self.columns:
+            if str(column.header) in WHOLE:
+                column.min_width = max((cell_len(str(c)) for c in column._cells), default=0) or None
+                column.no_wrap = True
+        yield from super().__rich_console__(console, options)
+
+
 def make_table(*headers: str, **kwargs) -> Table:
-    """A rich table whose cells wrap instead of being cut: ids and refs stay whole at 80 columns."""
-    table = Table(*headers, **kwargs)
+    """A rich table whose cells wrap instead of being cut, with ids and refs whole on one line (the
+    other columns fold first): a user copies them."""
+    table = _Table(*headers, **kwargs)
     for column in table.columns:
         column.overflow = "fold"
         if column.header in ("when", "since", "created", "updated"):
@@ -137,8 +157,14 @@ def when(ts: str) -> str:
 
 
 def print_records(records: list, as_json: bool, headers: tuple[str, ...], row: Callable[[Any], list[str]], *,
-                  title: str, empty: str, to_dict: Callable[[Any], dict] = lambda r: r.to_dict()) -> None:
-    """A list command's output: JSON of every record, or a table of one row each (``empty`` if none)."""
+                  title: str, empty: str, to_dict: Callable[[Any], dict] = lambda r: r.to_dict(),
+                  quiet: bool = False) -> None:
+    """A list command's output: JSON of every record, ``quiet``: the first column's value of each
+    (an id a line, as ``docker ps -q``), or a table of one row each (``empty`` if none)."""
+    if quiet:
+        for r in records:
+            typer.echo(row(r)[0])
+        return
     if as_json:
         print_json([to_dict(r) for r in records])
         return

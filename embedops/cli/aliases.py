@@ -10,6 +10,7 @@ import typer
 from embedops.app.promotion import promote as promote_index
 from embedops.cli._common import (
     JsonOpt,
+    QuietOpt,
     app,
     group,
     handle_errors,
@@ -75,14 +76,14 @@ def alias_history(ctx: typer.Context, name: str = typer.Argument(..., help="Alia
 
 @alias_app.command("list")
 @handle_errors
-def alias_list(ctx: typer.Context, as_json: bool = JsonOpt):
+def alias_list(ctx: typer.Context, as_json: bool = JsonOpt, quiet: bool = QuietOpt):
     """List aliases and their targets.
 
     Example:  embedops alias list
     """
     print_records(state(ctx).registry.aliases.list(), as_json, ("alias", "index", "previous", "since"),
                   lambda a: [a.name, a.value or "-", a.previous or "-", when(a.ts)], title="Aliases",
-                  empty="no aliases yet")
+                  empty="no aliases yet", quiet=quiet)
 
 
 @app.command("promote")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from embedops.cli._common import JsonOpt, err, group, handle_errors, out, print_json, print_records, state
+from embedops.cli._common import JsonOpt, QuietOpt, err, group, handle_errors, out, print_json, print_records, state
 
 corpus_app = group("Corpora in the store.\n\nExample:  embedops corpus add scifact ../shared/data/scifact")
 
@@ -38,11 +38,11 @@ def corpus_add(
 
 @corpus_app.command("list")
 @handle_errors
-def corpus_list(ctx: typer.Context, as_json: bool = JsonOpt):
+def corpus_list(ctx: typer.Context, as_json: bool = JsonOpt, quiet: bool = QuietOpt):
     """List corpora with their document counts.
 
     Example:  embedops corpus list --json
     """
     print_records(state(ctx).registry.corpora.list(), as_json, ("corpus", "documents", "version"),
                   lambda i: [i.name, str(i.documents), str(i.version)], title="Corpora",
-                  empty="no corpora yet: embedops corpus add NAME PATH", to_dict=lambda i: i.__dict__)
+                  empty="no corpora yet: embedops corpus add NAME PATH", to_dict=lambda i: i.__dict__, quiet=quiet)

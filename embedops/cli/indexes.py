@@ -10,6 +10,7 @@ import typer
 from embedops.app.indexes import build_index, sync_indexes
 from embedops.cli._common import (
     JsonOpt,
+    QuietOpt,
     app,
     err,
     group,
@@ -94,7 +95,7 @@ def index_build(
 
 @index_app.command("list")
 @handle_errors
-def index_list(ctx: typer.Context, as_json: bool = JsonOpt):
+def index_list(ctx: typer.Context, as_json: bool = JsonOpt, quiet: bool = QuietOpt):
     """List indexes with their model, corpus and status.
 
     Example:  embedops index list --json
@@ -107,7 +108,7 @@ def index_list(ctx: typer.Context, as_json: bool = JsonOpt):
     print_records(reg.indexes.list(), as_json, ("index", "model", "corpus", "precision", "status", "docs", "aliases"),
                   lambda i: [i.index_id, i.model_ref, i.corpus, i.precision, i.status.value, str(i.doc_count or "-"),
                              ", ".join(aliases.get(i.index_id, []))],
-                  title="Indexes", empty="no indexes yet: embedops index build MODEL_REF --corpus NAME")
+                  title="Indexes", empty="no indexes yet: embedops index build MODEL_REF --corpus NAME", quiet=quiet)
 
 
 @index_app.command("sync")

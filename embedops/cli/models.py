@@ -11,6 +11,7 @@ import typer
 
 from embedops.cli._common import (
     JsonOpt,
+    QuietOpt,
     err,
     group,
     handle_errors,
@@ -67,14 +68,14 @@ def model_register(
 
 @model_app.command("list")
 @handle_errors
-def model_list(ctx: typer.Context, as_json: bool = JsonOpt):
+def model_list(ctx: typer.Context, as_json: bool = JsonOpt, quiet: bool = QuietOpt):
     """List model versions.
 
     Example:  embedops model list
     """
     print_records(state(ctx).registry.models.list(), as_json, ("ref", "parent", "created", "creator", "files", "digest"),
                   lambda m: [m.ref, m.parent or "-", when(m.created_at), m.creator, str(len(m.files)), m.digest[:12]],
-                  title="Model versions", empty="no models yet: embedops model register NAME PATH")
+                  title="Model versions", empty="no models yet: embedops model register NAME PATH", quiet=quiet)
 
 
 @model_app.command("show")
