@@ -132,7 +132,7 @@ def _alphas(runs) -> str:
 def _cli(store_uri: str, *args, time_file: Path | None = None, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
     """One embedops command as a user types it (a new process, the installed entry point's module);
     an exit status outside ``ok`` stops the benchmark."""
-    cmd = [sys.executable, "-m", "embedops", "--store", store_uri, *map(str, args)]
+    cmd = [sys.executable, "-m", "embedops", "--store", store_uri, "--create", *map(str, args)]
     if time_file:
         cmd = ["/usr/bin/time", "-f", "%M %e", "-o", str(time_file), *cmd]
     done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"COLUMNS": "80"})

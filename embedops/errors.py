@@ -19,7 +19,10 @@ class StoreError(EmbedopsError):
 
 
 class NotAStoreError(StoreError):
-    """The path exists but is not an embedops store."""
+    """There is no embedops store at the path: nothing there, or something that is not a store. Bad
+    input (exit code 2): nothing is written."""
+
+    exit_code = 2
 
 
 class StoreSchemaTooNewError(StoreError):

@@ -20,6 +20,7 @@ sts=./quickstart-data/general-sts.tsv
 policy=./quickstart-data/policy.toml
 printf '[guards]\nmin_gold_queries = 10\nmin_slice_queries = 5\n' > "$policy"
 
+$E init                                   # the store; other commands refuse a --store that names none
 $E corpus add runbooks $ex
 $E model register minilm bundled:all-MiniLM-L6-v2 --notes "all-MiniLM-L6-v2, bundled"
 blue=$($E index build minilm@1 --corpus runbooks)

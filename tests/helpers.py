@@ -129,17 +129,21 @@ def tree_snapshot(root: Path) -> dict[str, str]:
     }
 
 class StoreCli:
-    """Runs ``embedops --store URI ...`` in-process."""
+    """Runs ``embedops --store URI ...`` in-process; with ``create`` (the default) as ``--store URI
+    --create``, as a test's first command makes its store on purpose (``create=False`` for the tests
+    of a missing store)."""
 
-    def __init__(self, store_uri: str):
+    def __init__(self, store_uri: str, *, create: bool = True):
         from embedops.cli import app
 
         self.app = app
         self.store_uri = store_uri
+        self.create = create
         self.runner = CliRunner()
 
     def __call__(self, *args: str, expect: int | None = 0):
-        result = self.runner.invoke(self.app, ["--store", self.store_uri, *map(str, args)])
+        head = ["--store", self.store_uri] + (["--create"] if self.create else [])
+        result = self.runner.invoke(self.app, [*head, *map(str, args)])
         if expect is not None:
             assert result.exit_code == expect, (
                 f"exit {result.exit_code}, expected {expect}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"

@@ -133,8 +133,9 @@ def test_store_from_environment_and_invalid_names(tmp_path, corpus_file, monkeyp
     from embedops.cli import app
 
     monkeypatch.setenv("EMBEDOPS_STORE", str(tmp_path / "env-store"))
+    assert CliRunner().invoke(app, ["init"]).exit_code == 0 and (tmp_path / "env-store" / "embedops.json").is_file()
     result = CliRunner().invoke(app, ["corpus", "add", "ops", str(corpus_file)])
-    assert result.exit_code == 0 and (tmp_path / "env-store" / "embedops.json").is_file()
+    assert result.exit_code == 0
     result = CliRunner().invoke(app, ["corpus", "add", "bad/name", str(corpus_file)])
     assert result.exit_code == 2 and "invalid corpus name" in result.stderr
 
@@ -211,3 +212,18 @@ def test_ids_print_whole_at_80_columns_and_quiet_prints_ids_only(cli, tmp_path, 
     assert cli("index", "list", "-q").stdout == index_id + "\n"
     assert cli("model", "list", "--quiet").stdout == "minilm-support-tuned@1\n"
     assert cli("corpus", "list", "-q").stdout == name + "\n"
+
+
+def test_a_missing_store_is_an_error_naming_the_path_unless_created_on_purpose(tmp_path):
+    from helpers import StoreCli
+
+    typo = tmp_path / "typo-store"
+    strict = StoreCli(str(typo), create=False)
+    refused = " ".join(strict("status", expect=2).stderr.split())
+    assert f"no embedops store at {typo}" in refused and "init" in refused and "--create" in refused
+    assert not typo.exists()  # nothing was made
+    assert f"embedops store at {typo}" in strict("init").stdout and (typo / "embedops.json").is_file()
+    assert strict("init").exit_code == 0  # again: nothing changes
+    assert strict("corpus", "list", "-q").stdout == ""  # now it exists: every command opens it
+    other = tmp_path / "made-by-create"
+    assert StoreCli(str(other))("status").exit_code == 0 and (other / "embedops.json").is_file()  # --create

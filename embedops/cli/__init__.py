@@ -9,11 +9,11 @@ lock held by another build).
 
 from __future__ import annotations
 
-from embedops.cli import aliases, canary, corpus, guards, indexes, models, pairs, pipeline, serve, status, train  # noqa: F401
+from embedops.cli import aliases, canary, corpus, guards, indexes, init, models, pairs, pipeline, serve, status, train  # noqa: F401
 from embedops.cli._common import app, flags_show_no_type, reflow_help
 
 # Importing a module registers its commands on ``app``; --help lists them in the order of the lifecycle.
-_ORDER = ("search", "promote", "guard", "rollback", "train", "serve", "demo", "history", "status")
+_ORDER = ("init", "search", "promote", "guard", "rollback", "train", "serve", "demo", "history", "status")
 app.registered_commands.sort(key=lambda c: _ORDER.index(c.name))
 
 app.add_typer(guards.shadow_app, name="shadow")

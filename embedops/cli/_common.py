@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from embedops.errors import EmbedopsError
+from embedops.errors import EmbedopsError, NotAStoreError
 from embedops.registry import Registry
 from embedops.store import STORE_ENV, Store, resolve_store_uri
 
@@ -44,12 +44,19 @@ def group(help: str) -> typer.Typer:
 @dataclass
 class CliState:
     store_uri: str
+    create: bool = False  # --create, `init`, `pipeline run`: a missing store is made, on purpose
     _store: Store | None = None
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store.open(self.store_uri)
+            try:
+                self._store = Store.open(self.store_uri, create=self.create)
+            except NotAStoreError as exc:
+                if str(exc).startswith("no embedops store at "):  # absent, not a stranger's folder
+                    raise NotAStoreError(f"{exc}: create it with 'embedops --store {self.store_uri} init' (or add "
+                                         "--create), or point --store / $EMBEDOPS_STORE at an existing one") from None
+                raise
         return self._store
 
     @property
@@ -213,12 +220,14 @@ def root(
         None, "--store", "-s", help=f"Store location (a directory). Default: ${STORE_ENV} or ./embedops-store.",
         show_default=False,
     ),
+    create: bool = typer.Option(False, "--create", help="Create the store if it does not exist (otherwise a "
+                                "missing store is an error, so a typo in --store cannot start an empty one)."),
     show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                       help="Print embedops' version and exit."),
 ):
     """Fine-tune embedding models for your domain and ship them safely."""
     quiet_library_progress()
-    ctx.obj = CliState(resolve_store_uri(store))
+    ctx.obj = CliState(resolve_store_uri(store), create=create)
 
 
 def quiet_library_progress() -> None:

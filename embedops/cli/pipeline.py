@@ -81,6 +81,7 @@ def pipeline_run(
     """
     config = PipelineConfig.from_toml(config_path)
     with _StageProgress() as shown:
+        state(ctx).create = True  # a pipeline run sets a store up from its config, on purpose
         report = Pipeline(state(ctx).registry, config, on_stage=shown.on_stage, on_progress=shown.on_progress).run()
     data = report.to_dict()
     if report_path:

@@ -15,7 +15,7 @@ def test_build_promote_search_shadow_rollback_via_cli(reg, docs_file, tiny_model
     export = json.loads(cli("model", "export-onnx", "tiny@1", "--json").stdout)
     assert export["kind"] == "onnx-fp32" and export["meta"]["parity"]["min_cosine"] >= 0.999
     first = cli("index", "build", "tiny@1", "--corpus", "ops").stdout.strip()
-    assert "embedded 40 documents" in cli.runner.invoke(cli.app, ["--store", cli.store_uri, "index", "build", "tiny@1", "--corpus", "ops"]).stderr
+    assert "embedded 40 documents" in cli.runner.invoke(cli.app, ["--store", cli.store_uri, "--create", "index", "build", "tiny@1", "--corpus", "ops"]).stderr
     listed = json.loads(cli("index", "list", "--json").stdout)
     assert first in [i["index_id"] for i in listed] and all(i["status"] == "ready" for i in listed)
 
