@@ -136,10 +136,12 @@ class CorpusChange:
     deleted: int
     unchanged: int
     version: int
+    kept: int = 0  # documents the file did not name, kept (an add that is not a replace)
 
     @property
     def documents(self) -> int:
-        return self.added + self.changed + self.unchanged
+        """Documents in the corpus after the change."""
+        return self.added + self.changed + self.unchanged + self.kept
 
 
 @dataclass(frozen=True)
@@ -170,8 +172,10 @@ class CorpusStore:
             )
         return self.store.open_table(self.table_name(name), version=version)
 
-    def add(self, name: str, path: Path | str) -> CorpusChange:
-        """Ingest ``path`` into corpus ``name``: validated whole, then applied in one commit."""
+    def add(self, name: str, path: Path | str, *, replace: bool = False) -> CorpusChange:
+        """Ingest ``path`` into corpus ``name``: validated whole, then applied in one commit. New ids
+        are added and changed texts updated; documents the file does not name are kept, unless
+        ``replace``: then the corpus becomes exactly the file (they are deleted)."""
         tname = self.table_name(name)
         docs = read_documents(path)
         data = pa.Table.from_pylist(
@@ -188,18 +192,18 @@ class CorpusStore:
             new = {d.id: d.content_hash for d in docs}
             added = sum(1 for i in new if i not in old)
             changed = sum(1 for i, h in new.items() if i in old and old[i] != h)
-            deleted = sum(1 for i in old if i not in new)
+            absent = sum(1 for i in old if i not in new)
+            deleted, kept = (absent, 0) if replace else (0, absent)
             unchanged = len(new) - added - changed
             if added or changed or deleted:
-                (
-                    tbl.merge_insert("id")
-                    .when_matched_update_all(where="target.content_hash != source.content_hash")
-                    .when_not_matched_insert_all()
-                    .when_not_matched_by_source_delete()
-                    .execute(data)
-                )
-            change = CorpusChange(name, added, changed, deleted, unchanged, version=tbl.version)
-        if change.documents == change.unchanged and not change.deleted:
+                merge = (tbl.merge_insert("id")
+                         .when_matched_update_all(where="target.content_hash != source.content_hash")
+                         .when_not_matched_insert_all())
+                if replace:
+                    merge = merge.when_not_matched_by_source_delete()
+                merge.execute(data)
+            change = CorpusChange(name, added, changed, deleted, unchanged, version=tbl.version, kept=kept)
+        if not (change.added or change.changed or change.deleted):
             return change  # nothing changed: nothing to record
         self.audit.record(
             "corpus.add", name, source=str(Path(path).resolve()), added=change.added, changed=change.changed,

@@ -58,8 +58,12 @@ def test_add_is_idempotent_and_counts_changes(tmp_path, corpus_file):
     edited = [dict(d) for d in SAMPLE_DOCS[1:]]  # d1 deleted
     edited[0]["text"] += " Then check replication."  # d2 changed
     edited.append({"_id": "d6", "text": "New runbook."})  # d6 added
-    change = corpora.add("ops", write_jsonl(tmp_path / "v2.jsonl", edited))
-    assert (change.added, change.changed, change.deleted, change.unchanged) == (1, 1, 1, 3)
+    v2 = write_jsonl(tmp_path / "v2.jsonl", edited)
+    added = corpora.add("ops", v2)  # an add keeps what the file does not name
+    assert (added.added, added.changed, added.deleted, added.kept, added.unchanged) == (1, 1, 0, 1, 3)
+    assert added.documents == 6 and sorted(r["id"] for r in corpora.documents("ops").to_pylist())[0] == "d1"
+    change = corpora.add("ops", v2, replace=True)  # the corpus becomes the file
+    assert (change.added, change.changed, change.deleted, change.unchanged) == (0, 0, 1, 5)
     docs = {r["id"]: r for r in corpora.documents("ops").to_pylist()}
     assert sorted(docs) == ["d2", "d3", "d4", "d5", "d6"]
     assert docs["d2"]["text"].endswith("Then check replication.")

@@ -16,23 +16,30 @@ def corpus_add(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Corpus name (letters, digits, '-', '_')."),
     path: Path = typer.Argument(..., help="BEIR directory (with corpus.jsonl) or JSONL file of {_id|id, title?, text}."),
+    replace: bool = typer.Option(False, "--replace", help="Make the corpus exactly this file: documents it does not name are deleted."),
     as_json: bool = JsonOpt,
 ):
-    """Add or update a corpus; re-adding the same file changes nothing.
+    """Add documents to a corpus (created on first use) or update changed ones; re-adding the same
+    file changes nothing.
 
-    Reports how many documents were added, changed, deleted and unchanged. Invalid input is rejected
-    whole, naming file, line and field, and the store is left exactly as it was.
+    Documents already in the corpus that the file does not name are kept (a second file adds to the
+    first); with --replace they are deleted, so the corpus is the file. Reports how many documents were
+    added, changed, deleted, kept and unchanged. Invalid input is rejected whole, naming file, line
+    and field, and the store is left exactly as it was.
 
     Example:  embedops corpus add scifact ../shared/data/scifact
+    Example:  embedops corpus add docs ./new-docs.jsonl             # adds to what is there
+    Example:  embedops corpus add docs ./all-docs.jsonl --replace   # the corpus becomes the file
     """
     with err.status(f"reading {path} ..."):
-        change = state(ctx).registry.corpora.add(name, path)
+        change = state(ctx).registry.corpora.add(name, path, replace=replace)
     if as_json:
         print_json(change.__dict__ | {"documents": change.documents})
         return
     out.print(
         f"corpus [bold]{name}[/]: {change.added} added, {change.changed} changed, {change.deleted} deleted, "
-        f"{change.unchanged} unchanged ({change.documents} documents, table version {change.version})"
+        f"{change.unchanged} unchanged" + (f", {change.kept} kept (not in this file)" if change.kept else "")
+        + f" ({change.documents} documents, table version {change.version})"
     )
 
 

@@ -130,7 +130,7 @@ def test_changes_made_during_the_build_are_caught_up(reg, docs_file, tmp_path):
 
     def edit_once(n):
         if not done:
-            done.append(reg.corpora.add("ops", edit))
+            done.append(reg.corpora.add("ops", edit, replace=True))
 
     report = IndexBuild(reg, "tiny@1", "ops", chunk_size=10, after_chunk=edit_once).run()
     assert report.catch_up_rounds == 1 and report.deleted == 5
@@ -148,7 +148,7 @@ def test_sync_embeds_only_what_changed(reg, docs_file, tmp_path):
     docs = make_docs(40)
     docs[3]["text"] = "new text for doc three"
     docs = docs[:-2] + make_docs(1, seed=3, prefix="extra")
-    reg.corpora.add("ops", write_jsonl(tmp_path / "v2.jsonl", docs))
+    reg.corpora.add("ops", write_jsonl(tmp_path / "v2.jsonl", docs), replace=True)
     report = sync_index(reg, index.index_id)
     assert (report.embedded, report.deleted) == (2, 2)
     after = {r["id"]: r["vector"] for r in table_rows(reg, report.index)}

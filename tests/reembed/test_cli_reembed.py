@@ -57,7 +57,8 @@ def test_sync_command_updates_aliased_indexes(reg, docs_file, cli_for, tmp_path)
     idx = cli("index", "build", "tiny@1", "--corpus", "ops").stdout.strip()
     cli("promote", idx, "--force", "--reason", "first")
     assert "no aliased" not in cli("index", "sync").stdout
-    cli("corpus", "add", "ops", write_jsonl(tmp_path / "v2.jsonl", make_docs(38) + make_docs(1, seed=4, prefix="n")))
+    cli("corpus", "add", "ops", write_jsonl(tmp_path / "v2.jsonl", make_docs(38) + make_docs(1, seed=4, prefix="n")),
+        "--replace")
     (report,) = json.loads(cli("index", "sync", "--json").stdout)
     assert report["index_id"] == idx and (report["embedded"], report["deleted"]) == (1, 2)
     assert json.loads(cli("search", "kafka", "--json").stdout)["index_id"] == idx

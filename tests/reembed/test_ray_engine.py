@@ -42,7 +42,7 @@ def test_ray_build_equals_local_build(reg, tmp_path, engine):
 
     # LanceDB's own writes (catch-up after a corpus change) work on the table the actors wrote
     docs = make_docs(90)[1:] + make_docs(5, seed=9, prefix="new")  # one deleted, five added
-    reg.corpora.add("ops", write_jsonl(tmp_path / "more.jsonl", docs))
+    reg.corpora.add("ops", write_jsonl(tmp_path / "more.jsonl", docs), replace=True)
     synced = sync_index(reg, ray_rec.index_id)
     assert synced.embedded == 5 and synced.deleted == 1 and synced.index.doc_count == 94
 

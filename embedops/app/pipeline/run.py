@@ -62,7 +62,7 @@ class Pipeline:
         """Idempotent by itself (counts changes); keyed by the corpus table version it yields."""
         cfg, start = self.config, time.perf_counter()
         self.on_stage("corpus", "running")
-        change = self.registry.corpora.add(cfg.corpus.name, cfg.corpus.path)
+        change = self.registry.corpora.add(cfg.corpus.name, cfg.corpus.path, replace=True)  # the config declares the corpus
         self.stages.record("corpus", str(change.version), time.perf_counter() - start, change.__dict__)
         return change.version
 
