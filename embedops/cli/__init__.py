@@ -10,7 +10,7 @@ lock held by another build).
 from __future__ import annotations
 
 from embedops.cli import aliases, canary, corpus, guards, indexes, init, models, pairs, pipeline, serve, status, train  # noqa: F401
-from embedops.cli._common import app, flags_show_no_type, reflow_help
+from embedops.cli._common import app, flags_show_no_type, reflow_help, usage_errors_on_one_line
 
 # Importing a module registers its commands on ``app``; --help lists them in the order of the lifecycle.
 _ORDER = ("init", "search", "promote", "guard", "rollback", "train", "serve", "demo", "history", "status")
@@ -25,6 +25,7 @@ app.add_typer(pipeline.pipeline_app, name="pipeline")
 app.add_typer(aliases.alias_app, name="alias")
 app.add_typer(indexes.index_app, name="index")
 flags_show_no_type()  # --json, not --json <bool>
+usage_errors_on_one_line()  # error: Invalid value for '-k': ... (see: embedops search --help)
 reflow_help(app)  # --help paragraphs wrap to the terminal; Example lines stay lines of their own
 
 __all__ = ["app", "main"]

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from embedops.errors import EmbedopsError, NotAStoreError
@@ -114,6 +115,22 @@ def flags_show_no_type() -> None:
 
     display_type_rich._embedops = True
     TyperOption.display_type_rich = display_type_rich
+
+
+def usage_errors_on_one_line() -> None:
+    """A bad option value or argument (typer/click's usage error, exit 2) as one line on stderr,
+    ``error: Invalid value for '-k': ... (see: embedops search --help)``, like embedops' own errors,
+    instead of typer's usage block and boxed panel."""
+    from typer import rich_utils
+
+    def one_line(exc) -> None:
+        if exc.__class__.__name__ == "NoArgsIsHelpError":
+            return
+        ctx = getattr(exc, "ctx", None)
+        see = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        err.print(f"[bold red]error:[/] {escape(exc.format_message())}{see}", soft_wrap=True)
+
+    rich_utils.rich_format_error = one_line
 
 
 def reflow_help(typer_app: typer.Typer) -> None:

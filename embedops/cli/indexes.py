@@ -58,6 +58,9 @@ def index_build(
     Example:  embedops index build minilm@2 --corpus scifact --engine ray --workers 2 --gpus-per-worker 1 --cpus-per-worker 8
     Example:  embedops index build minilm@2 --corpus scifact --wait
     """
+    registry = state(ctx).registry
+    registry.models.get(model_ref)  # an unknown model or corpus is an error before any progress is drawn
+    registry.corpora.info(corpus)
     with progress_bar() as progress:
         task = progress.add_task(f"embedding {corpus}", total=None, rate="-")
         started = {}

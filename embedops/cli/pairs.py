@@ -116,6 +116,7 @@ def pairs_mine(
     reg = state(ctx).registry
     texts = reg.corpora.texts(corpus)
     pairs = read_pairs(pairs_path, corpus=texts)
+    reg.models.get(model)  # an unknown model is an error before any progress is drawn
     with progress_bar() as progress:
         task = progress.add_task("mining", total=len(pairs), rate="-")
         mined, report = mine_pairs(reg, pairs, model, corpus,

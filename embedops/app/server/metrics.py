@@ -4,6 +4,8 @@ processes on their own ports to see each."""
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # The endpoint label of a request path: the API's own names; dashboard pages are "dashboard" and any
@@ -19,6 +21,9 @@ class ServeMetrics:
                                 registry=r)
         self.errors = Counter("embedops_index_errors", "Searches an index failed to answer (HTTP 500).",
                               ["alias", "index"], registry=r)
+        self.http_seconds = Histogram("embedops_http_request_duration_seconds", "Time to answer a request, by "
+                                      "endpoint and HTTP status (every request, errors included).",
+                                      ["endpoint", "status"], registry=r)
         self.latency = Histogram("embedops_request_seconds", "Request latency by endpoint and answering index.",
                                  ["endpoint", "index"], registry=r)
         self.target = Gauge("embedops_alias_target", "1 for the index each alias is served from.", ["alias", "index"],
@@ -83,6 +88,7 @@ class RequestCounter:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         status = {"code": 500}  # what an exception that escapes every handler becomes
+        start = time.perf_counter()
 
         async def noted(message):
             if message["type"] == "http.response.start":
@@ -92,4 +98,6 @@ class RequestCounter:
         try:
             await self.app(scope, receive, noted)
         finally:
-            self.metrics.requests.labels(endpoint_of(scope.get("path", "")), str(status["code"])).inc()
+            labels = (endpoint_of(scope.get("path", "")), str(status["code"]))
+            self.metrics.requests.labels(*labels).inc()
+            self.metrics.http_seconds.labels(*labels).observe(time.perf_counter() - start)
