@@ -29,8 +29,9 @@ LR_GRID = (2e-5, 5e-5, 1e-4)
 MAX_EPOCHS = 3
 PATIENCE = 2  # dev evaluations in a row without a better score: one epoch at two evaluations an epoch
 EVALS_PER_EPOCH = 2
-# Sized so SciFact's 919 labelled pairs (3 probes and the chosen rate's run, 1.5 s a step with bf16 on
-# a 2-core AMX CPU, docs/BENCHMARKS.md) fit, with the alpha sweep, in about 30 minutes.
+# Sized for SciFact's 919 labelled pairs on a 2-core AMX CPU in bf16 (docs/BENCHMARKS.md, "The recipe
+# chosen on dev"): 3 one-epoch probes of 26 steps and the chosen rate's 64 more steps took 20.8 of the
+# 25 minutes (about 7 s a step with the dev evaluations); the whole `train` command, 22 minutes.
 DEFAULT_BUDGET_MINUTES = 25.0
 
 # The fixed recipes, for runs with nothing to choose on (no held-out queries and no --domain-dev) and
