@@ -75,10 +75,11 @@ def live_store(tmp_path, _live_store_template) -> LiveStore:
 
 
 @contextlib.contextmanager
-def running_app(app):
-    """``app`` served by uvicorn on a free loopback port in a thread; yields an httpx client."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           timeout_keep_alive=75))
+def running_app(app, **config):
+    """``app`` served by uvicorn on a free loopback port in a thread; yields an httpx client.
+    ``config``: more uvicorn settings (logging, say)."""
+    settings = {"log_level": "warning", "timeout_keep_alive": 75} | config
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, **settings))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

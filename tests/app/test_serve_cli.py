@@ -3,11 +3,9 @@ access log in Common Log Format's order that can be turned off."""
 
 import logging.config
 import re
-import threading
-import time
 
-import httpx
 import uvicorn
+from conftest import running_app
 
 from embedops.cli.serve import uvicorn_log_config
 
@@ -31,20 +29,9 @@ def test_the_access_log_line_has_client_time_request_and_status(reg, capsys):
     from embedops.app.server import create_app
 
     logging.config.dictConfig(uvicorn_log_config(True))
-    server = uvicorn.Server(uvicorn.Config(create_app(reg), host="127.0.0.1", port=0, log_config=None,
-                                           access_log=True))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-        assert httpx.get(f"http://127.0.0.1:{port}/nowhere").status_code == 404
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with running_app(create_app(reg), log_config=None, log_level=None, access_log=True) as http:
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/nowhere").status_code == 404
     log = capsys.readouterr().err
     stamp = r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"
     for path, status in (("/healthz", 200), ("/nowhere", 404)):
