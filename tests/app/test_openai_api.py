@@ -50,8 +50,10 @@ def test_errors_come_in_openais_shape_and_say_why(served, oa):  # noqa: F811
     big = client.post("/v1/embeddings", content=b"{" + b" " * (5 << 20) + b"}", headers={"content-type": "application/json"})
     assert big.status_code == 413 and "--max-body-bytes" in big.json()["error"]["message"]
     assert client.get("/ui/nowhere").status_code == 404 and "detail" in client.get("/ui/nowhere").json()  # not /v1
+    bad = client.post("/v1/embeddings", json={"input": "x", "encoding_format": "int8"})
+    assert bad.status_code == 422 and bad.json()["error"]["param"] == "encoding_format"
     metrics = client.get("/metrics").text
-    for status in ("400", "404", "413"):  # refusals are counted, not only answers
+    for status in ("400", "404", "413", "422"):  # refusals are counted, not only answers
         assert f'embedops_requests_total{{endpoint="embeddings",status="{status}"}}' in metrics, status
     assert 'embedops_requests_total{endpoint="models",status="404"}' in metrics
 
