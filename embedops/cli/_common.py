@@ -148,19 +148,38 @@ def state(ctx: typer.Context) -> CliState:
 
 # Columns whose values a user copies into another command (promote, guard, shadow, model show): kept
 # on one line, whatever the terminal's width; the other columns fold to make room.
-WHOLE = frozenset({"id", "index", "ref", "parent", "previous", "subject", "alias", "corpus", "model"})
+WHOLE = frozenset({"id", "index", "ref", "subject", "alias", "corpus", "model"})
+WORD = 12  # the longest word of another column kept unbroken
 
 
 class _Table(Table):
-    """A rich Table that widens the :data:`WHOLE` columns to their longest value when it renders."""
+    """A rich Table that widens the :data:`WHOLE` columns to their longest word (an id) when it renders,
+    then, as far as the width allows (shortest first), keeps the words of the other columns whole
+    up to :data:`WORD` characters (``OVERRIDE``, not ``OVERRID``/``E``): they wrap at spaces first."""
 
     def __rich_console__(self, console, options):
         from rich.cells import cell_len
+        from rich.text import Text
 
+        def lines(column):
+            return [line for c in column._cells
+                    for line in (c.plain if isinstance(c, Text) else Text.from_markup(str(c)).plain).splitlines()]
+
+        words, taken = [], 3 * len(self.columns) + 1  # padding and rules
         for column in self.columns:
-            if str(column.header) in WHOLE:
-                column.min_width = max((cell_len(str(c)) for c in column._cells), default=0) or None
-                column.no_wrap = True
+            header = max((cell_len(w) for w in str(column.header).split()), default=0)  # rich keeps these whole
+            if str(column.header) in WHOLE:  # as wide as its longest id: lines wrap at spaces, ids stay whole
+                column.min_width = max([header, *(cell_len(w) for line in lines(column) for w in line.split())]) or None
+                taken += column.min_width or 0
+            else:
+                longest = max((cell_len(w) for line in lines(column) for w in line.split()), default=0)
+                taken += max(header, column.min_width or 0)
+                words.append((column, min(WORD, longest), max(header, column.min_width or 0)))
+        room = options.max_width - taken
+        for column, width, has in sorted(words, key=lambda w: w[1]):
+            if width > has and width - has <= room:
+                room -= width - has
+                column.min_width = width
         yield from super().__rich_console__(console, options)
 
 

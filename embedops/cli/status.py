@@ -60,7 +60,7 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt):
         print_json(s.to_dict())
         return
     out.print(f"[bold]store[/] {s.location}")
-    t = make_table("alias", "index", "model", "previous", "since", "authorised by", title="Aliases")
+    t = make_table("alias", "index", "model", "was", "since", "by", title="Aliases")
     for a in s.aliases:
         idx = s.index(a.value)
         how = ("[bold red]OVERRIDE[/]" if a.override else f"report {a.report_id}" if a.report_id else a.action)

@@ -80,7 +80,7 @@ def test_fine_tuned_model_passes_and_promotion_needs_an_exactly_matching_report(
     sync_index(reg, cand.index_id)
     with pytest.raises(PromotionRefused, match="table version"):
         passing_report(reg, cand.index_id, policy)
-    reg.corpora.add("runbooks", RUNBOOKS)
+    reg.corpora.add("runbooks", RUNBOOKS, replace=True)
     sync_index(reg, cand.index_id)
 
 

@@ -23,7 +23,7 @@ WRITER = textwrap.dedent(
     i = 0
     while True:
         reg.models.register("tiny", model, notes=f"round {i}")
-        reg.corpora.add("ops", corpus_a if i % 2 == 0 else corpus_b)
+        reg.corpora.add("ops", corpus_a if i % 2 == 0 else corpus_b, replace=True)
         rec = reg.indexes.create("tiny@1", "ops")
         reg.indexes.update(rec.index_id, status=IndexStatus.READY, doc_count=i)
         current = reg.aliases.get("production")
