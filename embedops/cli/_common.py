@@ -161,9 +161,16 @@ class _Table(Table):
         from rich.cells import cell_len
         from rich.text import Text
 
+        def plain(cell) -> str:
+            if isinstance(cell, Text):
+                return cell.plain
+            try:
+                return Text.from_markup(str(cell)).plain
+            except Exception:  # not markup after all: measure it as it is
+                return str(cell)
+
         def lines(column):
-            return [line for c in column._cells
-                    for line in (c.plain if isinstance(c, Text) else Text.from_markup(str(c)).plain).splitlines()]
+            return [line for c in column._cells for line in plain(c).splitlines()]
 
         words, taken = [], 3 * len(self.columns) + 1  # padding and rules
         for column in self.columns:
