@@ -32,6 +32,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from embedops import __version__
+from embedops.data import cache_dir
 from embedops.errors import ChecksumMismatchError, NotAStoreError, StoreError, StoreSchemaTooNewError, UnsafePathError
 from embedops.objects import ObjectRefLog, S3Objects, s3_storage_options, split_s3_uri
 from embedops.refs import RefLog
@@ -41,7 +42,6 @@ META_FILE = "embedops.json"
 SCHEMA_KEY = "embedops.schema_version"
 DEFAULT_STORE = "./embedops-store"
 STORE_ENV = "EMBEDOPS_STORE"
-CACHE_ENV = "EMBEDOPS_CACHE_DIR"
 
 _log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class Store:
             self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
             self.objects = S3Objects(bucket, prefix)
             # Local working folder of an object store: verified copies of artifacts, caches.
-            cache = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "embedops")
+            cache = cache_dir()
             self.root = (cache / "s3" / bucket / (prefix or "_")).expanduser().resolve()
             self.root.mkdir(parents=True, exist_ok=True)
         else:

@@ -9,7 +9,11 @@ from embedops.guards.forgetting import read_general
 from embedops.guards.policy import Policy
 
 
-def test_bundled_sets_pass_the_guards_own_evidence_rules():
+def test_bundled_sets_pass_the_guards_own_evidence_rules(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBEDOPS_CACHE_DIR", str(tmp_path / "cache"))
+    built = general_path(GENERAL_RETRIEVAL)  # the shipped JSON as a BEIR directory, in the cache, once
+    assert built.parent == tmp_path / "cache" / "bundled" and (built / "qrels" / "test.tsv").is_file()
+    assert general_path(GENERAL_RETRIEVAL) == built
     sts = read_general(GENERAL_STS, Policy())
     retrieval = read_general(GENERAL_RETRIEVAL, Policy())
     assert (sts.kind, sts.size) == ("sts", 132)
