@@ -13,16 +13,17 @@ from pathlib import Path
 
 from embedops.beir import read_beir, read_sts
 from embedops.checksums import sha256_text
-from embedops.data import GENERAL_RETRIEVAL, GENERAL_STS, general_path
+from embedops.data import GENERAL_STS, general_path
 from embedops.errors import UsageError
 from embedops.trainer.pairs import TrainingPair
 
 
-def _retrieval_evaluator(queries: dict[str, str], corpus: dict[str, str], relevant: dict[str, set[str]]):
-    """The domain score of both evaluators below: nDCG@10 (the primary metric) and friends."""
+def _retrieval_evaluator(queries: dict[str, str], corpus: dict[str, str], relevant: dict[str, set[str]],
+                         name: str = "domain"):
+    """The retrieval score of the evaluators below: nDCG@10 (the primary metric) and friends."""
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-    return InformationRetrievalEvaluator(queries, corpus, relevant, name="domain", ndcg_at_k=[10], mrr_at_k=[10],
+    return InformationRetrievalEvaluator(queries, corpus, relevant, name=name, ndcg_at_k=[10], mrr_at_k=[10],
                                          accuracy_at_k=[1], precision_recall_at_k=[10], map_at_k=[10],
                                          show_progress_bar=False, batch_size=64)
 
@@ -61,11 +62,8 @@ def labelled_dev_evaluator(beir_dir: Path, split: str = "dev", max_corpus: int =
     queries choose alpha far better (docs/BENCHMARKS.md, SciFact). Used for scoring only, never trained on.
     """
     beir = read_beir(beir_dir, split)
-    queries, qrels, docs = beir.queries, beir.qrels, beir.documents or {}
-    relevant = {q: {d for d, g in rel.items() if g > 0 and d in docs} for q, rel in qrels.items() if q in queries}
-    relevant = {q: r for q, r in relevant.items() if r}
-    if not relevant:
-        raise UsageError(f"{beir_dir}: no {split} query has a relevant document in the corpus")
+    queries, docs = beir.queries, beir.documents or {}
+    relevant = _judged(beir, f"{beir_dir}: no {split} query")
     needed = set().union(*relevant.values())
     others = sorted(set(docs) - needed)
     random.Random(seed).shuffle(others)
@@ -74,7 +72,6 @@ def labelled_dev_evaluator(beir_dir: Path, split: str = "dev", max_corpus: int =
 
 
 BUNDLED_GENERAL_EVAL = GENERAL_STS
-BUNDLED_GENERAL_RETRIEVAL = GENERAL_RETRIEVAL
 
 
 def bundled_general_eval() -> Path:
@@ -91,16 +88,19 @@ def general_retrieval_evaluator(beir_dir: Path):
     corpus (keep it small: it runs once per alpha). The bundled one, ``bundled:general-retrieval``,
     is 60 everyday questions over 129 passages; a user's own set (``--general-retrieval``) is better."""
     beir = read_beir(beir_dir)
+    relevant = _judged(beir, f"{beir_dir}: no query")
+    return _retrieval_evaluator({q: beir.queries[q] for q in relevant}, beir.documents or {}, relevant, name="general")
+
+
+def _judged(beir, nobody: str) -> dict[str, set[str]]:
+    """Each query's relevant documents that the corpus holds (queries with none left out); a set
+    where no query has one is refused, ``nobody`` starting the message."""
     docs = beir.documents or {}
     relevant = {q: {d for d, g in rel.items() if g > 0 and d in docs} for q, rel in beir.qrels.items() if q in beir.queries}
     relevant = {q: r for q, r in relevant.items() if r}
     if not relevant:
-        raise UsageError(f"{beir_dir}: no query has a relevant document in the corpus")
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-
-    return InformationRetrievalEvaluator({q: beir.queries[q] for q in relevant}, docs, relevant, name="general",
-                                         ndcg_at_k=[10], mrr_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[10],
-                                         map_at_k=[10], show_progress_bar=False, batch_size=64)
+        raise UsageError(f"{nobody} has a relevant document in the corpus")
+    return relevant
 
 
 def general_evaluator(sts_path: Path):
