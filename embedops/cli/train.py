@@ -27,7 +27,7 @@ def train_cmd(
     replay: float = typer.Option(0.2, "--replay", help="Fraction of each batch from --general."),
     general_eval: Optional[Path] = typer.Option(None, "--general-eval", help="STS TSV (sentence1, sentence2, score) to watch forgetting (default: the general set bundled with embedops, 132 pairs)."),
     general_retrieval: str = typer.Option(_DEFAULTS.general_retrieval, "--general-retrieval", help="BEIR directory whose nDCG@10 alpha must also keep within --max-general-drop (default: the bundled 60 everyday questions; 'none' turns it off)."),
-    interpolate: str = typer.Option("auto", "--interpolate", help="auto (sweep alpha: best domain score within --max-general-drop of the base's general score), an alpha in (0, 1] (WiSE-FT with the base), or none."),
+    interpolate: str = typer.Option("auto", "--interpolate", help="auto (sweep alpha: nearest the base within one standard error of the best domain score, general scores within --max-general-drop of the base's), an alpha in (0, 1] (WiSE-FT with the base), or none."),
     max_general_drop: float = typer.Option(_DEFAULTS.max_general_drop, "--max-general-drop", help="auto: allowed drop of the general score, points."),
     domain_dev: Optional[Path] = typer.Option(None, "--domain-dev", help="BEIR directory with a few labelled queries: scores the domain (alpha choice) instead of held-out pairs. Recommended with generated pairs."),
     domain_dev_split: str = typer.Option("dev", "--domain-dev-split", help="Qrels split of --domain-dev."),
@@ -54,7 +54,8 @@ def train_cmd(
     best goes on with early stopping (dev nDCG@10 twice an epoch) up to 3 epochs, all within
     --budget minutes; the weights of the best dev score are kept. Then WiSE-FT alpha is chosen on
     the same queries while both general rails (bundled STS and retrieval sets) stay within 1 point
-    of the base. The report shows each trial, the dev curve and why it stopped. With generated pairs
+    of the base: the alpha nearest the base whose dev score is within one standard error of the
+    best. The report shows each trial, the dev curve and why it stopped. With generated pairs
     only and no --domain-dev, alpha is at most 0.6: generated held-out queries always prefer no
     interpolation.
     With nothing held out: 2 epochs at 5e-5 (1 at 2e-5 for generated pairs).

@@ -8,8 +8,11 @@ general retrieval on a small BEIR set (nDCG@10).
 
 from __future__ import annotations
 
+import functools
 import random
 from pathlib import Path
+
+import numpy as np
 
 from embedops.beir import read_beir, read_sts
 from embedops.checksums import sha256_text
@@ -18,14 +21,36 @@ from embedops.errors import UsageError
 from embedops.trainer.pairs import TrainingPair
 
 
-def _retrieval_evaluator(queries: dict[str, str], corpus: dict[str, str], relevant: dict[str, set[str]],
-                         name: str = "domain"):
-    """The retrieval score of the evaluators below: nDCG@10 (the primary metric) and friends."""
+@functools.cache
+def _per_query_ir_class():
+    """sentence-transformers' InformationRetrievalEvaluator, keeping each query's nDCG@10 of its last
+    call in ``per_query`` (query id -> 0..1, computed as its own mean is) so a choice between two
+    models can be judged query by query, not on the means alone."""
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-    return InformationRetrievalEvaluator(queries, corpus, relevant, name=name, ndcg_at_k=[10], mrr_at_k=[10],
-                                         accuracy_at_k=[1], precision_recall_at_k=[10], map_at_k=[10],
-                                         show_progress_bar=False, batch_size=64)
+    class PerQueryRetrievalEvaluator(InformationRetrievalEvaluator):
+        per_query: dict[str, float] = {}
+
+        def compute_metrics(self, queries_result_list):
+            per_query = {}
+            for query_id, hits in zip(self.queries_ids, queries_result_list):
+                top = sorted(hits, key=lambda x: (-x["score"], x["corpus_id"]))[:10]
+                relevant = self.relevant_docs[query_id]
+                gains = [1 if hit["corpus_id"] in relevant else 0 for hit in top]
+                per_query[query_id] = self.compute_dcg_at_k(gains, 10) / self.compute_dcg_at_k([1] * len(relevant), 10)
+            self.per_query = per_query
+            return super().compute_metrics(queries_result_list)
+
+    return PerQueryRetrievalEvaluator
+
+
+def _retrieval_evaluator(queries: dict[str, str], corpus: dict[str, str], relevant: dict[str, set[str]],
+                         name: str = "domain"):
+    """The retrieval score of the evaluators below: nDCG@10 (the primary metric) and friends, with
+    each query's nDCG@10 kept for :func:`per_query_scores`."""
+    return _per_query_ir_class()(queries, corpus, relevant, name=name, ndcg_at_k=[10], mrr_at_k=[10],
+                                 accuracy_at_k=[1], precision_recall_at_k=[10], map_at_k=[10],
+                                 show_progress_bar=False, batch_size=64)
 
 
 def domain_evaluator(held_out: list[TrainingPair], train: list[TrainingPair], max_corpus: int = 1000, seed: int = 0):
@@ -116,3 +141,10 @@ def score(evaluator, model) -> float:
         return float("nan")
     result = evaluator(model)
     return 100 * float(result[evaluator.primary_metric])
+
+
+def per_query_scores(evaluator, model) -> np.ndarray:
+    """Each query's nDCG@10 (x100) under ``model``, in the evaluator's query order (so two calls pair
+    up query by query); its mean is :func:`score`'s figure."""
+    evaluator(model)
+    return 100 * np.array([evaluator.per_query[q] for q in evaluator.queries_ids], dtype=float)

@@ -1,6 +1,7 @@
 """Choosing the recipe on the user's own held-out queries: the learning rate from a small grid and
 the number of steps by early stopping, under a time budget (:func:`search_recipe`); then the WiSE-FT
-weight ``alpha`` (:func:`sweep_alpha`).
+weight ``alpha`` (:func:`sweep_alpha`: the alpha nearest the base that dev cannot tell from the
+best).
 
 The search is successive halving with two rungs (Jamieson & Talwalkar, 2016; Li et al., 2018,
 "Hyperband"): every learning rate of the grid trains a one-epoch probe, scored on dev twice an epoch;
@@ -19,8 +20,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from embedops.trainer.config import TrainConfig
-from embedops.trainer.evaluators import score
+from embedops.trainer.evaluators import per_query_scores, score
 from embedops.trainer.trial import Trial
 
 # run(lr, epochs, deadline, pause_after_epochs) -> Trial: one trial from the base weights, or going
@@ -97,35 +100,64 @@ def interpolate(model, base_state: dict, tuned_state: dict, alpha: float) -> Non
         model.load_state_dict(mixed)
 
 
+def _standard_error(deltas: np.ndarray) -> float:
+    """The standard error of the mean of per-query differences (0 with fewer than two queries)."""
+    return float(deltas.std(ddof=1) / math.sqrt(len(deltas))) if len(deltas) > 1 else 0.0
+
+
+def _within_noise(best: np.ndarray, other: np.ndarray) -> bool:
+    """Whether ``other``'s mean dev score is within one standard error of the paired per-query
+    difference below ``best``'s: the dev queries cannot tell the two apart."""
+    deltas = best - other
+    return float(deltas.mean()) <= _standard_error(deltas)
+
+
 def sweep_alpha(model, base_state: dict, tuned_state: dict, config: TrainConfig, before: dict, dom_eval,
                 general: dict[str, object]):
-    """WiSE-FT's alpha for ``interpolate="auto"``: the best domain score among the alphas whose every
-    general score (``general``: metric name -> evaluator, e.g. STS Spearman and general retrieval
-    nDCG@10) stays within ``max_general_drop`` points of the base model's (``before``). Alphas are
-    tried in the given order (1.0 down) and the sweep stops once two in a row score below the best
-    allowed so far (the domain score has had one peak over alpha in every run measured,
-    docs/BENCHMARKS.md); each alpha costs one domain and one evaluation per general set. Returns
-    (sweep, alpha, reason in words)."""
+    """WiSE-FT's alpha for ``interpolate="auto"`` (Wortsman et al., 2022), by the one-standard-error
+    rule (Hastie, Tibshirani & Friedman, "The Elements of Statistical Learning", 2009, 7.10): among
+    the alphas whose every general score (``general``: metric name -> evaluator, e.g. STS Spearman and
+    general retrieval nDCG@10) stays within ``max_general_drop`` points of the base model's
+    (``before``), take the best dev score, then the alpha nearest the base whose dev score is within
+    one standard error of the paired per-query difference from that best. Where the dev queries cannot
+    tell two alphas apart, the one that moved less from the base keeps more of what it knew (the
+    general sets alpha is checked on are small and miss drifts of a point or so).
+
+    Alphas are tried in the given order (1.0 down); the sweep stops once two in a row fall outside
+    that band (or the general limit). Each alpha costs one domain and one evaluation per general set.
+    Returns (sweep, alpha, reason in words)."""
     sweep: list[dict] = []
+    dev: dict[float, np.ndarray] = {}
     best = None
-    worse_in_a_row = 0
+    outside = 0
     for alpha in config.alphas:
         interpolate(model, base_state, tuned_state, alpha)
-        point = {"alpha": alpha, "domain_ndcg@10": score(dom_eval, model)} | {k: score(ev, model) for k, ev in general.items()}
+        dev[alpha] = per_query_scores(dom_eval, model)
+        point = {"alpha": alpha, "domain_ndcg@10": float(dev[alpha].mean())} | {k: score(ev, model) for k, ev in general.items()}
         drops = [before[k] - point[k] for k in general]
         point["allowed"] = all(math.isnan(d) or d <= config.max_general_drop for d in drops)
         sweep.append(point)
         if point["allowed"] and (best is None or point["domain_ndcg@10"] > best["domain_ndcg@10"]):
-            best, worse_in_a_row = point, 0
+            best, outside = point, 0
         elif best is not None:
-            worse_in_a_row += 1
-            if worse_in_a_row == 2:
+            outside = 0 if point["allowed"] and _within_noise(dev[best["alpha"]], dev[alpha]) else outside + 1
+            if outside == 2:
                 break
     tried = ", ".join(f"{s['alpha']:g}" for s in sweep)
     scores = "general score" if len(general) < 2 else f"{len(general)} general scores"
     if best is None:  # every alpha tried loses too much general ability: the one nearest the base
-        best = sweep[-1]
-        return sweep, best["alpha"], (f"no alpha tried ({tried}) kept the {scores} within "
-                                      f"{config.max_general_drop:g} point(s) of the base; took the lowest")
-    return sweep, best["alpha"], (f"best {'held-out' if not config.domain_dev else 'dev'} nDCG@10 among alphas "
-                                  f"{tried} whose {scores} stay within {config.max_general_drop:g} point(s) of the base")
+        return sweep, sweep[-1]["alpha"], (f"no alpha tried ({tried}) kept the {scores} within "
+                                           f"{config.max_general_drop:g} point(s) of the base; took the lowest")
+    top = dev[best["alpha"]]
+    for point in sweep:
+        point["within_noise_of_best"] = point["allowed"] and _within_noise(top, dev[point["alpha"]])
+    chosen = min((p for p in sweep if p["within_noise_of_best"]), key=lambda p: p["alpha"])
+    where = "held-out" if not config.domain_dev else "dev"
+    if chosen is best:
+        why = f"best {where} nDCG@10"
+    else:
+        se = _standard_error(top - dev[chosen["alpha"]])
+        why = (f"nearest the base within one standard error ({se:.2f}) of the best {where} nDCG@10 "
+               f"({best['domain_ndcg@10']:.2f} at alpha {best['alpha']:g})")
+    return sweep, chosen["alpha"], (f"{why} among alphas {tried} whose {scores} stay within "
+                                    f"{config.max_general_drop:g} point(s) of the base")
