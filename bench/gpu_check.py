@@ -14,9 +14,13 @@ Steps:
    repeated): embedops ONNX fp16 on CUDA at a few batch sizes and length buckets; sentence-
    transformers torch fp16 and fp32 (same architecture, random weights: the payload carries no torch
    weights); sentence-transformers ``backend="onnx"`` on CUDA where it can load.
-5. ``train_bf16``: a few steps of ``embedops.trainer.train`` in bf16 on the GPU (MNRL, batch 32, three
+5. ``ratios`` (issue #34): GPU only, the same pre-tokenised batches through torch fp16 and embedops'
+   ONNX fp16; end to end, embedops' build path with ONNX Runtime against the same path with torch;
+   medians of 3 interleaved passes. These, not ``throughput``'s ratio against ``encode()``, say what
+   the GPU path gains.
+6. ``train_bf16``: a few steps of ``embedops.trainer.train`` in bf16 on the GPU (MNRL, batch 32, three
    mined negatives), seconds per step and peak GPU memory.
-6. ``ray_build``: a Ray build with one GPU actor (the tiny model's fp16 export from the payload's store)
+7. ``ray_build``: a Ray build with one GPU actor (the tiny model's fp16 export from the payload's store)
    into LanceDB: which provider each actor ran, and that the index is ready and whole.
 """
 
@@ -253,6 +257,86 @@ def throughput(payload: Path, work: Path, quick: bool) -> dict:
     return out
 
 
+def _median_rates(paths: dict, passes: int, n: int) -> dict:
+    """Each path's docs/s over ``passes`` passes, interleaved (the order flips every pass, so neither
+    path always runs on a warmer machine); the median of each, and every pass kept."""
+    rates: dict[str, list[float]] = {name: [] for name in paths}
+    for k in range(passes):
+        for name in (list(paths) if k % 2 == 0 else list(reversed(paths))):
+            t = time.perf_counter()
+            paths[name]()
+            if _cuda():
+                import torch
+
+                torch.cuda.synchronize()
+            rates[name].append(n / (time.perf_counter() - t))
+    return {name: {"docs_per_s": [round(r) for r in rs], "median": round(float(np.median(rs)))}
+            for name, rs in rates.items()}
+
+
+@step("ratios")
+def ratios(payload: Path, work: Path, quick: bool) -> dict:
+    """Issue #34's two ratios, on identical inputs. (a) GPU only: the same pre-tokenised, length-sorted
+    batches through torch fp16 (SDPA attention, mean pooling, normalised) and through embedops' ONNX
+    fp16 session; (b) end to end: embedops' build path (``OnnxEncoder.encode``: its tokenizer
+    overlapped with inference) against the same path with torch in place of ONNX Runtime. Median of
+    3 interleaved passes each, after a warm-up. torch runs random weights of the same architecture
+    (the payload carries no torch weights; speed does not depend on the values)."""
+    import torch
+    from transformers import AutoModel
+
+    from embedops.encoding import OnnxEncoder
+
+    device = _device()
+    _, corpus = _texts(payload, 48 if quick else None)
+    texts = corpus * (1 if quick else 4)
+    batch = 32 if quick else 256  # embedops' CUDA default
+    model = AutoModel.from_pretrained(str(_random_st_model(payload, work)), attn_implementation="sdpa").to(device).eval()
+    precision = "fp16" if device == "cuda" else "fp32"
+    if device == "cuda":
+        model = model.half()
+
+    def torch_run(feeds: dict) -> np.ndarray:
+        with torch.inference_mode():
+            inputs = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in feeds.items()}
+            hidden = model(**inputs).last_hidden_state
+            mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            return torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
+
+    class TorchFed(OnnxEncoder):
+        """embedops' encoder with torch running each batch: the same tokenizer, batches and overlap."""
+
+        def _run(self, feeds):
+            return torch_run(feeds)
+
+    onnx = OnnxEncoder(payload / "minilm-fp16", device=device, batch_size=batch)
+    fed = TorchFed(payload / "minilm-fp16", device=device, batch_size=batch)
+    toks = onnx._tokenize(texts)
+    order = sorted(range(len(texts)), key=lambda i: len(toks.ids[i]))
+    feeds = [onnx._feeds(toks, order[i: i + batch]) for i in range(0, len(order), batch)]
+
+    def through(run):
+        def all_batches():
+            for f in feeds:
+                run(f)
+        return all_batches
+
+    for f in feeds[:2]:  # warm-up: CUDA kernels, cuDNN/SDPA choice, ONNX Runtime's arena
+        onnx._run(f), torch_run(f)
+    onnx.encode(texts[: 4 * batch]), fed.encode(texts[: 4 * batch])
+    names = ("embedops onnx fp16", f"torch {precision} sdpa")
+    gpu_only = _median_rates({names[0]: through(onnx._run), names[1]: through(torch_run)}, 3, len(texts))
+    end_to_end = _median_rates({"embedops build path, onnx fp16": lambda: onnx.encode(texts),
+                                f"embedops build path, torch {precision}": lambda: fed.encode(texts)}, 3, len(texts))
+    ratio = lambda rows: round(rows[0]["median"] / rows[1]["median"], 2)  # noqa: E731
+    out = {"texts": len(texts), "batch": batch, "device": device, "provider": onnx.provider,
+           "gpu_only": gpu_only, "end_to_end": end_to_end,
+           "gpu_only_ratio": ratio(list(gpu_only.values())), "end_to_end_ratio": ratio(list(end_to_end.values()))}
+    print(f"  GPU only {out['gpu_only_ratio']}x, end to end {out['end_to_end_ratio']}x", flush=True)
+    return out
+
+
 @step("train_bf16")
 def train_bf16(payload: Path, work: Path, quick: bool) -> dict:
     import torch
@@ -328,12 +412,14 @@ def main() -> None:
     parity(args.payload)
     quality(args.payload, args.quick)
     throughput(args.payload, work, args.quick)
+    ratios(args.payload, work, args.quick)
     train_bf16(args.payload, work, args.quick)
     ray_build(args.payload, work, args.quick)
     RESULTS["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     _save()
     keep = ("ok", "error", "seconds", "embedops_best", "sentence_transformers_best", "ratio", "min_cosine",
-            "ndcg@10", "provider", "seconds_per_step_incl_setup", "peak_gpu_mib")
+            "ndcg@10", "provider", "seconds_per_step_incl_setup", "peak_gpu_mib", "gpu_only_ratio",
+            "end_to_end_ratio")
     for name, result in RESULTS["steps"].items():
         print(f"SUMMARY {name}: {json.dumps({k: v for k, v in result.items() if k in keep})[:800]}")
 

@@ -38,6 +38,6 @@ EMBEDOPS_PREBUILT_EXPORTS="$WORK/payload/tiny-exports" timeout 120 "$PY" -m pyte
   -q -rA -p no:cacheprovider 2>&1 | tee "$OUT_DIR/pytest-gpu.log" | tail -15
 
 echo "== bench/gpu_check.py"
-timeout 300 "$PY" bench/gpu_check.py --payload "$WORK/payload" --out "$OUT_DIR/gpu_check.json" \
+timeout 420 "$PY" bench/gpu_check.py --payload "$WORK/payload" --out "$OUT_DIR/gpu_check.json" \
   ${EMBEDOPS_GPU_QUICK:+--quick} 2>&1 | tee "$OUT_DIR/gpu_check.log" | grep -v '^  ' | cut -c1-600
 echo "== done in $(( $(date +%s) - start )) s"
