@@ -1,6 +1,7 @@
 """`embedops serve` on loopback: a real uvicorn server over a store with a tiny model, following
 promotions and rollbacks under concurrent requests, with clear HTTP errors."""
 
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,18 +25,57 @@ def served(reg, tiny_model_b, corpus_file):
     reg.promote(blue.index_id, override=True, reason="first index")
     reg.models.register("tiny", tiny_model_b, parent="tiny@1")
     green = IndexBuild(reg, "tiny@2", "ops").run().index
-    server = uvicorn.Server(uvicorn.Config(create_app(reg, check_interval=0.2), host="127.0.0.1", port=0,
-                                           log_level="warning"))
+    with _on_loopback(create_app(reg, check_interval=0.2)) as client:
+        yield reg, client, blue, green
+
+
+@contextlib.contextmanager
+def _on_loopback(app):
+    """``app`` served by uvicorn on a free loopback port, and a client of it."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        yield reg, client, blue, green
-    server.should_exit = True
-    thread.join(10)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")
+               or line.startswith(name + "{"))
+
+
+def test_concurrent_searches_are_encoded_together_and_each_gets_its_own_answer(reg, corpus_file):
+    from embedops.app.server.batching import BatchSettings
+
+    reg.corpora.add("ops", corpus_file)
+    blue = IndexBuild(reg, "tiny@1", "ops").run().index
+    reg.promote(blue.index_id, override=True, reason="first index")
+    queries = [f"incident {i}: postgres failover and kafka lag" for i in range(24)]
+    # a batch that is not full waits 50 ms for more, so concurrent requests share model calls
+    settings = ServeSettings(batching=BatchSettings(max_wait_ms=50))
+    with _on_loopback(create_app(reg, settings)) as client:
+        alone = {q: client.post("/v1/search", json={"query": q, "k": 3}).json()["results"] for q in queries[:4]}
+        before = client.get("/metrics").text
+        with ThreadPoolExecutor(len(queries)) as pool:
+            answers = list(pool.map(lambda q: client.post("/v1/search", json={"query": q, "k": 3}), queries))
+        after = client.get("/metrics").text
+    assert all(r.status_code == 200 for r in answers)
+    for q, r in zip(queries, answers):
+        body = r.json()
+        assert body["index_id"] == blue.index_id and body["results"][0]["query"] == q  # its own answer
+        if q in alone:  # and the same hits as when it came alone
+            assert [h["id"] for h in body["results"][0]["hits"]] == [h["id"] for h in alone[q][0]["hits"]]
+    calls = _metric(after, "embedops_batch_requests_count") - _metric(before, "embedops_batch_requests_count")
+    requests = _metric(after, "embedops_batch_requests_sum") - _metric(before, "embedops_batch_requests_sum")
+    assert requests == len(queries) and calls < len(queries)  # every request encoded once, fewer model calls
 
 
 def test_search_answers_from_the_alias_and_follows_promotion_and_rollback(served):

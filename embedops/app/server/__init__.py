@@ -1,7 +1,12 @@
 """``embedops serve``: an HTTP search and embedding service (FastAPI on uvicorn) over the indexes
 behind aliases, with canary splits, live shadow traffic and automatic rollback.
 
-* :mod:`.app`: the endpoints and the server's background loop (:func:`create_app`);
+* :mod:`.app`: :func:`create_app`, the composition of the routers below over one
+  :class:`~.state.ServerState` (what they share; :mod:`.settings` is how the server runs);
+* :mod:`.search_api`, :mod:`.openai_api`, :mod:`.health`: one router per concern (search, OpenAI
+  embeddings and models, health and metrics); the dashboard's is :mod:`embedops.app.dashboard`;
+* :mod:`.batching`: concurrent requests' texts encoded together, one model call per batch;
+* :mod:`.background`: the loop that follows aliases and judges canaries and watched promotions;
 * :mod:`.follower`: which opened indexes each alias is served from, switched only once open;
 * :mod:`.mirror`: live queries run again on a second index off the request path, recorded;
 * :mod:`.signals`: windows of live signals (requests, errors, latency, agreement);
@@ -26,7 +31,8 @@ import signal
 from dataclasses import asdict
 
 from embedops.app.dashboard import TOKEN_ENV
-from embedops.app.server.app import ServeSettings, create_app
+from embedops.app.server.app import create_app
+from embedops.app.server.settings import ServeSettings
 from embedops.app.server.follower import AliasFollower, AliasView, canary_bucket
 from embedops.app.server.rollback import RollbackPolicy, load_rollback_policy
 

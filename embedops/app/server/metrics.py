@@ -43,7 +43,16 @@ class ServeMetrics:
                                 buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=r)
         self.writable = Gauge("embedops_store_writable", "1 when the last write to the store succeeded.",
                               registry=r)
+        self.batch_requests = Histogram("embedops_batch_requests", "Requests whose texts were encoded together "
+                                        "in one model call (dynamic batching).",
+                                        buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
+        self.batch_texts = Histogram("embedops_batch_texts", "Texts encoded in one model call.",
+                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
         self._shown: dict[str, tuple[str, str | None, float]] = {}
+
+    def observe_batch(self, requests: int, texts: int) -> None:
+        self.batch_requests.observe(requests)
+        self.batch_texts.observe(texts)
 
     def show_targets(self, targets: dict[str, tuple[str, str | None, float]]) -> None:
         """``{alias: (stable index, canary index or None, canary percent)}`` as gauges; an alias that

@@ -21,21 +21,24 @@ OpenAI embedding classes, which sit on it).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from embedops.app.server.batching import Batchers
 from embedops.app.server.errors import openai_error
 from embedops.app.server.limits import RequestLimits, check_texts
 from embedops.app.server.metrics import ServeMetrics
@@ -69,16 +72,15 @@ class EmbeddingTarget:
 
 
 def openai_router(registry: Registry, *, limits: RequestLimits, metrics: ServeMetrics,
-                  alias_target: Callable[[str], EmbeddingTarget], runtime: str,
-                  guard: Callable[[], Any]) -> APIRouter:
+                  alias_target: Callable[[str], Awaitable[EmbeddingTarget]], runtime: str,
+                  guard: Callable[[], Any], batchers: Batchers) -> APIRouter:
     """The routes above. ``alias_target(alias)`` opens what an alias embeds with (raising the
     HTTPException the server answers for an unknown alias); ``guard()`` is the context a request runs
-    in (the server's in-flight counter, which mirrored work waits for)."""
+    in (the server's in-flight counter, which mirrored work waits for); ``batchers`` encode concurrent
+    requests of one encoder together."""
     router = APIRouter()
 
-    def target(model: str) -> EmbeddingTarget:
-        if "@" not in model:
-            return alias_target(model)
+    def model_target(model: str) -> EmbeddingTarget:
         try:  # never exports: a server writes nothing to the store
             encoder = open_encoder(registry, model, runtime=runtime, create=False)
             return EmbeddingTarget(encoder, registry.models.get(model).ref, "-")
@@ -90,21 +92,23 @@ def openai_router(registry: Registry, *, limits: RequestLimits, metrics: ServeMe
             raise HTTPException(422, [{"loc": ["body", "model"], "msg": str(exc), "type": "value_error"}]) from None
 
     @router.post("/v1/embeddings", summary="Embed texts (OpenAI-compatible)")
-    def embeddings(request: EmbeddingsRequest) -> dict:
+    async def embeddings(request: EmbeddingsRequest) -> dict:
         with guard():  # mirrored work waits for these too
-            return embed(request)
+            return await embed(request)
 
-    def embed(request: EmbeddingsRequest) -> dict:
+    async def embed(request: EmbeddingsRequest) -> dict:
         start = time.perf_counter()
         texts = [request.input] if isinstance(request.input, str) else request.input
         if any(not isinstance(t, str) for t in texts):
             raise HTTPException(400, [{"loc": ["body", "input"], "msg": TOKEN_ARRAYS, "type": "value_error"}])
         check_texts(texts, "input", limits)
-        chosen = target(request.model)
-        vectors = chosen.encoder.encode(list(texts))
-        vectors = _resize(vectors, request.dimensions, registry, chosen.model_ref)
+        chosen = await (alias_target(request.model) if "@" not in request.model
+                        else run_in_threadpool(model_target, request.model))
+        vectors, tokens = await asyncio.gather(batchers.of(chosen.encoder).encode(list(texts)),
+                                               run_in_threadpool(_token_count, chosen.encoder, texts))
+        if request.dimensions is not None:  # may read the model's params from the store
+            vectors = await run_in_threadpool(_resize, vectors, request.dimensions, registry, chosen.model_ref)
         metrics.latency.labels("embeddings", chosen.index_label).observe(time.perf_counter() - start)
-        tokens = _token_count(chosen.encoder, texts)
         data = [{"object": "embedding", "index": i, "embedding": _encoded(v, request.encoding_format)}
                 for i, v in enumerate(vectors)]
         return {"object": "list", "model": chosen.model_ref, "data": data,
