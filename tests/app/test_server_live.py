@@ -210,7 +210,8 @@ def test_a_promotion_older_than_the_watch_is_not_judged_by_a_server_started_late
         assert app.state.mirror.submitted["previous"] == 0  # decided on the request path: nothing mirrored
         background = app.state.background
         assert [j for j in background.judge(time.monotonic()) if j.alias == "production"] == []  # past the watch
-        background.utc_now = lambda: datetime.datetime.now(datetime.timezone.utc)  # the promotion is fresh again
+        promoted = datetime.datetime.fromisoformat(s.reg.aliases.get("production").ts)
+        background.utc_now = lambda: promoted  # the promotion is fresh again, however slow the machine
         [seen] = [j for j in background.judge(time.monotonic()) if j.alias == "production"]
         assert seen.kind == "previous" and seen.comparisons == 0 and seen.verdict is None
     assert s.reg.aliases.get("production").action == "promote"

@@ -31,9 +31,10 @@ class ServeSettings:
     # Seconds between compactions of the registry's tables (their one-row writes fragment them and
     # slow every read, the dashboard's pages first); 0: never. The first runs soon after start.
     compact_interval: float = 600.0
-    # Searches answered at once (anyio's default is 40 threads). The encoder already uses every core
-    # for one query, so more threads add no throughput; they only take the GIL from the event loop,
-    # which then answers /readyz and new connections late under load. 0: anyio's default.
+    # Worker threads (anyio's default is 40) for batched model calls, index searches and the dashboard's
+    # sync pages. Requests waiting for their batch hold none. The encoder already uses every core for
+    # one call, so more threads add no throughput; they only take the GIL from the event loop, which
+    # then answers /readyz and new connections late under load. 0: anyio's default.
     threads: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
     # Which runtime embeds queries (see choose_runtime). ONNX Runtime, not "auto"'s OpenVINO: a
     # server encodes single queries, where the two are level (docs/BENCHMARKS.md), and OpenVINO
