@@ -68,6 +68,7 @@ class EncodeBatcher:
         self._on_batch = on_batch
         self._queue: deque[_Queued] = deque()
         self._draining = False
+        self._task: asyncio.Task | None = None
         self._queued_tokens = 0
         self._queued_texts = 0
         self.stats = BatchStats()
@@ -87,7 +88,7 @@ class EncodeBatcher:
         self._queued_texts += len(item.texts)
         if not self._draining:
             self._draining = True
-            loop.create_task(self._drain())
+            self._task = loop.create_task(self._drain())  # referenced: the loop keeps only weak references
         return await item.future
 
     def _full(self) -> bool:
