@@ -1,16 +1,14 @@
 """`embedops serve` on loopback: a real uvicorn server over a store with a tiny model, following
 promotions and rollbacks under concurrent requests, with clear HTTP errors."""
 
-import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import numpy as np
 import pytest
-import uvicorn
 
+from conftest import running_app
 from embedops.app.server import ServeSettings, create_app
 from embedops.errors import UsageError
 from embedops.reembed import IndexBuild
@@ -25,26 +23,8 @@ def served(reg, tiny_model_b, corpus_file):
     reg.promote(blue.index_id, override=True, reason="first index")
     reg.models.register("tiny", tiny_model_b, parent="tiny@1")
     green = IndexBuild(reg, "tiny@2", "ops").run().index
-    with _on_loopback(create_app(reg, check_interval=0.2)) as client:
+    with running_app(create_app(reg, check_interval=0.2)) as client:
         yield reg, client, blue, green
-
-
-@contextlib.contextmanager
-def _on_loopback(app):
-    """``app`` served by uvicorn on a free loopback port, and a client of it."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _metric(text: str, name: str) -> float:
@@ -61,7 +41,7 @@ def test_concurrent_searches_are_encoded_together_and_each_gets_its_own_answer(r
     queries = [f"incident {i}: postgres failover and kafka lag" for i in range(24)]
     # a batch that is not full waits 50 ms for more, so concurrent requests share model calls
     settings = ServeSettings(batching=BatchSettings(max_wait_ms=50))
-    with _on_loopback(create_app(reg, settings)) as client:
+    with running_app(create_app(reg, settings)) as client:
         alone = {q: client.post("/v1/search", json={"query": q, "k": 3}).json()["results"] for q in queries[:4]}
         before = client.get("/metrics").text
         with ThreadPoolExecutor(len(queries)) as pool:
