@@ -252,6 +252,10 @@ def product_path(store_uri: str, base_ref: str, seeds: list[int], tag: str, out_
     return {"pairs": prep, "runs": runs}
 
 
+# what the recipe chooses on each seed's own dev split, and how long that took: not part of "the same recipe"
+_CHOSEN_PER_SEED = {"lr", "steps", "steps_trained", "seconds"}
+
+
 def _seed_files(out_dir: Path, tag: str, seeds: list[int]) -> dict:
     """The raw results ``product_path`` wrote for ``tag``'s ``seeds`` (the newest file of each seed), for
     a summary over seeds trained in separate invocations; they must share the pairs and the flags."""
@@ -261,8 +265,9 @@ def _seed_files(out_dir: Path, tag: str, seeds: list[int]) -> dict:
         if not files:
             raise SystemExit(f"--summarize: no raw result of seed {seed} for tag {tag!r} in {out_dir}")
         run = json.loads(files[-1].read_text())
+        recipe = {k: v for k, v in run["train_metrics"]["recipe"].items() if k not in _CHOSEN_PER_SEED}
         recipes.add(json.dumps([run["pairs"].get("generate") or run["pairs"].get("pairs_file") or "import",
-                                run.get("train_flags", []), run["train_metrics"]["recipe"]], sort_keys=True))
+                                run.get("train_flags", []), recipe], sort_keys=True))
         runs[str(seed)] = run
     if len(recipes) > 1:
         raise SystemExit(f"--summarize: the seeds of {tag!r} were not run with the same pairs and recipe: {sorted(recipes)}")
