@@ -5,6 +5,7 @@ clients (no wait between requests), each sending one kind of request, until the 
 $SERVE_SCENARIO: ``embed1`` (one text per /v1/embeddings request), ``embed32`` (32 texts), or
 ``search1`` (one query per /v1/search request, embedops only). $SERVE_MODEL: the model name the
 server answers /v1/embeddings for. $SERVE_TEXTS: a JSON file of texts to cycle through.
+$SERVE_RESULT: where the run's figures are written (JSON).
 """
 
 import itertools
@@ -41,5 +42,13 @@ class Client(FastHttpUser):
 
 
 @events.quitting.add_listener
-def _exit_code(environment, **_):
-    environment.process_exit_code = 0  # failures are counted in the CSV, not turned into an exit code
+def _result(environment, **_):
+    """The run's figures to $SERVE_RESULT (locust's own CSV comes out empty when a user ends the run)."""
+    environment.process_exit_code = 0  # failures are counted, not turned into an exit code
+    total = environment.stats.total
+    out = {"requests": total.num_requests, "failures": total.num_failures,
+           "requests_per_s": round(total.total_rps, 1),
+           "p50_ms": total.get_response_time_percentile(0.5), "p95_ms": total.get_response_time_percentile(0.95),
+           "p99_ms": total.get_response_time_percentile(0.99)} if total.num_requests else {"requests": 0}
+    with open(os.environ["SERVE_RESULT"], "w", encoding="utf-8") as f:
+        json.dump(out, f)

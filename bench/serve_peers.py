@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import signal
@@ -69,7 +68,7 @@ def prepare_store(store: Path, scifact: Path) -> None:
         return
     _run([*cli, "--create", "model", "register", "minilm", model_dir()])
     _run([*cli, "corpus", "add", "scifact", scifact / "corpus.jsonl"])
-    index_id = _run([*cli, "index", "build", "minilm@1", "scifact"], stdout=subprocess.PIPE, text=True).stdout.split()[-1]
+    index_id = _run([*cli, "index", "build", "minilm@1", "--corpus", "scifact"], stdout=subprocess.PIPE, text=True).stdout.split()[-1]
     _run([*cli, "promote", index_id, "--force", "--reason", "serve_peers bench: the base model, nothing to guard"])
 
 
@@ -136,19 +135,14 @@ def servers(store: Path, peers: Path, engines: list[str], work: Path) -> list[Se
 def load(peers: Path, server: Server, scenario: str, clients: int, requests: int, seconds: int,
          texts_file: Path, work: Path) -> dict:
     """One locust run; its aggregated figures."""
-    prefix = work / f"{server.name}-{scenario}-{clients}"
+    result = work / f"{server.name}-{scenario}-{clients}.json"
     env = os.environ | {"SERVE_SCENARIO": scenario, "SERVE_MODEL": server.model, "SERVE_MAX_REQUESTS": str(requests),
-                        "SERVE_TEXTS": str(texts_file)}
+                        "SERVE_TEXTS": str(texts_file), "SERVE_RESULT": str(result)}
     subprocess.run([str(peers.parent / "locust"), "-f", str(ROOT / "bench" / "_serve_locustfile.py"), "--headless",
                     "-u", str(clients), "-r", str(clients), "--run-time", f"{seconds}s", "--host", server.url,
-                    "--csv", str(prefix), "--only-summary", "--stop-timeout", "10", "--loglevel", "WARNING"],
+                    "--only-summary", "--stop-timeout", "10", "--loglevel", "WARNING"],
                    env=env, check=True, capture_output=True)
-    with open(f"{prefix}_stats.csv", encoding="utf-8") as f:
-        row = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
-    return {"server": server.name, "scenario": scenario, "clients": clients,
-            "requests": int(row["Request Count"]), "failures": int(row["Failure Count"]),
-            "requests_per_s": round(float(row["Requests/s"]), 1),
-            "p50_ms": float(row["50%"]), "p95_ms": float(row["95%"]), "p99_ms": float(row["99%"])}
+    return {"server": server.name, "scenario": scenario, "clients": clients} | json.loads(result.read_text())
 
 
 def machine() -> dict:
