@@ -28,8 +28,10 @@ def served(reg, tiny_model_b, corpus_file):
 
 
 def _metric(text: str, name: str) -> float:
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")
-               or line.startswith(name + "{"))
+    """The sum of the samples called ``name`` in a /metrics page (prometheus-client's own parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples if s.name == name)
 
 
 def test_concurrent_searches_are_encoded_together_and_each_gets_its_own_answer(reg, corpus_file):

@@ -78,6 +78,11 @@ class AliasFollower:
     def views(self) -> dict[str, AliasView]:
         return dict(self._views)
 
+    def opened(self, alias: str) -> AliasView | None:
+        """The view of a followed alias (None if it is not open yet), without copying :meth:`views`
+        or touching the store: what a request reads on the event loop."""
+        return self._views.get(alias)
+
     def view(self, alias: str) -> AliasView:
         """The view to answer one request with. Never reads the store once ``alias`` is followed;
         the first request for an alias opens it (NotFoundError when it points at nothing)."""

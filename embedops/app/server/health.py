@@ -23,7 +23,7 @@ def health_router(state: ServerState) -> APIRouter:
     @router.get("/readyz", summary="The served alias's index and encoder are open")
     async def readyz(response: Response) -> dict:
         try:
-            view = follower.views().get(settings.alias) or await run_in_threadpool(follower.view, settings.alias)
+            view = follower.opened(settings.alias) or await run_in_threadpool(follower.view, settings.alias)
         except Exception as exc:
             response.status_code = 503
             return {"ready": False, "alias": settings.alias, "reason": str(exc), "writes": background.writes()}

@@ -121,7 +121,7 @@ def search_router(state: ServerState) -> APIRouter:
         if other is not None and state.chance.random() < policy.compare_fraction:
             state.mirror.submit(MirrorJob(kind, request_alias, texts, k, reader, hits, ms, other))
         if settings.shadow_alias and request_alias == settings.alias and settings.shadow_alias != request_alias:
-            shadow = state.follower.views().get(settings.shadow_alias)
+            shadow = state.follower.opened(settings.shadow_alias)
             if shadow is not None and shadow.stable.index_id != reader.index_id \
                     and state.chance.random() < settings.shadow_fraction:
                 state.mirror.submit(MirrorJob("shadow", request_alias, texts, k, reader, hits, ms, shadow.stable))

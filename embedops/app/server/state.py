@@ -83,5 +83,5 @@ class ServerState:
     async def open_view(self, alias_name: str) -> AliasView:
         """:meth:`view_of` without blocking the event loop: at once when the alias is followed, else
         opened on a worker thread."""
-        view = self.follower.views().get(alias_name)
+        view = self.follower.opened(alias_name)
         return view if view is not None else await run_in_threadpool(self.view_of, alias_name)
