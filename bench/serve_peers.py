@@ -5,8 +5,8 @@ can load here), same model (all-MiniLM-L6-v2), same texts, same machine, one run
         [--clients 1,8,32,64] [--requests 3000] [--seconds 60] [--engines torch,optimum]
 
 What it does:
-1. Makes ``.bench-venv/peers`` once (Infinity ``infinity-emb[server,torch]`` and locust, pinned
-   below), never touching embedops' own venv.
+1. Makes ``.bench-venv/peers`` once (Infinity ``infinity-emb[server,torch]``, locust, and py-spy for
+   profiling a server under load; pinned below), never touching embedops' own venv.
 2. Puts the bundled model behind ``production`` in ``--store`` (an index of SciFact's abstracts),
    once, with embedops' own CLI.
 3. Starts every server (each warmed by 50 requests), then for each scenario (single texts and
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PEERS_VENV = ROOT / ".bench-venv" / "peers"
-PEER_PACKAGES = ["torch==2.13.0", "infinity-emb[server,torch]==0.0.78", "locust==2.47.0"]
+PEER_PACKAGES = ["torch==2.13.0", "infinity-emb[server,torch]==0.0.78", "locust==2.47.0", "py-spy==0.4.3"]
 SCENARIOS = ("embed1", "embed32", "search1")
 
 
