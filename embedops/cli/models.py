@@ -126,7 +126,7 @@ def model_verify(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME@N
 def model_export_onnx(
     ctx: typer.Context,
     ref: str = typer.Argument(..., help="Model version, NAME@N."),
-    precision: str = typer.Option("fp32", "--precision", "-p", help="fp32 (CPU default), fp16 (GPU) or int8 (CPU)."),
+    precision: str = typer.Option("fp32", "--precision", "-p", help="fp32 (CPU default), bf16 (CPUs with AVX512-BF16 or AMX), fp16 (GPU) or int8 (CPU)."),
     as_json: bool = JsonOpt,
 ):
     """Export a model version to ONNX (pooling and normalisation in the graph), check parity with

@@ -33,7 +33,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from pathlib import Path
@@ -41,6 +41,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from embedops.checksums import sha256_file, sha256_text
 from embedops.encoding import openvino_runtime
 from embedops.encoding.layout import META_FILE, OUTPUT_NAME
 from embedops.errors import DeviceError, UsageError
@@ -98,10 +99,22 @@ def choose_runtime(runtime: str, precision: str, providers: list[str], *, explic
     (measured fastest there, same top 10: docs/BENCHMARKS.md), ONNX Runtime otherwise: on CUDA,
     for int8 and fp16 graphs (ONNX Runtime's integer kernels are faster on int8), and when ONNX
     Runtime providers were named explicitly. ``openvino`` asked for by name needs the CPU and the
-    package."""
+    package.
+
+    A ``bf16`` export is OpenVINO's: ``auto`` takes it on the CPU (and the encoder refuses bf16 on a
+    CPU without bf16 instructions); on CUDA it is an error (fp16 is the GPU's reduced precision).
+    ``onnxruntime`` asked for by name runs a bf16 export's graph, which is the fp32 graph, in fp32:
+    ``embedops serve`` does that to embed queries (see :class:`OnnxEncoder`'s ``compute_precision``)."""
     if runtime not in RUNTIMES:
         raise UsageError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     on_cpu = providers == [CPU]
+    if precision == "bf16" and runtime == "auto":
+        if not on_cpu:
+            raise UsageError("bf16 is a CPU precision (OpenVINO's runtime): on a GPU use --precision fp16, or "
+                             "run on the CPU with --device cpu")
+        if not openvino_runtime.available():
+            raise UsageError("bf16 inference runs on OpenVINO's runtime: pip install 'openvino>=2026.4'")
+        return "openvino"
     if runtime == "openvino":
         if not on_cpu:
             raise UsageError("the OpenVINO runtime runs on the CPU only: use --device cpu with --runtime openvino")
@@ -169,6 +182,9 @@ class OnnxEncoder:
     >>> enc = OnnxEncoder("/store/artifacts/derived/<digest>")          # doctest: +SKIP
     >>> enc.encode(["how do I rotate the TLS cert?"]).shape              # doctest: +SKIP
     (1, 384)
+
+    :attr:`provider` says what runs the graph and :attr:`compute_precision` in what precision (a bf16
+    export computes in bf16 on OpenVINO's runtime only; ONNX Runtime runs its fp32 graph).
     """
 
     def __init__(self, path: Path | str, *, providers: list[str] | None = None, batch_size: int | None = None,
@@ -188,12 +204,16 @@ class OnnxEncoder:
         self.tokenizer.enable_truncation(self.max_length)
         self.providers = choose_providers(providers, device)
         self.fallback: str | None = None  # why a CUDA run fell back to the CPU (allow_cpu_fallback only)
-        self.runtime = choose_runtime(runtime, self.meta.get("precision", "fp32"), self.providers,
-                                      explicit_providers=bool(providers))
+        precision = self.meta.get("precision", "fp32")
+        self.runtime = choose_runtime(runtime, precision, self.providers, explicit_providers=bool(providers))
         self._openvino: openvino_runtime.OpenVinoRun | None = None
         self.session = None
+        # What the graph computes in: bf16 only where OpenVINO runs a bf16 export (ONNX Runtime runs its
+        # fp32 graph as it is); OpenVINO runs int8/fp16 graphs, asked for by name, at f32 otherwise.
+        self.compute_precision = "fp32" if precision == "bf16" and self.runtime != "openvino" else precision
         if self.runtime == "openvino":
-            self._openvino = openvino_runtime.OpenVinoRun(self.path / "model.onnx", threads=threads)
+            self._openvino = openvino_runtime.OpenVinoRun(
+                self.path / "model.onnx", threads=threads, precision="bf16" if precision == "bf16" else "fp32")
             self.input_names = self._openvino.input_names
         else:
             self.session = self._onnxruntime_session(threads, allow_cpu_fallback)
@@ -207,6 +227,7 @@ class OnnxEncoder:
         self._encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)  # no offsets
         # A single sequence gets token type 0 throughout with BERT-style templates: then skip reading them.
         self._zero_type_ids = not any(self.tokenizer.encode("a b").type_ids)
+        self._tokenizer_digest: str | None = None
 
     def _onnxruntime_session(self, threads: int | None, allow_cpu_fallback: bool):
         import onnxruntime as ort
@@ -310,16 +331,53 @@ class OnnxEncoder:
         chunks = (texts[i : i + self.chunk_size] for i in range(0, len(texts), self.chunk_size))
         return np.vstack(list(self.encode_stream(chunks)))
 
-    def encode_stream(self, chunks: Iterable[list[str]]) -> Iterator[np.ndarray]:
-        """Encode chunk after chunk, tokenising the next chunk while the current one runs."""
+    def encode_stream(self, chunks: Iterable, tokenize: Callable[[object], list[list[int]]] | None = None
+                      ) -> Iterator[np.ndarray]:
+        """Encode chunk after chunk, tokenising the next chunk while the current one runs.
+
+        A chunk is a list of texts, or whatever ``tokenize`` turns into their token ids (one list per
+        text, as :meth:`tokenize` returns them): a build passes one that reuses the ids stored for
+        this tokenizer (:mod:`embedops.reembed.tokens`). It runs in the background thread too."""
+        if tokenize is None:
+            step = lambda chunk: self._tokenize(list(chunk))  # noqa: E731
+        else:
+            self._check_token_ids_reusable()
+            step = lambda chunk: _Tokens(tokenize(chunk), None)  # noqa: E731
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedops-tokenize") as pool:
             it = iter(chunks)
             first = next(it, None)
             if first is None:
                 return
-            pending = pool.submit(self._tokenize, list(first))
+            pending = pool.submit(step, first)
             for chunk in it:
                 toks = pending.result()
-                pending = pool.submit(self._tokenize, list(chunk))
+                pending = pool.submit(step, chunk)
                 yield self._encode_tokenized(toks)
             yield self._encode_tokenized(pending.result())
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """The token ids this encoder feeds the model for ``texts`` (lower-cased where the model
+        wants it, truncated to :attr:`max_length`), one list per text; see :attr:`tokenizer_digest`."""
+        self._check_token_ids_reusable()
+        return self._tokenize(list(texts)).ids
+
+    @property
+    def token_ids_reusable(self) -> bool:
+        """True when token ids alone feed the model (token type ids are all zero for one text, as in
+        BERT-style templates), so ids tokenised once can be fed again (:meth:`encode_stream`)."""
+        return self._zero_type_ids
+
+    @property
+    def tokenizer_digest(self) -> str:
+        """sha256 of what decides the token ids: ``tokenizer.json``, lower-casing and the maximum
+        length. Every fine-tuned version of a base model shares its base's digest, since fine-tuning
+        changes the weights and not the tokenizer."""
+        if self._tokenizer_digest is None:
+            self._tokenizer_digest = sha256_text(f"{sha256_file(self.path / 'tokenizer.json')}\0"
+                                                 f"lower={self.do_lower_case}\0max_length={self.max_length}")
+        return self._tokenizer_digest
+
+    def _check_token_ids_reusable(self) -> None:
+        if not self._zero_type_ids:
+            raise UsageError(f"{self.path}: this tokenizer gives one text non-zero token type ids, so token ids "
+                             "alone cannot be fed again; encode the texts")

@@ -13,10 +13,14 @@ Variants:
 * ``fp16``: ONNX Runtime's transformer optimiser (attention / LayerNorm / GELU fusions) and fp16
   weights, pooling kept in fp32 (GPU);
 * ``int8``: optimiser fusions for CPU, then dynamic int8 quantisation of the weights
-  (``onnxruntime.quantization.quantize_dynamic``; CPU, opt-in).
+  (``onnxruntime.quantization.quantize_dynamic``; CPU, opt-in);
+* ``bf16``: the fp32 graph, run by OpenVINO's runtime with its bf16 inference precision on CPUs with
+  AVX512-BF16 or AMX (:mod:`embedops.encoding.openvino_runtime`). The weights stay fp32 on disk;
+  OpenVINO converts them when it compiles the graph, keeping LayerNorm, softmax and the pooled
+  output's normalisation in f32 as its CPU plug-in does.
 
 Parity against sentence-transformers is measured at export on sample texts: the mean and minimum
-cosine are recorded and the export fails below the thresholds (fp32 0.999, fp16 and int8 0.99).
+cosine are recorded and the export fails below the thresholds (fp32 0.999, fp16, int8 and bf16 0.99).
 """
 
 from __future__ import annotations
@@ -235,6 +239,6 @@ def export_onnx(model_dir: Path, out_dir: Path, precision: str = "fp32") -> dict
         if (model_dir / name).is_file():
             shutil.copy(model_dir / name, out_dir / name)
     meta = layout | {"precision": precision, "inputs": [i.name for i in model.graph.input],
-                     "output": OUTPUT_NAME, "opset": OPSET, "fused": precision != "fp32"}
+                     "output": OUTPUT_NAME, "opset": OPSET, "fused": precision in ("fp16", "int8")}
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
     return meta

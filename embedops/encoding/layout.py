@@ -15,7 +15,7 @@ from embedops.errors import ModelFormatError
 OUTPUT_NAME = "sentence_embedding"
 META_FILE = "embedops_onnx.json"
 OPSET = 18
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 _POOL_ORDER = (
     ("pooling_mode_cls_token", "cls"),

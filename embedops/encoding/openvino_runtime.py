@@ -12,8 +12,11 @@ picks it only for fp32 exports (``runtime="auto"``).
     >>> run({"input_ids": ids, "attention_mask": mask}).shape                      # doctest: +SKIP
     (32, 384)
 
-Inference precision is pinned to f32: on CPUs with AVX512-BF16 or AMX OpenVINO would otherwise
-compute in bf16 by default and the top 10 would drift from the fp32 reference.
+Inference precision is f32 unless asked: on CPUs with AVX512-BF16 or AMX OpenVINO would otherwise
+compute in bf16 by default and the top 10 would drift from the fp32 reference. A ``bf16`` export
+(:mod:`embedops.encoding.export`) asks for bf16 on purpose: :func:`inference_precision` refuses it on
+a CPU without bf16 instructions (OpenVINO would quietly compute in f32 there), and the export's
+parity gate decides whether the drift is acceptable.
 
 No telemetry: ``import openvino`` starts OpenVINO's usage telemetry (``openvino_telemetry``, a
 Google Analytics client that forks a process to send an event) unless the user opted out.
@@ -34,6 +37,29 @@ import numpy as np
 from embedops.encoding.layout import OUTPUT_NAME
 
 NAME = "OpenVINO:CPU"  # what the encoder reports (and an index records) as its provider
+_HINTS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def inference_precision(precision: str, cpu=None) -> str:
+    """OpenVINO's ``INFERENCE_PRECISION_HINT`` for an export of ``precision`` (``fp32`` or ``bf16``) on
+    this CPU (``cpu``: a :class:`~embedops.cpu.CpuFeatures`, read from the machine when None).
+    ``bf16`` needs AVX512-BF16 or AMX; elsewhere it raises :class:`~embedops.errors.UsageError`.
+
+    >>> from embedops.cpu import parse_cpuinfo
+    >>> inference_precision("bf16", parse_cpuinfo("flags : avx2 avx512f amx_bf16"))
+    'bf16'
+    """
+    from embedops.cpu import cpu_features
+    from embedops.errors import UsageError
+
+    if precision not in _HINTS:
+        raise UsageError(f"OpenVINO runs fp32 and bf16 exports here, not {precision!r}")
+    if precision == "bf16":
+        cpu = cpu or cpu_features()
+        if not cpu.bf16:
+            raise UsageError(f"bf16 inference needs a CPU with AVX512-BF16 or AMX, and this one has neither "
+                             f"({cpu.describe()}): use --precision fp32 (or int8) here")
+    return _HINTS[precision]
 
 
 def import_openvino():
@@ -72,9 +98,10 @@ class OpenVinoRun:
     throughput setting with two batches in flight bulk-encoded about 8% faster on 2 cores but took a
     single query from 12 to 20 ms (docs/BENCHMARKS.md); queries are what a server encodes."""
 
-    def __init__(self, model_path: Path, *, threads: int | None = None, requests: int | None = None):
+    def __init__(self, model_path: Path, *, threads: int | None = None, requests: int | None = None,
+                 precision: str = "fp32"):
         ov = import_openvino()
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        config = {"INFERENCE_PRECISION_HINT": inference_precision(precision), "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self.compiled = ov.Core().compile_model(str(model_path), "CPU", config)

@@ -18,7 +18,7 @@ import numpy as np
 
 from embedops.encoding.encoder import OnnxEncoder
 
-PARITY_THRESHOLDS = {"fp32": 0.999, "fp16": 0.99, "int8": 0.99}
+PARITY_THRESHOLDS = {"fp32": 0.999, "fp16": 0.99, "int8": 0.99, "bf16": 0.99}
 PARITY_TEXTS = [
     "How do I roll back a bad deployment?",
     "what's the p95 latency budget for search",

@@ -2,7 +2,7 @@
 (sentence-transformers), mean and minimum cosine on sample texts (and gold queries when given).
 
 Takes the model's verified directory and the open encoder of its export; the threshold is the
-policy's ``parity_min_cosine`` for fp32 and ``parity_min_cosine_reduced`` for fp16/int8.
+policy's ``parity_min_cosine`` for fp32 and ``parity_min_cosine_reduced`` for fp16, int8 and bf16.
 """
 
 from __future__ import annotations

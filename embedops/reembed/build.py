@@ -14,6 +14,9 @@ readers until someone promotes the new index (an O(1) alias switch).
   dimension as the model's. Above ``ann_threshold`` rows an IVF-PQ ANN index is built
   (LanceDB's) and its recall@10 against exact search is measured on a sample, with the serving
   search settings (:mod:`embedops.index.ann`), and recorded. The guards measure it again.
+* **Tokenised once per tokenizer.** Token ids are kept in the store by tokenizer and document
+  content (:mod:`embedops.reembed.tokens`): the build of a fine-tuned version of a model that was
+  built on the same texts before tokenises nothing. The index's metrics count what was reused.
 * **One build per inputs at a time.** Builds of the same (model, corpus, precision) are serialised
   by a lock (a file lock on a local store, a lease object on ``s3://``): a second one is refused
   with a message naming the holder, or with ``wait=True`` waits and then returns the index the
@@ -46,6 +49,7 @@ from embedops.index import (
 from embedops.index.ann import create_ann_index, measure_ann_recall, sample_vectors
 from embedops.records import sql_in
 from embedops.registry import Registry, find_ready_index, open_export
+from embedops.reembed.tokens import TextChunk, TokenStore
 
 __all__ = ["BuildReport", "IndexBuild", "IndexWriter", "IntegrityError", "MainPassEngine", "sync_index"]
 
@@ -188,7 +192,8 @@ class IndexBuild:
             metrics=record.metrics | {"integrity": checks, "build_seconds": round(seconds, 3),
                                       "engine": (self.engine.describe() if self.engine
                                                  else {"engine": "local", "provider": encoder.provider}),
-                                      "docs_per_second": round((embedded + added) / seconds, 1) if seconds else None},
+                                      "docs_per_second": round((embedded + added) / seconds, 1) if seconds else None}
+                                     | (writer.tokens.counts() if writer.tokens and self.engine is None else {}),
         )
         return BuildReport(final, embedded + added, deleted, resumed_from, rounds, seconds, checks)
 
@@ -202,6 +207,8 @@ class IndexWriter:
         self.encoder = encoder
         self.chunk_size = chunk_size
         self.schema = index_schema(encoder.dim)
+        # token ids kept per tokenizer: a later build (a fine-tune of the same base) tokenises nothing
+        self.tokens = TokenStore(registry.store.db, encoder) if encoder.token_ids_reusable else None
 
     def table(self):
         return self.registry.store.open_table(self.record.table_name)
@@ -250,9 +257,10 @@ class IndexWriter:
                 if not keep:
                     continue
                 pending.append(([d["id"][i] for i in keep], [d["content_hash"][i] for i in keep]))
-                yield [doc_text(d["title"][i], d["text"][i]) for i in keep]
+                texts = [doc_text(d["title"][i], d["text"][i]) for i in keep]
+                yield texts if self.tokens is None else TextChunk(pending[-1][1], texts)
 
-        for vectors in self.encoder.encode_stream(chunks()):
+        for vectors in self.encoder.encode_stream(chunks(), self.tokens.ids if self.tokens else None):
             ids, hashes = pending.pop(0)
             yield vector_rows(ids, hashes, vectors)
 

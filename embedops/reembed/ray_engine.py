@@ -42,6 +42,8 @@ from embedops.index import vector_rows
 FRAGMENT_COLUMN = "fragment"
 ROWS_COLUMN = "rows"
 PROVIDER_COLUMN = "provider"
+REUSED_COLUMN = "token_ids_reused"  # a block's counts ride on its first fragment's row (0 on the others)
+TOKENIZED_COLUMN = "texts_tokenized"
 
 
 class RayEngineError(EmbedopsError):
@@ -90,6 +92,13 @@ class _EmbedAndWriteFragments:
         # unless allow_cpu_fallback; the provider that ran is returned with every block
         self.encoder = OnnxEncoder(onnx_dir, threads=threads, batch_size=batch_size, device=device,
                                    allow_cpu_fallback=allow_cpu_fallback, runtime=runtime)
+        self.tokens = None  # the store's token ids of this tokenizer (embedops.reembed.tokens), as a local build
+        if self.encoder.token_ids_reusable:
+            import lancedb
+
+            from embedops.reembed.tokens import TokenStore
+
+            self.tokens = TokenStore(lancedb.connect(store_uri, storage_options=storage_options or None), self.encoder)
         self.table_uri = table_uri
         self.schema = pa.ipc.read_schema(pa.py_buffer(schema_ipc))
         self.storage_options = storage_options or None
@@ -104,14 +113,28 @@ class _EmbedAndWriteFragments:
         keep = [i for i, doc_id in enumerate(d["id"]) if doc_id not in self.skip]
         if not keep:
             return pa.table({FRAGMENT_COLUMN: pa.array([], pa.string()), ROWS_COLUMN: pa.array([], pa.int64()),
-                             PROVIDER_COLUMN: pa.array([], pa.string())})
+                             PROVIDER_COLUMN: pa.array([], pa.string()), REUSED_COLUMN: pa.array([], pa.int64()),
+                             TOKENIZED_COLUMN: pa.array([], pa.int64())})
         texts = [doc_text(d["title"][i], d["text"][i]) for i in keep]
-        rows = vector_rows([d["id"][i] for i in keep], [d["content_hash"][i] for i in keep],
-                           self.encoder.encode(texts)).replace_schema_metadata(self.schema.metadata)
+        hashes = [d["content_hash"][i] for i in keep]
+        counts = (0, len(texts))
+        if self.tokens is None:
+            vectors = self.encoder.encode(texts)
+        else:
+            import numpy as np
+
+            from embedops.reembed.tokens import TextChunk
+
+            before = (self.tokens.reused, self.tokens.tokenized)
+            vectors = np.vstack(list(self.encoder.encode_stream([TextChunk(hashes, texts)], self.tokens.ids)))
+            counts = (self.tokens.reused - before[0], self.tokens.tokenized - before[1])
+        rows = vector_rows([d["id"][i] for i in keep], hashes, vectors).replace_schema_metadata(self.schema.metadata)
         fragments = write_fragments(rows, self.table_uri, schema=self.schema, storage_options=self.storage_options)
+        first = [1] + [0] * (len(fragments) - 1)
         return pa.table({FRAGMENT_COLUMN: [json.dumps(f.to_json()) for f in fragments],
                          ROWS_COLUMN: [f.num_rows for f in fragments],
-                         PROVIDER_COLUMN: [self.encoder.provider] * len(fragments)})
+                         PROVIDER_COLUMN: [self.encoder.provider] * len(fragments),
+                         REUSED_COLUMN: [counts[0] * f for f in first], TOKENIZED_COLUMN: [counts[1] * f for f in first]})
 
 
 @dataclass
@@ -138,6 +161,7 @@ class RayEngine:
     runtime: str = "auto"
     name: str = "ray"
     actor_providers: dict[str, int] = field(default_factory=dict)
+    token_counts: dict[str, int] = field(default_factory=dict)  # token_ids_reused / texts_tokenized of the last pass
 
     def _connect(self):
         ray = _require_ray()
@@ -159,6 +183,7 @@ class RayEngine:
 
         ray = self._connect()
         self.actor_providers = {}
+        self.token_counts = {REUSED_COLUMN: 0, TOKENIZED_COLUMN: 0}
         store = writer.registry.store
         corpus_table = writer.registry.corpora.table(writer.record.corpus, version)
         total = corpus_table.count_rows()
@@ -214,6 +239,8 @@ class RayEngine:
                 pending.append(lance.FragmentMetadata.from_json(frag))
                 pending_rows += n
                 self.actor_providers[provider] = self.actor_providers.get(provider, 0) + n
+            for column in (REUSED_COLUMN, TOKENIZED_COLUMN):
+                self.token_counts[column] += sum(out.column(column).to_pylist())
             if len(pending) >= self.commit_every:
                 commit()
         commit()
@@ -222,7 +249,8 @@ class RayEngine:
     def describe(self) -> dict[str, Any]:
         return {"engine": self.name, "address": self.address or "local", "workers": self.workers,
                 "gpus_per_worker": self.gpus_per_worker, "threads_per_worker": self.threads_per_worker,
-                "batch_size": self.batch_size, "actor_providers": dict(self.actor_providers)}
+                "batch_size": self.batch_size, "actor_providers": dict(self.actor_providers),
+                **self.token_counts}
 
 
 def shutdown() -> None:

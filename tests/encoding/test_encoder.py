@@ -112,3 +112,45 @@ def test_runtime_choice_is_checked_up_front(monkeypatch, encoder):
     assert mod.choose_runtime("auto", "fp32", ["CPUExecutionProvider"]) == "onnxruntime"
     with pytest.raises(UsageError, match="pip install"):
         mod.choose_runtime("openvino", "fp32", ["CPUExecutionProvider"])
+
+
+# -- bf16: OpenVINO's bf16 inference on CPUs that have bf16 instructions, refused elsewhere ------------
+
+def test_bf16_exports_run_in_bf16_on_openvino_close_to_fp32_or_are_refused_by_name(tiny_model_dir, tmp_path,
+                                                                                    monkeypatch, encoder):
+    from embedops.cpu import cpu_features
+    from embedops.encoding import encoder as mod
+
+    monkeypatch.setattr(mod, "gpu_present", lambda: False)
+    meta = export_onnx(tiny_model_dir, tmp_path / "bf16", "bf16")
+    assert meta["precision"] == "bf16" and not meta["fused"]
+    texts = ["short", "a medium length sentence about kafka lag", "x " * 200, "tls"]
+    if not cpu_features().bf16:  # this machine's CPU (CI's may have only AVX2): refused, naming the fix
+        with pytest.raises(UsageError, match="AVX512-BF16 or AMX.*--precision fp32"):
+            OnnxEncoder(tmp_path / "bf16", device="cpu")
+        return
+    bf16 = OnnxEncoder(tmp_path / "bf16", device="cpu")
+    assert (bf16.runtime, bf16.provider, bf16.compute_precision) == ("openvino", "OpenVINO:CPU", "bf16")
+    got, ref = bf16.encode(texts), encoder.encode(texts)
+    cosine = np.sum(got * ref, axis=1)
+    assert cosine.min() > 0.99  # the parity threshold of reduced precisions
+    assert not np.allclose(got, ref, atol=1e-6), "bf16 computed exactly what fp32 does: the hint was not applied"
+
+
+def test_a_bf16_export_on_onnx_runtime_computes_in_fp32_and_bf16_is_no_gpu_precision(tiny_model_dir, tmp_path,
+                                                                                     encoder):
+    from embedops.cpu import parse_cpuinfo
+    from embedops.encoding import encoder as mod
+    from embedops.encoding.openvino_runtime import inference_precision
+
+    export_onnx(tiny_model_dir, tmp_path / "bf16", "bf16")
+    served = OnnxEncoder(tmp_path / "bf16", device="cpu", runtime="onnxruntime")  # as `embedops serve` opens it
+    assert (served.runtime, served.compute_precision) == ("onnxruntime", "fp32")
+    assert np.allclose(served.encode(["tls"]), encoder.encode(["tls"]), atol=1e-5)
+    with pytest.raises(UsageError, match="fp16"):
+        mod.choose_runtime("auto", "bf16", ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    avx2_only = parse_cpuinfo("model name : Some EPYC\nflags : avx2 fma")
+    with pytest.raises(UsageError, match=r"Some EPYC \(AVX2\)"):
+        inference_precision("bf16", avx2_only)
+    assert inference_precision("fp32", avx2_only) == "f32"
+    assert inference_precision("bf16", parse_cpuinfo("flags : avx2 avx512f avx512_bf16")) == "bf16"

@@ -35,6 +35,8 @@ def test_ray_build_equals_local_build(reg, tmp_path, engine):
     # CPU actors (no --gpus-per-worker): every row's provider is recorded with the index
     assert ray_rec.metrics["engine"]["actor_providers"] == {"OpenVINO:CPU": 90}  # fp32 on CPU actors
     assert report.providers_used == ["OpenVINO:CPU"]
+    # the actors reuse the token ids the local build stored (embedops.reembed.tokens)
+    assert (ray_rec.metrics["engine"]["token_ids_reused"], ray_rec.metrics["engine"]["texts_tokenized"]) == (90, 0)
     want, _ = vectors_by_id(reg, local)
     got, ids = vectors_by_id(reg, ray_rec)
     assert sorted(ids) == sorted(want) and len(ids) == len(set(ids))
