@@ -32,7 +32,7 @@ def index_build(
     ctx: typer.Context,
     model_ref: str = typer.Argument(..., help="Model version to embed with, NAME@N."),
     corpus: str = typer.Option(..., "--corpus", "-c", help="Corpus name."),
-    precision: str = typer.Option("fp32", "--precision", "-p", help="fp32, bf16 (CPUs with AVX512-BF16 or AMX), fp16 (GPU) or int8 (CPU)."),
+    precision: str = typer.Option("fp32", "--precision", "-p", help="auto (bf16 on a CPU with AVX512-BF16 or AMX when its export passes parity, else fp32), fp32, bf16, fp16 (GPU) or int8 (CPU)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Texts per ONNX Runtime call, per Ray actor too (default 32 on CPU, 256 on CUDA)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when onnxruntime-gpu sees a GPU), cuda or cpu."),
     allow_cpu_fallback: bool = typer.Option(False, "--allow-cpu-fallback", help="Run on the CPU when the CUDA provider cannot start, instead of failing."),

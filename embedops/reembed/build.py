@@ -48,7 +48,7 @@ from embedops.index import (
 )
 from embedops.index.ann import create_ann_index, measure_ann_recall, sample_vectors
 from embedops.records import sql_in
-from embedops.registry import Registry, find_ready_index, open_export
+from embedops.registry import PrecisionChoice, Registry, choose_precision, find_ready_index, open_export
 from embedops.reembed.tokens import TextChunk, TokenStore
 
 __all__ = ["BuildReport", "IndexBuild", "IndexWriter", "IntegrityError", "MainPassEngine", "sync_index"]
@@ -117,7 +117,8 @@ class IndexBuild:
         self.engine = engine
         self.model = registry.models.get(model_ref)
         self.corpus = corpus
-        self.precision = precision
+        self.precision = precision  # "auto" is resolved when the build runs (see run)
+        self.precision_choice: PrecisionChoice | None = None
         self.chunk_size = chunk_size
         self.batch_size = batch_size
         self.ann_threshold = ann_threshold
@@ -142,8 +143,14 @@ class IndexBuild:
         return f"index-build-{key}"
 
     def run(self) -> BuildReport:
-        """Build or resume the index, holding the build lock for these inputs throughout."""
+        """Build or resume the index, holding the build lock for these inputs throughout.
+        ``precision="auto"`` is resolved first (:func:`~embedops.registry.choose_precision`: bf16 on
+        a CPU with bf16 instructions when its export passes parity, else fp32); the index records why."""
         started = time.perf_counter()
+        if self.precision == "auto":
+            self.precision_choice = choose_precision(self.registry, self.model.ref, "auto", providers=self.providers,
+                                                     device=self.device, runtime=self.runtime)
+            self.precision = self.precision_choice.precision
         ready_before = {r.index_id for r in self.registry.indexes.list() if r.status is IndexStatus.READY}
         lock = self.registry.store.lock(self.lock_name(), wait=self.wait, on_wait=self.on_wait,
                                         what=f"an index build of {self.model.ref} on {self.corpus} ({self.precision})")
@@ -193,7 +200,8 @@ class IndexBuild:
                                       "engine": (self.engine.describe() if self.engine
                                                  else {"engine": "local", "provider": encoder.provider}),
                                       "docs_per_second": round((embedded + added) / seconds, 1) if seconds else None}
-                                     | (writer.tokens.counts() if writer.tokens and self.engine is None else {}),
+                                     | (writer.tokens.counts() if writer.tokens and self.engine is None else {})
+                                     | ({"precision_choice": self.precision_choice.to_dict()} if self.precision_choice else {}),
         )
         return BuildReport(final, embedded + added, deleted, resumed_from, rounds, seconds, checks)
 

@@ -15,7 +15,15 @@ from embedops.errors import AliasConflictError, IndexStateError, PromotionRefuse
 from embedops.index import IndexRecord, IndexStatus, table_name
 from embedops.registry.aliases import UNSET, AliasRegistry, AliasState, Canary
 from embedops.registry.artifacts import ArtifactRecord, ArtifactRegistry
-from embedops.registry.exports import OpenExport, ensure_export, open_encoder, open_export, verified_model_dir
+from embedops.registry.exports import (
+    OpenExport,
+    PrecisionChoice,
+    choose_precision,
+    ensure_export,
+    open_encoder,
+    open_export,
+    verified_model_dir,
+)
 from embedops.registry.indexes import IndexRegistry
 from embedops.registry.live import LiveComparison, LiveComparisonLog
 from embedops.registry.models import ModelRegistry, ModelVersion, parse_ref
@@ -28,8 +36,8 @@ from embedops.store import Store
 __all__ = [
     "AliasRegistry", "AliasState", "ArtifactRecord", "Canary", "ArtifactRegistry", "AuditEvent", "Hit", "IndexRecord", "IndexRegistry",
     "IndexStatus", "GuardReportStore", "LiveComparison", "LiveComparisonLog", "ModelRegistry", "ModelVersion", "OpenExport", "Policy", "PromotionRefused",
-    "Registry", "ReportBinding", "SearchResult", "Searcher", "StoredReport", "UNSET", "authorising_report",
-    "ensure_export", "find_ready_index", "load_policy", "open_encoder", "open_export", "parse_ref", "verified_model_dir",
+    "PrecisionChoice", "Registry", "ReportBinding", "SearchResult", "Searcher", "StoredReport", "UNSET",
+    "authorising_report", "choose_precision", "ensure_export", "find_ready_index", "load_policy", "open_encoder", "open_export", "parse_ref", "verified_model_dir",
 ]
 
 

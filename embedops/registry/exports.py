@@ -79,6 +79,46 @@ def ensure_export(registry: Registry, model_ref: str, precision: str = "fp32", *
     return record, registry.artifacts.verified_path(record)
 
 
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """What ``precision="auto"`` resolved to for one model on this machine, and why."""
+
+    precision: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"precision": self.precision, "reason": self.reason}
+
+
+def choose_precision(registry: Registry, model_ref: str, requested: str = "auto", *,
+                     providers: list[str] | None = None, device: str = "auto", runtime: str = "auto") -> PrecisionChoice:
+    """``requested`` as given, or for ``auto``: ``bf16`` when the export runs on a CPU with AVX512-BF16
+    or AMX through OpenVINO's runtime *and* the model's bf16 export passes parity (min cosine >= 0.99
+    against sentence-transformers, exported and stored here the first time); ``fp32`` otherwise,
+    saying why (a GPU, a CPU without bf16, OpenVINO missing or not chosen, or parity failed)."""
+    from embedops.cpu import cpu_features
+    from embedops.encoding import choose_providers, openvino_runtime
+
+    if requested != "auto":
+        _check_precision(requested)
+        return PrecisionChoice(requested, "as asked")
+    cpu = cpu_features()
+    if choose_providers(providers, device) != ["CPUExecutionProvider"] or providers:
+        return PrecisionChoice("fp32", "fp32: not a CPU run of OpenVINO's runtime (bf16 is a CPU precision)")
+    if not cpu.bf16:
+        return PrecisionChoice("fp32", f"fp32: {cpu.describe()} has no AVX512-BF16 or AMX")
+    if runtime not in ("auto", "openvino") or not openvino_runtime.available():
+        return PrecisionChoice("fp32", "fp32: bf16 needs OpenVINO's runtime, which is not installed or not chosen")
+    try:
+        record, _ = ensure_export(registry, model_ref, "bf16", device="cpu", runtime="auto")
+    except ExportError as exc:
+        return PrecisionChoice("fp32", f"fp32: the bf16 export failed parity ({exc})")
+    parity = record.meta.get("parity", {})
+    return PrecisionChoice("bf16", f"bf16: {cpu.describe()}; the bf16 export's min cosine to "
+                                   f"sentence-transformers is {parity.get('min_cosine', float('nan')):.5f} "
+                                   f"(parity needs {parity.get('threshold', 0.99)})")
+
+
 def open_export(registry: Registry, model_ref: str, precision: str = "fp32", *, providers: list[str] | None = None,
                 batch_size: int | None = None, device: str = "auto", allow_cpu_fallback: bool = False,
                 runtime: str = "auto", create: bool = True) -> OpenExport:

@@ -211,3 +211,30 @@ def test_integrity_checks_catch_real_damage(reg, docs_file):
     _, path = ensure_export(reg, "tiny@1")
     with pytest.raises(IntegrityError, match="row count 39 != corpus count 40"):
         W(reg, rec, OnnxEncoder(path)).check_integrity()
+
+
+def test_auto_precision_is_bf16_only_on_a_bf16_cpu_whose_export_passes_parity(reg, docs_file, tiny_model_b,
+                                                                              monkeypatch):
+    import embedops.cpu
+    from embedops.encoding import parity
+
+    reg.corpora.add("ops", docs_file)
+    real_cpu = embedops.cpu.cpu_features()
+    rec = IndexBuild(reg, "tiny@1", "ops", precision="auto", device="cpu").run().index
+    choice = rec.metrics["precision_choice"]
+    if real_cpu.bf16:
+        assert rec.params["precision"] == choice["precision"] == "bf16" and "min cosine" in choice["reason"]
+        # a model whose bf16 export fails parity is built in fp32, and the index says why
+        reg.models.register("other", tiny_model_b)
+        monkeypatch.setitem(parity.PARITY_THRESHOLDS, "bf16", 1.01)
+        other = IndexBuild(reg, "other@1", "ops", precision="auto", device="cpu").run().index
+        assert other.params["precision"] == "fp32"
+        assert other.metrics["precision_choice"]["reason"].startswith("fp32: the bf16 export failed parity")
+        assert reg.artifacts.find("other@1", "onnx-bf16") is None  # nothing stored for the failed export
+    else:
+        assert rec.params["precision"] == "fp32" and "no AVX512-BF16 or AMX" in choice["reason"]
+    # on a CPU without bf16 instructions, auto is fp32 whatever the model
+    monkeypatch.setattr(embedops.cpu, "cpu_features", lambda: embedops.cpu.parse_cpuinfo("flags : avx2"))
+    plain = IndexBuild(reg, "tiny@1", "ops", precision="auto", device="cpu").run().index
+    assert plain.params["precision"] == "fp32" and "no AVX512-BF16 or AMX" in plain.metrics["precision_choice"]["reason"]
+    assert IndexBuild(reg, "tiny@1", "ops", precision="fp32").run().index.metrics.get("precision_choice") is None
