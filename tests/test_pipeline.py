@@ -217,6 +217,26 @@ def test_an_empty_train_section_runs_the_default_recipe_with_the_bundled_general
     assert cfg.train.interpolate == "auto" and cfg.train.max_seq_length == 128
 
 
+def test_the_forgetting_gates_general_sets_are_the_rails_alpha_is_chosen_on(tmp_path):
+    (tmp_path / "msmarco" / "qrels").mkdir(parents=True)  # a BEIR directory
+    (tmp_path / "sts.tsv").write_text("score\tsentence1\tsentence2\n")
+    head = "[corpus]\nname = 'x'\npath = 'd'\n[pairs]\nlabelled = { file = 'p.jsonl' }\n"
+    guards = "[guards]\ngold = 'g'\ngeneral = ['sts.tsv', 'msmarco']\n"
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text(head + guards)
+    cfg = PipelineConfig.from_toml(cfg_file)
+    assert cfg.train.general_retrieval == str(tmp_path / "msmarco") and cfg.general_eval == tmp_path / "sts.tsv"
+    # what [train] names stands
+    cfg_file.write_text(head + guards + "[train]\ngeneral_retrieval = 'bundled:general-retrieval'\n"
+                        "general_eval = 'bundled:general-sts'\n")
+    cfg = PipelineConfig.from_toml(cfg_file)
+    assert cfg.train.general_retrieval == "bundled:general-retrieval" and str(cfg.general_eval) == "bundled:general-sts"
+    # with no general set to judge by, the bundled rails
+    cfg_file.write_text(head + "[guards]\ngold = 'g'\n")
+    cfg = PipelineConfig.from_toml(cfg_file)
+    assert cfg.train.general_retrieval == "bundled:general-retrieval" and cfg.general_eval is None
+
+
 def test_paths_in_the_generator_and_train_sections_are_relative_to_the_config(tmp_path):
     cfg_file = tmp_path / "conf" / "c.toml"
     cfg_file.parent.mkdir()

@@ -87,13 +87,18 @@ def labelled_dev_evaluator(beir_dir: Path, split: str = "dev", max_corpus: int =
     queries choose alpha far better (docs/BENCHMARKS.md, SciFact). Used for scoring only, never trained on.
     """
     beir = read_beir(beir_dir, split)
-    queries, docs = beir.queries, beir.documents or {}
     relevant = _judged(beir, f"{beir_dir}: no {split} query")
+    return _retrieval_evaluator({q: beir.queries[q] for q in relevant}, _capped_corpus(beir, relevant, max_corpus, seed),
+                                relevant)
+
+
+def _capped_corpus(beir, relevant: dict[str, set[str]], max_corpus: int, seed: int) -> dict[str, str]:
+    """Every relevant document, then random others of the corpus up to ``max_corpus`` texts in all."""
+    docs = beir.documents or {}
     needed = set().union(*relevant.values())
     others = sorted(set(docs) - needed)
     random.Random(seed).shuffle(others)
-    corpus = {d: docs[d] for d in sorted(needed) + others[: max(0, max_corpus - len(needed))]}
-    return _retrieval_evaluator({q: queries[q] for q in relevant}, corpus, relevant)
+    return {d: docs[d] for d in sorted(needed) + others[: max(0, max_corpus - len(needed))]}
 
 
 BUNDLED_GENERAL_EVAL = GENERAL_STS
@@ -108,13 +113,17 @@ def bundled_general_eval() -> Path:
     return general_path(GENERAL_STS)
 
 
-def general_retrieval_evaluator(beir_dir: Path):
-    """General *retrieval* (nDCG@10) on a BEIR directory: every query of its qrels over its whole
-    corpus (keep it small: it runs once per alpha). The bundled one, ``bundled:general-retrieval``,
-    is 60 everyday questions over 129 passages; a user's own set (``--general-retrieval``) is better."""
+def general_retrieval_evaluator(beir_dir: Path, max_corpus: int = 2000, seed: int = 0):
+    """General *retrieval* (nDCG@10) on a BEIR directory: every query of its qrels over its relevant
+    documents plus, where the corpus is larger, random others up to ``max_corpus`` texts in all (it
+    runs once per alpha: a 5,000-passage set would cost minutes each time on a CPU; the forgetting
+    gate judges the whole corpus). The bundled one, ``bundled:general-retrieval``, is 60 everyday
+    questions over 129 passages; a user's own set (``--general-retrieval``, or the pipeline's
+    ``[guards] general``) is better."""
     beir = read_beir(beir_dir)
     relevant = _judged(beir, f"{beir_dir}: no query")
-    return _retrieval_evaluator({q: beir.queries[q] for q in relevant}, beir.documents or {}, relevant, name="general")
+    return _retrieval_evaluator({q: beir.queries[q] for q in relevant}, _capped_corpus(beir, relevant, max_corpus, seed),
+                                relevant, name="general")
 
 
 def _judged(beir, nobody: str) -> dict[str, set[str]]:

@@ -146,7 +146,7 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     base = registry.models.get(base_ref)
     name = name or base.name
     general_name = str(general_eval) if general_eval else BUNDLED_GENERAL_EVAL  # what the lineage records
-    general_eval = general_eval or bundled_general_eval()  # "auto" stays within its score; reported before/after
+    general_eval = general_path(general_eval) if general_eval else bundled_general_eval()  # "auto" keeps it; reported
     data = training_data(pairs, config, general_pairs)
     has_dev = bool(config.domain_dev or data.held_out)
     if config.interpolate == "auto" and not has_dev:

@@ -218,6 +218,17 @@ def test_labelled_dev_set_keeps_every_relevant_document_and_caps_the_rest(tmp_pa
         labelled_dev_evaluator(beir, "test")
 
 
+def test_a_large_general_retrieval_set_is_scored_on_its_relevant_documents_and_a_capped_sample(tmp_path):
+    from embedops.trainer.evaluators import general_retrieval_evaluator
+
+    beir = make_dev_beir(tmp_path / "general")
+    (beir / "qrels" / "dev.tsv").rename(beir / "qrels" / "test.tsv")
+    capped = general_retrieval_evaluator(beir, max_corpus=4)
+    assert set(capped.queries_ids) == {"q1", "q2", "q3"}
+    assert len(capped.corpus) == 4 and {"pgx", "kafka", "disk"} <= set(capped.corpus_ids)
+    assert len(general_retrieval_evaluator(beir).corpus) == len(TOPICS)  # a small set is scored whole
+
+
 @pytest.mark.slow
 def test_auto_interpolation_scores_alphas_on_the_labelled_dev_set(reg, tmp_path):
     """With a dev set, alpha is chosen on real queries even when no pairs are held out."""

@@ -50,6 +50,27 @@ class LabelledPairs:
         return Path(self.file) if self.file else Path(self.beir or ".") / "qrels" / f"{self.split}.tsv"
 
 
+def guard_rails(train: TrainConfig, general_eval: str | None, general: list[Path], *,
+                explicit: set[str]) -> tuple[TrainConfig, str | None]:
+    """The trainer's general rails taken from the forgetting gate's sets (``[guards] general``) where
+    ``[train]`` names none (``explicit``: the keys it set): its first BEIR directory becomes
+    ``general_retrieval`` and its first STS file ``general_eval``, so alpha is chosen keeping the
+    very sets the gate then judges within ``max_general_drop``, rather than the bundled ones, which
+    a one-point retrieval loss can slip past (embedops/data/README.md)."""
+    from dataclasses import replace
+
+    from embedops.data import general_path
+
+    if "general_retrieval" not in explicit:
+        beir = [g for g in general if general_path(g).is_dir()]
+        if beir:
+            train = replace(train, general_retrieval=str(beir[0]))
+    if general_eval is None:
+        sts = [g for g in general if general_path(g).is_file()]
+        general_eval = str(sts[0]) if sts else None
+    return train, general_eval
+
+
 @dataclass(frozen=True)
 class GuardsSection:
     gold: Path
@@ -167,6 +188,8 @@ class _Reader:
         policy = Policy.from_section(toml, "guards", toml.section("guards"), base=policy,
                                      ignore=("gold", "general", "policy"))
         promote = self.build("promote", PromoteSection, self.section("promote", PromoteSection))
+        general = [Path(self.rel(g)) for g in guards.get("general", [])]
+        train, general_eval = guard_rails(train, general_eval, general, explicit=set(train_values))
         model = base.get("model", BUNDLED_BASE)
         return PipelineConfig(
             corpus=CorpusSection(self.need("corpus", "name"), Path(self.rel(self.need("corpus", "path")))),
@@ -174,7 +197,6 @@ class _Reader:
                              base.get("name", "minilm")),
             labelled=labelled, generated=generated, mine=mine, train=train,
             general_eval=Path(general_eval) if general_eval else None,
-            guards=GuardsSection(Path(self.rel(self.need("guards", "gold"))),
-                                 [Path(self.rel(g)) for g in guards.get("general", [])], policy),
+            guards=GuardsSection(Path(self.rel(self.need("guards", "gold"))), general, policy),
             promote=promote, source=toml.path,
         )
