@@ -13,10 +13,10 @@ Paths (each pass of each path is a fresh process; wall time of the whole process
   is made and parity-checked once before the timed passes (``model export-onnx``), as it is once per
   model version in use. bf16 only on CPUs with AVX512-BF16 or AMX.
 - ``st_torch``, ``st_onnx``, ``st_onnx_int8`` (its dynamic int8 export for this CPU),
-  ``st_openvino`` (OpenVINO's default precision: bf16 on AMX / AVX512-BF16 CPUs) and
-  ``st_openvino_f32``: sentence-transformers 5.7 ``encode`` with its defaults (load + encode).
-- ``fastembed``: fastembed 0.9.1's own entry for this model over an ONNX export of the same weights
-  (load + encode; it writes no index).
+  ``st_openvino`` (the backend's defaults), ``st_openvino_f32`` and ``st_openvino_bf16`` (OpenVINO's
+  precision hint given): sentence-transformers 5.7 ``encode`` with its defaults (load + encode).
+- ``fastembed``: fastembed 0.9.1's own entry for this model over sentence-transformers' ONNX export
+  of the same weights, truncating at 256 tokens as the others do (load + encode; no index written).
 
 The peers run from ``.bench-venv/cpu-peers`` (sentence-transformers 5.7, optimum-intel, fastembed)
 and ``.bench-venv/cpu-peers-onnx`` (sentence-transformers 5.7, optimum-onnx: the two optimum
@@ -50,7 +50,8 @@ VENVS = {
     "cpu-peers-onnx": ["sentence-transformers==5.7.0", "optimum-onnx[onnxruntime]==0.1.0"],
 }
 PEER_VENV = {"st_torch": "cpu-peers-onnx", "st_onnx": "cpu-peers-onnx", "st_onnx_int8": "cpu-peers-onnx",
-             "st_openvino": "cpu-peers", "st_openvino_f32": "cpu-peers", "fastembed": "cpu-peers"}
+             "st_openvino": "cpu-peers", "st_openvino_f32": "cpu-peers", "st_openvino_bf16": "cpu-peers",
+             "fastembed": "cpu-peers"}
 EMBEDOPS = {"embedops_fp32": "fp32", "embedops_bf16": "bf16", "embedops_int8": "int8",
             "embedops_fp32_retokenize": "fp32"}
 RETOKENIZE = "_retokenize"  # the store's token ids (embedops.reembed.tokens) dropped first: a first build
