@@ -32,7 +32,7 @@ def index_build(
     ctx: typer.Context,
     model_ref: str = typer.Argument(..., help="Model version to embed with, NAME@N."),
     corpus: str = typer.Option(..., "--corpus", "-c", help="Corpus name."),
-    precision: str = typer.Option("fp32", "--precision", "-p", help="auto (bf16 on a CPU with AVX512-BF16 or AMX when its export passes parity, else fp32), fp32, bf16, fp16 (GPU) or int8 (CPU)."),
+    precision: str = typer.Option("auto", "--precision", "-p", help="auto (bf16 on a CPU with AVX512-BF16 or AMX when its export passes parity, else fp32; the index records why), fp32, bf16, fp16 (GPU) or int8 (CPU)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Texts per ONNX Runtime call, per Ray actor too (default 32 on CPU, 256 on CUDA)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when onnxruntime-gpu sees a GPU), cuda or cpu."),
     allow_cpu_fallback: bool = typer.Option(False, "--allow-cpu-fallback", help="Run on the CPU when the CUDA provider cannot start, instead of failing."),
@@ -54,6 +54,7 @@ def index_build(
     3 naming the running one, or with --wait waits and prints the index the first one built.
 
     Example:  embedops index build minilm@2 --corpus scifact
+    Example:  embedops index build minilm@2 --corpus scifact --precision fp32
     Example:  embedops index build minilm@2 --corpus scifact --device cuda --precision fp16
     Example:  embedops index build minilm@2 --corpus scifact --engine ray --workers 2 --gpus-per-worker 1 --cpus-per-worker 8
     Example:  embedops index build minilm@2 --corpus scifact --wait
@@ -93,6 +94,9 @@ def index_build(
     err.print(f"embedded {report.embedded} documents in {report.seconds:.1f}s "
               f"({report.docs_per_second:,.0f} docs/s) on {', '.join(report.providers_used) or 'no provider'}; "
               "integrity checks passed")
+    choice = report.index.metrics.get("precision_choice")
+    if choice:
+        err.print(f"precision auto -> {choice['reason']}")
     typer.echo(report.index.index_id)
 
 

@@ -147,9 +147,13 @@ class IndexBuild:
         ``precision="auto"`` is resolved first (:func:`~embedops.registry.choose_precision`: bf16 on
         a CPU with bf16 instructions when its export passes parity, else fp32); the index records why."""
         started = time.perf_counter()
-        if self.precision == "auto":
+        if self.precision == "auto" and getattr(self.engine, "gpus_per_worker", 0):
+            self.precision_choice = PrecisionChoice("fp32", "fp32: the encoder actors run on GPUs (bf16 is a CPU "
+                                                            "precision; ask for fp16 there)")
+        elif self.precision == "auto":
             self.precision_choice = choose_precision(self.registry, self.model.ref, "auto", providers=self.providers,
                                                      device=self.device, runtime=self.runtime)
+        if self.precision_choice is not None:
             self.precision = self.precision_choice.precision
         ready_before = {r.index_id for r in self.registry.indexes.list() if r.status is IndexStatus.READY}
         lock = self.registry.store.lock(self.lock_name(), wait=self.wait, on_wait=self.on_wait,
