@@ -67,7 +67,7 @@ KILLED_BUILD = textwrap.dedent(
     def slow(n):
         print("chunk", n, flush=True)
         time.sleep(0.3)
-    IndexBuild(reg, "tiny@1", "ops", chunk_size=4, after_chunk=slow).run()
+    IndexBuild(reg, "tiny@1", "ops", precision="auto", chunk_size=4, after_chunk=slow).run()  # as the CLI builds
     print("finished", flush=True)
     """
 )
