@@ -208,8 +208,8 @@ class OnnxEncoder:
         self.runtime = choose_runtime(runtime, precision, self.providers, explicit_providers=bool(providers))
         self._openvino: openvino_runtime.OpenVinoRun | None = None
         self.session = None
-        # What the graph computes in: bf16 only where OpenVINO runs a bf16 export (ONNX Runtime runs its
-        # fp32 graph as it is); OpenVINO runs int8/fp16 graphs, asked for by name, at f32 otherwise.
+        # What the graph computes in: the export's precision, except that a bf16 export computes in bf16
+        # only on OpenVINO's runtime (ONNX Runtime runs its graph, the fp32 one, as it is).
         self.compute_precision = "fp32" if precision == "bf16" and self.runtime != "openvino" else precision
         if self.runtime == "openvino":
             self._openvino = openvino_runtime.OpenVinoRun(
