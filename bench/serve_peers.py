@@ -118,9 +118,9 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def servers(store: Path, peers: Path, engines: list[str], work: Path) -> list[Server]:
+def servers(store: Path, peers: Path, engines: list[str], work: Path, serve_args: list[str] = ()) -> list[Server]:
     out = [Server("embedops", [sys.executable, "-m", "embedops", "--store", store, "serve", "--port", 18001,
-                               "--no-access-log"], "/readyz", 18001, "production", work / "embedops.log")]
+                               "--no-access-log", *serve_args], "/readyz", 18001, "production", work / "embedops.log")]
     infinity = peers.parent / "infinity_emb"
     for i, engine in enumerate(engines):
         out.append(Server(f"infinity-{engine}", [infinity, "v2", "--model-id", model_dir(), "--served-model-name",
@@ -161,6 +161,7 @@ def main() -> None:
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--engines", default="torch,optimum", help="Infinity engines to try (one that cannot load "
                     "is recorded, not fatal)")
+    ap.add_argument("--serve-args", default="", help="extra `embedops serve` options, e.g. '--runtime openvino'")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "serve-results" /
                     f"{time.strftime('%Y-%m-%d')}-serve-peers.json")
     args = ap.parse_args()
@@ -175,7 +176,7 @@ def main() -> None:
     clients = [int(c) for c in args.clients.split(",")]
     with contextlib.ExitStack() as stack:
         up = []
-        for server in servers(args.store, peers, args.engines.split(","), work):
+        for server in servers(args.store, peers, args.engines.split(","), work, args.serve_args.split()):
             try:  # every server is started (and warmed) first, then measured in turn, idle while others run
                 up.append(stack.enter_context(server))
                 load(peers, server, "embed1", 1, 50, 30, texts_file, work)

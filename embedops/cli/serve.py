@@ -25,7 +25,7 @@ def serve(
     policy_file: Optional[Path] = typer.Option(None, "--policy", help="Policy file: its serve.rollback section, and the guard policy a dashboard promotion is judged under (default ./embedops.toml or built-in defaults)."),
     check_interval: float = typer.Option(1.0, "--check-interval", min=0.05, help="Seconds between reads of each alias's head (a published record on a local store wakes the server at once)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=0, help="Worker threads per process for model calls, index searches and dashboard pages (default: 2 per core, at least 4; 0: the ASGI default of 40). Waiting requests hold none; more threads only take time from the event loop."),
-    runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime that embeds queries: onnxruntime, openvino or auto (auto takes OpenVINO for fp32 on the CPU; it froze loaded servers, see docs/BENCHMARKS.md)."),
+    runtime: str = typer.Option("auto", "--runtime", help="Runtime that embeds queries: auto, onnxruntime or openvino (auto takes OpenVINO on the CPU for fp32 and bf16 indexes; bf16 queries compute in bf16 there)."),
     keep_alive: int = typer.Option(75, "--keep-alive", min=1, help="Seconds an idle HTTP connection stays open; keep it above your clients' and load balancer's idle timeouts, or a reused connection can be closed under a request."),
     allowed_host: list[str] = typer.Option([], "--allowed-host", help="Another Host name the dashboard answers (repeatable); by default only loopback names and the --host address, so a DNS-rebinding page cannot read it."),
     max_inputs: int = typer.Option(256, "--max-inputs", min=1, help="Texts in one search or embeddings request (413 past it)."),

@@ -3,7 +3,10 @@
 What makes it fast, each measured on an H200 (../shared/gpu/NOTES.md) and on CPU (docs/BENCHMARKS.md):
 
 * texts are sorted by token length and padded to a few length buckets, so batches waste little
-  padding and ONNX Runtime sees only a handful of input shapes (each new shape costs it a re-plan);
+  padding and the runtime sees only a handful of input shapes (each new shape costs it a re-plan).
+  On the CPU the buckets are finer (every 8 tokens up to 64) and a batch never spans two of them:
+  compute there grows with the padded width, and short queries padded to 32 tokens cost up to
+  twice their length (measured, docs/BENCHMARKS.md); a GPU keeps coarse buckets and full batches;
 * tokenisation of the next chunk (Hugging Face ``tokenizers``, which releases the GIL) runs in a
   background thread while the current chunk is in ONNX Runtime;
 * the next batch is padded and assembled on the host while ONNX Runtime runs the current one (it
@@ -46,7 +49,8 @@ from embedops.encoding import openvino_runtime
 from embedops.encoding.layout import META_FILE, OUTPUT_NAME
 from embedops.errors import DeviceError, UsageError
 
-DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512)
+DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512)  # on a GPU: few shapes, full batches
+CPU_BUCKETS = (8, 16, 24, 32, 40, 48, 56, 64, 96, 128, 192, 256, 384, 512)  # on the CPU: little padding
 DEVICES = ("auto", "cpu", "cuda")
 RUNTIMES = ("auto", "onnxruntime", "openvino")
 CUDA = "CUDAExecutionProvider"
@@ -188,7 +192,7 @@ class OnnxEncoder:
     """
 
     def __init__(self, path: Path | str, *, providers: list[str] | None = None, batch_size: int | None = None,
-                 max_length: int | None = None, buckets: tuple[int, ...] = DEFAULT_BUCKETS,
+                 max_length: int | None = None, buckets: tuple[int, ...] | None = None,
                  threads: int | None = None, device: str = "auto", allow_cpu_fallback: bool = False,
                  runtime: str = "auto"):
         from tokenizers import Tokenizer
@@ -197,7 +201,6 @@ class OnnxEncoder:
         self.meta = json.loads((self.path / META_FILE).read_text("utf-8"))
         self.dim = int(self.meta["dim"])
         self.max_length = int(max_length or self.meta["max_seq_length"])
-        self.buckets = tuple(b for b in buckets if b < self.max_length) + (self.max_length,)
         self.do_lower_case = bool(self.meta.get("do_lower_case"))
         self.tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
         self.tokenizer.no_padding()
@@ -219,6 +222,8 @@ class OnnxEncoder:
             self.session = self._onnxruntime_session(threads, allow_cpu_fallback)
             self.input_names = [i.name for i in self.session.get_inputs()]
         self.on_cuda = self.provider == CUDA
+        buckets = buckets or (DEFAULT_BUCKETS if self.on_cuda else CPU_BUCKETS)
+        self.buckets = tuple(b for b in buckets if b < self.max_length) + (self.max_length,)
         self.device_id = int(self.session.get_provider_options().get(CUDA, {}).get("device_id", 0)) if self.on_cuda else 0
         # Measured: 32 is fastest on a 2-core CPU (docs/BENCHMARKS.md); GPUs want big batches.
         self.batch_size = batch_size or (256 if self.on_cuda else 32)
@@ -300,11 +305,26 @@ class OnnxEncoder:
             feeds["token_type_ids"] = types
         return {k: v for k, v in feeds.items() if k in self.input_names}
 
+    def _batches(self, toks: _Tokens) -> list[list[int]]:
+        """Text positions in batches of at most ``batch_size``, shortest first; on the CPU a batch
+        holds texts of one length bucket only (on a GPU full batches matter more than padding)."""
+        order = sorted(range(len(toks.ids)), key=lambda i: len(toks.ids[i]))
+        if self.on_cuda:
+            return [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        batches: list[list[int]] = []
+        width = None
+        for i in order:
+            w = bucket_length(len(toks.ids[i]), self.buckets, self.max_length)
+            if w != width or len(batches[-1]) == self.batch_size:
+                batches.append([])
+                width = w
+            batches[-1].append(i)
+        return batches
+
     def _encode_tokenized(self, toks: _Tokens) -> np.ndarray:
         n = len(toks.ids)
         out = np.empty((n, self.dim), dtype=np.float32)
-        order = sorted(range(n), key=lambda i: len(toks.ids[i]))
-        batches = [order[start : start + self.batch_size] for start in range(0, n, self.batch_size)]
+        batches = self._batches(toks)
         if len(batches) == 1:
             out[batches[0]] = self._run(self._feeds(toks, batches[0]))[: len(batches[0])]
             return out

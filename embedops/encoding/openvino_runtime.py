@@ -28,8 +28,9 @@ air-gapped sites see no attempt. A process that imported ``openvino_telemetry`` 
 from __future__ import annotations
 
 import os
-import queue
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -80,40 +81,79 @@ def available() -> bool:
     return True
 
 
-class OpenVinoRun:
-    """A compiled OpenVINO model and a fixed pool of infer requests, called like ONNX Runtime's
-    ``session.run`` for one output. A request is not thread-safe (the compiled model is): each call
-    takes one from the pool for its duration, and waits when all are in use.
+class _OpenVinoThread:
+    """The one thread that calls into OpenVINO in this process: every compile, infer request, infer
+    and release runs on it, in turn (see :class:`OpenVinoRun`). Started on first use."""
 
-    The requests are created once, here, and live as long as the model. They used to be created
-    per calling thread (a thread-local), and a server's thread pool starts and retires threads: in
-    about 40 runs of the two-server load test, an `embedops serve` process froze 3 times with every
-    Python thread waiting (py-spy: one in ``create_infer_request``, three in ``infer``), after a
-    promotion; with the fixed pool, 0 in the next 16 runs, but once more in CI, at a promotion
-    (a model compiled beside running inferences). The cause inside OpenVINO was not pinned down
-    (its Python bindings have hung on request creation and destruction before), and standalone
-    scripts did not reproduce it; `embedops serve` embeds queries with ONNX Runtime since.
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        os.register_at_fork(after_in_child=self._forget)  # a forked child has no such thread: it makes its own
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = None
+
+    def call(self, fn, *args):
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedops-openvino")
+            pool = self._pool
+        return pool.submit(fn, *args).result()  # the caller waits without the GIL
+
+    def release(self, *objects) -> None:
+        """Drop the last references to ``objects`` on the OpenVINO thread, without waiting."""
+        try:
+            if self._pool is not None:
+                self._pool.submit(objects.__len__)  # the task holds them; they die with it, over there
+        except RuntimeError:  # interpreter shutdown: the executor takes no more work
+            pass
+
+
+_THREAD = _OpenVinoThread()
+
+
+class OpenVinoRun:
+    """A compiled OpenVINO model, called like ONNX Runtime's ``session.run`` for one output.
+
+    Every call into OpenVINO (compiling, creating the infer request, inferring, releasing them)
+    runs on one thread of this process, one call at a time, whatever thread asks. OpenVINO called
+    from several Python threads froze loaded ``embedops serve`` processes: with infer requests made
+    per calling thread (a thread-local), 3 times in about 40 runs of the two-server load test, with
+    every Python thread waiting inside OpenVINO (py-spy: one in ``create_infer_request``, three in
+    ``infer``), after a promotion; with a fixed pool of requests, once more in CI, again at a
+    promotion, a model compiled beside running inferences. The cause inside OpenVINO was not pinned
+    down (its Python bindings have hung on request creation and destruction before). On one thread
+    those calls can no longer overlap. What it costs: two models of one process (a server's old and
+    new index, at a promotion) take turns, and a compile holds queries back while it runs (about a
+    second for MiniLM); one model loses nothing, since in latency mode one inference already uses
+    every core.
 
     Compiled for latency (OpenVINO's default on the CPU: one batch at a time on all cores). The
     throughput setting with two batches in flight bulk-encoded about 8% faster on 2 cores but took a
     single query from 12 to 20 ms (docs/BENCHMARKS.md); queries are what a server encodes."""
 
-    def __init__(self, model_path: Path, *, threads: int | None = None, requests: int | None = None,
-                 precision: str = "fp32"):
-        ov = import_openvino()
+    def __init__(self, model_path: Path, *, threads: int | None = None, precision: str = "fp32"):
         config = {"INFERENCE_PRECISION_HINT": inference_precision(precision), "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        self.compiled = ov.Core().compile_model(str(model_path), "CPU", config)
-        self.input_names = [port.get_any_name() for port in self.compiled.inputs]
-        self._output = self.compiled.output(OUTPUT_NAME)
-        self._pool: queue.SimpleQueue = queue.SimpleQueue()
-        for _ in range(requests or max(2, os.cpu_count() or 1)):
-            self._pool.put(self.compiled.create_infer_request())
+        self._compiled, self._request, self._output, self.input_names = _THREAD.call(_compile, str(model_path), config)
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        request = self._pool.get()  # blocks (without the GIL) while every request is in use
-        try:
-            return np.array(request.infer(feeds)[self._output], dtype=np.float32, copy=True)
-        finally:
-            self._pool.put(request)
+        return _THREAD.call(self._infer, feeds)
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return np.array(self._request.infer(feeds)[self._output], dtype=np.float32, copy=True)
+
+    def __del__(self):
+        if _THREAD is None:  # interpreter shutdown has cleared this module: nothing left to release onto
+            return
+        _THREAD.release(self.__dict__.pop("_request", None), self.__dict__.pop("_output", None),
+                        self.__dict__.pop("_compiled", None))
+
+
+def _compile(model_path: str, config: dict):
+    """On the OpenVINO thread: the compiled model, its infer request, its output port, its input names."""
+    compiled = import_openvino().Core().compile_model(model_path, "CPU", config)
+    return (compiled, compiled.create_infer_request(), compiled.output(OUTPUT_NAME),
+            [port.get_any_name() for port in compiled.inputs])

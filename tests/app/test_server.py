@@ -1,6 +1,7 @@
 """`embedops serve` on loopback: a real uvicorn server over a store with a tiny model, following
 promotions and rollbacks under concurrent requests, with clear HTTP errors."""
 
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -65,7 +66,7 @@ def test_search_answers_from_the_alias_and_follows_promotion_and_rollback(served
     ready = client.get("/readyz").json()
     assert ready["ready"] and ready["index_id"] == blue.index_id and ready["model_ref"] == "tiny@1"
     assert ready["writes"] == {"ready": True, "reason": None} and "canary" not in ready
-    assert ready["provider"].endswith("ExecutionProvider")  # ONNX Runtime embeds queries, not OpenVINO
+    assert ready["provider"] == "OpenVINO:CPU"  # what embeds this fp32 index's queries, by default
     first = client.post("/v1/search", json={"query": "postgres failover", "k": 3}).json()
     assert first["index_id"] == blue.index_id and first["model_ref"] == "tiny@1"
     assert len(first["results"][0]["hits"]) == 3 and first["results"][0]["query"] == "postgres failover"
@@ -131,9 +132,11 @@ def test_bad_requests_get_errors_naming_what_is_wrong(served):
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
-def test_embeddings_of_a_model_without_export_answer_409_and_write_nothing(served, tiny_model_b):
+def test_embeddings_of_a_model_without_export_answer_409_and_write_nothing(served, tiny_model_b, tmp_path):
     reg, client, blue, green = served
-    reg.models.register("tiny", tiny_model_b, parent="tiny@2")  # tiny@3: no index, so no export yet
+    model = shutil.copytree(tiny_model_b, tmp_path / "tiny-c")
+    (model / "README.md").write_text("tiny@2 with a model card: other files, so another digest")
+    reg.models.register("tiny", model, parent="tiny@2")  # tiny@3: no index, so no export yet
     artifacts = reg.store.open_table("model_artifacts").count_rows()
     r = client.post("/v1/embeddings", json={"input": "x", "model": "tiny@3"})
     assert r.status_code == 409 and "embedops model export-onnx tiny@3" in r.json()["error"]["message"]
@@ -184,4 +187,4 @@ def test_serve_settings_refuse_an_unknown_runtime_or_shadow_fraction():
         ServeSettings(runtime="tensorrt")
     with pytest.raises(UsageError, match="--shadow-fraction must be between 0 and 1"):
         ServeSettings(shadow_fraction=1.5)
-    assert ServeSettings().runtime == "onnxruntime"
+    assert ServeSettings().runtime == "auto"  # OpenVINO for fp32 and bf16 on the CPU

@@ -27,6 +27,17 @@ def test_order_is_preserved_and_padding_does_not_change_embeddings(encoder):
     assert np.allclose(together, alone, atol=1e-5)
 
 
+def test_on_the_cpu_a_short_query_is_not_padded_to_the_longest_text_of_its_batch(encoder, monkeypatch):
+    widths = []
+    run = encoder._run
+    monkeypatch.setattr(encoder, "_run", lambda feeds: widths.append(feeds["input_ids"].shape) or run(feeds))
+    texts = ["tls", "redis", "x " * 60, "kafka lag", "y " * 61]
+    vectors = encoder.encode(texts)
+    # the three short texts share one narrow batch; the two long ones another, padded to their bucket
+    assert sorted(widths) == [(2, 64), (3, 8)]
+    assert np.allclose(vectors, np.vstack([encoder.encode([t]) for t in texts]), atol=1e-5)
+
+
 def test_stream_equals_batch(encoder):
     texts = [f"document number {i} " * (i % 7 + 1) for i in range(23)]
     streamed = np.vstack(list(encoder.encode_stream([texts[:10], texts[10:20], texts[20:]])))
@@ -90,15 +101,27 @@ def test_int8_exports_and_named_onnx_runtime_providers_stay_on_onnx_runtime(tiny
     assert forced.provider == "OpenVINO:CPU" and forced.encode(["tls"]).shape == (1, forced.dim)
 
 
-def test_openvino_encoder_is_safe_to_call_from_several_threads(encoder):
+def test_openvino_encoders_called_from_several_threads_run_on_one_openvino_thread(encoder, monkeypatch):
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    enc = OnnxEncoder(encoder.path, device="cpu", runtime="openvino")
+    from embedops.encoding import openvino_runtime
+
+    threads = set()
+    compile_model = openvino_runtime._compile
+    monkeypatch.setattr(openvino_runtime, "_compile",
+                        lambda *a: threads.add(threading.current_thread().name) or compile_model(*a))
+    infer = openvino_runtime.OpenVinoRun._infer
+    monkeypatch.setattr(openvino_runtime.OpenVinoRun, "_infer",
+                        lambda self, feeds: threads.add(threading.current_thread().name) or infer(self, feeds))
+    encs = [OnnxEncoder(encoder.path, device="cpu", runtime="openvino") for _ in range(2)]  # old and new model
     texts = [f"query {i} about " + "word " * (i % 9) for i in range(12)]
-    expected = enc.encode(texts)
+    expected = encs[0].encode(texts)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        got = list(pool.map(lambda t: enc.encode([t])[0], texts))
+        got = list(pool.map(lambda i: encs[i % 2].encode([texts[i]])[0], range(len(texts))))
+        pool.submit(OnnxEncoder, encoder.path, device="cpu", runtime="openvino").result()  # a compile beside them
     assert np.allclose(np.vstack(got), expected, atol=1e-5)
+    assert len(threads) == 1 and threads.pop().startswith("embedops-openvino")
 
 
 def test_runtime_choice_is_checked_up_front(monkeypatch, encoder):

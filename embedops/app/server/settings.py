@@ -36,10 +36,11 @@ class ServeSettings:
     # one call, so more threads add no throughput; they only take the GIL from the event loop, which
     # then answers /readyz and new connections late under load. 0: anyio's default.
     threads: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
-    # Which runtime embeds queries (see choose_runtime). ONNX Runtime, not "auto"'s OpenVINO: a
-    # server encodes single queries, where the two are level (docs/BENCHMARKS.md), and OpenVINO
-    # froze loaded serve processes (every thread waiting inside it) 4 times in about 60 load runs.
-    runtime: str = "onnxruntime"
+    # Which runtime embeds queries (see choose_runtime): auto takes OpenVINO on the CPU for fp32 and
+    # bf16 exports, the only runtime that computes bf16 (2.5x ONNX Runtime's fp32 on a 32-query
+    # batch on an AMX CPU, docs/BENCHMARKS.md). OpenVINO froze loaded serve processes when called from
+    # several threads; every call into it now runs on one thread (encoding.openvino_runtime).
+    runtime: str = "auto"
     # The guard policy file a dashboard promotion is judged under (default ./embedops.toml), as
     # `embedops promote --policy` would; its [serve.rollback] section is `rollback` above.
     policy_file: str | None = None
