@@ -9,7 +9,7 @@ lock held by another build).
 
 from __future__ import annotations
 
-from embedops.cli import aliases, canary, corpus, guards, indexes, init, models, pairs, pipeline, serve, status, train  # noqa: F401
+from embedops.cli import adapters, aliases, canary, corpus, guards, indexes, init, models, pairs, pipeline, serve, status, train  # noqa: F401
 from embedops.cli._common import app, flags_show_no_type, reflow_help, usage_errors_on_one_line
 
 # Importing a module registers its commands on ``app``; --help lists them in the order of the lifecycle.
@@ -23,6 +23,7 @@ app.add_typer(models.model_app, name="model")
 app.add_typer(pairs.pairs_app, name="pairs")
 app.add_typer(pipeline.pipeline_app, name="pipeline")
 app.add_typer(aliases.alias_app, name="alias")
+app.add_typer(adapters.adapter_app, name="adapter")
 app.add_typer(indexes.index_app, name="index")
 flags_show_no_type()  # --json, not --json <bool>
 usage_errors_on_one_line()  # error: Invalid value for '-k': ... (see: embedops search --help)

@@ -13,6 +13,7 @@ from embedops.audit import AuditEvent, AuditLog
 from embedops.corpus import CorpusStore
 from embedops.errors import AliasConflictError, IndexStateError, PromotionRefused, UsageError
 from embedops.index import IndexRecord, IndexStatus, table_name
+from embedops.registry.adapters import AdapterRecord, AdapterRegistry
 from embedops.registry.aliases import UNSET, AliasRegistry, AliasState, Canary
 from embedops.registry.artifacts import ArtifactRecord, ArtifactRegistry
 from embedops.registry.exports import (
@@ -34,7 +35,7 @@ from embedops.registry.search import Hit, Searcher, SearchResult
 from embedops.store import Store
 
 __all__ = [
-    "AliasRegistry", "AliasState", "ArtifactRecord", "Canary", "ArtifactRegistry", "AuditEvent", "Hit", "IndexRecord", "IndexRegistry",
+    "AdapterRecord", "AdapterRegistry", "AliasRegistry", "AliasState", "ArtifactRecord", "Canary", "ArtifactRegistry", "AuditEvent", "Hit", "IndexRecord", "IndexRegistry",
     "IndexStatus", "GuardReportStore", "LiveComparison", "LiveComparisonLog", "ModelRegistry", "ModelVersion", "OpenExport", "Policy", "PromotionRefused",
     "PrecisionChoice", "Registry", "ReportBinding", "SearchResult", "Searcher", "StoredReport", "UNSET",
     "authorising_report", "choose_precision", "ensure_export", "find_ready_index", "load_policy", "open_encoder", "open_export", "parse_ref", "verified_model_dir",
@@ -52,6 +53,7 @@ class Registry:
         self.indexes = IndexRegistry(store, self.audit)
         self.aliases = AliasRegistry(store)
         self.artifacts = ArtifactRegistry(store, self.audit)
+        self.adapters = AdapterRegistry(self.artifacts)
         self.reports = GuardReportStore(store, self.audit)
         self.live = LiveComparisonLog(store)
 

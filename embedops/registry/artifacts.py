@@ -82,7 +82,15 @@ class ArtifactRegistry:
         rows = self._table().search().where(where).limit(None).to_arrow().to_pylist()
         if not rows:
             return None
-        r = max(rows, key=lambda r: r["created_at"])
+        return self._from_row(max(rows, key=lambda r: r["created_at"]))
+
+    def matching(self, where: str) -> list[ArtifactRecord]:
+        """Every artifact record matching the SQL filter ``where`` (over model_ref, kind, digest), newest first."""
+        rows = self._table().search().where(where).limit(None).to_arrow().to_pylist()
+        return sorted((self._from_row(r) for r in rows), key=lambda a: a.created_at, reverse=True)
+
+    @staticmethod
+    def _from_row(r: dict) -> ArtifactRecord:
         return ArtifactRecord(
             model_ref=r["model_ref"], kind=r["kind"], digest=r["digest"], artifact=r["artifact"],
             files=tuple(FileChecksum(**f) for f in json.loads(r["files"])), created_at=r["created_at"],
