@@ -80,7 +80,8 @@ def serve(
                              limits=RequestLimits(max_inputs, max_chars, max_body_bytes),
                              allowed_hosts=tuple(dict.fromkeys([*LOOPBACK_HOSTS, *bind, *allowed_host])),
                              session_ttl=3600 * session_hours,
-                             batching=BatchSettings(max_tokens=batch_tokens, max_wait_ms=batch_wait_ms))
+                             batching=BatchSettings(max_tokens=batch_tokens, max_wait_ms=batch_wait_ms),
+                             settle_heap=True)
     if threads is not None:
         settings = replace(settings, threads=threads)
     with contextlib.suppress(io.UnsupportedOperation, ValueError):  # stderr without a file (in-process runs)

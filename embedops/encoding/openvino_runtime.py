@@ -125,9 +125,9 @@ class OpenVinoRun:
     promotion, a model compiled beside running inferences. The cause inside OpenVINO was not pinned
     down (its Python bindings have hung on request creation and destruction before). On one thread
     those calls can no longer overlap. What it costs: two models of one process (a server's old and
-    new index, at a promotion) take turns, and a compile holds queries back while it runs (about a
-    second for MiniLM); one model loses nothing, since in latency mode one inference already uses
-    every core.
+    new index, at a promotion) take turns, and a compile holds queries back while it runs (30 runs of
+    the two-server load test, none froze: bench/serve-results/2026-12-03-openvino-one-thread-stress.txt);
+    one model loses nothing, since in latency mode one inference already uses every core.
 
     Compiled for latency (OpenVINO's default on the CPU: one batch at a time on all cores). The
     throughput setting with two batches in flight bulk-encoded about 8% faster on 2 cores but took a

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from embedops.app.server.follower import AliasFollower, AliasView
+from embedops.app.server.heap import HeapSettler
 from embedops.app.server.metrics import ServeMetrics
 from embedops.app.server.mirror import Mirror
 from embedops.app.server.notify import AliasChanges
@@ -58,6 +59,7 @@ class Background:
         self._wake = threading.Event()
         self._changes: AliasChanges | None = None
         self._thread: threading.Thread | None = None
+        self._heap = HeapSettler()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="embedops-follow", daemon=True)
@@ -81,6 +83,7 @@ class Background:
             self._changes.stop()
         if self._thread is not None:
             self._thread.join(10)
+        self._heap.release()
 
     def _run(self) -> None:
         step = min(self.settings.check_interval, 0.25)
@@ -117,7 +120,10 @@ class Background:
                     with contextlib.suppress(Exception):  # not set yet, or the store is down: next time
                         self.follower.view(alias)
         self.follower.refresh(force=poked)  # a published alias record: read the heads now
-        self.metrics.show_targets(self.follower.targets())
+        targets = self.follower.targets()
+        self.metrics.show_targets(targets)
+        if self.settings.settle_heap and targets:
+            self._heap.settle(tuple(sorted(targets.items())))
         self.metrics.show_agreement(self.signals.agreement(since=now - self.settings.rollback.window))
         self.judge(now)
         if now - self._probed >= self.settings.write_probe_interval:
