@@ -113,7 +113,7 @@ def binding_for(reg, index, *, alias="production", policy=None, **changes):
 
 def put_report(reg, binding, gates=PASSING_GATES, verdict="pass"):
     """Store a guard report with ``binding`` (a passing one by default), as run_guards would."""
-    return reg.reports.put(binding, model_ref=reg.indexes.get(binding.index_id).model_ref, verdict=verdict, inputs={},
+    return reg.reports.put(binding, model_ref=reg.target(binding.index_id).model_ref, verdict=verdict, inputs={},
                            gates=gates)
 
 def authorise(reg, index, alias="production"):

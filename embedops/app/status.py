@@ -7,12 +7,13 @@ latest guard verdict of each index, as ``embedops status`` shows it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from embedops.corpus import CorpusInfo
 from embedops.index import IndexRecord
-from embedops.registry import AliasState, ModelVersion, Registry, StoredReport
+from embedops.errors import NotFoundError
+from embedops.registry import AliasState, ModelVersion, Registry, StoredReport, is_bridge_id
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,11 @@ class StoreStatus:
     indexes: list[IndexRecord]
     verdicts: list[StoredReport]  # the latest report of each index
     overrides: list[AliasState]  # aliases whose value came from an override promotion
+    bridges: list[IndexRecord] = field(default_factory=list)  # bridges an alias or canary names (views)
 
     def index(self, index_id: str | None) -> IndexRecord | None:
-        return next((i for i in self.indexes if i.index_id == index_id), None)
+        """The index, or the bridge, ``index_id`` names."""
+        return next((i for i in [*self.indexes, *self.bridges] if i.index_id == index_id), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -36,9 +39,18 @@ class StoreStatus:
             "verdicts": [{"index_id": r.index_id, "verdict": r.verdict, "ts": r.created_at, "report_id": r.report_id}
                          for r in self.verdicts],
             "overrides": [a.to_dict() for a in self.overrides],
+            "bridges": [b.to_dict() for b in self.bridges],
         }
 
 
 def store_status(registry: Registry) -> StoreStatus:
-    return StoreStatus(registry.store.location, registry.aliases.list(), registry.corpora.list(), registry.models.list(),
-                       registry.indexes.list(), registry.reports.latest(), registry.overridden_aliases())
+    aliases = registry.aliases.list()
+    named = {t for a in aliases for t in (a.value, a.canary.index_id if a.canary else None) if is_bridge_id(t)}
+    bridges = []
+    for adapter_id in sorted(named):
+        try:
+            bridges.append(registry.target(adapter_id))
+        except NotFoundError:  # its adapter or old index is gone: the alias row says "-"
+            continue
+    return StoreStatus(registry.store.location, aliases, registry.corpora.list(), registry.models.list(),
+                       registry.indexes.list(), registry.reports.latest(), registry.overridden_aliases(), bridges)

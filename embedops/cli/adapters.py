@@ -30,7 +30,8 @@ def adapter_fit(
 
     The old index's stored vectors of --sample documents are paired with the new model's vectors of
     the same texts; the adapter is fitted on four fifths of them and measured on the rest (mean
-    cosine, top-1 agreement). The index is not changed.
+    cosine, top-1 agreement). The index is not changed. The id printed names a bridge: guard,
+    promote, canary start and search take it wherever they take an index id.
 
     Example:  embedops adapter fit minilm-ft@1 --index scifact--minilm-v1--707bb951 --kind affine
     """

@@ -90,7 +90,7 @@ def alias_list(ctx: typer.Context, as_json: bool = JsonOpt, quiet: bool = QuietO
 @handle_errors
 def promote(
     ctx: typer.Context,
-    index_id: str = typer.Argument(..., help="Ready index to serve."),
+    index_id: str = typer.Argument(..., help="Ready index to serve, or a bridge's adapter id."),
     alias: str = typer.Option("production", "--alias", "-a"),
     expect: Optional[str] = typer.Option(None, "--expect", help="Fail unless the alias still points at this index id (for scripts)."),
     policy_file: Optional[Path] = typer.Option(None, "--policy", help="Guard policy file (default ./embedops.toml or built-in defaults)."),

@@ -26,7 +26,7 @@ AliasOpt = typer.Option("production", "--alias", "-a", help="The alias whose tra
 @handle_errors
 def canary_start(
     ctx: typer.Context,
-    index_id: str = typer.Argument(..., help="Ready index to answer a share of the searches."),
+    index_id: str = typer.Argument(..., help="Ready index (or a bridge's adapter id) to answer a share of the searches."),
     alias: str = AliasOpt,
     percent: float = typer.Option(10.0, "--percent", "-p", help="Share of searches, more than 0 and less than 100 (again on a running canary: change it)."),
     policy_file: Optional[Path] = typer.Option(None, "--policy", help="Guard policy file (default ./embedops.toml or built-in defaults)."),

@@ -24,7 +24,7 @@ from embedops.registry import Searcher
 @handle_errors
 def guard(
     ctx: typer.Context,
-    index_id: str = typer.Argument(..., help="Candidate index to judge."),
+    index_id: str = typer.Argument(..., help="Candidate index to judge, or a bridge's adapter id (embedops adapter fit)."),
     gold: Path = typer.Option(..., "--gold", help="Gold set: BEIR directory (queries.jsonl + qrels/test.tsv)."),
     general: list[Path] = typer.Option([], "--general", help="General benchmark: BEIR directory, STS TSV, or bundled:general-sts / bundled:general-retrieval (repeatable)."),
     alias: str = typer.Option("production", "--alias", "-a", help="Alias whose index the candidate must beat."),
@@ -101,7 +101,7 @@ shadow_app = typer.Typer(
 @handle_errors
 def shadow(
     ctx: typer.Context,
-    index_id: str = typer.Argument(..., help="Candidate index."),
+    index_id: str = typer.Argument(..., help="Candidate index, or a bridge's adapter id."),
     queries: Path = typer.Option(..., "--queries", help="queries.jsonl (BEIR) or JSONL of {_id|id, text}."),
     qrels: Optional[Path] = typer.Option(None, "--qrels", help="BEIR qrels TSV, for recall and nDCG."),
     k: int = typer.Option(10, "-k"),

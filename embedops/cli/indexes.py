@@ -173,7 +173,7 @@ def search(
     text: str = typer.Argument(..., help="Query text."),
     k: int = typer.Option(10, "-k", min=1, max=1000, help="Number of hits (1-1000)."),
     alias: str = typer.Option("production", "--alias", "-a", help="Alias whose index answers."),
-    index_id: Optional[str] = typer.Option(None, "--index", help="Search this index instead of an alias's."),
+    index_id: Optional[str] = typer.Option(None, "--index", help="Search this index (or bridge: adapter id) instead of an alias's."),
     as_json: bool = JsonOpt,
 ):
     """Search the index an alias points at with that index's own model.
@@ -184,8 +184,9 @@ def search(
     if as_json:
         print_json(result.to_dict())
         return
-    table = make_table("#", "score", "id", "title", title=f"{result.index_id} ({result.model_ref}) {result.latency_ms:.1f} ms "
-                       f"(+{result.open_ms:.0f} ms opening the index and model)")
+    via = f" via a {result.bridge['kind']} adapter over {result.bridge['index_id']}" if result.bridge else ""
+    table = make_table("#", "score", "id", "title", title=f"{result.index_id} ({result.model_ref}{via}) "
+                       f"{result.latency_ms:.1f} ms (+{result.open_ms:.0f} ms opening the index and model)")
     for n, h in enumerate(result.hits, 1):
         table.add_row(str(n), f"{h.score:.4f}", h.id, h.title)
     out.print(table)

@@ -114,5 +114,10 @@ class BridgedEncoder:
     def provider(self) -> str:
         return f"{self.encoder.provider} + {self.adapter.kind} adapter"
 
+    @property
+    def tokenizer(self):
+        """The new model's tokenizer (what counts a request's tokens)."""
+        return getattr(self.encoder, "tokenizer", None)
+
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.adapter.apply(self.encoder.encode(texts))

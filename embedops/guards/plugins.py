@@ -3,7 +3,7 @@ register themselves from their modules (imported by :mod:`embedops.guards`); a p
 one module that calls :func:`register_gate` (see :class:`embedops.guards.gate.Gate`).
 
 >>> [g.name for g in registered_gates()][:2]
-['domain', 'slices']
+['domain', 'bridge_lift']
 """
 
 from __future__ import annotations

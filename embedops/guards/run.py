@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import embedops.guards.bridge_lift  # noqa: F401
 import embedops.guards.domain  # noqa: F401  (the built-in gates register themselves, in their order)
 import embedops.guards.forgetting  # noqa: F401
 import embedops.guards.integrity  # noqa: F401
@@ -59,15 +60,15 @@ def require(gates: list[GateResult], policy: Policy) -> list[GateResult]:
 def run_guards(registry: Registry, index_id: str, *, gold: Path, general: list[Path] | None = None,
                policy: Policy | None = None, alias: str = "production", html_dir: Path | None = None) -> GuardReport:
     """Run every registered gate (:func:`~embedops.guards.plugins.registered_gates`) for ``index_id``
-    against the index ``alias`` points at, store the report bound to exactly what was judged
-    (:class:`~embedops.registry.ReportBinding`) and return it.
+    (an index, or a bridge named by its adapter id) against what ``alias`` points at, store the
+    report bound to exactly what was judged (:class:`~embedops.registry.ReportBinding`) and return it.
 
     Each (model, precision) is opened once: its export verified and one ONNX Runtime session
     started for the whole run (:func:`embedops.registry.open_export`)."""
     policy = policy or Policy()
     general = [Path(g) for g in general or []]
     general_digests = {str(g): benchmark_digest(g) for g in general}  # also: every path exists
-    record = registry.indexes.get(index_id)
+    record = registry.target(index_id)  # an index, or a bridge (an adapter id): its old index's view
     model = registry.models.get(record.model_ref)
     queries, qrels, gold_hash = read_gold(Path(gold))
     current = registry.aliases.get(alias)
@@ -94,7 +95,8 @@ def run_guards(registry: Registry, index_id: str, *, gold: Path, general: list[P
               "production_index": production_id, "production_model": ctx.production_model,
               "forgetting_references": [{"model": r, "role": role}
                                         for r, role in ctx.shared.get("forgetting_references", [])],
-              "gates": [g.name for g in registered_gates()], "policy": policy.to_dict()}
+              "gates": [g.name for g in registered_gates()], "policy": policy.to_dict(),
+              "bridge": record.bridge.to_dict() if record.bridge else None}
     curves = {}
     for side in ("candidate", "production"):
         if f"{side}_run" in runs:

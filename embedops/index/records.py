@@ -52,6 +52,22 @@ ALLOWED_MOVES = {  # status -> the statuses it may move to
 
 
 @dataclass(frozen=True)
+class Bridge:
+    """What makes a record a *bridge* (issue #35): a new model's queries mapped by a query adapter
+    into an old index's space. The record then bears the adapter's id and the new model's ref, and
+    ``index_id`` here names the old index whose table it searches."""
+
+    adapter_id: str
+    index_id: str  # the old index (its table, corpus and vectors)
+    index_model_ref: str  # the model that built the old index
+    kind: str  # the adapter's kind: procrustes, affine or mlp
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"adapter_id": self.adapter_id, "index_id": self.index_id, "index_model_ref": self.index_model_ref,
+                "kind": self.kind}
+
+
+@dataclass(frozen=True)
 class IndexRecord:
     """One corpus index: embeddings of ``corpus`` by ``model_ref`` in LanceDB table ``table_name``."""
 
@@ -66,6 +82,7 @@ class IndexRecord:
     doc_count: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    bridge: Bridge | None = None  # set on a bridge's view of its old index (never stored in the index table)
 
     @property
     def settings(self) -> IndexParams:
@@ -87,9 +104,11 @@ class IndexRecord:
             "table_name": self.table_name, "table_version": self.table_version,
             "status": self.status.value, "doc_count": self.doc_count, "params": self.params,
             "metrics": self.metrics, "created_at": self.created_at, "updated_at": self.updated_at,
-        }
+        } | ({"bridge": self.bridge.to_dict()} if self.bridge else {})
 
     def _row(self) -> dict[str, Any]:
+        if self.bridge is not None:
+            raise ValueError(f"{self.index_id} is a bridge's view of index {self.bridge.index_id}: it is not stored")
         return self.to_dict() | {"params": dumps(self.params), "metrics": dumps(self.metrics)}
 
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from embedops.audit import AuditEvent, AuditLog
 from embedops.corpus import CorpusStore
-from embedops.errors import AliasConflictError, IndexStateError, PromotionRefused, UsageError
+from embedops.errors import AliasConflictError, IndexStateError, NotFoundError, PromotionRefused, UsageError
 from embedops.index import IndexRecord, IndexStatus, table_name
 from embedops.registry.adapters import AdapterRecord, AdapterRegistry
 from embedops.registry.aliases import UNSET, AliasRegistry, AliasState, Canary
@@ -32,13 +32,14 @@ from embedops.registry.policy import Policy, load_policy
 from embedops.registry.promotion import authorising_report
 from embedops.registry.reports import GuardReportStore, ReportBinding, StoredReport
 from embedops.registry.search import Hit, Searcher, SearchResult
+from embedops.registry.targets import is_bridge_id, serving_target
 from embedops.store import Store
 
 __all__ = [
     "AdapterRecord", "AdapterRegistry", "AliasRegistry", "AliasState", "ArtifactRecord", "Canary", "ArtifactRegistry", "AuditEvent", "Hit", "IndexRecord", "IndexRegistry",
     "IndexStatus", "GuardReportStore", "LiveComparison", "LiveComparisonLog", "ModelRegistry", "ModelVersion", "OpenExport", "Policy", "PromotionRefused",
     "PrecisionChoice", "Registry", "ReportBinding", "SearchResult", "Searcher", "StoredReport", "UNSET",
-    "authorising_report", "choose_precision", "ensure_export", "find_ready_index", "load_policy", "open_encoder", "open_export", "parse_ref", "verified_model_dir",
+    "authorising_report", "choose_precision", "is_bridge_id", "serving_target", "ensure_export", "find_ready_index", "load_policy", "open_encoder", "open_export", "parse_ref", "verified_model_dir",
 ]
 
 
@@ -56,6 +57,11 @@ class Registry:
         self.adapters = AdapterRegistry(self.artifacts)
         self.reports = GuardReportStore(store, self.audit)
         self.live = LiveComparisonLog(store)
+
+    def target(self, target_id: str) -> IndexRecord:
+        """What an alias may point at: the index ``target_id``, or the bridge an adapter id names
+        (:mod:`embedops.registry.targets`)."""
+        return serving_target(self, target_id)
 
     def promote(self, index_id: str, alias: str = "production", *, policy: Policy | None = None, expect=UNSET,
                 reason: str | None = None, override: bool = False, gold_digest: str | None = None,
@@ -88,9 +94,10 @@ class Registry:
                    gold_digest: str | None, general_digests: list[str] | None, *, what: str):
         """The checks a promotion and a canary share: the index is ready, the alias is where the caller
         expects, and a report authorises it (or an override has a reason). One read of the alias."""
-        rec = self.indexes.get(index_id)
+        rec = self.target(index_id)
         if rec.status is not IndexStatus.READY:
-            raise IndexStateError(f"index {index_id} is {rec.status.value}; only ready indexes can be promoted")
+            what_is = f"bridge {index_id}'s index {rec.bridge.index_id}" if rec.bridge else f"index {index_id}"
+            raise IndexStateError(f"{what_is} is {rec.status.value}; only ready indexes can be promoted")
         head = self.aliases.get(alias)
         seen = head.value if head else None
         if expect is not UNSET and expect != seen:
@@ -204,6 +211,12 @@ class Registry:
                 out[a.canary.index_id] = f"it is alias {a.name!r}'s canary"
             if a.name == "production" and a.previous and a.previous not in out:
                 out[a.previous] = "it is production's previous value (the rollback target)"
+        for target_id, why in list(out.items()):  # a bridge searches its old index: keep that index too
+            if is_bridge_id(target_id):
+                try:
+                    out.setdefault(self.adapters.get(target_id).index_id, f"bridge {target_id} searches it ({why})")
+                except NotFoundError:  # an adapter that is gone protects nothing
+                    continue
         return out
 
     def retire(self, index_id: str, reason: str | None = None) -> IndexRecord:

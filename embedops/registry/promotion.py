@@ -37,7 +37,7 @@ def authorising_report(registry, index_id: str, alias: str, policy: Policy, *, g
     compare-and-swap will expect, so the check and the switch rest on one read. ``doing`` names the
     refused action in the message (default: ``promote INDEX to ALIAS``)."""
     doing = doing or f"promote {index_id} to {alias}"
-    record = record or registry.indexes.get(index_id)
+    record = record or registry.target(index_id)  # an index, or a bridge's view of its old index
     model = registry.models.get(record.model_ref)
     if target is _READ:
         head = registry.aliases.get(alias)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from embedops.encoding import OnnxEncoder
+from embedops.encoding.adapter import BridgedEncoder
 from embedops.errors import IndexStateError, UsageError
 from embedops.index import Hit, IndexReader, IndexRecord, IndexStatus
 from embedops.records import sql_in
@@ -39,10 +40,12 @@ class SearchResult:
     hits: list[Hit] = field(default_factory=list)
     latency_ms: float = 0.0  # the search itself: embedding the query, the index lookup, the titles
     open_ms: float = 0.0  # opening the index and its model's encoder first (once per process)
+    bridge: dict | None = None  # when a bridge answered: its adapter, old index and that index's model
 
     def to_dict(self) -> dict:
         return {"query": self.query, "index_id": self.index_id, "model_ref": self.model_ref,
-                "latency_ms": self.latency_ms, "open_ms": self.open_ms, "hits": [h.__dict__ for h in self.hits]}
+                "latency_ms": self.latency_ms, "open_ms": self.open_ms, "hits": [h.__dict__ for h in self.hits],
+                "bridge": self.bridge}
 
 
 class Searcher:
@@ -66,22 +69,26 @@ class Searcher:
         return self.record(self.registry.aliases.current(alias))
 
     def record(self, index_id: str) -> IndexRecord:
-        """The ready record of ``index_id``. Read on every query (one small-table lookup): a sync that
-        moved the table version or a retirement is seen by the very next query."""
-        rec = self.registry.indexes.get(index_id)
+        """The ready record of ``index_id`` (an index, or a bridge: :meth:`Registry.target`). Read on
+        every query (one small-table lookup): a sync that moved the table version or a retirement is
+        seen by the very next query."""
+        rec = self.registry.target(index_id)
         if rec.status is not IndexStatus.READY:
-            raise IndexStateError(f"index {index_id} is {rec.status.value}, not ready to serve")
+            what = f"bridge {index_id}'s index {rec.bridge.index_id}" if rec.bridge else f"index {index_id}"
+            raise IndexStateError(f"{what} is {rec.status.value}, not ready to serve")
         return rec
 
     def encoder_for(self, rec: IndexRecord) -> OnnxEncoder:
         """The ONNX encoder that embeds queries for index ``rec``: opened through the process-wide
         cache once, then kept by the exact model ref (a version's files never change), so a query
         costs no model-table read."""
-        key = (rec.model_ref, rec.precision)
+        key = (rec.model_ref, rec.precision, rec.bridge.adapter_id if rec.bridge else None)
         encoder = self._encoders.get(key)
         if encoder is None:
             encoder = open_encoder(self.registry, rec.model_ref, rec.precision, providers=self.providers,
                                    runtime=self.runtime, create=not self.read_only)
+            if rec.bridge is not None:  # the adapter's files are verified as it loads
+                encoder = BridgedEncoder(encoder, self.registry.adapters.load(rec.bridge.adapter_id)[1])
             with self._lock:
                 self._encoders[key] = encoder
         return encoder
@@ -116,7 +123,8 @@ class Searcher:
         if with_titles and hits:
             hits = self.with_titles(rec, hits)
         done = time.perf_counter()
-        return SearchResult(query, rec.index_id, rec.model_ref, hits, 1000 * (done - start), 1000 * (start - opening))
+        return SearchResult(query, rec.index_id, rec.model_ref, hits, 1000 * (done - start), 1000 * (start - opening),
+                            rec.bridge.to_dict() if rec.bridge else None)
 
     def with_titles(self, rec: IndexRecord, hits: list[Hit]) -> list[Hit]:
         """``hits`` with their documents' titles (or the first 80 characters of the text)."""

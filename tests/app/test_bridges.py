@@ -71,3 +71,20 @@ def test_adapter_fit_and_list_through_the_cli(reg, old_index):
     assert [(a["adapter_id"], a["index_id"], a["kind"]) for a in listed] == [(adapter_id, old_index.index_id, "procrustes")]
     bad = cli("adapter", "fit", "tiny@2", "--index", old_index.index_id, "--kind", "pca", expect=2)
     assert "unknown adapter kind 'pca'; choose one of procrustes, affine, mlp" in bad.stderr
+
+
+def test_a_bridge_promoted_through_the_cli_shows_in_status_search_and_the_dashboard(reg, old_index):
+    from embedops.app.dashboard.views import overview
+
+    cli = StoreCli(str(reg.store.uri), create=False)
+    adapter_id = cli("adapter", "fit", "tiny@2", "--index", old_index.index_id, "--sample", "80").stdout.strip()
+    refused = cli("promote", adapter_id, expect=1)
+    assert f"cannot promote {adapter_id} to production: it has no guard report" in refused.stderr
+    cli("promote", adapter_id, "--force", "--reason", "serve the new model before the re-embed")
+    status = cli("status").stdout  # the alias's row names the bridge, its adapter and the old index
+    assert adapter_id in status and "= procrustes adapter" in status and old_index.index_id in status
+    found = json.loads(cli("search", "kafka consumer lag", "--json").stdout)
+    assert (found["index_id"], found["model_ref"], found["bridge"]["index_id"]) == (adapter_id, "tiny@2",
+                                                                                    old_index.index_id)
+    card = overview(reg).cards[0]
+    assert card.index.model_ref == "tiny@2" and card.index.bridge.adapter_id == adapter_id

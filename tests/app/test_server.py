@@ -188,3 +188,62 @@ def test_serve_settings_refuse_an_unknown_runtime_or_shadow_fraction():
     with pytest.raises(UsageError, match="--shadow-fraction must be between 0 and 1"):
         ServeSettings(shadow_fraction=1.5)
     assert ServeSettings().runtime == "auto"  # OpenVINO for fp32 and bf16 on the CPU
+
+
+def test_a_bridge_behind_the_alias_answers_under_load_through_promote_rollback_promote(reg, tiny_model_b, tmp_path):
+    from embedops.app.bridges import fit_bridge_adapter, open_bridge
+    from helpers import write_jsonl
+
+    topics = ["kafka consumer lag", "postgres failover", "tls renewal", "disk pressure", "redis eviction", "dns expiry"]
+    docs = [{"_id": f"d{i}", "title": topics[i % 6], "text": f"note {i} on {topics[i % 6]} and {topics[i * 5 % 6]}"}
+            for i in range(90)]
+    reg.corpora.add("ops", write_jsonl(tmp_path / "notes.jsonl", docs))
+    old = IndexBuild(reg, "tiny@1", "ops").run().index
+    reg.promote(old.index_id, override=True, reason="first index")
+    reg.models.register("tiny", tiny_model_b, parent="tiny@1")
+    bridge = fit_bridge_adapter(reg, "tiny@2", old.index_id, kind="procrustes", sample=90).adapter_id
+    full = IndexBuild(reg, "tiny@2", "ops").run().index
+    bodies: list[dict] = []
+    embedded: dict = {}
+    stop = threading.Event()
+
+    def until(client, index_id: str) -> None:
+        start = time.monotonic()
+        while client.post("/v1/search", json={"query": "x", "k": 1}).json()["index_id"] != index_id:
+            assert time.monotonic() - start < 2.0, f"the server did not switch to {index_id} within 2 s"
+            time.sleep(0.05)
+
+    with running_app(create_app(reg, check_interval=0.2)) as client:
+        def load():
+            while not stop.is_set():
+                r = client.post("/v1/search", json={"queries": ["kafka lag", "tls renewal"], "k": 3})
+                assert r.status_code == 200, r.text
+                bodies.append(r.json())
+
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(load) for _ in range(4)]
+            for step, target in [("promote", bridge), ("rollback", old.index_id), ("promote", bridge),
+                                 ("promote", full.index_id)]:
+                time.sleep(0.3)
+                if step == "promote":
+                    reg.promote(target, override=True, reason=f"test: {target} under load")
+                else:
+                    reg.rollback(reason="test: roll the bridge back under load")
+                until(client, target)
+                if target == bridge and not embedded:  # OpenAI embeddings of the alias: the bridge's vectors
+                    embedded.update(client.post("/v1/embeddings", json={"input": ["kafka lag"],
+                                                                        "model": "production"}).json())
+            time.sleep(0.3)
+            stop.set()
+            for f in futures:
+                f.result()  # no request failed
+    seen = {b["index_id"] for b in bodies}
+    assert seen == {old.index_id, bridge, full.index_id}
+    for b in bodies:  # a bridge's answers say so; an index's do not
+        if b["index_id"] == bridge:
+            assert b["model_ref"] == "tiny@2" and b["bridge"] == {"adapter_id": bridge, "index_id": old.index_id,
+                                                                   "index_model_ref": "tiny@1", "kind": "procrustes"}
+        else:
+            assert b["bridge"] is None
+    mapped = open_bridge(reg, bridge).encode(["kafka lag"])  # tiny@2's query, mapped into tiny@1's space
+    assert embedded["model"] == "tiny@2" and np.allclose(embedded["data"][0]["embedding"], mapped[0], atol=1e-5)

@@ -41,7 +41,7 @@ def test_candidate_identical_to_production_does_not_pass_a_positive_min_lift(min
     assert lenient.verdict == "pass"
     assert {g.name: g.status for g in lenient.gates} == {
         "domain": "pass", "slices": "pass", "forgetting": "pass", "onnx_parity": "pass", "index_integrity": "pass",
-        "latency": "skip"}
+        "latency": "skip", "bridge_lift": "skip"}
     forgetting = next(g for g in lenient.gates if g.name == "forgetting")
     assert "production's model" in forgetting.reason and forgetting.evidence["references"] == []  # never vs itself
 
@@ -113,7 +113,7 @@ def test_a_first_promotion_needs_a_domain_floor_or_an_override(minilm_store, sts
     report = run_guards(reg, base.index_id, gold=RUNBOOKS, general=[sts_file], policy=floored, alias="canary")
     domain = next(g for g in report.gates if g.name == "domain")
     assert report.verdict == "pass" and domain.threshold == 20.0 and domain.value >= 20.0
-    assert {g.name for g in report.gates if g.status == "skip"} == {"forgetting", "slices", "latency"}  # shown
+    assert {g.name for g in report.gates if g.status == "skip"} == {"forgetting", "slices", "latency", "bridge_lift"}  # shown
     state = reg.promote(base.index_id, "canary", policy=floored)
     assert state.report_id == report.stored.report_id and state.previous is None
     too_high = small_gold(bootstrap_resamples=500, domain_floor=99.9)

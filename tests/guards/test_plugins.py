@@ -28,7 +28,7 @@ class MinDocs:
 
 
 def test_the_built_in_gates_run_in_their_order():
-    assert [g.name for g in registered_gates()] == ["domain", "slices", "forgetting", "onnx_parity",
+    assert [g.name for g in registered_gates()] == ["domain", "bridge_lift", "slices", "forgetting", "onnx_parity",
                                                     "index_integrity", "latency"]
     with pytest.raises(UsageError, match="registered already"):
         register_gate(type("Other", (), {"name": "domain", "order": 1, "run": lambda self, ctx: None})())

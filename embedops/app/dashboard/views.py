@@ -17,10 +17,10 @@ from statistics import median
 from typing import Any
 
 from embedops.app.live import worst_disagreements
-from embedops.errors import NotFoundError
+from embedops.errors import NotFoundError, UsageError
 from embedops.guards.summary import evidence_line, slice_rows
 from embedops.index import IndexRecord
-from embedops.registry import AliasState, ModelVersion, Registry, StoredReport
+from embedops.registry import AliasState, ModelVersion, Registry, StoredReport, is_bridge_id
 from embedops.registry.live import LiveComparison
 
 LIVE_WINDOW = _dt.timedelta(hours=1)  # "the shadow agreement of the last hour"
@@ -136,9 +136,22 @@ def overview(registry: Registry, *, now: _dt.datetime | None = None) -> Overview
     for state in sorted(registry.aliases.list(), key=lambda a: (a.name != "production", a.name)):
         overlaps = live.get(state.name, [])
         cards.append(AliasCard(
-            state, indexes.get(state.value or ""), indexes.get(state.canary.index_id) if state.canary else None,
+            state, _target(registry, indexes, state.value),
+            _target(registry, indexes, state.canary.index_id if state.canary else None),
             sum(overlaps) / len(overlaps) if overlaps else None, len(overlaps), _warning(state)))
     return Overview(cards, registry.models.count(), len(indexes), registry.reports.count())
+
+
+def _target(registry: Registry, indexes: dict[str, IndexRecord], target_id: str | None) -> IndexRecord | None:
+    """The record an alias names: an index from ``indexes``, or a bridge's view (an adapter id)."""
+    if not target_id:
+        return None
+    if target_id in indexes or not is_bridge_id(target_id):
+        return indexes.get(target_id)
+    try:
+        return registry.target(target_id)
+    except (NotFoundError, UsageError):  # the adapter or its index is gone: the card says "-"
+        return None
 
 
 TIMELINE_PAGE = 100  # records of an alias a page shows

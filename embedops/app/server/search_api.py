@@ -62,13 +62,23 @@ class QueryResult(BaseModel):
     hits: list[SearchHit] = Field(description="Best first.")
 
 
+class BridgeInfo(BaseModel):
+    adapter_id: str = Field(description="The query adapter (also the response's index_id).")
+    index_id: str = Field(description="The old index whose vectors were searched.")
+    index_model_ref: str = Field(description="The model that embedded the old index's documents.")
+    kind: str = Field(description="The adapter's kind: procrustes, affine or mlp.")
+
+
 class SearchResponse(BaseModel):
-    index_id: str = Field(description="The index that answered (the whole response comes from it).")
+    index_id: str = Field(description="The index that answered (the whole response comes from it), or the "
+                                      "adapter id of the bridge that did.")
     model_ref: str = Field(description="The model version that embedded the queries, NAME@N.")
     alias: str
     route: str = Field(description="stable, or canary when the alias's canary answered.")
     latency_ms: float
     results: list[QueryResult] = Field(description="One per query, in the order asked.")
+    bridge: BridgeInfo | None = Field(None, description="Set when a bridge answered: model_ref's queries mapped "
+                                      "by an adapter into an old index's space (issue #35).")
 
 
 class _Snippets:
@@ -168,7 +178,8 @@ def search_router(state: ServerState) -> APIRouter:
         seconds = time.perf_counter() - start
         metrics.latency.labels("search", reader.index_id).observe(seconds)
         return {"index_id": reader.index_id, "model_ref": reader.record.model_ref, "alias": alias_name,
-                "route": route, "latency_ms": 1000 * seconds, "results": results}
+                "route": route, "latency_ms": 1000 * seconds, "results": results,
+                "bridge": reader.record.bridge.to_dict() if reader.record.bridge else None}
 
     return router
 

@@ -1,0 +1,91 @@
+"""The guards judge a bridge (a new model's queries through an adapter over the old index) as they
+judge an index: one that loses against production is refused, one that holds promotes (issue #35)."""
+
+import json
+import random
+import shutil
+
+import pytest
+
+from embedops.app.bridges import fit_bridge_adapter
+from embedops.guards import PromotionRefused, run_guards
+from embedops.reembed import IndexBuild
+from embedops.registry import Registry, Searcher
+from embedops.store import Store
+from guard_helpers import RUNBOOKS, damaged_copy, small_gold
+from helpers import bundled_model_path
+
+pytestmark = pytest.mark.slow
+
+WORDS = ("ledger invoice tariff orchard glacier violin harbour meadow lantern quarry falcon tundra pottery "
+         "saffron canyon mosaic beacon walnut compass velvet thistle marble cobalt heron juniper").split()
+
+
+@pytest.fixture(scope="module")
+def bridged(tmp_path_factory):
+    """The 20 runbooks among 430 filler notes, indexed by minilm@1 in production; minilm@2 (the same
+    weights) and minilm@3 (damaged), each with a Procrustes adapter over that index."""
+    root = tmp_path_factory.mktemp("bridges")
+    rng = random.Random(0)
+    rows = [json.loads(line) for line in (RUNBOOKS / "corpus.jsonl").read_text().splitlines()]
+    rows += [{"_id": f"f{i}", "title": "", "text": " ".join(rng.choices(WORDS, k=9))} for i in range(430)]
+    (root / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    reg = Registry(Store.open(str(root / "store")))
+    reg.corpora.add("runbooks", root / "corpus.jsonl")
+    reg.models.register("minilm", "bundled:all-MiniLM-L6-v2")
+    base = IndexBuild(reg, "minilm@1", "runbooks").run().index
+    reg.promote(base.index_id, reason="baseline", override=True)
+    twin = shutil.copytree(bundled_model_path(), root / "twin")
+    (twin / "NOTES.md").write_text("the same weights, registered again: a version whose adapter is near identity\n")
+    reg.models.register("minilm", twin, parent="minilm@1")
+    reg.models.register("minilm", damaged_copy(root / "damaged"), parent="minilm@1")
+    adapters = {ref: fit_bridge_adapter(reg, ref, base.index_id, sample=450).adapter_id
+                for ref in ("minilm@2", "minilm@3")}
+    return reg, base, adapters
+
+
+def test_a_bridge_that_loses_against_production_is_refused_with_the_reason(bridged, sts_file):
+    reg, base, adapters = bridged
+    report = run_guards(reg, adapters["minilm@3"], gold=RUNBOOKS, general=[sts_file], policy=small_gold())
+    gates = {g.name: g for g in report.gates}
+    assert report.verdict == "fail" and gates["domain"].status == "fail" and gates["domain"].value < -1.0
+    assert report.stored.binding.index_id == adapters["minilm@3"]
+    assert report.stored.inputs["bridge"]["index_id"] == base.index_id
+    with pytest.raises(PromotionRefused, match="failed: domain"):
+        reg.promote(adapters["minilm@3"], policy=small_gold())
+
+
+def test_a_bridge_that_holds_promotes_answers_and_rolls_back(bridged, sts_file):
+    reg, base, adapters = bridged
+    bridge = adapters["minilm@2"]
+    report = run_guards(reg, bridge, gold=RUNBOOKS, general=[sts_file], policy=small_gold())
+    assert report.verdict == "pass", [(g.name, g.status, g.reason) for g in report.gates]
+    gates = {g.name: g for g in report.gates}
+    assert gates["domain"].evidence["judgeable_queries"] == 10 and gates["index_integrity"].status == "pass"
+    assert reg.promote(bridge, policy=small_gold()).value == bridge
+    found = Searcher(reg).search("the primary database is unreachable", k=3)
+    assert (found.index_id, found.model_ref) == (bridge, "minilm@2") and found.hits[0].id.startswith("rb-")
+    assert reg.rollback(reason="wait for the full index").value == base.index_id
+    assert reg.promote(bridge, policy=small_gold()).value == bridge  # the report binds production as it is again
+
+
+def test_the_report_of_a_bridge_states_the_share_of_the_full_re_embeds_lift_it_keeps(bridged, sts_file):
+    reg, base, adapters = bridged
+    bridge = adapters["minilm@2"]  # the same weights as production's model: a near-identity adapter
+    reg.promote(base.index_id, "base", override=True, reason="the index the bridge searches, on its own alias")
+    same = run_guards(reg, bridge, gold=RUNBOOKS, general=[sts_file], policy=small_gold(), alias="base")
+    lift = next(g for g in same.gates if g.name == "bridge_lift")
+    assert lift.status == "skip" and "no lift to share" in lift.reason and "a sample of 450 documents" in lift.reason
+    # against a worse index (the damaged model's) there is a lift, and a twin bridge keeps all of it
+    worse = IndexBuild(reg, "minilm@3", "runbooks").run().index
+    reg.promote(worse.index_id, "staging", override=True, reason="a weaker index to measure a lift from")
+    sampled = run_guards(reg, bridge, gold=RUNBOOKS, general=[sts_file], policy=small_gold(), alias="staging")
+    lift = next(g for g in sampled.gates if g.name == "bridge_lift")
+    means = lift.evidence["means"]
+    assert lift.status == "pass" and means["full"] - means["production"] > 5.0 and 0.9 <= lift.value <= 1.1
+    assert lift.evidence["full_index"] is None and "keeps" in lift.reason
+    full = IndexBuild(reg, "minilm@2", "runbooks").run().index  # the full re-embed, when it exists, is read
+    whole = run_guards(reg, bridge, gold=RUNBOOKS, general=[sts_file], policy=small_gold(), alias="staging")
+    lift = next(g for g in whole.gates if g.name == "bridge_lift")
+    assert lift.evidence["full_index"] == full.index_id and 0.9 <= lift.value <= 1.1
+    assert lift.evidence["means"]["production"] == pytest.approx(whole.evidence["production"]["ndcg@10"])
