@@ -9,7 +9,10 @@ STORE holds (a) the production index, OLD_INDEX_ID (the base model's, of SciFact
 NEW_INDEX_ID, the fine-tuned model's full index of the same corpus (bench/quality.py makes both). For
 each adapter kind it fits and stores an adapter with the product's own code
 (:func:`embedops.app.bridges.fit_bridge_adapter`) on ``--sample`` documents of the old index, then
-scores (c) the bridge, the fine-tuned model's queries through the adapter over the old index. Every
+scores (c) the bridge, the fine-tuned model's queries through the adapter over the old index, and
+(d) the progressive bridge at ``--progressive`` percent of the rebuild (a random share of the
+documents answered from the new index, the rest through the adapter, merged by the score line the
+adapter's fit measured). Every
 row is scored on SciFact's 300 test queries with the domain gate's own search and metrics
 (``run_index``, trec_eval through pytrec_eval) and the gate's paired interval against production.
 Nothing here chooses anything by a test score: the adapters' settings are fixed or chosen on their
@@ -30,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from embedops.app.bridges import fit_bridge_adapter, open_bridge  # noqa: E402
+from embedops.app.bridges import fit_bridge_adapter, open_bridge, open_progressive_bridge  # noqa: E402
 from embedops.beir import read_qrels, read_queries  # noqa: E402
 from embedops.guards.domain import run_index  # noqa: E402
 from embedops.guards.stats import paired_interval  # noqa: E402
@@ -66,6 +69,26 @@ def adapter_cost_us(adapter, dim: int, reps: int = 2000) -> float:
     return 1e6 * float(np.median(times))
 
 
+def progressive_rows(reg, rec, args, queries, qrels, prod, base: float, lift: float) -> dict:
+    """(d): the bridge with ``--progressive`` percent of the corpus re-embedded, as a progressive
+    bridge answers while the rebuild runs: that share (drawn at random, seed ``--seed``) from the
+    full new index, the rest through the adapter over the old index, merged by calibrated score."""
+    out = {}
+    ids = sorted(Searcher(reg).open(args.new_index).doc_ids())
+    order = np.random.default_rng(args.seed).permutation(len(ids))
+    for percent in (int(p) for p in args.progressive.split(",") if p):
+        done = {ids[i] for i in order[: len(ids) * percent // 100]}
+        reader = open_progressive_bridge(reg, rec.adapter_id, args.new_index, reembedded=done)
+        per_query, extra = score(reader, queries, qrels)
+        row = mean_metrics(per_query) | extra | paired(per_query, prod)
+        row |= {"adapter_id": rec.adapter_id, "reembedded_share": reader.new_share,
+                "calibration": rec.meta["fit"]["calibration"],
+                "share_of_lift_kept": (row["ndcg@10"] - base) / lift if lift else None}
+        out[f"progressive {rec.kind} {percent}%"] = row
+        print(f"{rec.kind} {percent}%", json.dumps({k: row[k] for k in ("ndcg@10", "mean_lift", "ci_low")}), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", required=True)
@@ -76,6 +99,8 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="scifact")
+    ap.add_argument("--progressive", default="25,50,75", help="percent of the rebuild done for the progressive "
+                    "rows (a random share of the corpus, seed --seed, taken from the full new index)")
     args = ap.parse_args()
     data = Path(os.environ.get("EMBEDOPS_SHARED_DATA", ROOT.parent / "shared" / "data")) / "scifact"
     qrels = read_qrels(data / "qrels" / "test.tsv")
@@ -102,6 +127,7 @@ def main() -> None:
                 "share_of_lift_kept": (row["ndcg@10"] - rows["production"]["ndcg@10"]) / lift if lift else None}
         rows[f"bridge {kind}"] = row
         print(kind, json.dumps({k: row[k] for k in ("ndcg@10", "mean_lift", "ci_low", "ci_high")}), flush=True)
+        rows |= progressive_rows(reg, rec, args, queries, qrels, prod, rows["production"]["ndcg@10"], lift)
     result["rows"] = rows
     out = ROOT / "bench" / "quality-results" / f"{time.strftime('%Y-%m-%d')}-bridge-{args.tag}.json"
     out.write_text(json.dumps(result, indent=1))

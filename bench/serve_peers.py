@@ -3,6 +3,7 @@ can load here), same model (all-MiniLM-L6-v2), same texts, same machine, one run
 
     EMBEDOPS_SHARED_DATA=../shared/data python bench/serve_peers.py --store /tmp/serve-peers-store \\
         [--clients 1,8,32,64] [--requests 3000] [--seconds 60] [--engines torch,optimum]
+        [--baseline-serve-args '--batch-queries 1'] [--scenarios search1]
 
 What it does:
 1. Makes ``.bench-venv/peers`` once (Infinity ``infinity-emb[server,torch]``, locust, and py-spy for
@@ -118,9 +119,14 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def servers(store: Path, peers: Path, engines: list[str], work: Path, serve_args: list[str] = ()) -> list[Server]:
+def servers(store: Path, peers: Path, engines: list[str], work: Path, serve_args: list[str] = (),
+            baseline_args: list[str] | None = None) -> list[Server]:
     out = [Server("embedops", [sys.executable, "-m", "embedops", "--store", store, "serve", "--port", 18001,
                                "--no-access-log", *serve_args], "/readyz", 18001, "production", work / "embedops.log")]
+    if baseline_args is not None:  # a second embedops server with other options, measured side by side
+        out.append(Server("embedops-baseline", [sys.executable, "-m", "embedops", "--store", store, "serve", "--port",
+                                                18002, "--no-access-log", *baseline_args], "/readyz", 18002,
+                          "production", work / "embedops-baseline.log"))
     infinity = peers.parent / "infinity_emb"
     for i, engine in enumerate(engines):
         out.append(Server(f"infinity-{engine}", [infinity, "v2", "--model-id", model_dir(), "--served-model-name",
@@ -162,6 +168,8 @@ def main() -> None:
     ap.add_argument("--engines", default="torch,optimum", help="Infinity engines to try (one that cannot load "
                     "is recorded, not fatal)")
     ap.add_argument("--serve-args", default="", help="extra `embedops serve` options, e.g. '--runtime openvino'")
+    ap.add_argument("--baseline-serve-args", default=None, help="also run a second `embedops serve` with these "
+                    "options (e.g. '--batch-queries 1'), side by side with the first")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "serve-results" /
                     f"{time.strftime('%Y-%m-%d')}-serve-peers.json")
     args = ap.parse_args()
@@ -176,7 +184,9 @@ def main() -> None:
     clients = [int(c) for c in args.clients.split(",")]
     with contextlib.ExitStack() as stack:
         up = []
-        for server in servers(args.store, peers, args.engines.split(","), work, args.serve_args.split()):
+        engines = [e for e in args.engines.split(",") if e]
+        baseline = args.baseline_serve_args.split() if args.baseline_serve_args is not None else None
+        for server in servers(args.store, peers, engines, work, args.serve_args.split(), baseline):
             try:  # every server is started (and warmed) first, then measured in turn, idle while others run
                 up.append(stack.enter_context(server))
                 load(peers, server, "embed1", 1, 50, 30, texts_file, work)
@@ -186,7 +196,7 @@ def main() -> None:
         k = 0
         for scenario in args.scenarios.split(","):
             for n in clients:
-                ours = [s for s in up if scenario != "search1" or s.name == "embedops"]
+                ours = [s for s in up if scenario != "search1" or s.name.startswith("embedops")]
                 for server in (ours if k % 2 == 0 else list(reversed(ours))):  # the order alternates
                     row = load(peers, server, scenario, n, args.requests, args.seconds, texts_file, work)
                     result["runs"].append(row)

@@ -4,7 +4,8 @@ so the new model can answer before the corpus is re-embedded (issue #35).
 :func:`fit_bridge_adapter` embeds a sample of the old index's documents with the new model (the old
 vectors are read from the index, not re-encoded), fits the map (:mod:`embedops.trainer.adapters`)
 and stores it with its lineage (:mod:`embedops.registry.adapters`). :func:`open_bridge` opens the
-old index with an encoder that maps the new model's query vectors into its space.
+old index with an encoder that maps the new model's query vectors into its space;
+:func:`open_progressive_bridge` also searches the new model's index while it is being built.
 
 >>> rec = fit_bridge_adapter(reg, "minilm-ft@1", "scifact--minilm-v1--707bb951", kind="procrustes")  # doctest: +SKIP
 >>> open_bridge(reg, rec.adapter_id).search(["statins and memory"], 10)                              # doctest: +SKIP
@@ -12,6 +13,7 @@ old index with an encoder that maps the new model's query vectors into its space
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,10 +22,10 @@ import numpy as np
 from embedops.corpus import doc_text
 from embedops.encoding.adapter import ADAPTER_KINDS, BridgedEncoder
 from embedops.errors import IndexStateError, UsageError
-from embedops.index import IndexReader, IndexStatus
+from embedops.index import IndexReader, IndexStatus, ProgressiveReader
 from embedops.index.table import VECTOR
 from embedops.records import sql_in
-from embedops.registry import AdapterRecord, Registry, open_encoder
+from embedops.registry import AdapterRecord, Registry, Searcher, SearchResult, open_encoder
 from embedops.trainer.adapters import fit_adapter
 
 DEFAULT_SAMPLE = 2000
@@ -95,6 +97,32 @@ def fit_bridge_adapter(registry: Registry, model_ref: str, index_id: str, *, kin
     return registry.adapters.put(model.ref, rec.index_id, adapter, meta)
 
 
+def open_progressive_bridge(registry: Registry, adapter_id: str, new_index_id: str, *, runtime: str = "auto",
+                            reembedded: set[str] | None = None) -> ProgressiveReader:
+    """The bridge searching both spaces while ``new_index_id`` (the adapter's new model's index of
+    the same corpus, being built or done) fills: its documents in the new space, the rest through
+    the adapter in the old space (:class:`~embedops.index.ProgressiveReader`). ``reembedded``
+    names the documents to take from the new index (default: all it holds now)."""
+    record, adapter = registry.adapters.load(adapter_id)
+    old = _ready(registry, record.index_id)
+    new = registry.indexes.get(new_index_id)
+    if new.model_ref != record.model_ref or new.corpus != old.corpus:
+        raise UsageError(f"{new_index_id} is {new.model_ref}'s index of {new.corpus!r}; the bridge needs "
+                         f"{record.model_ref}'s index of {old.corpus!r}")
+    if new.status is IndexStatus.RETIRED:
+        raise IndexStateError(f"index {new_index_id} is retired")
+    calibration = record.meta.get("fit", {}).get("calibration")
+    if not calibration:
+        raise UsageError(f"adapter {adapter_id} was fitted before score calibration was measured; fit it again "
+                         "('embedops adapter fit') to merge its scores with the new index's")
+    encoder = open_encoder(registry, record.model_ref, "fp32", runtime=runtime)
+    latest = new.table_version if new.status is IndexStatus.READY else None  # a build in progress: what it has now
+    readers = [IndexReader(registry.store.open_table(r.table_name, version=v), r)
+               for r, v in ((old, old.table_version), (new, latest))]
+    return ProgressiveReader(*readers, registry.target(adapter_id), encoder, adapter.apply,
+                             (calibration["scale"], calibration["shift"]), reembedded)
+
+
 def open_bridge(registry: Registry, adapter_id: str, *, runtime: str = "auto") -> IndexReader:
     """The adapter's old index, opened with the new model's encoder mapped through the adapter."""
     record, adapter = registry.adapters.load(adapter_id)
@@ -102,3 +130,16 @@ def open_bridge(registry: Registry, adapter_id: str, *, runtime: str = "auto") -
     table = registry.store.open_table(rec.table_name, version=rec.table_version)
     return IndexReader(table, rec, BridgedEncoder(open_encoder(registry, record.model_ref, "fp32", runtime=runtime),
                                                   adapter))
+
+
+def progressive_search(registry: Registry, adapter_id: str, new_index_id: str, text: str, k: int = 10) -> SearchResult:
+    """One query through :func:`open_progressive_bridge`, with titles; ``bridge`` in the result
+    also says which index is being built and what share of the corpus it answered from."""
+    start = time.perf_counter()
+    reader = open_progressive_bridge(registry, adapter_id, new_index_id)
+    opened = time.perf_counter()
+    hits = Searcher(registry).with_titles(reader.record, reader.search([text], k)[0])
+    done = time.perf_counter()
+    bridge = reader.record.bridge.to_dict() | {"new_index": new_index_id, "new_share": reader.new_share}
+    return SearchResult(text, reader.index_id, reader.record.model_ref, hits, 1000 * (done - opened),
+                        1000 * (opened - start), bridge)

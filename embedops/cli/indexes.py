@@ -22,6 +22,7 @@ from embedops.cli._common import (
     progress_bar,
     state,
 )
+from embedops.errors import UsageError
 from embedops.registry import Searcher
 
 index_app = group("Corpus indexes built blue-green.\n\nExample:  embedops index build minilm@2 --corpus scifact")
@@ -174,17 +175,29 @@ def search(
     k: int = typer.Option(10, "-k", min=1, max=1000, help="Number of hits (1-1000)."),
     alias: str = typer.Option("production", "--alias", "-a", help="Alias whose index answers."),
     index_id: Optional[str] = typer.Option(None, "--index", help="Search this index (or bridge: adapter id) instead of an alias's."),
+    progressive: Optional[str] = typer.Option(None, "--progressive", help="With --index ADAPTER_ID: also search this index of the bridge's new model (being built or done), its documents in the new space."),
     as_json: bool = JsonOpt,
 ):
     """Search the index an alias points at with that index's own model.
 
     Example:  embedops search "how do I fail over postgres" -k 5
+    Example:  embedops search "statins" --index adapter-1a2b3c4d5e6f --progressive NEW_INDEX_ID
     """
-    result = Searcher(state(ctx).registry).search(text, k, alias=alias, index_id=index_id, with_titles=True)
+    if progressive:
+        from embedops.app.bridges import progressive_search
+        from embedops.registry import is_bridge_id
+
+        if not is_bridge_id(index_id):
+            raise UsageError("--progressive needs --index ADAPTER_ID (the bridge whose new model built that index)")
+        result = progressive_search(state(ctx).registry, index_id, progressive, text, k)
+    else:
+        result = Searcher(state(ctx).registry).search(text, k, alias=alias, index_id=index_id, with_titles=True)
     if as_json:
         print_json(result.to_dict())
         return
     via = f" via a {result.bridge['kind']} adapter over {result.bridge['index_id']}" if result.bridge else ""
+    if result.bridge and "new_share" in result.bridge:
+        via += f", {result.bridge['new_share']:.0%} from {result.bridge['new_index']}"
     table = make_table("#", "score", "id", "title", title=f"{result.index_id} ({result.model_ref}{via}) "
                        f"{result.latency_ms:.1f} ms (+{result.open_ms:.0f} ms opening the index and model)")
     for n, h in enumerate(result.hits, 1):

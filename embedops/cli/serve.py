@@ -34,6 +34,7 @@ def serve(
     session_hours: float = typer.Option(12.0, "--session-hours", min=0.01, help="Hours a dashboard sign-in lasts; a new EMBEDOPS_UI_TOKEN ends every session at once."),
     batch_tokens: int = typer.Option(8192, "--batch-tokens", min=1, help="Tokens (estimated: characters / 4) of concurrent requests' query texts encoded together in one model call; requests that arrive while one call runs form the next."),
     batch_wait_ms: float = typer.Option(0.0, "--batch-wait-ms", min=0.0, max=1000.0, help="Milliseconds a batch that is not full waits for more requests (0: encode at once; a lone client waits for nobody)."),
+    batch_queries: int = typer.Option(64, "--batch-queries", min=1, help="Query vectors of concurrent /v1/search requests searched in one LanceDB query (1: each request on its own)."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One line per request on stderr: client, time, request line, status (Common Log Format's fields, as uvicorn writes them)."),
 ):
     """Serve search and embeddings over HTTP from the indexes behind aliases, live.
@@ -53,7 +54,8 @@ def serve(
     The server writes nothing to the store on a request: /v1/embeddings for a model with no ONNX
     export answers 409 ('embedops model export-onnx NAME@N' makes one). Requests are bounded
     (--max-inputs, --max-chars, --max-body-bytes: 413 past them). Concurrent requests' query texts
-    are encoded together, one model call per batch (--batch-tokens, --batch-wait-ms).
+    are encoded together, one model call per batch (--batch-tokens, --batch-wait-ms), and their
+    searches of one index go to LanceDB as one query (--batch-queries).
 
     Example:  embedops --store ./embedops-demo serve --port 8000 --shadow-alias shadow --shadow-fraction 0.1
     Example:  embedops serve --host 0.0.0.0 --allowed-host search.internal
@@ -80,7 +82,8 @@ def serve(
                              limits=RequestLimits(max_inputs, max_chars, max_body_bytes),
                              allowed_hosts=tuple(dict.fromkeys([*LOOPBACK_HOSTS, *bind, *allowed_host])),
                              session_ttl=3600 * session_hours,
-                             batching=BatchSettings(max_tokens=batch_tokens, max_wait_ms=batch_wait_ms),
+                             batching=BatchSettings(max_tokens=batch_tokens, max_wait_ms=batch_wait_ms,
+                                                    max_queries=batch_queries),
                              settle_heap=True)
     if threads is not None:
         settings = replace(settings, threads=threads)

@@ -6,10 +6,11 @@ and how its integrity is checked. Below the stages; knows nothing of the registr
 
 from embedops.index.ann import SEARCH, SearchSettings, vector_query
 from embedops.index.integrity import IntegrityError, check_index_integrity, check_integrity, diff_ids
+from embedops.index.progressive import ProgressiveReader
 from embedops.index.reader import Hit, IndexReader
 from embedops.index.records import Bridge, IndexParams, IndexRecord, IndexStatus, newest_ready
 from embedops.index.table import VECTOR, index_schema, table_name, vector_rows
 
-__all__ = ["Bridge", "Hit", "IndexParams", "IndexReader", "IndexRecord", "IndexStatus", "IntegrityError", "SEARCH",
+__all__ = ["Bridge", "Hit", "IndexParams", "IndexReader", "IndexRecord", "IndexStatus", "IntegrityError", "ProgressiveReader", "SEARCH",
            "SearchSettings", "VECTOR", "check_index_integrity", "check_integrity", "diff_ids", "index_schema",
            "newest_ready", "table_name", "vector_query", "vector_rows"]

@@ -30,9 +30,10 @@ class SearchSettings:
 SEARCH = SearchSettings()
 
 
-def vector_query(tbl, vector: np.ndarray, k: int, *, exact: bool = False, settings: SearchSettings = SEARCH):
+def vector_query(tbl, vector: np.ndarray | list[np.ndarray], k: int, *, exact: bool = False, settings: SearchSettings = SEARCH):
     """The LanceDB query for the ``k`` nearest documents of ``vector`` (cosine): the serving query,
-    or with ``exact`` the brute-force one that ANN recall is measured against."""
+    or with ``exact`` the brute-force one that ANN recall is measured against. A list of vectors is
+    one query, whose rows carry ``query_index``."""
     q = tbl.search(vector, vector_column_name=VECTOR).metric("cosine")
     q = q.bypass_vector_index() if exact else q.nprobes(settings.nprobes).refine_factor(settings.refine_factor)
     return q.select(["id", "_distance"]).limit(k)

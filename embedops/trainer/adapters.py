@@ -13,7 +13,8 @@ document's nearest stored vector (among the held-out ones) is its own (``top1_ag
   with torch (AdamW, cosine loss) for at most ``max_seconds``, keeping the epoch that scores best on
   the held-out rows; where the data cannot support it, that is the rotation itself.
 
-The three are the maps Drift-Adapter (EMNLP 2025) compares.
+The three are the maps Drift-Adapter (EMNLP 2025) compares. :func:`score_calibration` also puts
+the bridge's scores on the new model's scale, for a progressive bridge that merges the two spaces.
 
 >>> adapter, figures = fit_adapter(new_vectors, old_vectors, kind="procrustes")   # doctest: +SKIP
 >>> figures["holdout_cosine"]                                                     # doctest: +SKIP
@@ -74,6 +75,28 @@ def holdout_figures(adapter: QueryAdapter, new: np.ndarray, old: np.ndarray) -> 
     cosine = np.sum(mapped * stored, axis=1)
     top1 = np.argmax(mapped @ stored.T, axis=1) == np.arange(len(mapped))
     return {"holdout_cosine": float(cosine.mean()), "holdout_top1_agreement": float(top1.mean())}
+
+
+def score_calibration(adapter: QueryAdapter, new: np.ndarray, old: np.ndarray, top: int = 20) -> dict[str, float]:
+    """How to put a bridge's scores on the new model's scale: ``new ~ scale * bridge + shift``,
+    matching the mean and spread of the scores at the top of rankings in each space, each document
+    of these rows standing in for a query. In the new space a row's scores are the cosines of its
+    new vector with the other rows' new vectors; through the bridge, of its mapped new vector with
+    their stored vectors; each row's ``top`` best of each are pooled. Matching the two
+    distributions (as metasearch normalises the scores of engines it merges) keeps ``scale``
+    positive, so a merge never inverts a space's own order. What a progressive bridge merges the
+    hits of the two spaces with (:class:`embedops.index.ProgressiveReader`)."""
+    x, y = _normalise(np.asarray(new, np.float32)), _normalise(np.asarray(old, np.float32))
+    s_new, s_bridge = x @ x.T, adapter.apply(x) @ y.T
+    np.fill_diagonal(s_new, -np.inf)
+    np.fill_diagonal(s_bridge, -np.inf)
+    top = min(top, len(x) - 1)
+    best_new = -np.sort(-s_new, axis=1)[:, :top].ravel()
+    best_bridge = -np.sort(-s_bridge, axis=1)[:, :top].ravel()
+    scale = float(best_new.std() / max(best_bridge.std(), 1e-6))
+    shift = float(best_new.mean() - scale * best_bridge.mean())
+    return {"scale": scale, "shift": shift, "scores": int(best_new.size), "new_mean": float(best_new.mean()),
+            "bridge_mean": float(best_bridge.mean())}
 
 
 def _mlp(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, rotation: np.ndarray, *, seed: int,
@@ -141,4 +164,5 @@ def fit_adapter(new: np.ndarray, old: np.ndarray, *, kind: str = "procrustes", h
         adapter = QueryAdapter("mlp", weights)
     figures = {"kind": kind, "rows": len(new), "fit_rows": len(train), "holdout_rows": len(val), "seed": seed,
                "fit_seconds": round(time.perf_counter() - started, 3)} | holdout_figures(adapter, xv, yv) | choices
+    figures["calibration"] = score_calibration(adapter, xv, yv)  # on held-out rows, as the figures above
     return adapter, figures

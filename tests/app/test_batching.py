@@ -144,3 +144,55 @@ def test_one_batcher_per_encoder_dropped_with_its_encoder():
     del a
     gc.collect()
     assert len(batchers._by_encoder) == 1  # the closed encoder's batcher went with it
+
+
+class GatedIndex:
+    """Searches a vector [n, _] by returning n hits ("d0".."d{n-1}") for each, as many as asked;
+    the first search waits until ``release`` is set, so searches queue up behind it."""
+
+    def __init__(self):
+        self.calls: list[tuple[int, int]] = []  # (vectors, k) of each search
+        self.release, self.started = threading.Event(), threading.Event()
+
+    def search_vectors(self, vectors, k):
+        self.calls.append((len(vectors), k))
+        if len(self.calls) == 1:
+            self.started.set()
+            assert self.release.wait(10)
+        return [[(f"q{int(v[0])}", f"d{i}") for i in range(k)] for v in vectors]
+
+
+def test_concurrent_searches_of_one_index_go_to_it_as_one_search_each_cut_to_its_own_k():
+    from embedops.app.server.batching import SearchBatcher
+
+    index = GatedIndex()
+    batcher = SearchBatcher(index.search_vectors)
+
+    async def crowd():
+        first = asyncio.ensure_future(batcher.search(np.array([[0.0, 0.0]]), 2))
+        await _wait_for(index.started)
+        asks = [(np.array([[1.0, 0.0], [2.0, 0.0]]), 3), (np.array([[3.0, 0.0]]), 10), (np.array([[4.0, 0.0]]), 1)]
+        rest = [asyncio.ensure_future(batcher.search(v, k)) for v, k in asks]
+        await _queued(batcher, len(asks))
+        index.release.set()
+        return await asyncio.gather(first, *rest)
+
+    first, two, ten, one = asyncio.run(crowd())
+    assert index.calls == [(1, 2), (4, 10)]  # four vectors of three requests in one search, at the largest k
+    assert first == [[("q0", "d0"), ("q0", "d1")]]
+    assert two == [[("q1", f"d{i}") for i in range(3)], [("q2", f"d{i}") for i in range(3)]]  # its rows, its k
+    assert ten == [[("q3", f"d{i}") for i in range(10)]] and one == [[("q4", "d0")]]
+    assert (batcher.stats.calls, batcher.stats.requests, batcher.stats.texts) == (2, 4, 5)
+
+
+def test_a_search_batcher_lives_as_long_as_its_index():
+    batchers = Batchers()
+    index = GatedIndex()
+    index.release.set()
+    batcher = batchers.searches_of(index)
+    assert batchers.searches_of(index) is batcher
+    assert asyncio.run(batcher.search(np.array([[5.0, 0.0]]), 1)) == [[("q5", "d0")]]
+    del index
+    gc.collect()
+    with pytest.raises(RuntimeError, match="was closed"):
+        asyncio.run(batcher.search(np.array([[5.0, 0.0]]), 1))

@@ -140,3 +140,22 @@ def test_stored_vectors_are_what_a_search_scores_and_unknown_ids_are_left_out(tw
     assert list(stored) == [hit.id]
     query = searcher.encoder_for(a).encode(["kafka lag"])[0]
     assert float(np.dot(query, stored[hit.id])) == pytest.approx(hit.score, abs=1e-4)
+
+
+@pytest.mark.parametrize("ann", [False, True], ids=["flat", "ivf-pq"])
+def test_several_query_vectors_searched_at_once_get_what_each_gets_alone(reg, tmp_path, ann):
+    import numpy as np
+
+    from helpers import write_jsonl
+
+    reg.corpora.add("ops", write_jsonl(tmp_path / "big.jsonl", make_docs(600)))
+    index = IndexBuild(reg, "tiny@1", "ops", chunk_size=256, ann_threshold=500 if ann else 10**6).run().index
+    assert bool(index.metrics["integrity"].get("ann")) is ann
+    reader = Searcher(reg).open(index.index_id)
+    queries = [f"{TOPICS[i % len(TOPICS)]} incident {i}" for i in range(12)]
+    vectors = reader.encode(queries)
+    together = reader.search_vectors(vectors, 7)  # one LanceDB query for all twelve
+    alone = [reader.search_vectors(v[np.newaxis], 7)[0] for v in vectors]
+    assert [[h.id for h in hs] for hs in together] == [[h.id for h in hs] for hs in alone]
+    assert all(len(hs) == 7 for hs in together)
+    assert np.allclose([h.score for hs in together for h in hs], [h.score for hs in alone for h in hs], atol=1e-6)

@@ -53,3 +53,19 @@ def test_thin_or_broken_evidence_is_refused_not_fitted():
         fit_adapter(new, old)
     with pytest.raises(UsageError, match="paired rows"):
         fit_adapter(new[:10], old)
+
+
+def test_the_score_calibration_puts_bridge_scores_on_the_new_scale():
+    new, old = _pairs()
+    _, exact = fit_adapter(new, old, kind="procrustes")  # a rotation recovered: the two scales agree
+    cal = exact["calibration"]
+    assert cal["scale"] == pytest.approx(1.0, abs=1e-3) and cal["shift"] == pytest.approx(0.0, abs=1e-3)
+    assert cal["scores"] == 60 * 20 and cal["new_mean"] == pytest.approx(cal["bridge_mean"], abs=1e-4)
+    from embedops.trainer.adapters import score_calibration
+
+    adapter, _ = fit_adapter(new, old, kind="procrustes")
+    squeezed = score_calibration(adapter, new, 3 * old)  # stored vectors of another norm: cosines unchanged
+    assert squeezed["scale"] == pytest.approx(cal["scale"], abs=1e-3)
+    for noise in (0.3, 1.0, 3.0):  # however poor the bridge, its scores keep their order
+        noisy = score_calibration(adapter, new, old + np.random.default_rng(1).standard_normal(old.shape) * noise)
+        assert noisy["scale"] > 0 and np.isfinite(noisy["shift"])

@@ -136,15 +136,12 @@ def search_router(state: ServerState) -> APIRouter:
                     and state.chance.random() < settings.shadow_fraction:
                 state.mirror.submit(MirrorJob("shadow", request_alias, texts, k, reader, hits, ms, shadow.stable))
 
-    def search_index(reader: IndexReader, vectors, k: int):
-        """On a worker thread: the index's hits, when the search ended, and the hits' titles."""
-        hits = reader.search_vectors(vectors, k)
-        searched = time.perf_counter()
+    def titles(reader: IndexReader, hits) -> dict:
+        """On a worker thread: the hits' titles and snippets."""
         try:
-            docs = snippets.get(reader.record, [h.id for hs in hits for h in hs])
+            return snippets.get(reader.record, [h.id for hs in hits for h in hs])
         except Exception:  # the corpus table cannot be read now: hits without titles rather than no hits
-            docs = {}
-        return hits, searched, docs
+            return {}
 
     @router.post("/v1/search", summary="Search the index an alias points at (or its canary)",
                  response_model=SearchResponse)
@@ -163,7 +160,9 @@ def search_router(state: ServerState) -> APIRouter:
         reader, route = view.route(request.client or x_embedops_client or "\n".join(texts))
         try:
             vectors = await state.batchers.of(reader.encoder).encode(texts)
-            hits, searched, docs = await run_in_threadpool(search_index, reader, vectors, request.k)
+            hits = await state.batchers.searches_of(reader).search(vectors, request.k)  # with concurrent ones
+            searched = time.perf_counter()
+            docs = await run_in_threadpool(titles, reader, hits)
         except Exception as exc:
             ms = 1000 * (time.perf_counter() - start)
             signals.request(alias_name, reader.index_id, ms, ok=False)
