@@ -32,6 +32,23 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
+NOTE_TOPICS = ["kafka consumer lag", "postgres replica failover", "tls certificate renewal", "kubelet disk pressure",
+               "redis eviction policy", "dns cache expiry", "s3 bucket lifecycle", "nginx upstream timeout"]
+
+
+def bridged_notes(reg, tmp_path: Path, second_model: Path, n: int = 90):
+    """``n`` short notes as corpus ``ops``, tiny@1's index of them (returned) and ``second_model``
+    registered as tiny@2 (a fine-tuned version, say): what a bridge from tiny@2 to that index needs."""
+    from embedops.reembed import IndexBuild
+
+    docs = [{"_id": f"d{i}", "title": NOTE_TOPICS[i % 8], "text": f"note {i} on {NOTE_TOPICS[i % 8]} and "
+             f"{NOTE_TOPICS[(i * 3) % 8]}"} for i in range(n)]
+    reg.corpora.add("ops", write_jsonl(tmp_path / "notes.jsonl", docs))
+    index = IndexBuild(reg, "tiny@1", "ops").run().index
+    reg.models.register("tiny", second_model, parent="tiny@1")
+    return index
+
+
 SAMPLE_DOCS = [
     {"_id": "d1", "title": "Kafka lag", "text": "Consumer lag on the orders topic grows when the broker is slow."},
     {"_id": "d2", "title": "Postgres failover", "text": "Promote the replica with pg_ctl promote and update DNS."},

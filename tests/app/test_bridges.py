@@ -7,21 +7,11 @@ import pytest
 
 from embedops.app.bridges import fit_bridge_adapter, open_bridge
 from embedops.errors import ChecksumMismatchError, NotFoundError, UsageError
-from embedops.reembed import IndexBuild
-from helpers import StoreCli, write_jsonl
-
-TOPICS = ["kafka consumer lag", "postgres replica failover", "tls certificate renewal", "kubelet disk pressure",
-          "redis eviction policy", "dns cache expiry", "s3 bucket lifecycle", "nginx upstream timeout"]
-
+from helpers import StoreCli, bridged_notes
 
 @pytest.fixture
 def old_index(reg, tmp_path, tiny_model_b):
-    docs = [{"_id": f"d{i}", "title": TOPICS[i % 8], "text": f"note {i} on {TOPICS[i % 8]} and {TOPICS[(i * 3) % 8]}"}
-            for i in range(90)]
-    reg.corpora.add("ops", write_jsonl(tmp_path / "docs.jsonl", docs))
-    index = IndexBuild(reg, "tiny@1", "ops").run().index
-    reg.models.register("tiny", tiny_model_b, parent="tiny@1")  # tiny@2: the fine-tuned version, say
-    return index
+    return bridged_notes(reg, tmp_path, tiny_model_b)
 
 
 def test_an_adapter_is_fitted_on_stored_vectors_kept_with_its_lineage_and_bridges_searches(reg, old_index):

@@ -8,21 +8,15 @@ from embedops.app.bridges import fit_bridge_adapter, open_bridge, open_progressi
 from embedops.errors import UsageError
 from embedops.reembed import IndexBuild
 from embedops.registry import Searcher
-from helpers import write_jsonl
+from helpers import bridged_notes
 
-TOPICS = ["kafka consumer lag", "postgres replica failover", "tls certificate renewal", "kubelet disk pressure",
-          "redis eviction policy", "dns cache expiry", "s3 bucket lifecycle", "nginx upstream timeout"]
 QUERIES = ["kafka lag on orders", "replica promotion", "cert expiry", "disk pressure eviction", "dns ttl"]
 
 
 @pytest.fixture
 def rebuild(reg, tmp_path, tiny_model_b):
     """tiny@1's index (the old one), tiny@2's full index (the rebuild) and a procrustes adapter."""
-    docs = [{"_id": f"d{i}", "title": TOPICS[i % 8], "text": f"note {i} on {TOPICS[i % 8]} and {TOPICS[(i * 3) % 8]}"}
-            for i in range(120)]
-    reg.corpora.add("ops", write_jsonl(tmp_path / "docs.jsonl", docs))
-    old = IndexBuild(reg, "tiny@1", "ops").run().index
-    reg.models.register("tiny", tiny_model_b, parent="tiny@1")
+    old = bridged_notes(reg, tmp_path, tiny_model_b, n=120)
     new = IndexBuild(reg, "tiny@2", "ops").run().index
     adapter = fit_bridge_adapter(reg, "tiny@2", old.index_id, kind="procrustes", sample=120)
     return old, new, adapter.adapter_id

@@ -7,22 +7,13 @@ import pytest
 from embedops.app.bridges import fit_bridge_adapter, open_bridge
 from embedops.errors import IndexStateError, PromotionRefused
 from embedops.index import IndexStatus
-from embedops.reembed import IndexBuild
 from embedops.registry import Searcher
-from helpers import authorise, binding_for, put_report, write_jsonl
-
-TOPICS = ["kafka consumer lag", "postgres replica failover", "tls certificate renewal", "kubelet disk pressure",
-          "redis eviction policy", "dns cache expiry", "s3 bucket lifecycle", "nginx upstream timeout"]
-
+from helpers import authorise, binding_for, bridged_notes, put_report
 
 @pytest.fixture
 def bridge(reg, tmp_path, tiny_model_b):
     """tiny@1's index of 90 notes, and an adapter bridging tiny@2's queries to it."""
-    docs = [{"_id": f"d{i}", "title": TOPICS[i % 8], "text": f"note {i} on {TOPICS[i % 8]} and {TOPICS[(i * 3) % 8]}"}
-            for i in range(90)]
-    reg.corpora.add("ops", write_jsonl(tmp_path / "docs.jsonl", docs))
-    old = IndexBuild(reg, "tiny@1", "ops").run().index
-    reg.models.register("tiny", tiny_model_b, parent="tiny@1")
+    old = bridged_notes(reg, tmp_path, tiny_model_b)
     return old, fit_bridge_adapter(reg, "tiny@2", old.index_id, kind="affine", sample=80)
 
 
