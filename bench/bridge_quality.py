@@ -12,7 +12,7 @@ each adapter kind it fits and stores an adapter with the product's own code
 scores (c) the bridge, the fine-tuned model's queries through the adapter over the old index, and
 (d) the progressive bridge at ``--progressive`` percent of the rebuild (a random share of the
 documents answered from the new index, the rest through the adapter, merged by the score line the
-adapter's fit measured). Every
+adapter's fit measured; each also merged on raw cosines, to show what that calibration is worth). Every
 row is scored on SciFact's 300 test queries with the domain gate's own search and metrics
 (``run_index``, trec_eval through pytrec_eval) and the gate's paired interval against production.
 Nothing here chooses anything by a test score: the adapters' settings are fixed or chosen on their
@@ -86,6 +86,11 @@ def progressive_rows(reg, rec, args, queries, qrels, prod, base: float, lift: fl
                 "share_of_lift_kept": (row["ndcg@10"] - base) / lift if lift else None}
         out[f"progressive {rec.kind} {percent}%"] = row
         print(f"{rec.kind} {percent}%", json.dumps({k: row[k] for k in ("ndcg@10", "mean_lift", "ci_low")}), flush=True)
+        reader.scale, reader.shift = 1.0, 0.0  # the same merge on raw cosines: what the calibration is worth
+        per_query, extra = score(reader, queries, qrels)
+        raw = mean_metrics(per_query) | extra | paired(per_query, prod)
+        raw["share_of_lift_kept"] = (raw["ndcg@10"] - base) / lift if lift else None
+        out[f"progressive {rec.kind} {percent}% raw scores"] = raw
     return out
 
 
