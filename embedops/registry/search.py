@@ -78,10 +78,10 @@ class Searcher:
             raise IndexStateError(f"{what} is {rec.status.value}, not ready to serve")
         return rec
 
-    def encoder_for(self, rec: IndexRecord) -> OnnxEncoder:
-        """The ONNX encoder that embeds queries for index ``rec``: opened through the process-wide
-        cache once, then kept by the exact model ref (a version's files never change), so a query
-        costs no model-table read."""
+    def encoder_for(self, rec: IndexRecord) -> OnnxEncoder | BridgedEncoder:
+        """The ONNX encoder that embeds queries for index ``rec`` (for a bridge, the new model's,
+        mapped by its adapter): opened through the process-wide cache once, then kept by the exact
+        model ref (a version's files never change), so a query costs no model-table read."""
         key = (rec.model_ref, rec.precision, rec.bridge.adapter_id if rec.bridge else None)
         encoder = self._encoders.get(key)
         if encoder is None:

@@ -233,6 +233,9 @@ def test_a_bridge_behind_the_alias_answers_under_load_through_promote_rollback_p
                 if target == bridge and not embedded:  # OpenAI embeddings of the alias: the bridge's vectors
                     embedded.update(client.post("/v1/embeddings", json={"input": ["kafka lag"],
                                                                         "model": "production"}).json())
+                    ready = client.get("/readyz").json()
+                    assert ready["index_id"] == bridge and ready["bridge"]["index_id"] == old.index_id
+                    assert ready["provider"].endswith("procrustes adapter")
             time.sleep(0.3)
             stop.set()
             for f in futures:
