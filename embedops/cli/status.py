@@ -64,13 +64,13 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt):
     for a in s.aliases:
         idx = s.index(a.value)
         how = ("[bold red]OVERRIDE[/]" if a.override else f"report {a.report_id}" if a.report_id else a.action)
-        value = (a.value or "-") + (f"\n+ canary {a.canary.index_id} {a.canary.percent:g}%" if a.canary else "")
-        if a.automatic:
-            how = f"[bold yellow]automatic {a.action}[/]"
-        model = idx.model_ref if idx else "-"
+        value = a.value or "-"
         if idx is not None and idx.bridge is not None:  # a bridge: the new model over the old index
             value += f"\n= {idx.bridge.kind} adapter over {idx.bridge.index_id}"
-        t.add_row(a.name, value, model, a.previous or "-", when(a.ts), how)
+        value += f"\n+ canary {a.canary.index_id} {a.canary.percent:g}%" if a.canary else ""
+        if a.automatic:
+            how = f"[bold yellow]automatic {a.action}[/]"
+        t.add_row(a.name, value, idx.model_ref if idx else "-", a.previous or "-", when(a.ts), how)
     out.print(t)
     t = make_table("corpus", "documents", "version", title="Corpora")
     for c in s.corpora:
