@@ -85,6 +85,11 @@ class IndexRecord:
     bridge: Bridge | None = None  # set on a bridge's view of its old index (never stored in the index table)
 
     @property
+    def label(self) -> str:
+        """How messages name it: ``index ID``, or ``bridge ID's index OLD_ID``."""
+        return f"bridge {self.index_id}'s index {self.bridge.index_id}" if self.bridge else f"index {self.index_id}"
+
+    @property
     def settings(self) -> IndexParams:
         """The build parameters, typed (``params`` is how they are stored)."""
         return IndexParams.from_dict(self.params)

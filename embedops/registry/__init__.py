@@ -96,8 +96,7 @@ class Registry:
         expects, and a report authorises it (or an override has a reason). One read of the alias."""
         rec = self.target(index_id)
         if rec.status is not IndexStatus.READY:
-            what_is = f"bridge {index_id}'s index {rec.bridge.index_id}" if rec.bridge else f"index {index_id}"
-            raise IndexStateError(f"{what_is} is {rec.status.value}; only ready indexes can be promoted")
+            raise IndexStateError(f"{rec.label} is {rec.status.value}; only ready indexes can be promoted")
         head = self.aliases.get(alias)
         seen = head.value if head else None
         if expect is not UNSET and expect != seen:

@@ -74,8 +74,7 @@ class Searcher:
         seen by the very next query."""
         rec = self.registry.target(index_id)
         if rec.status is not IndexStatus.READY:
-            what = f"bridge {index_id}'s index {rec.bridge.index_id}" if rec.bridge else f"index {index_id}"
-            raise IndexStateError(f"{what} is {rec.status.value}, not ready to serve")
+            raise IndexStateError(f"{rec.label} is {rec.status.value}, not ready to serve")
         return rec
 
     def encoder_for(self, rec: IndexRecord) -> OnnxEncoder | BridgedEncoder:

@@ -42,7 +42,7 @@ CHARS_PER_TOKEN = 4  # a WordPiece or BPE token of English text is about 4 chara
 
 @dataclass
 class _Queued:
-    texts: list  # a request's inputs: texts to encode, or query vectors to search
+    inputs: list  # a request's texts to encode, or its query vectors to search
     tokens: int  # what it weighs against the batch's budget
     future: asyncio.Future
     k: int = 0  # hits per query, for a search
@@ -79,7 +79,7 @@ class _Batcher:
         loop = asyncio.get_running_loop()
         self._queue.append(item)
         self._queued_tokens += item.tokens
-        self._queued_texts += len(item.texts)
+        self._queued_texts += len(item.inputs)
         if not self._draining:
             self._draining = True
             self._task = loop.create_task(self._drain())  # referenced: the loop keeps only weak references
@@ -100,16 +100,16 @@ class _Batcher:
         tokens = texts = 0
         while self._queue:
             head = self._queue[0]
-            if batch and (tokens + head.tokens > self.max_tokens or texts + len(head.texts) > self.max_texts):
+            if batch and (tokens + head.tokens > self.max_tokens or texts + len(head.inputs) > self.max_texts):
                 break
             self._queue.popleft()
             self._queued_tokens -= head.tokens
-            self._queued_texts -= len(head.texts)
+            self._queued_texts -= len(head.inputs)
             if head.future.done():  # its client went away while it queued
                 continue
             batch.append(head)
             tokens += head.tokens
-            texts += len(head.texts)
+            texts += len(head.inputs)
         return batch
 
     async def _drain(self) -> None:
@@ -124,7 +124,7 @@ class _Batcher:
             self._draining = False
 
     async def _run(self, batch: list[_Queued]) -> None:
-        texts = [t for item in batch for t in item.texts]
+        inputs = sum(len(item.inputs) for item in batch)
         try:
             results = await anyio.to_thread.run_sync(self._call, batch)
         except Exception as exc:  # every request of the batch gets the error; the next batch runs
@@ -132,13 +132,13 @@ class _Batcher:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
-        self.stats = BatchStats(self.stats.calls + 1, self.stats.requests + len(batch), self.stats.texts + len(texts))
+        self.stats = BatchStats(self.stats.calls + 1, self.stats.requests + len(batch), self.stats.texts + inputs)
         if self._on_batch is not None:
-            self._on_batch(len(batch), len(texts))
+            self._on_batch(len(batch), inputs)
         start = 0
         for item in batch:
-            rows = results[start: start + len(item.texts)]
-            start += len(item.texts)
+            rows = results[start: start + len(item.inputs)]
+            start += len(item.inputs)
             if not item.future.done():
                 item.future.set_result(self._share(item, rows))
 
@@ -170,7 +170,7 @@ class EncodeBatcher(_Batcher):
         return await self._submit(item)
 
     def _call(self, batch: list[_Queued]) -> np.ndarray:
-        return self._encode([t for item in batch for t in item.texts])
+        return self._encode([t for item in batch for t in item.inputs])
 
 
 class SearchBatcher(_Batcher):
@@ -194,7 +194,7 @@ class SearchBatcher(_Batcher):
         return await self._submit(_Queued(rows, len(rows), asyncio.get_running_loop().create_future(), k))
 
     def _call(self, batch: list[_Queued]) -> list:
-        return self._search(np.vstack([v for item in batch for v in item.texts]), max(item.k for item in batch))
+        return self._search(np.vstack([v for item in batch for v in item.inputs]), max(item.k for item in batch))
 
     def _share(self, item: _Queued, rows: list) -> list:
         return [hits[: item.k] for hits in rows]
