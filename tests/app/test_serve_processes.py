@@ -1,6 +1,7 @@
 """`embedops serve` as real processes on loopback: two servers on one store under 32 concurrent
 clients while a promotion, a rollback, canary starts and aborts and automatic aborts and rollbacks
-happen; a server killed with SIGKILL; a store that stops taking writes mid-run."""
+happen and a bridge (issue #35) is promoted, rolled back, promoted again and replaced by its full
+index; a server killed with SIGKILL; a store that stops taking writes mid-run."""
 
 from __future__ import annotations
 
@@ -125,9 +126,23 @@ def wait_store(reg: Registry, predicate, what: str, timeout: float = 30.0):
     raise AssertionError(f"{what} did not happen within {timeout} s: {reg.aliases.get('production')}")
 
 
-def test_two_servers_under_load_agree_on_every_switch_and_answer_from_one_index(live_store, tmp_path):
+def _bridge_and_its_full_index(s, model_dir) -> tuple[str, str]:
+    """A bridge (issue #35) to production's index ``a`` from tiny@3, a version whose weights equal
+    tiny@1's (so its bridge agrees with ``a`` and the rollback policy leaves it be: the policy's own
+    judgement of a bridge is tested with ``d``'s model in test_server.py), and tiny@3's full index."""
+    from embedops.app.bridges import fit_bridge_adapter
+    from embedops.reembed import IndexBuild
+
+    s.reg.models.register("tiny", model_dir, parent="tiny@1")
+    bridge = fit_bridge_adapter(s.reg, "tiny@3", s.a.index_id, sample=60, holdout=0.15).adapter_id
+    return bridge, IndexBuild(s.reg, "tiny@3", "ops").run().index.index_id
+
+
+def test_two_servers_under_load_agree_on_every_switch_and_answer_from_one_index(live_store, tmp_path,
+                                                                                 tiny_model_dir):
     s = live_store
     (tmp_path / "embedops.toml").write_text(POLICY)
+    bridge, full = _bridge_and_its_full_index(s, tiny_model_dir)
     servers = [start_serve(s.uri, tmp_path / f"serve-{i}.log", "--policy", str(tmp_path / "embedops.toml"))
                for i in range(2)]
     try:
@@ -137,8 +152,9 @@ def test_two_servers_under_load_agree_on_every_switch_and_answer_from_one_index(
         qs = queries(32, seed=3)
         pairs = [qs[i:i + 2] for i in range(0, len(qs), 2)]
         searcher = Searcher(s.reg, runtime=ServeSettings().runtime)  # the runtime the servers embed with
-        expected = {(idx.index_id, p): [[h.id for h in hs] for hs in searcher.open(idx.index_id).search(pair, K)]
-                    for idx in (s.a, s.b, s.d) for p, pair in enumerate(pairs)}
+        expected = {(target, p): [[h.id for h in hs] for hs in searcher.open(target).search(pair, K)]
+                    for target in (s.a.index_id, s.b.index_id, s.d.index_id, bridge, full)
+                    for p, pair in enumerate(pairs)}
         seen: dict[str, float] = {}
         with Load(urls, expected, pairs) as load:
             time.sleep(1.0)
@@ -167,10 +183,27 @@ def test_two_servers_under_load_agree_on_every_switch_and_answer_from_one_index(
             for u in urls:  # both back where the automatic rollback put production, no canary
                 r = readyz(u)
                 assert r["index_id"] == s.a.index_id and "canary" not in r and r["record"]["seq"] == rolled.seq
+
+            # a bridge: promote, roll back, promote again, then its model's full index takes over
+            for step, target, name in [("promote", bridge, "bridge"), ("rollback", None, "bridge"),
+                                       ("promote", bridge, "bridge again"), ("promote", full, "full index")]:
+                time.sleep(0.5)
+                if step == "rollback":
+                    s.reg.rollback(reason="test: roll the bridge back under load")
+                else:
+                    authorise(s.reg, s.reg.target(target))
+                    s.reg.promote(target)
+                seen[f"{step} ({name})"] = wait_all(s.reg, urls, f"{step} ({name})")
+                if target == bridge:
+                    bridged = [readyz(u) for u in urls]
             time.sleep(0.5)
         assert load.failures == [], load.failures[:5]
-        assert load.mixed == [], load.mixed[:5]  # every response is exactly what its one index answers
-        assert load.ok > 200 and load.answered_by == {s.a.index_id, s.b.index_id, s.d.index_id}
+        assert load.mixed == [], load.mixed[:5]  # every response is exactly what its one target answers
+        assert load.ok > 200 and load.answered_by == {s.a.index_id, s.b.index_id, s.d.index_id, bridge, full}
+        for r in bridged:  # both servers say a bridge answers: tiny@3 through its adapter over a's index
+            assert r["index_id"] == bridge and r["bridge"]["index_id"] == s.a.index_id
+        assert s.reg.aliases.get("production").value == full
+        assert [h.value for h in s.reg.aliases.history("production")][-4:] == [bridge, s.a.index_id, bridge, full]
         assert load.routes == {"stable", "canary"}
         assert aborted.automatic and aborted.reason.startswith("automatic: canary agreement")
         assert rolled.automatic and rolled.value == s.a.index_id and "production agreement" in rolled.reason
