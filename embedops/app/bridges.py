@@ -26,6 +26,7 @@ from embedops.index import IndexReader, IndexStatus, ProgressiveReader
 from embedops.index.table import VECTOR
 from embedops.records import sql_in
 from embedops.registry import AdapterRecord, Registry, Searcher, SearchResult, open_encoder
+from embedops.registry.progressive import open_progressive
 from embedops.trainer.adapters import fit_adapter
 
 DEFAULT_SAMPLE = 2000
@@ -111,16 +112,9 @@ def open_progressive_bridge(registry: Registry, adapter_id: str, new_index_id: s
                          f"{record.model_ref}'s index of {old.corpus!r}")
     if new.status is IndexStatus.RETIRED:
         raise IndexStateError(f"index {new_index_id} is retired")
-    calibration = record.meta.get("fit", {}).get("calibration")
-    if not calibration:
-        raise UsageError(f"adapter {adapter_id} was fitted before score calibration was measured; fit it again "
-                         "('embedops adapter fit') to merge its scores with the new index's")
     encoder = open_encoder(registry, record.model_ref, "fp32", runtime=runtime)
     latest = new.table_version if new.status is IndexStatus.READY else None  # a build in progress: what it has now
-    readers = [IndexReader(registry.store.open_table(r.table_name, version=v), r)
-               for r, v in ((old, old.table_version), (new, latest))]
-    return ProgressiveReader(*readers, registry.target(adapter_id), encoder, adapter.apply,
-                             (calibration["scale"], calibration["shift"]), reembedded)
+    return open_progressive(registry, registry.target(adapter_id), new, latest, encoder, adapter.apply, reembedded)
 
 
 def open_bridge(registry: Registry, adapter_id: str, *, runtime: str = "auto") -> IndexReader:
@@ -140,6 +134,5 @@ def progressive_search(registry: Registry, adapter_id: str, new_index_id: str, t
     opened = time.perf_counter()
     hits = Searcher(registry).with_titles(reader.record, reader.search([text], k)[0])
     done = time.perf_counter()
-    bridge = reader.record.bridge.to_dict() | {"new_index": new_index_id, "new_share": reader.new_share}
     return SearchResult(text, reader.index_id, reader.record.model_ref, hits, 1000 * (done - opened),
-                        1000 * (opened - start), bridge)
+                        1000 * (opened - start), reader.bridge_info)

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from embedops.corpus import CorpusInfo
-from embedops.index import IndexRecord
 from embedops.errors import NotFoundError
+from embedops.index import IndexRecord
 from embedops.registry import AliasState, ModelVersion, Registry, StoredReport, is_bridge_id
+from embedops.registry.progressive import ProgressivePlan, progressive_plan
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class StoreStatus:
     verdicts: list[StoredReport]  # the latest report of each index
     overrides: list[AliasState]  # aliases whose value came from an override promotion
     bridges: list[IndexRecord] = field(default_factory=list)  # bridges an alias or canary names (views)
+    rebuilds: dict[str, ProgressivePlan] = field(default_factory=dict)  # alias -> its bridge's rebuild
 
     def index(self, index_id: str | None) -> IndexRecord | None:
         """The index, or the bridge, ``index_id`` names."""
@@ -40,6 +42,10 @@ class StoreStatus:
                          for r in self.verdicts],
             "overrides": [a.to_dict() for a in self.overrides],
             "bridges": [b.to_dict() for b in self.bridges],
+            "rebuilds": {alias: {"index_id": p.new_index.index_id, "status": p.new_index.status.value,
+                                 "documents": p.done, "of": p.total, "share": p.share,
+                                 "progressive_from": p.start_at, "progressive": p.active}
+                         for alias, p in self.rebuilds.items()},
         }
 
 
@@ -52,5 +58,12 @@ def store_status(registry: Registry) -> StoreStatus:
             bridges.append(registry.target(adapter_id))
         except NotFoundError:  # its adapter or old index is gone: the alias row says "-"
             continue
+    rebuilds = {}
+    for a in aliases:  # how far each served bridge's new model has re-embedded the corpus
+        rec = next((b for b in bridges if b.index_id == a.value), None)
+        plan = progressive_plan(registry, rec, a.report_id) if rec is not None else None
+        if plan is not None:
+            rebuilds[a.name] = plan
     return StoreStatus(registry.store.location, aliases, registry.corpora.list(), registry.models.list(),
-                       registry.indexes.list(), registry.reports.latest(), registry.overridden_aliases(), bridges)
+                       registry.indexes.list(), registry.reports.latest(), registry.overridden_aliases(), bridges,
+                       rebuilds)

@@ -67,6 +67,7 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt):
         value = a.value or "-"
         if idx is not None and idx.bridge is not None:  # a bridge: the new model over the old index
             value += f"\n= {idx.bridge.kind} adapter over {idx.bridge.index_id}"
+            value += _rebuild_line(s.rebuilds.get(a.name))
         value += f"\n+ canary {a.canary.index_id} {a.canary.percent:g}%" if a.canary else ""
         if a.automatic:
             how = f"[bold yellow]automatic {a.action}[/]"
@@ -89,3 +90,15 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt):
         t.add_row(r.index_id, r.verdict, when(r.created_at))
     out.print(t if s.verdicts else "[dim]no guard verdicts yet[/]")
     _print_overrides(s.overrides)
+
+
+def _rebuild_line(plan) -> str:
+    """How far a served bridge's model has re-embedded the corpus, and which space queries see."""
+    if plan is None:
+        return ""
+    line = f"\n> rebuild {plan.new_index.index_id}\n  {plan.share:.0%} done ({plan.done:,}/{plan.total:,}): "
+    if plan.active:
+        return line + "progressive, those in the new space"
+    if plan.start_at is None:
+        return line + "plain bridge (no progressive merge measured to hold up)"
+    return line + f"plain bridge until {plan.start_at:.0%}"

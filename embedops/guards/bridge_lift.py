@@ -16,6 +16,14 @@ three figures are comparable with each other, not with the domain gate's).
 It informs, it does not judge: it passes with the figure, and is skipped for an index, with nothing
 serving the alias, or when the full re-embed does not beat production (there is no lift to share).
 A user reads it to decide whether to wait for the full index.
+
+It also measures the **progressive bridge** on the same runs: with a share of the documents
+re-embedded (each document in or out by a hash of its id, so 25% is inside 50%), those answered
+from the full run, the rest from the bridge's run with their scores put on the new space's scale
+by the adapter's calibration line, merged by score. ``progressive_from`` is the smallest measured
+share from which every measured merge is at least the plain bridge: a server serving this bridge
+answers progressively once the rebuild has reached it, and from the plain bridge before
+(:mod:`embedops.registry.progressive`). None when no share does, or the adapter has no calibration.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from embedops.guards.plugins import register_gate
 from embedops.metrics import evaluate, mean_metrics
 from embedops.records import sql_in
 from embedops.registry import Searcher, open_encoder
+from embedops.registry.progressive import PROGRESSIVE_SHARES, reembedded_by
 
 SAMPLE = 2000  # documents besides the relevant ones, when no full index of the new model exists
 _DEPTH = 100
@@ -94,8 +103,37 @@ def bridge_lift(ctx: GuardContext) -> GateResult:
         return GateResult(name, SKIP, None, None, f"the full re-embed does not beat production ({figures}; on "
                           f"{where}): no lift to share", evidence)
     share = kept / gained
+    progressive = _progressive(ctx, measured, qrels, metric, means["bridge"])
+    evidence |= {"share": share, "progressive": progressive}
+    start = progressive.get("progressive_from")
+    then = (f"; progressive from {start:.0%} of the rebuild" if start is not None
+            else f"; not progressive: {progressive['why']}")
     return GateResult(name, PASS, share, None, f"keeps {share:.0%} of the full re-embed's lift ({kept:+.2f} of "
-                      f"{gained:+.2f}; {figures}; on {where})", evidence | {"share": share})
+                      f"{gained:+.2f}; {figures}; on {where}){then}", evidence)
+
+
+def _progressive(ctx: GuardContext, runs: dict, qrels: dict, metric: str, bridge_mean: float) -> dict:
+    """The merge of the full run and the calibrated bridge run at each of :data:`PROGRESSIVE_SHARES`
+    (see the module docstring), and the share to serve it from."""
+    calibration = ctx.registry.adapters.get(ctx.record.bridge.adapter_id).meta.get("fit", {}).get("calibration")
+    if not calibration:
+        return {"progressive_from": None, "why": "the adapter was fitted without a score calibration"}
+    scale, shift = calibration["scale"], calibration["shift"]
+    means = {}
+    for share in PROGRESSIVE_SHARES:
+        fresh = reembedded_by(share)
+        merged = {q: {d: s for d, s in runs["full"].get(q, {}).items() if fresh(d)}
+                  | {d: scale * s + shift for d, s in run.items() if not fresh(d)}
+                  for q, run in runs["bridge"].items()}
+        means[share] = mean_metrics(evaluate(qrels, merged, k=ctx.policy.k)).get(metric, 0.0)
+    start = None
+    for share in sorted(means, reverse=True):  # the smallest share from which every merge holds up
+        if means[share] < bridge_mean:
+            break
+        start = share
+    why = None if start is not None else f"at {max(means):.0%} of the rebuild the merge is below the plain bridge"
+    return {"means": {f"{s:g}": m for s, m in means.items()}, "bridge": bridge_mean, "progressive_from": start,
+            "why": why}
 
 
 class BridgeLiftGate:

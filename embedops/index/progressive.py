@@ -44,6 +44,11 @@ class ProgressiveReader(IndexReader):
         """The share of the corpus each query sees in the new model's space."""
         return len(self.reembedded & self.all_ids) / len(self.all_ids) if self.all_ids else 0.0
 
+    @property
+    def bridge_info(self) -> dict:
+        """The bridge, the index being built and the share of the corpus answered from it."""
+        return self.record.bridge.to_dict() | {"new_index": self.new.index_id, "new_share": self.new_share}
+
     def doc_ids(self) -> set[str]:
         return set(self.all_ids)
 

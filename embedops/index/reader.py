@@ -49,6 +49,11 @@ class IndexReader:
     def index_id(self) -> str:
         return self.record.index_id
 
+    @property
+    def bridge_info(self) -> dict | None:
+        """What a response says of the bridge that answered (None for an index)."""
+        return self.record.bridge.to_dict() if self.record.bridge else None
+
     def count(self) -> int:
         return self.table.count_rows()
 

@@ -10,6 +10,7 @@ and table handles are cached per table version, so switching back and forth is c
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,9 +21,10 @@ import numpy as np
 from embedops.encoding import OnnxEncoder
 from embedops.encoding.adapter import BridgedEncoder
 from embedops.errors import IndexStateError, UsageError
-from embedops.index import Hit, IndexReader, IndexRecord, IndexStatus
+from embedops.index import Hit, IndexReader, IndexRecord, IndexStatus, ProgressiveReader
 from embedops.records import sql_in
 from embedops.registry.exports import open_encoder
+from embedops.registry.progressive import ProgressivePlan, open_progressive
 
 if TYPE_CHECKING:
     from embedops.registry import Registry
@@ -103,6 +105,12 @@ class Searcher:
         """A reader of a ready index (by id or record) with its model's encoder."""
         rec = self.record(index) if isinstance(index, str) else index
         return IndexReader(self._table(rec), rec, self.encoder_for(rec))
+
+    def open_progressive(self, rec: IndexRecord, plan: ProgressivePlan) -> ProgressiveReader:
+        """Bridge ``rec`` answering from both spaces as far as ``plan``'s rebuild is (issue #35)."""
+        bridged = self.encoder_for(rec)  # the adapter, verified as it loads
+        own = self.encoder_for(dataclasses.replace(rec, bridge=None))  # the new model's queries, unmapped
+        return open_progressive(self.registry, rec, plan.new_index, plan.version, own, bridged.adapter.apply)
 
     def search_vectors(self, rec: IndexRecord, vectors: np.ndarray, k: int) -> list[list[Hit]]:
         return IndexReader(self._table(rec), rec).search_vectors(vectors, k)

@@ -245,7 +245,8 @@ def test_a_bridge_behind_the_alias_answers_under_load_through_promote_rollback_p
     for b in bodies:  # a bridge's answers say so; an index's do not
         if b["index_id"] == bridge:
             assert b["model_ref"] == "tiny@2" and b["bridge"] == {"adapter_id": bridge, "index_id": old.index_id,
-                                                                   "index_model_ref": "tiny@1", "kind": "procrustes"}
+                                                                   "index_model_ref": "tiny@1", "kind": "procrustes",
+                                                                   "new_index": None, "new_share": None}
         else:
             assert b["bridge"] is None
     mapped = open_bridge(reg, bridge).encode(["kafka lag"])  # tiny@2's query, mapped into tiny@1's space

@@ -84,6 +84,11 @@ def test_the_report_of_a_bridge_states_the_share_of_the_full_re_embeds_lift_it_k
     means = lift.evidence["means"]
     assert lift.status == "pass" and means["full"] - means["production"] > 5.0 and 0.9 <= lift.value <= 1.1
     assert lift.evidence["full_index"] is None and "keeps" in lift.reason
+    progressive = lift.evidence["progressive"]  # merges of the twin's two spaces: about the bridge itself
+    assert set(progressive["means"]) == {"0.25", "0.5", "0.75"} and progressive["bridge"] == means["bridge"]
+    assert all(abs(m - means["bridge"]) < 1.0 for m in progressive["means"].values())
+    start = progressive["progressive_from"]
+    assert start is None or all(m >= means["bridge"] for s, m in progressive["means"].items() if float(s) >= start)
     full = IndexBuild(reg, "minilm@2", "runbooks").run().index  # the full re-embed, when it exists, is read
     whole = run_guards(reg, bridge, gold=RUNBOOKS, general=[sts_file], policy=small_gold(), alias="staging")
     lift = next(g for g in whole.gates if g.name == "bridge_lift")

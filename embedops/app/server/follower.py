@@ -8,6 +8,12 @@ at its ready version, model's encoder) *before* the switch; the switch itself re
 indexes they started on and a response never mixes two. Readers of recent targets stay open for an
 instant switch back. A store that cannot be read leaves the views as they are.
 
+A bridge (issue #35) whose new model's index is being built is looked at again every
+``progress_interval``: once the rebuild reaches the share its guard report measured the
+progressive merge to hold up from, and at each commit of the build after that, its reader is
+reopened as a :class:`~embedops.index.ProgressiveReader` over what the build holds then
+(:mod:`embedops.registry.progressive`), and the view switched as for a promotion.
+
 >>> follower = AliasFollower(Searcher(registry))          # doctest: +SKIP
 >>> view = follower.view("production")                      # doctest: +SKIP
 >>> reader, route = view.route("client-42")                 # doctest: +SKIP
@@ -15,6 +21,7 @@ instant switch back. A store that cannot be read leaves the views as they are.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -25,6 +32,7 @@ from dataclasses import dataclass
 from embedops.errors import NotFoundError
 from embedops.index import IndexReader
 from embedops.registry import AliasState, Searcher
+from embedops.registry.progressive import progressive_plan
 from embedops.store import utcnow
 
 
@@ -63,9 +71,10 @@ class AliasFollower:
     """Opens the indexes aliases point at and switches a view only once they are open. Thread-safe."""
 
     def __init__(self, searcher: Searcher, *, check_interval: float = 1.0, keep_open: int = 6,
-                 on_switch: Callable[[AliasView | None, AliasView], None] | None = None):
+                 on_switch: Callable[[AliasView | None, AliasView], None] | None = None, progress_interval: float = 5.0):
         self.searcher = searcher
         self.check_interval = check_interval
+        self.progress_interval = progress_interval
         self.keep_open = keep_open
         self.on_switch = on_switch
         self.store_error: str | None = None  # the last failed read of an alias head, while it lasts
@@ -74,6 +83,8 @@ class AliasFollower:
         self._open: OrderedDict[str, IndexReader] = OrderedDict()  # index id -> reader, most recent last
         self._lock = threading.Lock()  # one opener at a time
         self._last_refresh = 0.0
+        self._last_progress = time.monotonic()
+        self._plans: dict[str, tuple | None] = {}  # bridge id -> the progressive plan its open reader follows
 
     def views(self) -> dict[str, AliasView]:
         return dict(self._views)
@@ -120,11 +131,44 @@ class AliasFollower:
                     self.open_errors.pop(alias, None)
                 except Exception as exc:  # keep the old view; retried at the next check
                     self.open_errors[alias] = f"cannot open what {alias} points at now: {type(exc).__name__}: {exc}"
+            if force or now - self._last_progress >= self.progress_interval:
+                self._last_progress = now
+                self._follow_rebuilds()
 
-    def _reader(self, index_id: str) -> IndexReader:
-        reader = self._open.get(index_id)
+    def _follow_rebuilds(self) -> None:
+        """Reopen the bridges whose progressive plan moved, and switch their views (under the lock)."""
+        for alias, view in list(self._views.items()):
+            sides = {"stable": (view.stable, view.state.report_id)}
+            if view.canary is not None and view.state.canary is not None:
+                sides["canary"] = (view.canary, view.state.canary.report_id)
+            changes = {}
+            for side, (reader, report_id) in sides.items():
+                if reader.record.bridge is None:
+                    continue
+                try:
+                    plan = progressive_plan(self.searcher.registry, reader.record, report_id)
+                    if (plan.key if plan else None) != self._plans.get(reader.index_id):
+                        changes[side] = self._reader(reader.index_id, report_id, reopen=True)
+                except Exception as exc:  # keep answering from what is open; retried at the next look
+                    self.open_errors[alias] = f"cannot follow the rebuild behind {reader.index_id}: " \
+                                              f"{type(exc).__name__}: {exc}"
+            if changes:
+                now = time.monotonic()
+                new = dataclasses.replace(view, **changes, since=now, opened_in=0.0, switched_at=utcnow())
+                self._views[alias] = new
+                if self.on_switch:
+                    self.on_switch(view, new)
+
+    def _reader(self, index_id: str, report_id: str | None = None, *, reopen: bool = False) -> IndexReader:
+        """The open reader of ``index_id`` (opened now if it is not); a bridge answers progressively
+        when its rebuild has reached the share report ``report_id`` measured."""
+        reader = None if reopen else self._open.get(index_id)
         if reader is None:
-            reader = self.searcher.open(index_id)
+            rec = self.searcher.record(index_id)
+            plan = progressive_plan(self.searcher.registry, rec, report_id) if rec.bridge else None
+            reader = self.searcher.open_progressive(rec, plan) if plan and plan.active else self.searcher.open(rec)
+            if rec.bridge:
+                self._plans[index_id] = plan.key if plan else None
         self._open[index_id] = reader
         self._open.move_to_end(index_id)
         return reader
@@ -132,8 +176,8 @@ class AliasFollower:
     def _open_view(self, alias: str, state: AliasState) -> AliasView:
         """Open what ``state`` names, then make it ``alias``'s view (called under the lock)."""
         start = time.monotonic()
-        stable = self._reader(state.value)
-        canary = self._reader(state.canary.index_id) if state.canary else None
+        stable = self._reader(state.value, state.report_id)
+        canary = self._reader(state.canary.index_id, state.canary.report_id) if state.canary else None
         previous = None
         if state.action == "promote" and state.previous:
             try:

@@ -33,7 +33,7 @@ def health_router(state: ServerState) -> APIRouter:
                 "record": {"seq": view.state.seq, "ts": view.state.ts, "switched_at": view.switched_at},
                 "follows": {"check_interval": settings.check_interval, "file_events": background.notified}}
         if view.stable.record.bridge is not None:  # the new model's queries over an old index
-            body["bridge"] = view.stable.record.bridge.to_dict()
+            body["bridge"] = view.stable.bridge_info
         if view.canary is not None and view.state.canary is not None:
             body["canary"] = {"index_id": view.canary.index_id, "model_ref": view.canary.record.model_ref,
                               "percent": view.state.canary.percent}

@@ -67,6 +67,10 @@ class BridgeInfo(BaseModel):
     index_id: str = Field(description="The old index whose vectors were searched.")
     index_model_ref: str = Field(description="The model that embedded the old index's documents.")
     kind: str = Field(description="The adapter's kind: procrustes, affine or mlp.")
+    new_index: str | None = Field(None, description="A progressive bridge: the new model's index being built, "
+                                  "whose documents were searched in the new space.")
+    new_share: float | None = Field(None, description="A progressive bridge: the share of the corpus answered "
+                                    "from new_index (the rest through the adapter).")
 
 
 class SearchResponse(BaseModel):
@@ -178,7 +182,7 @@ def search_router(state: ServerState) -> APIRouter:
         metrics.latency.labels("search", reader.index_id).observe(seconds)
         return {"index_id": reader.index_id, "model_ref": reader.record.model_ref, "alias": alias_name,
                 "route": route, "latency_ms": 1000 * seconds, "results": results,
-                "bridge": reader.record.bridge.to_dict() if reader.record.bridge else None}
+                "bridge": reader.bridge_info}
 
     return router
 
