@@ -2,6 +2,7 @@
 both spaces once the rebuild reaches the share its guard report measured to hold up, from the plain
 bridge before, and follows the build's commits; status shows how far the rebuild is."""
 
+import numpy as np
 import pytest
 
 from conftest import running_app
@@ -93,6 +94,9 @@ def test_http_answers_say_which_share_came_from_the_new_index(bridged):
     with running_app(create_app(reg, check_interval=0.2)) as client:
         body = client.post("/v1/search", json={"queries": ["kafka lag", "tls renewal"], "k": 5}).json()
         ready = client.get("/readyz").json()
+        embedded = client.post("/v1/embeddings", json={"input": ["kafka lag"], "model": "production"}).json()
     assert body["index_id"] == bridge and all(len(r["hits"]) == 5 for r in body["results"])
     assert body["bridge"]["new_index"] == partial.index_id and body["bridge"]["new_share"] == pytest.approx(24 / 90)
     assert ready["bridge"]["new_share"] == pytest.approx(24 / 90)
+    own = Searcher(reg).encoder_for(reg.indexes.get(partial.index_id)).encode(["kafka lag"])[0]
+    assert np.allclose(embedded["data"][0]["embedding"], own, atol=1e-5)  # the space the rebuild moves to
