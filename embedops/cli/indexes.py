@@ -1,8 +1,9 @@
-"""embedops index build | list | sync | retire | drop, embedops search"""
+"""embedops index build | plan | list | sync | retire | drop, embedops search"""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -23,6 +24,7 @@ from embedops.cli._common import (
     state,
 )
 from embedops.errors import UsageError
+from embedops.index.footprints import DEFAULT_FOOTPRINTS
 from embedops.registry import Searcher
 
 index_app = group("Corpus indexes built blue-green.\n\nExample:  embedops index build minilm@2 --corpus scifact")
@@ -99,6 +101,59 @@ def index_build(
     if choice:
         err.print(f"precision auto -> {choice['reason']}")
     typer.echo(report.index.index_id)
+
+
+@index_app.command("plan")
+@handle_errors
+def index_plan(
+    ctx: typer.Context,
+    index_id: str = typer.Argument(..., help="Ready index whose stored vectors are measured."),
+    gold: Path = typer.Option(..., "--gold", help="Gold set: BEIR directory (queries.jsonl + qrels/test.tsv)."),
+    footprints: str = typer.Option(",".join(DEFAULT_FOOTPRINTS), "--footprints", help="Comma-separated: float32, int8, binary, binary+int8, binary+float32."),
+    dims: str = typer.Option("", "--dims", help="Matryoshka truncations to add, comma-separated (e.g. 256,128)."),
+    max_loss: float = typer.Option(1.0, "--max-loss", help="Points of nDCG@10 a footprint may lose: within when its paired interval's lower bound is not below -MAX_LOSS."),
+    policy_file: Optional[Path] = typer.Option(None, "--policy", help="Policy file for the interval's confidence and min_gold_queries (default ./embedops.toml or built-in defaults)."),
+    as_json: bool = JsonOpt,
+):
+    """Measure what smaller vectors would cost an index in retrieval quality, on your gold set.
+
+    Each footprint (int8, binary sign bits, binary rescored with int8 or float32, fewer
+    dimensions) is simulated exactly from the index's stored float32 vectors and compared with
+    float32 query by query, with the domain gate's paired interval. Picks the footprint that
+    searches the fewest bytes per document within --max-loss. Nothing is written.
+
+    Example:  embedops index plan scifact--minilm-v1--707bb951 --gold data/scifact
+    Example:  embedops index plan scifact--minilm-v1--707bb951 --gold data/scifact --dims 256,128 --max-loss 0.5
+    """
+    from embedops.app.footprint_plan import plan_footprints
+    from embedops.guards import load_policy
+
+    names = [n.strip() for n in footprints.split(",") if n.strip()]
+    try:
+        cuts = [int(d) for d in dims.split(",") if d.strip()]
+    except ValueError:
+        raise UsageError(f"--dims takes whole numbers separated by commas, got {dims!r}") from None
+    with err.status("measuring footprints ...") as status:
+        plan = plan_footprints(state(ctx).registry, index_id, gold, names=names, dims=cuts, max_loss=max_loss,
+                               policy=load_policy(policy_file),
+                               progress=lambda name: status.update(f"measuring {name} ..."))
+    if as_json:
+        print_json(plan.to_dict())
+        return
+    t = make_table("footprint", "bytes/doc", "nDCG@10", "R@10", f"vs float32 ({plan.confidence:.0%})", "ok",
+                   title=f"{plan.index_id}: {plan.documents:,} docs, {plan.queries} queries")
+    for r in plan.rows:
+        kept = f" ({r.kept_bytes:g})" if r.kept_bytes != r.searched_bytes else ""
+        t.add_row(r.name, f"{r.searched_bytes:g}{kept}", f"{r.ndcg:.2f}", f"{r.recall:.1f}",
+                  f"{-r.mean_loss:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]", "yes" if r.within else "no")
+    out.print(t)
+    out.print("bytes/doc: what a search reads; (all kept, with rescoring vectors)")
+    for note in plan.notes:
+        out.print(f"note: {note}")
+    if plan.chosen:
+        out.print(f"smallest within {plan.max_loss:g} points: [bold]{plan.chosen}[/]")
+    else:
+        out.print(f"no footprint is within {plan.max_loss:g} points")
 
 
 @index_app.command("list")
