@@ -53,6 +53,8 @@ interpolate = "none"
 gold = "domain"
 general = ["sts.tsv"]
 policy = "policy.toml"
+[index]
+nprobes = 10
 [promote]
 alias = "production"
 """)
@@ -80,6 +82,8 @@ def test_pipeline_promotes_on_pass_and_rerun_is_cached(setup):
     assert head.report_id == report["stages"][names.index("guards")]["outputs"]["report_id"] and not head.override
     first = reg.aliases.history("production")[0]
     assert first.override and "first production index" in first.reason  # the baseline: explicit, audited
+    for index_id in (report["candidate_index"], first.value):  # both built as [index] says, and recorded
+        assert reg.indexes.get(index_id).settings.index.nprobes == 10
     assert "verdict pass" in result.stdout
     shadow = report["stages"][names.index("shadow")]["outputs"]
     assert f"overlap_at_k={shadow['overlap_at_k']:.4g}," in result.stdout  # not 0.5249999999999999
@@ -157,6 +161,10 @@ BAD_CONFIG_LINES = {
     ("[guards]", "confidence = 7.0"): ("guards.confidence", "must be < 1"),
     ("[guards]", "bootstrap_resamples = 0"): ("guards.bootstrap_resamples", "must be >= 100"),
     ("[promote]", "alais = 'shadow'"): ("promote.alias", None),
+    ("[index]", "ann = 'hnsw'"): ("index.ann", "unknown kind 'hnsw'; choose one of auto, none, ivf_pq"),
+    ("[index]", "refine_factor = 0"): ("index.refine_factor", "must be a whole number >= 1, got 0"),
+    ("[index]", "vectors = 'int8'"): ("index.vectors", "'int8' is not stored yet"),
+    ("[index]", "nprobs = 4"): ("index.nprobs", None),
 }
 
 

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
 from embedops.errors import UsageError
-from embedops.index import IndexReader, IndexRecord
+from embedops.index import IndexReader, IndexRecord, IndexSettings, IndexStatus
 from embedops.reembed import BuildReport, IndexBuild, sync_index
-from embedops.registry import Registry, Searcher, find_ready_index
+from embedops.registry import Registry, Searcher
 
 ENGINES = ("local", "ray")
 
@@ -23,7 +23,7 @@ def build_index(registry: Registry, model_ref: str, corpus: str, *, engine: str 
                 **build_options) -> BuildReport:
     """Run an :class:`~embedops.reembed.IndexBuild` with the ``local`` or ``ray`` main-pass engine;
     ``build_options`` go to IndexBuild (precision, batch_size, device, allow_cpu_fallback, runtime,
-    ann_threshold, on_progress, wait, ...); Ray actors get the same batch size, fallback rule and runtime."""
+    settings (an :class:`~embedops.index.IndexSettings`), on_progress, wait, ...); Ray actors get the same batch size, fallback rule and runtime."""
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}: use local or ray")
     runner = None
@@ -38,12 +38,15 @@ def build_index(registry: Registry, model_ref: str, corpus: str, *, engine: str 
 
 
 def ready_index(registry: Registry, model_ref: str, corpus: str, on_wait: Callable[[str], None] | None = None,
-                on_progress: Callable[[int, int], None] | None = None) -> IndexRecord:
-    """The newest ready index of ``corpus`` under ``model_ref``; built (or waited for) when missing,
-    reporting ``on_progress(done, total)`` as the build embeds."""
-    found = find_ready_index(registry, model_ref, corpus)
-    return found or IndexBuild(registry, model_ref, corpus, wait=True, on_wait=on_wait,
-                               on_progress=on_progress).run().index
+                on_progress: Callable[[int, int], None] | None = None,
+                settings: IndexSettings | None = None) -> IndexRecord:
+    """The newest ready index of ``corpus`` under ``model_ref`` (built with ``settings``, when
+    given); built (or waited for) when missing, reporting ``on_progress(done, total)`` as it embeds."""
+    ref = registry.models.get(model_ref).ref
+    found = [i for i in registry.indexes.list() if i.status is IndexStatus.READY and i.built_from(ref, corpus)
+             and (settings is None or i.settings.index == settings)]
+    return found[-1] if found else IndexBuild(registry, model_ref, corpus, wait=True, on_wait=on_wait,
+                                              on_progress=on_progress, settings=settings).run().index
 
 
 def open_ready_index(registry: Registry, model_ref: str, corpus: str) -> IndexReader:

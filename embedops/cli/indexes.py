@@ -1,4 +1,4 @@
-"""embedops index build | plan | list | sync | retire | drop, embedops search"""
+"""embedops index build | plan | list | show | sync | retire | drop, embedops search"""
 
 from __future__ import annotations
 
@@ -40,7 +40,12 @@ def index_build(
     device: str = typer.Option("auto", "--device", help="auto (CUDA when onnxruntime-gpu sees a GPU), cuda or cpu."),
     allow_cpu_fallback: bool = typer.Option(False, "--allow-cpu-fallback", help="Run on the CPU when the CUDA provider cannot start, instead of failing."),
     runtime: str = typer.Option("auto", "--runtime", help="On the CPU: auto (OpenVINO for fp32 and bf16 exports, ONNX Runtime for int8/fp16), onnxruntime or openvino."),
-    ann_threshold: int = typer.Option(100_000, "--ann-threshold", help="Build an IVF-PQ ANN index at or above this many documents."),
+    ann: str = typer.Option("auto", "--ann", help="ANN index kind: auto (IVF_PQ), none, ivf_pq, ivf_sq, ivf_rq or ivf_hnsw_sq (LanceDB's)."),
+    ann_threshold: int = typer.Option(100_000, "--ann-threshold", help="Build the ANN index at or above this many documents."),
+    partitions: Optional[int] = typer.Option(None, "--partitions", help="IVF partitions (default: sqrt of the documents)."),
+    sub_vectors: Optional[int] = typer.Option(None, "--sub-vectors", help="IVF_PQ sub-vectors (default: dimensions / 8)."),
+    nprobes: int = typer.Option(20, "--nprobes", help="Partitions every search of the index probes."),
+    refine_factor: int = typer.Option(5, "--refine-factor", help="Candidates re-ranked with full vectors, per result."),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data: encoder actors write Lance fragments; see docs/SCALING.md)."),
     address: Optional[str] = typer.Option(None, "--address", help="ray: cluster address ('auto', 'ray://head:10001'); default: start a local cluster."),
     workers: int = typer.Option(2, "--workers", help="ray: encoder actors."),
@@ -61,7 +66,12 @@ def index_build(
     Example:  embedops index build minilm@2 --corpus scifact --device cuda --precision fp16
     Example:  embedops index build minilm@2 --corpus scifact --engine ray --workers 2 --gpus-per-worker 1 --cpus-per-worker 8
     Example:  embedops index build minilm@2 --corpus scifact --wait
+    Example:  embedops index build minilm@2 --corpus scifact --ann ivf_hnsw_sq --ann-threshold 1000
     """
+    from embedops.index import IndexSettings
+
+    settings = IndexSettings(ann=ann, ann_threshold=ann_threshold, partitions=partitions, sub_vectors=sub_vectors,
+                             nprobes=nprobes, refine_factor=refine_factor)
     registry = state(ctx).registry
     registry.models.get(model_ref)  # an unknown model or corpus is an error before any progress is drawn
     registry.corpora.info(corpus)
@@ -81,7 +91,7 @@ def index_build(
         report = build_index(state(ctx).registry, model_ref, corpus, engine=engine, address=address, workers=workers,
                              gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, precision=precision,
                              batch_size=batch_size, device=device, allow_cpu_fallback=allow_cpu_fallback, runtime=runtime,
-                             ann_threshold=ann_threshold, on_progress=on_progress, wait=wait, on_wait=on_wait)
+                             settings=settings, on_progress=on_progress, wait=wait, on_wait=on_wait)
     if as_json:
         print_json({"index": report.index.to_dict(), "embedded": report.embedded, "deleted": report.deleted,
                     "providers": report.providers_used,
@@ -198,6 +208,38 @@ def index_sync(
         out.print(f"{r.index.index_id}: {r.embedded} embedded, {r.deleted} deleted (table version {r.index.table_version})")
     if not reports:
         out.print("no aliased indexes to sync")
+
+
+@index_app.command("show")
+@handle_errors
+def index_show(
+    ctx: typer.Context,
+    index_id: str = typer.Argument(..., help="Index id."),
+    as_json: bool = JsonOpt,
+):
+    """Show one index: model, corpus, state, build parameters, and how it keeps and searches its
+    vectors (its index settings, and the ANN index and recall its build measured).
+
+    Example:  embedops index show scifact--minilm-v2--1a2b3c4d
+    """
+    rec = state(ctx).registry.indexes.get(index_id)
+    if as_json:
+        print_json(rec.to_dict())
+        return
+    s, ann = rec.settings, rec.metrics.get("integrity", {}).get("ann")
+    t = make_table("field", "value", title=rec.index_id)
+    for name, value in [("model", rec.model_ref), ("corpus", f"{rec.corpus} (version {s.corpus_version})"),
+                        ("status", rec.status.value), ("documents", f"{rec.doc_count or 0:,}"),
+                        ("table version", str(rec.table_version)), ("precision", s.precision),
+                        ("dimensions", str(s.dim)), ("provider", s.provider or "-"),
+                        ("vectors", s.index.vectors),
+                        ("ann", f"{s.index.ann} from {s.index.ann_threshold:,} documents"),
+                        ("ann built", f"{ann['type']}, recall@10 vs exact {ann['recall@10_vs_exact']:.3f}"
+                                      if ann else "none (exact search)"),
+                        ("search", f"nprobes {s.index.nprobes}, refine factor {s.index.refine_factor}"),
+                        ("created", rec.created_at)]:
+        t.add_row(name, value)
+    out.print(t)
 
 
 @index_app.command("retire")

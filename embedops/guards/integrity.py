@@ -18,7 +18,7 @@ def integrity_gate(index: IndexReader, corpus_table, policy: Policy, queries: np
     dim = index.encoder.dim if index.encoder is not None else int(index.record.settings.dim or 0)
     try:
         checks = check_index_integrity(index.index_id, index.table, corpus_table, dim, queries=queries,
-                                       sample=policy.ann_sample)
+                                       sample=policy.ann_sample, settings=index.record.settings.index.search)
     except IntegrityError as exc:
         return GateResult("index_integrity", FAIL, None, None, str(exc))
     ann = checks.get("ann")

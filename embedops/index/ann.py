@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from embedops.errors import UsageError
 from embedops.index.table import VECTOR, VECTOR_BATCH_ROWS, vector_batches
 
 
@@ -73,14 +74,21 @@ def measure_ann_recall(tbl, queries: np.ndarray, k: int = 10, settings: SearchSe
             "search": settings.to_dict()}
 
 
-def create_ann_index(tbl, dim: int) -> dict[str, Any]:
-    """Build LanceDB's IVF-PQ index on the vector column (sqrt(n) partitions, dim/8 sub-vectors)."""
+def create_ann_index(tbl, dim: int, kind: str = "IVF_PQ", partitions: int | None = None,
+                     sub_vectors: int | None = None) -> dict[str, Any]:
+    """Build LanceDB's ``kind`` index on the vector column (cosine): ``partitions`` default sqrt(n);
+    for IVF_PQ ``sub_vectors`` default dim/8 (the largest of dim/8, dim/4, 1 that divides dim)."""
     import warnings
 
-    partitions = max(1, int(np.sqrt(tbl.count_rows())))
-    sub_vectors = next(s for s in (dim // 8, dim // 4, 1) if s and dim % s == 0)
+    partitions = partitions or max(1, int(np.sqrt(tbl.count_rows())))
+    options: dict[str, Any] = {"num_partitions": partitions}
+    if kind in ("IVF_PQ", "IVF_HNSW_PQ"):
+        sub_vectors = sub_vectors or next(s for s in (dim // 8, dim // 4, 1) if s and dim % s == 0)
+        if dim % sub_vectors:
+            raise UsageError(f"index setting 'sub_vectors': {sub_vectors} does not divide the {dim} dimensions")
+        options["num_sub_vectors"] = sub_vectors
     with warnings.catch_warnings():  # LanceDB's notice about its newer create_index signature
         warnings.simplefilter("ignore", DeprecationWarning)
-        tbl.create_index(metric="cosine", vector_column_name=VECTOR, index_type="IVF_PQ",
-                         num_partitions=partitions, num_sub_vectors=sub_vectors)
-    return {"type": "IVF_PQ", "partitions": partitions, "sub_vectors": sub_vectors}
+        tbl.create_index(metric="cosine", vector_column_name=VECTOR, index_type=kind, **options)
+    built = {"type": kind, "partitions": partitions}
+    return built | ({"sub_vectors": options["num_sub_vectors"]} if "num_sub_vectors" in options else {})

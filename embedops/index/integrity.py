@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from embedops.errors import EmbedopsError
-from embedops.index.ann import has_ann_index, measure_ann_recall, sample_vectors
+from embedops.index.ann import SEARCH, SearchSettings, has_ann_index, measure_ann_recall, sample_vectors
 from embedops.index.table import VECTOR, id_hashes, vector_batches
 
 
@@ -63,7 +63,7 @@ def check_integrity(index_id: str, index_table, corpus_table, dim: int, norm_tol
 
 
 def check_index_integrity(index_id: str, table, corpus_table, dim: int, *, queries: np.ndarray | None = None,
-                          sample: int = 100, k: int = 10, seed: int = 0) -> dict[str, Any]:
+                          sample: int = 100, k: int = 10, seed: int = 0, settings: SearchSettings = SEARCH) -> dict[str, Any]:
     """:func:`check_integrity` now, and, when ``table`` has an ANN index, its recall@k against exact
     search now, with the serving search settings, on up to ``sample`` of ``queries`` (query vectors;
     default: stored vectors picked at random)."""
@@ -73,5 +73,5 @@ def check_index_integrity(index_id: str, table, corpus_table, dim: int, *, queri
             queries = sample_vectors(table, sample, seed)
         elif len(queries) > sample:
             queries = queries[np.sort(np.random.default_rng(seed).choice(len(queries), sample, replace=False))]
-        checks["ann"] = {"measured": "at check time"} | measure_ann_recall(table, queries, k)
+        checks["ann"] = {"measured": "at check time"} | measure_ann_recall(table, queries, k, settings)
     return checks

@@ -74,7 +74,8 @@ class IndexReader:
         vectors = np.asarray(vectors, dtype=np.float32)
         if len(vectors) == 0:
             return []
-        rows = vector_query(self.table, vectors[0] if len(vectors) == 1 else list(vectors), k).to_arrow()
+        rows = vector_query(self.table, vectors[0] if len(vectors) == 1 else list(vectors), k,
+                            settings=self.record.settings.index.search).to_arrow()
         ids, distances = rows.column("id").to_pylist(), rows.column("_distance").to_pylist()
         whose = rows.column("query_index").to_pylist() if len(vectors) > 1 else [0] * len(ids)
         out: list[list[Hit]] = [[] for _ in vectors]

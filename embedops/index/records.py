@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from embedops.index.settings import IndexSettings
 from embedops.index.table import check_table_name
 from embedops.records import dumps, loads
 
@@ -25,15 +26,17 @@ class IndexParams:
     onnx_digest: str | None = None
     dim: int | None = None
     provider: str | None = None
+    index: IndexSettings = field(default_factory=IndexSettings)  # how its vectors are kept and searched
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> IndexParams:
         return cls(precision=params.get("precision", "fp32"), corpus_version=params.get("corpus_version"),
-                   onnx_digest=params.get("onnx_digest"), dim=params.get("dim"), provider=params.get("provider"))
+                   onnx_digest=params.get("onnx_digest"), dim=params.get("dim"), provider=params.get("provider"),
+                   index=IndexSettings.from_dict(params.get("index")))
 
     def to_dict(self) -> dict[str, Any]:
         return {"precision": self.precision, "corpus_version": self.corpus_version, "onnx_digest": self.onnx_digest,
-                "dim": self.dim, "provider": self.provider}
+                "dim": self.dim, "provider": self.provider, "index": self.index.to_dict()}
 
 
 class IndexStatus(str, enum.Enum):

@@ -11,8 +11,8 @@ readers until someone promotes the new index (an O(1) alias switch).
   hash) and embeds what was added or changed, deleting what was removed, until they agree.
   :func:`sync_index` runs the same catch-up on a live index after ``corpus add``.
 * **Integrity before ready.** Row count equals corpus count, ids match, no NaN, norms ~1,
-  dimension as the model's. Above ``ann_threshold`` rows an IVF-PQ ANN index is built
-  (LanceDB's) and its recall@10 against exact search is measured on a sample, with the serving
+  dimension as the model's. From ``ann_threshold`` rows the ANN index its
+  :class:`~embedops.index.IndexSettings` names is built (LanceDB's; IVF-PQ by default) and its recall@10 against exact search is measured on a sample, with the serving
   search settings (:mod:`embedops.index.ann`), and recorded. The guards measure it again.
 * **Tokenised once per tokenizer.** Token ids are kept in the store by tokenizer and document
   content (:mod:`embedops.reembed.tokens`): the build of a fine-tuned version of a model that was
@@ -47,6 +47,7 @@ from embedops.index import (
     vector_rows,
 )
 from embedops.index.ann import create_ann_index, measure_ann_recall, sample_vectors
+from embedops.index.settings import IndexSettings
 from embedops.records import sql_in
 from embedops.registry import PrecisionChoice, Registry, choose_precision, find_ready_index, open_export
 from embedops.reembed.tokens import TextChunk, TokenStore
@@ -106,7 +107,7 @@ class IndexBuild:
     """
 
     def __init__(self, registry: Registry, model_ref: str, corpus: str, *, precision: str = "fp32",
-                 chunk_size: int = 1024, batch_size: int | None = None, ann_threshold: int = 100_000,
+                 chunk_size: int = 1024, batch_size: int | None = None, settings: IndexSettings | None = None,
                  providers: list[str] | None = None, device: str = "auto", allow_cpu_fallback: bool = False,
                  runtime: str = "auto", on_progress: Progress | None = None,
                  after_chunk: Callable[[int], None] | None = None, engine: MainPassEngine | None = None,
@@ -121,7 +122,7 @@ class IndexBuild:
         self.precision_choice: PrecisionChoice | None = None
         self.chunk_size = chunk_size
         self.batch_size = batch_size
-        self.ann_threshold = ann_threshold
+        self.settings = settings or IndexSettings()  # how the index keeps and searches its vectors
         self.providers = providers
         self.device = device
         self.allow_cpu_fallback = allow_cpu_fallback
@@ -132,7 +133,7 @@ class IndexBuild:
 
     def _resumable(self) -> IndexRecord | None:
         for rec in reversed(self.registry.indexes.list()):
-            if (rec.built_from(self.model.ref, self.corpus, self.precision)
+            if (rec.built_from(self.model.ref, self.corpus, self.precision) and rec.settings.index == self.settings
                     and rec.status in (IndexStatus.BUILDING, IndexStatus.FAILED)):
                 return rec
         return None
@@ -175,7 +176,7 @@ class IndexBuild:
         if record is None:
             snapshot = self.registry.corpora.info(self.corpus).version
             params = IndexParams(precision=self.precision, corpus_version=snapshot, onnx_digest=artifact.digest,
-                                 dim=encoder.dim, provider=encoder.provider)
+                                 dim=encoder.dim, provider=encoder.provider, index=self.settings)
             record = self.registry.indexes.create(self.model.ref, self.corpus, params=params.to_dict())
         elif record.status is IndexStatus.FAILED:
             record = self.registry.indexes.update(record.index_id, status=IndexStatus.BUILDING, reason="resumed")
@@ -191,8 +192,9 @@ class IndexBuild:
                 embedded = self.engine.main_pass(writer, version, done, self.on_progress, self.after_chunk)
             rounds, added, deleted = writer.catch_up()
             checks = writer.check_integrity()
-            if writer.count() >= self.ann_threshold:
-                checks["ann"] = writer.build_ann()
+            kind = record.settings.index.ann_kind(writer.count())
+            if kind is not None:
+                checks["ann"] = writer.build_ann(kind)
         except IntegrityError as exc:
             self.registry.indexes.update(record.index_id, status=IndexStatus.FAILED, reason=str(exc))
             raise
@@ -318,12 +320,14 @@ class IndexWriter:
         return check_integrity(self.record.index_id, self.table() if self.has_table() else None,
                                self.registry.corpora.table(self.record.corpus), self.encoder.dim, norm_tolerance)
 
-    def build_ann(self, sample: int = 100, k: int = 10, seed: int = 0) -> dict[str, Any]:
-        """IVF-PQ ANN index (LanceDB), with its recall@k against exact search on ``sample`` stored
-        vectors used as queries, searched with the serving settings. Reads vectors batch by batch."""
+    def build_ann(self, kind: str = "IVF_PQ", sample: int = 100, k: int = 10, seed: int = 0) -> dict[str, Any]:
+        """The ``kind`` ANN index (LanceDB's) with the record's settings, and its recall@k against
+        exact search on ``sample`` stored vectors used as queries, searched with the serving
+        settings. Reads vectors batch by batch."""
         tbl = self.table()
-        built = create_ann_index(tbl, self.encoder.dim)
-        return built | measure_ann_recall(tbl, sample_vectors(tbl, sample, seed), k)
+        settings = self.record.settings.index
+        built = create_ann_index(tbl, self.encoder.dim, kind, settings.partitions, settings.sub_vectors)
+        return built | measure_ann_recall(tbl, sample_vectors(tbl, sample, seed), k, settings.search)
 
 
 def sync_index(registry: Registry, index_id: str, *, providers: list[str] | None = None,

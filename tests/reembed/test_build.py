@@ -9,6 +9,8 @@ import time
 import numpy as np
 import pytest
 
+from embedops.index import IndexSettings
+
 from helpers import write_jsonl
 from embedops.encoding import choose_providers
 from embedops.errors import IndexStateError
@@ -159,9 +161,21 @@ def test_sync_embeds_only_what_changed(reg, docs_file, tmp_path):
     assert sync_index(reg, index.index_id).embedded == 0
 
 
+def test_the_ann_kind_and_search_settings_asked_for_are_built_recorded_and_searched_with(reg, tmp_path):
+    reg.corpora.add("ops", write_jsonl(tmp_path / "big.jsonl", make_docs(600)))
+    settings = IndexSettings(ann="ivf_hnsw_sq", ann_threshold=500, partitions=4, nprobes=3, refine_factor=2)
+    report = IndexBuild(reg, "tiny@1", "ops", chunk_size=256, settings=settings).run()
+    ann = report.index.metrics["integrity"]["ann"]
+    assert (ann["type"], ann["partitions"], ann["search"]) == ("IVF_HNSW_SQ", 4, {"nprobes": 3, "refine_factor": 2})
+    assert 0.3 <= ann["recall@10_vs_exact"] <= 1.0
+    assert reg.indexes.get(report.index.index_id).settings.index == settings
+    reader = Searcher(reg).open(report.index.index_id)
+    assert reader.record.settings.index.search.nprobes == 3 and len(reader.search(["kafka lag"], 5)[0]) == 5
+
+
 def test_large_corpus_gets_an_ann_index_with_measured_recall(reg, tmp_path):
     reg.corpora.add("ops", write_jsonl(tmp_path / "big.jsonl", make_docs(600)))
-    report = IndexBuild(reg, "tiny@1", "ops", chunk_size=256, ann_threshold=500).run()
+    report = IndexBuild(reg, "tiny@1", "ops", chunk_size=256, settings=IndexSettings(ann_threshold=500)).run()
     ann = report.index.metrics["integrity"]["ann"]
     assert ann["type"] == "IVF_PQ" and ann["sample"] == 100
     assert 0.5 <= ann["recall@10_vs_exact"] <= 1.0

@@ -2,6 +2,8 @@ import threading
 
 import pytest
 
+from embedops.index import IndexSettings
+
 from embedops.errors import AliasConflictError, IndexStateError, NotFoundError
 from embedops.reembed.build import IndexBuild
 from embedops.guards.shadow import rank_correlation, run_shadow
@@ -149,7 +151,7 @@ def test_several_query_vectors_searched_at_once_get_what_each_gets_alone(reg, tm
     from helpers import write_jsonl
 
     reg.corpora.add("ops", write_jsonl(tmp_path / "big.jsonl", make_docs(600)))
-    index = IndexBuild(reg, "tiny@1", "ops", chunk_size=256, ann_threshold=500 if ann else 10**6).run().index
+    index = IndexBuild(reg, "tiny@1", "ops", chunk_size=256, settings=IndexSettings(ann_threshold=500 if ann else 10**6)).run().index
     assert bool(index.metrics["integrity"].get("ann")) is ann
     reader = Searcher(reg).open(index.index_id)
     queries = [f"{TOPICS[i % len(TOPICS)]} incident {i}" for i in range(12)]

@@ -19,11 +19,13 @@ from embedops.app.generators import GeneratorSpec
 from embedops.app.pairs import MineSettings
 from embedops.config import TomlFile, check_field_types
 from embedops.errors import InputError, InputProblem, UsageError
+from embedops.index import IndexSettings
+from embedops.index.settings import IndexSettingError
 from embedops.registry import Policy, load_policy
 from embedops.trainer.train import TrainConfig
 
 BUNDLED_BASE = "bundled:all-MiniLM-L6-v2"
-SECTIONS = ("corpus", "base", "pairs", "mine", "train", "guards", "promote")
+SECTIONS = ("corpus", "base", "pairs", "mine", "train", "index", "guards", "promote")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class PipelineConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     general_eval: Path | None = None  # [train] general_eval: an STS TSV watched while training (default: the bundled set)
     promote: PromoteSection = field(default_factory=PromoteSection)
+    index: IndexSettings = field(default_factory=IndexSettings)  # [index]: how both indexes keep and search vectors
     source: str = "<config>"
 
     @property
@@ -150,6 +153,8 @@ class _Reader:
     def build(self, name: str, cls, values: dict[str, Any]):
         try:
             return cls(**values)
+        except IndexSettingError as exc:  # names its key: reported at that key's line
+            raise self.toml.error(name, exc.key, exc.reason) from None
         except (UsageError, TypeError) as exc:
             raise self.toml.error(name, None, str(exc)) from None
 
@@ -188,6 +193,7 @@ class _Reader:
         policy = Policy.from_section(toml, "guards", toml.section("guards"), base=policy,
                                      ignore=("gold", "general", "policy"))
         promote = self.build("promote", PromoteSection, self.section("promote", PromoteSection))
+        index = self.build("index", IndexSettings, self.section("index", IndexSettings))
         general = [Path(self.rel(g)) for g in guards.get("general", [])]
         train, general_eval = guard_rails(train, general_eval, general, explicit=set(train_values))
         model = base.get("model", BUNDLED_BASE)
@@ -198,5 +204,5 @@ class _Reader:
             labelled=labelled, generated=generated, mine=mine, train=train,
             general_eval=Path(general_eval) if general_eval else None,
             guards=GuardsSection(Path(self.rel(self.need("guards", "gold"))), general, policy),
-            promote=promote, source=toml.path,
+            promote=promote, index=index, source=toml.path,
         )

@@ -105,7 +105,8 @@ class Pipeline:
                                stages.TrainedOut, valid=lambda out: stages.model_exists(self.registry, out.ref))
 
     def build_index(self, trained: stages.TrainedOut, corpus_version: int) -> stages.IndexOut:
-        key = stage_key(self._digest(trained.ref), self.config.corpus.name, corpus_version)
+        key = stage_key(self._digest(trained.ref), self.config.corpus.name, corpus_version,
+                        self.config.index.to_dict())
         index = self.stages.run("index", key, lambda work: stages.build_candidate(self.registry, self.config, trained.ref,
                                                                             self._progress("index")),
                                 stages.IndexOut, valid=lambda out: stages.index_ready(self.registry, out.index_id))

@@ -88,7 +88,7 @@ def register_base(registry: Registry, cfg: PipelineConfig) -> ModelOut:
 
 def promote_baseline(registry: Registry, cfg: PipelineConfig, base_ref: str, progress: Progress | None = None) -> IndexOut:
     """The first index behind the alias: the unmodified base model's, an explicit, audited override."""
-    idx = ready_index(registry, base_ref, cfg.corpus.name, on_progress=progress)
+    idx = ready_index(registry, base_ref, cfg.corpus.name, on_progress=progress, settings=cfg.index)
     registry.promote(idx.index_id, cfg.alias, expect=None, override=True,
                      reason=f"pipeline: first {cfg.alias} index, the unmodified base model {base_ref}")
     return IndexOut(idx.index_id, idx.table_version)
@@ -131,7 +131,7 @@ def fine_tune(registry: Registry, cfg: PipelineConfig, mined: MinedOut, base_ref
 
 
 def build_candidate(registry: Registry, cfg: PipelineConfig, model_ref: str, progress: Progress | None = None) -> IndexOut:
-    idx = ready_index(registry, model_ref, cfg.corpus.name, on_progress=progress)
+    idx = ready_index(registry, model_ref, cfg.corpus.name, on_progress=progress, settings=cfg.index)
     return IndexOut(idx.index_id, idx.table_version)
 
 
