@@ -81,6 +81,7 @@ def test_indexes_page_shows_documents_status_and_verdicts(dashboard_store):
     for idx in (s.a, s.b, s.d):
         row = page[page.index(f'data-index="{idx.index_id}"'):]
         assert f'data-field="docs">{idx.doc_count}<' in row[:2000]
+        assert 'data-field="settings">float32 / exact (auto from 100000) / nprobes 20, refine 5<' in row[:2000]
     row_b = page[page.index(f'data-index="{s.b.index_id}"'):]
     assert f'href="/ui/reports/{dashboard_store.report.report_id}">pass<' in row_b.split("</tr>")[0]
 
