@@ -10,6 +10,7 @@ import typer
 
 from embedops.app.training import train_from_files
 from embedops.cli._common import JsonOpt, app, err, handle_errors, print_json, state
+from embedops.errors import UsageError
 from embedops.trainer.train import TrainConfig
 
 
@@ -44,6 +45,7 @@ def train_cmd(
     devices: int = typer.Option(1, "--devices", help="Processes for distributed data-parallel training (one per GPU; gloo on CPU). --batch-size is per device; negatives are gathered across devices."),
     mixed_precision: str = typer.Option("auto", "--mixed-precision", help="auto (bf16/fp16 on a GPU; bf16 on a CPU with AVX512-BF16 or AMX, detected; fp32 elsewhere), bf16, fp16 (GPU) or fp32."),
     max_seq_length: int = typer.Option(_DEFAULTS.max_seq_length, "--max-seq-length", help="Token limit while training, at most the model's own (all-MiniLM-L6-v2 was trained at 128; on a 2-core CPU a step on SciFact abstracts costs a third of one at 256). The new version keeps the model's limit for encoding."),
+    matryoshka_dims: str = typer.Option("", "--matryoshka-dims", help="Also train the embedding cut to these leading dimensions, largest first (e.g. 384,256,128,64: MatryoshkaLoss); the version records them."),
     save_steps: Optional[int] = typer.Option(None, "--save-steps", help="Checkpoint every N steps (default: each epoch's end). Rerunning the same command resumes from the last checkpoint."),
     as_json: bool = JsonOpt,
 ):
@@ -66,13 +68,19 @@ def train_cmd(
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --devices 4 --batch-size 64
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --save-steps 100   # resumable
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --budget 60 --lr 5e-5
+    Example:  embedops train --base minilm@1 --pairs mined.jsonl --matryoshka-dims 384,256,128,64
     """
+    try:
+        dims = tuple(int(d) for d in matryoshka_dims.split(",") if d.strip()) or None
+    except ValueError:
+        raise UsageError(f"--matryoshka-dims takes whole numbers separated by commas, got {matryoshka_dims!r}") from None
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, mini_batch_size=mini_batch_size, seed=seed,
                          replay_fraction=replay if general else 0.0, interpolate=interpolate,
                          max_general_drop=max_general_drop, devices=devices, eval_fraction=eval_fraction,
                          domain_dev=str(domain_dev) if domain_dev else None, domain_dev_split=domain_dev_split,
                          mixed_precision=mixed_precision, max_seq_length=max_seq_length, save_steps=save_steps,
-                         budget_minutes=budget, patience=patience, general_retrieval=general_retrieval)
+                         budget_minutes=budget, patience=patience, general_retrieval=general_retrieval,
+                         matryoshka_dims=dims)
     with err.status(f"training {base} ...") as status:
         result = train_from_files(
             state(ctx).registry, base, pairs_path, corpus=corpus, general=general, general_eval=general_eval,

@@ -76,6 +76,7 @@ class TrainConfig:
     lr_grid: tuple[float, ...] = LR_GRID  # learning rates tried when lr is None
     patience: int = PATIENCE  # dev evaluations without a better score before stopping (0: never)
     evals_per_epoch: int = EVALS_PER_EPOCH
+    matryoshka_dims: tuple[int, ...] | None = None  # train with MatryoshkaLoss over these dims (largest first)
 
     def __post_init__(self):
         from embedops.trainer.losses import registered_losses
@@ -119,6 +120,13 @@ class TrainConfig:
             raise UsageError("interpolate 'auto' chooses alpha by a domain score and there would be none: keep a "
                              "held-out share of the pairs (eval_fraction > 0), give a labelled dev set (--domain-dev), "
                              "or turn interpolation off (--interpolate none)")
+        if self.matryoshka_dims is not None:
+            dims = tuple(self.matryoshka_dims)
+            if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims) \
+                    or list(dims) != sorted(set(dims), reverse=True):
+                raise UsageError(f"--matryoshka-dims takes distinct positive dimensions, largest first (e.g. "
+                                 f"384,256,128,64), got {','.join(map(str, dims)) or 'none'}")
+            self.matryoshka_dims = dims
         if self.mixed_precision not in ("auto", "bf16", "fp16", "fp32"):
             raise UsageError(f"unknown mixed precision {self.mixed_precision!r}: use auto, bf16, fp16 or fp32")
 

@@ -44,6 +44,7 @@ from embedops.trainer.dataset import TrainingData, training_data
 from embedops.trainer.evaluators import (BUNDLED_GENERAL_EVAL, bundled_general_eval, domain_evaluator, general_evaluator,
                                          general_retrieval_evaluator, labelled_dev_evaluator, score)
 from embedops.trainer.losses import LossSetup, make_loss
+from embedops.trainer.losses.matryoshka import matryoshka
 from embedops.trainer.pairs import TrainingPair
 from embedops.trainer.select import RecipeSearch, interpolate, search_recipe, sweep_alpha
 from embedops.trainer.trial import Precision, Trial, run_trial
@@ -171,6 +172,8 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     loss_used = resolve_loss(config, 2 + data.negatives_per_pair, train_tokens)
     loss = make_loss(loss_used, model, LossSetup(config.mini_batch_size, gather,
                                                  lambda: registry.models.load(base.ref, device=model.device)))
+    if config.matryoshka_dims:
+        loss = matryoshka(model, loss, config.matryoshka_dims)
     key = run_key(base, pair_hashes or [], config)
     model.max_seq_length = train_tokens  # 128 by default: all-MiniLM-L6-v2 was itself trained at 128 tokens
     try:

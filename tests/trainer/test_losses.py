@@ -51,3 +51,38 @@ def test_the_guided_loss_takes_the_base_model_as_its_guide(reg):
     result = train(reg, "tiny@1", _pairs(), config=TrainConfig(epochs=1, lr=1e-4, batch_size=4, loss="cached-gist",
                                                                eval_fraction=0.0, interpolate=None))
     assert result.model.params["loss_used"] == "cached-gist" and all(c["loss"] == c["loss"] for c in result.curve)
+
+
+def test_matryoshka_training_wraps_the_loss_and_the_version_records_its_dims(reg, monkeypatch):
+    from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
+
+    from embedops.trainer.losses import matryoshka as module
+
+    wrapped = []
+    real = module.matryoshka
+
+    def spy(model, loss, dims):
+        out = real(model, loss, dims)
+        wrapped.append((type(out), type(loss).__name__, dims))
+        return out
+
+    monkeypatch.setattr("embedops.trainer.fit.matryoshka", spy)
+    config = TrainConfig(epochs=1, lr=1e-4, batch_size=4, loss="mnrl", eval_fraction=0.0, interpolate=None,
+                         matryoshka_dims=[32, 16, 8])
+    result = train(reg, "tiny@1", _pairs(), config=config)
+    assert wrapped == [(MatryoshkaLoss, "MultipleNegativesRankingLoss", (32, 16, 8))]
+    assert list(result.model.params["matryoshka_dims"]) == [32, 16, 8]  # what lets an index be cut to them
+
+
+@pytest.mark.parametrize("dims, message", [
+    ([16, 32], "distinct positive dimensions, largest first"), ([32, 32], "distinct"), ([0], "positive"), ([], "none"),
+])
+def test_matryoshka_dims_out_of_order_or_not_positive_are_refused(dims, message):
+    with pytest.raises(UsageError, match=message):
+        TrainConfig(matryoshka_dims=dims)
+
+
+def test_matryoshka_dims_above_the_models_own_are_refused_before_training(reg):
+    with pytest.raises(UsageError, match="--matryoshka-dims 64 is more than the model's 32 dimensions"):
+        train(reg, "tiny@1", _pairs(), config=TrainConfig(epochs=1, lr=1e-4, batch_size=4, eval_fraction=0.0,
+                                                         interpolate=None, matryoshka_dims=[64, 16]))
