@@ -64,9 +64,10 @@ class ProgressivePlan:
         return self.start_at is not None and self.share >= self.start_at
 
     @property
-    def key(self) -> tuple[str, int, bool]:
-        """What a server compares to know the plan moved (a commit of the build, or the threshold)."""
-        return self.new_index.index_id, self.version, self.active
+    def key(self) -> tuple[str, int | None, bool]:
+        """What a server compares to know its reader must be reopened: the threshold crossed, or,
+        once progressive, each commit of the build (below the threshold commits change nothing)."""
+        return self.new_index.index_id, self.version if self.active else None, self.active
 
 
 def _rebuild_of(registry: Registry, rec: IndexRecord) -> IndexRecord | None:
