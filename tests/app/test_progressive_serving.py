@@ -62,6 +62,8 @@ def test_a_served_bridge_goes_progressive_at_the_measured_share_and_follows_the_
     plan = store_status(reg).rebuilds["production"]
     assert (plan.new_index.index_id, plan.done, plan.total, plan.active) == (partial.index_id, 40, 90, False)
     assert "plain bridge until 50%" in StoreCli(str(reg.store.root))("status").stdout
+    follower.refresh(force=True)  # nothing moved: the same reader keeps answering
+    assert follower.view("production").stable is view.stable
 
     IndexBuild(reg, "tiny@2", "ops", chunk_size=8).run()  # the build resumes and finishes
     follower.refresh(force=True)
