@@ -51,6 +51,11 @@ def adapter_fit(
         print_json(rec.to_dict())
         return
     fit = rec.meta["fit"]
+    registry = state(ctx).registry
+    old_ref = rec.meta["index_model_ref"]
+    if registry.lineage_root(rec.model_ref) != registry.lineage_root(old_ref):
+        err.print(f"note: {rec.model_ref} is not a version of {old_ref}'s lineage; a bridge between model "
+                  "families lost 11.6 nDCG@10 points on SciFact (docs/CONCEPTS.md, Bridges): guard it")
     err.print(f"fitted a {rec.kind} adapter on {fit['fit_rows']} documents in {fit['fit_seconds']:.1f} s; on "
               f"{fit['holdout_rows']} held out: mean cosine {fit['holdout_cosine']:.4f}, top-1 agreement "
               f"{fit['holdout_top1_agreement']:.1%}")
