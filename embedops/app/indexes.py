@@ -23,7 +23,8 @@ def build_index(registry: Registry, model_ref: str, corpus: str, *, engine: str 
                 **build_options) -> BuildReport:
     """Run an :class:`~embedops.reembed.IndexBuild` with the ``local`` or ``ray`` main-pass engine;
     ``build_options`` go to IndexBuild (precision, batch_size, device, allow_cpu_fallback, runtime,
-    settings (an :class:`~embedops.index.IndexSettings`), on_progress, wait, ...); Ray actors get the same batch size, fallback rule and runtime."""
+    settings (an :class:`~embedops.index.IndexSettings`), on_progress, wait, ...); Ray actors get
+    the same batch size, fallback rule and runtime."""
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}: use local or ray")
     runner = None

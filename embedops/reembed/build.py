@@ -12,8 +12,9 @@ readers until someone promotes the new index (an O(1) alias switch).
   :func:`sync_index` runs the same catch-up on a live index after ``corpus add``.
 * **Integrity before ready.** Row count equals corpus count, ids match, no NaN, norms ~1,
   dimension as the model's. From ``ann_threshold`` rows the ANN index its
-  :class:`~embedops.index.IndexSettings` names is built (LanceDB's; IVF-PQ by default) and its recall@10 against exact search is measured on a sample, with the serving
-  search settings (:mod:`embedops.index.ann`), and recorded. The guards measure it again.
+  :class:`~embedops.index.IndexSettings` name is built (LanceDB's; IVF-PQ by default) and its
+  recall@10 against exact search is measured on a sample, with the index's own search settings
+  (:mod:`embedops.index.ann`), and recorded. The guards measure it again.
 * **Tokenised once per tokenizer.** Token ids are kept in the store by tokenizer and document
   content (:mod:`embedops.reembed.tokens`): the build of a fine-tuned version of a model that was
   built on the same texts before tokenises nothing. The index's metrics count what was reused.
