@@ -244,3 +244,30 @@ def test_a_server_compacts_the_registry_tables_that_one_row_writes_fragment(live
         assert fragments() == 1
         assert client.get("/readyz").json()["ready"]
     assert sorted(e.subject for e in s.reg.audit.events() if e.action == "test.note") == sorted(f"n{n}" for n in range(40))
+
+
+def test_a_bridge_promotion_that_disagrees_is_rolled_back_by_the_server(live_store):
+    """The rollback policy judges a bridge (issue #35) as it judges an index: tiny@2's queries
+    mapped into a's space agree about a third with a at k=5, so its promotion is rolled back."""
+    from embedops.app.bridges import fit_bridge_adapter
+
+    s = live_store
+    bridge = fit_bridge_adapter(s.reg, "tiny@2", s.a.index_id, sample=60, holdout=0.15).adapter_id
+    policy = quiet(min_agreement=0.6, min_requests=8, compare_fraction=1.0, window=30, watch=60)
+    settings = ServeSettings(check_interval=0.1, flush_interval=0.2, rollback=policy)
+    with running_app(create_app(s.reg, settings)) as client:
+        client.post("/v1/search", json={"query": "warm up", "k": 5})
+        s.reg.promote(bridge, override=True, reason="test: a bridge that disagrees")
+        wait_for(lambda: client.get("/readyz").json()["index_id"] == bridge, 3, "the bridge being served")
+        qs = queries(60, seed=11)
+
+        def rolled_back():
+            for q in qs[:10]:
+                client.post("/v1/search", json={"query": q, "k": 5})
+            return s.reg.aliases.get("production").action == "rollback"
+
+        wait_for(rolled_back, 20, "the automatic rollback of the bridge")
+        state = s.reg.aliases.get("production")
+        assert state.automatic and state.value == s.a.index_id and state.previous == bridge
+        assert "production agreement" in state.reason
+        wait_for(lambda: client.get("/readyz").json()["index_id"] == s.a.index_id, 3, "the server following it")
