@@ -112,15 +112,16 @@ def plan_footprints(registry: Registry, index_id: str, gold: Path, *, names: lis
                          f"in {index_id}, fewer than min_gold_queries {policy.min_gold_queries}")
     qids = sorted(judged.queries)
     query_vectors = Searcher(registry).open(index_id).encode([judged.queries[q] for q in qids])
-    per_footprint = {}
-    for fp in footprints:
+    def measured(fp: Footprint) -> dict:
         if progress:
             progress(fp.name)
         rows, scores = fp.prepare(vectors).search(query_vectors, K)
         run = {q: {ids[j]: float(s) for j, s in zip(r, sc)} for q, r, sc in zip(qids, rows, scores)}
-        per_footprint[fp] = evaluate(judged.qrels, run, k=K)
-    base = per_footprint[footprint("float32")] if footprint("float32") in per_footprint else \
-        evaluate(judged.qrels, _exact_run(vectors, query_vectors, ids, qids), k=K)
+        return evaluate(judged.qrels, run, k=K)
+
+    per_footprint = {fp: measured(fp) for fp in footprints}
+    exact = footprint("float32")
+    base = per_footprint[exact] if exact in per_footprint else measured(exact)
     out = [_row(fp, per_query, base, qids, vectors.shape[1], max_loss, policy)
            for fp, per_query in per_footprint.items()]
     within = [r for r in out if r.within]
@@ -131,11 +132,6 @@ def plan_footprints(registry: Registry, index_id: str, gold: Path, *, names: lis
                      "what cutting its dimensions costs")
     return FootprintPlan(index_id, rec.model_ref, vectors.shape[1], len(ids), len(qids), max_loss,
                          policy.confidence, out, chosen, notes)
-
-
-def _exact_run(vectors, query_vectors, ids, qids):
-    rows, scores = footprint("float32").prepare(vectors).search(query_vectors, K)
-    return {q: {ids[j]: float(s) for j, s in zip(r, sc)} for q, r, sc in zip(qids, rows, scores)}
 
 
 def _row(fp: Footprint, per_query: dict, base: dict, qids: list[str], dim: int, max_loss: float,

@@ -21,6 +21,16 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
+def searched_until(client, texts: list[str], reg, action: str):
+    """A predicate for :func:`wait_for`: send ``texts`` as searches, then say whether production's
+    latest record is ``action`` (what the server's rollback policy does once it has seen enough)."""
+    def check():
+        for q in texts:
+            client.post("/v1/search", json={"query": q, "k": 5})
+        return reg.aliases.get("production").action == action
+    return check
+
+
 def quiet(**changes) -> RollbackPolicy:
     """A policy that never acts unless a test says so (agreement off, huge latency ratio)."""
     return RollbackPolicy(**({"max_p95_ratio": 0.0, "max_error_rate": 1.0} | changes))
@@ -103,14 +113,7 @@ def test_a_canary_that_disagrees_is_aborted_by_the_server_through_the_audited_pa
     with running_app(create_app(s.reg, settings)) as client:
         s.reg.start_canary(s.d.index_id, percent=50, override=True, reason="test: a model that disagrees")
         wait_for(lambda: client.get("/readyz").json().get("canary"), 3, "the canary being served")
-        qs = queries(60, seed=7)
-
-        def aborted():
-            for q in qs[:10]:
-                client.post("/v1/search", json={"query": q, "k": 5})
-            return s.reg.aliases.get("production").action == "canary.abort"
-
-        wait_for(aborted, 20, "the automatic abort")
+        wait_for(searched_until(client, queries(60, seed=7)[:10], s.reg, "canary.abort"), 20, "the automatic abort")
         state = s.reg.aliases.get("production")
         assert state.automatic and state.actor.startswith("embedops serve (") and state.value == s.a.index_id
         assert state.reason.startswith("automatic: canary agreement") and "< min_agreement 0.60" in state.reason
@@ -259,14 +262,8 @@ def test_a_bridge_promotion_that_disagrees_is_rolled_back_by_the_server(live_sto
         client.post("/v1/search", json={"query": "warm up", "k": 5})
         s.reg.promote(bridge, override=True, reason="test: a bridge that disagrees")
         wait_for(lambda: client.get("/readyz").json()["index_id"] == bridge, 3, "the bridge being served")
-        qs = queries(60, seed=11)
-
-        def rolled_back():
-            for q in qs[:10]:
-                client.post("/v1/search", json={"query": q, "k": 5})
-            return s.reg.aliases.get("production").action == "rollback"
-
-        wait_for(rolled_back, 20, "the automatic rollback of the bridge")
+        wait_for(searched_until(client, queries(60, seed=11)[:10], s.reg, "rollback"), 20,
+                 "the automatic rollback of the bridge")
         state = s.reg.aliases.get("production")
         assert state.automatic and state.value == s.a.index_id and state.previous == bridge
         assert "production agreement" in state.reason
