@@ -23,7 +23,6 @@ from embedops.corpus import doc_text
 from embedops.encoding.adapter import ADAPTER_KINDS, BridgedEncoder
 from embedops.errors import IndexStateError, UsageError
 from embedops.index import IndexReader, IndexStatus, ProgressiveReader
-from embedops.index.table import VECTOR
 from embedops.records import sql_in
 from embedops.registry import AdapterRecord, Registry, Searcher, SearchResult, open_encoder
 from embedops.registry.progressive import open_progressive
@@ -56,13 +55,15 @@ def _sample(registry: Registry, rec, size: int, seed: int) -> _Sample:
         raise UsageError(f"index {rec.index_id} holds no documents to fit an adapter on")
     chosen = sorted(np.random.default_rng(seed).choice(len(ids), size=min(size, len(ids)), replace=False))
     wanted = [ids[i] for i in chosen]
-    stored: dict[str, tuple[str, np.ndarray]] = {}
+    stored: dict[str, tuple[str, np.ndarray]] = {}  # vectors as the index keeps them (codes decoded)
     docs: dict[str, tuple[str, str]] = {}
+    codec = rec.settings.codec
     corpus = registry.corpora.table(rec.corpus)
     for start in range(0, len(wanted), 1000):
         part = sql_in("id", wanted[start : start + 1000])
-        rows = table.search().where(part).select(["id", "content_hash", VECTOR]).limit(None).to_arrow().to_pylist()
-        stored.update((r["id"], (r["content_hash"], np.asarray(r[VECTOR], dtype=np.float32))) for r in rows)
+        rows = table.search().where(part).select(["id", "content_hash", codec.decoded_column]).limit(None).to_arrow()
+        stored.update(zip(rows.column("id").to_pylist(),
+                          zip(rows.column("content_hash").to_pylist(), codec.decode(rows.column(codec.decoded_column)))))
         rows = corpus.search().where(part).select(["id", "title", "text", "content_hash"]).limit(None) \
             .to_arrow().to_pylist()
         docs.update((r["id"], (r["content_hash"], doc_text(r["title"], r["text"]))) for r in rows)

@@ -76,6 +76,9 @@ def _stored(registry: Registry, index_id: str) -> tuple[list[str], np.ndarray]:
     rec = registry.indexes.get(index_id)
     if rec.bridge is not None or rec.status is not IndexStatus.READY:
         raise IndexStateError(f"index {index_id} is {rec.status.value}: a plan reads a ready index's vectors")
+    if rec.settings.index.vectors != "float32" or rec.settings.index.dims:
+        raise UsageError(f"index {index_id} keeps {rec.settings.index.footprint} vectors: a plan starts from "
+                         "a float32 index of all the model's dimensions")
     table = registry.store.open_table(rec.table_name, version=rec.table_version)
     ids: list[str] = []
     parts: list[np.ndarray] = []

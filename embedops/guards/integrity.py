@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from embedops.errors import UsageError
 from embedops.guards.gate import FAIL, PASS, GateResult, GuardContext
 from embedops.guards.plugins import register_gate
 from embedops.guards.policy import Policy
 from embedops.index import IndexReader, IntegrityError, check_index_integrity
+from embedops.index.ann import TableSearch
+from embedops.index.codecs import codec_for
 
 
 def integrity_gate(index: IndexReader, corpus_table, policy: Policy, queries: np.ndarray | None = None) -> GateResult:
     """``index``: the candidate, opened at its ready version; ``corpus_table``: its corpus now;
     ``queries``: query vectors for the ANN recall check (the gold queries; stored vectors when None)."""
-    dim = index.encoder.dim if index.encoder is not None else int(index.record.settings.dim or 0)
+    params = index.record.settings
+    dim = index.encoder.dim if index.encoder is not None else int(params.dim or 0)
     try:
-        checks = check_index_integrity(index.index_id, index.table, corpus_table, dim, queries=queries,
-                                       sample=policy.ann_sample, settings=index.record.settings.index.search)
-    except IntegrityError as exc:
+        search = TableSearch(index.table, codec_for(params.index, dim, params.calibration), params.index.search)
+        checks = check_index_integrity(index.index_id, search, corpus_table, queries=queries, sample=policy.ann_sample)
+    except (IntegrityError, UsageError) as exc:
         return GateResult("index_integrity", FAIL, None, None, str(exc))
     ann = checks.get("ann")
     if ann:
@@ -29,9 +33,10 @@ def integrity_gate(index: IndexReader, corpus_table, policy: Policy, queries: np
                               f"ANN recall@10 vs exact {recall:.3f} < {policy.ann_min_recall}", checks)
     ann_note = (f"; ANN recall@10 vs exact {ann['recall@10_vs_exact']:.3f} on {ann['sample']} queries (measured now)"
                 if ann else "")
+    kept = "" if params.index.vectors == "float32" else f"; {params.index.footprint} vectors decode cleanly"
     return GateResult("index_integrity", PASS, checks["rows"], None,
                       f"{checks['rows']} rows match the corpus; no NaN; max norm error {checks['max_norm_error']:.2g}"
-                      + ann_note, checks)
+                      + kept + ann_note, checks)
 
 
 class IntegrityGate:

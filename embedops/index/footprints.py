@@ -4,11 +4,13 @@ the exact search each one gives, computed from an index's stored float32 vectors
 Each :class:`Footprint` is one way to store and search: the vector kind (float32, int8 scalar,
 binary sign bits), the dimensions kept (Matryoshka truncation: the first N, renormalised) and, for
 binary, the rescoring stage (the best ``rescore x k`` by hamming distance re-ranked with the float32
-query against int8 or float32 vectors kept alongside). The quantisation is sentence-transformers'
-(``quantize_embeddings``: int8 with per-dimension ranges calibrated on the documents, ``ubinary``
-sign bits packed 8 to a byte), following its "Embedding Quantization" guide and the binary + int8
-rescoring recipe of Shakir, Aarsen and Lee (2024, "Binary and Scalar Embedding Quantization for
-Significantly Faster & Cheaper Retrieval"). Footprints are plug-ins: :func:`register_footprint`.
+query against int8 or float32 vectors kept alongside). The codes are exactly those an index of that
+kind stores (:mod:`embedops.index.codecs`: int8 with per-dimension ranges calibrated on the
+documents, decoded to their bins' centres; sign bits from sentence-transformers'
+``quantize_embeddings``), following sentence-transformers' "Embedding Quantization" guide and the
+binary + int8 rescoring recipe of Shakir, Aarsen and Lee (2024, "Binary and Scalar Embedding
+Quantization for Significantly Faster & Cheaper Retrieval"). Footprints are plug-ins:
+:func:`register_footprint`.
 
 >>> fp = footprint("binary+int8")
 >>> fp.searched_bytes(384), fp.kept_bytes(384)
@@ -24,9 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedops.errors import UsageError
+from embedops.index.ann import RESCORE_DEPTH as RESCORE
+from embedops.index.codecs import Int8Scale, sign_bits
 
 DEFAULT_FOOTPRINTS = ("float32", "int8", "binary", "binary+int8", "binary+float32")
-RESCORE = 4  # binary: candidates re-ranked per result (sentence-transformers' rescore_multiplier)
 _QUERY_CHUNK = 64
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
@@ -34,12 +37,6 @@ _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 def _normalise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def _quantize(x: np.ndarray, precision: str, **kw) -> np.ndarray:
-    from sentence_transformers.util.quantization import quantize_embeddings
-
-    return quantize_embeddings(x, precision=precision, **kw)
 
 
 def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,13 +88,11 @@ class PreparedFootprint:
     def __init__(self, footprint: Footprint, docs: np.ndarray):
         self.footprint, self.dim = footprint, docs.shape[1]
         self.floats = docs if footprint.kind == "float32" or footprint.rescore_with == "float32" else None
-        self.ranges = None
         if footprint.kind == "int8" or footprint.rescore_with == "int8":
-            self.ranges = np.vstack([docs.min(axis=0), docs.max(axis=0)])  # calibrated on the documents
-            self.int8 = _quantize(docs, "int8", ranges=self.ranges).astype(np.float32)
-            self.int8_unit = _normalise(self.int8)
+            scale = Int8Scale.calibrate(docs)  # calibrated on the documents
+            self.int8 = _normalise(scale.decode(scale.encode(docs)))  # what an int8 index scores against
         if footprint.kind == "binary":
-            self.bits = _quantize(docs, "ubinary")
+            self.bits = sign_bits(docs)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best documents of each query (float32 vectors): (row indices, scores)."""
@@ -109,9 +104,9 @@ class PreparedFootprint:
         fp = self.footprint
         if fp.kind == "float32":
             return _top(q @ self.floats.T, k)
-        if fp.kind == "int8":  # the query quantised with the documents' ranges; cosine of the int8 vectors
-            return _top(_normalise(_quantize(q, "int8", ranges=self.ranges).astype(np.float32)) @ self.int8_unit.T, k)
-        qbits = _quantize(q, "ubinary")
+        if fp.kind == "int8":  # the float32 query's cosine with the decoded codes
+            return _top(q @ self.int8.T, k)
+        qbits = sign_bits(q)
         hamming = _POPCOUNT[np.bitwise_xor(qbits[:, None, :], self.bits[None, :, :])].sum(axis=2, dtype=np.int32)
         if fp.rescore_with is None:
             return _top(-hamming.astype(np.float32), k)

@@ -1,5 +1,5 @@
-"""Integrity of an index table against its corpus: row count, ids and content hashes, dimension,
-NaN and norms; and, when it has an ANN index, its recall@k against exact search measured now with
+"""Integrity of an index table against its corpus: row count, ids and content hashes, dimension
+and stored kind, NaN and norms (of the vectors as decoded: int8 codes and sign bits too); and, when it has an ANN index, its recall@k against exact search measured now with
 the serving search settings (never read from the build record).
 
 Builds run these checks before marking an index ready; the integrity gate runs them again.
@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from embedops.errors import EmbedopsError
-from embedops.index.ann import SEARCH, SearchSettings, has_ann_index, measure_ann_recall, sample_vectors
-from embedops.index.table import VECTOR, id_hashes, vector_batches
+from embedops.index.ann import TableSearch, has_ann_index, measure_ann_recall, sample_vectors
+from embedops.index.codecs import VectorCodec
+from embedops.index.table import id_hashes, index_schema, vector_batches
 
 
 class IntegrityError(EmbedopsError):
@@ -30,9 +31,13 @@ def diff_ids(index_table, corpus_table) -> tuple[list[str], list[str]]:
     return upsert, delete
 
 
-def check_integrity(index_id: str, index_table, corpus_table, dim: int, norm_tolerance: float = 1e-3) -> dict[str, Any]:
+def check_integrity(index_id: str, index_table, corpus_table, codec: VectorCodec | int,
+                    norm_tolerance: float = 1e-3) -> dict[str, Any]:
     """Counts, ids, NaN, norms and dimension of ``index_table`` (None: not created yet) against
-    ``corpus_table`` and the model's ``dim``; raises :class:`IntegrityError` naming every problem."""
+    ``corpus_table`` and how ``codec`` stores the model's vectors (an int: float32 of that
+    dimension); raises :class:`IntegrityError` naming every problem."""
+    codec = VectorCodec("float32", codec) if isinstance(codec, int) else codec
+    dim = codec.dim
     problems = []
     n_index = index_table.count_rows() if index_table is not None else 0
     n_corpus = corpus_table.count_rows()
@@ -41,14 +46,21 @@ def check_integrity(index_id: str, index_table, corpus_table, dim: int, norm_tol
     upsert, delete = diff_ids(index_table, corpus_table)
     if upsert or delete:
         problems.append(f"{len(upsert)} corpus ids missing or stale, {len(delete)} extra ids")
-    have_dim = index_table.schema.field(VECTOR).type.list_size if index_table is not None else 0
-    if have_dim != dim:
+    have_dim = 0
+    if index_table is not None:
+        want = [(f.name, str(f.type)) for f in index_schema(codec)]
+        have = [(f.name, str(f.type)) for f in index_table.schema if f.name in dict(want)]
+        have_dim = codec.stored_dim(index_table.schema) if have == want else -1
+        if have != want:
+            problems.append(f"stored columns {have} are not those of a {codec.kind} index of "
+                            f"{dim} dimensions {want}")
+    if have_dim not in (dim, -1):
         problems.append(f"vector dimension {have_dim} != model dimension {dim}")
     nan = 0
     worst = 0.0
-    if index_table is not None:
-        for b in vector_batches(index_table):
-            v = b.column(VECTOR).flatten().to_numpy(zero_copy_only=False).reshape(-1, have_dim)
+    if index_table is not None and have_dim == dim:
+        for b in vector_batches(index_table, column=codec.decoded_column):
+            v = codec.decode(b.column(0))
             nan += int(np.isnan(v).any(axis=1).sum())
             norms = np.linalg.norm(np.nan_to_num(v), axis=1)
             if len(norms):
@@ -59,19 +71,21 @@ def check_integrity(index_id: str, index_table, corpus_table, dim: int, norm_tol
         problems.append(f"vector norms deviate from 1 by up to {worst:.4g} (tolerance {norm_tolerance})")
     if problems:
         raise IntegrityError(f"index {index_id} failed integrity checks: " + "; ".join(problems))
-    return {"rows": n_index, "corpus_rows": n_corpus, "dim": have_dim, "nan_vectors": 0, "max_norm_error": worst}
+    return {"rows": n_index, "corpus_rows": n_corpus, "dim": have_dim, "nan_vectors": 0, "max_norm_error": worst,
+            "stored": codec.kind + (f"+{codec.rescore}" if codec.rescore != "none" else "")}
 
 
-def check_index_integrity(index_id: str, table, corpus_table, dim: int, *, queries: np.ndarray | None = None,
-                          sample: int = 100, k: int = 10, seed: int = 0, settings: SearchSettings = SEARCH) -> dict[str, Any]:
-    """:func:`check_integrity` now, and, when ``table`` has an ANN index, its recall@k against exact
-    search now, with the serving search settings, on up to ``sample`` of ``queries`` (query vectors;
-    default: stored vectors picked at random)."""
-    checks = check_integrity(index_id, table, corpus_table, dim)
+def check_index_integrity(index_id: str, search: TableSearch, corpus_table, *, queries: np.ndarray | None = None,
+                          sample: int = 100, k: int = 10, seed: int = 0) -> dict[str, Any]:
+    """:func:`check_integrity` now, and, when the searched table has an ANN index, its recall@k
+    against exact search now, with the serving search, on up to ``sample`` of ``queries`` (query
+    vectors; default: stored vectors picked at random)."""
+    table = search.tbl
+    checks = check_integrity(index_id, table, corpus_table, search.codec)
     if has_ann_index(table):
         if queries is None or not len(queries):
-            queries = sample_vectors(table, sample, seed)
+            queries = sample_vectors(table, search.codec, sample, seed)
         elif len(queries) > sample:
             queries = queries[np.sort(np.random.default_rng(seed).choice(len(queries), sample, replace=False))]
-        checks["ann"] = {"measured": "at check time"} | measure_ann_recall(table, queries, k, settings)
+        checks["ann"] = {"measured": "at check time"} | measure_ann_recall(search, queries, k)
     return checks

@@ -1,8 +1,8 @@
 """Reading and searching one index: its LanceDB table at the version recorded when it was marked
 ready, and (to search by text) the ONNX encoder of the model that built it.
 
-Every query is built by :func:`embedops.index.ann.vector_query` with the one set of ANN settings
-the integrity gate measures. Mining, the guards and shadow receive an :class:`IndexReader`; the
+Every search goes through :func:`embedops.index.ann.table_search`, the index's stored kind with the
+one set of ANN settings the integrity gate measures. Mining, the guards and shadow receive an :class:`IndexReader`; the
 registry's :class:`~embedops.registry.Searcher` opens them behind aliases.
 
 >>> reader = IndexReader(store.open_table(rec.table_name, version=rec.table_version), rec, encoder)  # doctest: +SKIP
@@ -16,9 +16,9 @@ from typing import Protocol
 
 import numpy as np
 
-from embedops.index.ann import vector_query
+from embedops.index.ann import TableSearch, table_search
 from embedops.index.records import IndexRecord
-from embedops.index.table import VECTOR, id_hashes
+from embedops.index.table import id_hashes
 from embedops.records import sql_in
 
 
@@ -44,6 +44,15 @@ class IndexReader:
         self.table = table
         self.record = record
         self.encoder = encoder
+        self._search: TableSearch | None = None
+
+    @property
+    def searcher(self) -> TableSearch:
+        """The search of this table the way its kind stores it (an int8 index's codes load once)."""
+        if self._search is None:
+            params = self.record.settings
+            self._search = table_search(self.table, params.index, params.codec)
+        return self._search
 
     @property
     def index_id(self) -> str:
@@ -74,28 +83,20 @@ class IndexReader:
         vectors = np.asarray(vectors, dtype=np.float32)
         if len(vectors) == 0:
             return []
-        rows = vector_query(self.table, vectors[0] if len(vectors) == 1 else list(vectors), k,
-                            settings=self.record.settings.index.search).to_arrow()
-        ids, distances = rows.column("id").to_pylist(), rows.column("_distance").to_pylist()
-        whose = rows.column("query_index").to_pylist() if len(vectors) > 1 else [0] * len(ids)
-        out: list[list[Hit]] = [[] for _ in vectors]
-        for q, i, d in zip(whose, ids, distances):
-            out[q].append(Hit(i, 1.0 - float(d)))
-        for hits in out:
-            hits.sort(key=lambda h: -h.score)  # stable: LanceDB's order among equal scores is kept
-        return out
+        return [[Hit(i, s) for i, s in ranked] for ranked in self.searcher.search(vectors, k)]
 
     def search(self, queries: list[str], k: int) -> list[list[Hit]]:
         """Encode ``queries`` with the index's model and search them."""
         return self.search_vectors(self.encode(queries), k)
 
     def stored_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
-        """The vectors the index holds for these document ids (ids it lacks are left out): what a
-        search scores against, without encoding the documents again."""
+        """The vectors the index holds for these document ids (ids it lacks are left out), as unit
+        float32 (codes decoded: what a search scores against), without encoding the documents again."""
         out: dict[str, np.ndarray] = {}
         wanted = sorted(set(ids))
+        codec = self.record.settings.codec
         for start in range(0, len(wanted), 1000):
-            rows = self.table.search().where(sql_in("id", wanted[start : start + 1000])).select(["id", VECTOR]) \
-                .limit(None).to_arrow()
-            out.update(zip(rows.column("id").to_pylist(), np.asarray(rows.column(VECTOR).to_pylist(), dtype=np.float32)))
+            rows = self.table.search().where(sql_in("id", wanted[start : start + 1000])) \
+                .select(["id", codec.decoded_column]).limit(None).to_arrow()
+            out.update(zip(rows.column("id").to_pylist(), codec.decode(rows.column(codec.decoded_column))))
         return out

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from embedops.index.codecs import VectorCodec, codec_for
 from embedops.index.settings import IndexSettings
 from embedops.index.table import check_table_name
 from embedops.records import dumps, loads
@@ -27,16 +28,23 @@ class IndexParams:
     dim: int | None = None
     provider: str | None = None
     index: IndexSettings = field(default_factory=IndexSettings)  # how its vectors are kept and searched
+    calibration: list[list[float]] | None = None  # int8 codes: per-dimension [low, high], from the first documents
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> IndexParams:
         return cls(precision=params.get("precision", "fp32"), corpus_version=params.get("corpus_version"),
                    onnx_digest=params.get("onnx_digest"), dim=params.get("dim"), provider=params.get("provider"),
-                   index=IndexSettings.from_dict(params.get("index")))
+                   index=IndexSettings.from_dict(params.get("index")), calibration=params.get("calibration"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"precision": self.precision, "corpus_version": self.corpus_version, "onnx_digest": self.onnx_digest,
-                "dim": self.dim, "provider": self.provider, "index": self.index.to_dict()}
+                "dim": self.dim, "provider": self.provider, "index": self.index.to_dict()} \
+            | ({"calibration": self.calibration} if self.calibration is not None else {})
+
+    @property
+    def codec(self) -> VectorCodec:
+        """How the index's table stores its vectors (:mod:`embedops.index.codecs`)."""
+        return codec_for(self.index, int(self.dim or self.index.dims or 0), self.calibration)
 
 
 class IndexStatus(str, enum.Enum):

@@ -24,10 +24,24 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from embedops.errors import UsageError
-from embedops.index.ann import SearchSettings
 
-ANN_KINDS = ("auto", "none", "ivf_pq", "ivf_sq", "ivf_rq", "ivf_hnsw_sq")
-STORED_VECTORS = ("float32",)  # kinds an index stores today; `embedops index plan` measures int8 and binary
+ANN_KINDS = ("auto", "none", "ivf_pq", "ivf_sq", "ivf_rq", "ivf_hnsw_sq", "ivf_flat")
+STORED_VECTORS = ("float32", "int8", "binary")  # embedops.index.codecs: how each is stored
+RESCORE_WITH = ("int8", "float32", "none")
+# LanceDB searches float vectors with every ANN kind and uint8 sign bits with hamming (IVF_FLAT
+# only); it does not search int8 columns, so an int8 index is scanned exactly by embedops.
+_ANN_FOR = {"float32": ANN_KINDS, "int8": ("auto", "none"), "binary": ("auto", "none", "ivf_flat")}
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """LanceDB ANN query settings used for every search of an index."""
+
+    nprobes: int = 20
+    refine_factor: int = 5
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
 
 
 class IndexSettingError(UsageError):
@@ -44,12 +58,15 @@ def _bad(key: str, message: str) -> IndexSettingError:
 
 @dataclass(frozen=True)
 class IndexSettings:
-    """``vectors``: stored kind (float32); ``dims``: leading dimensions kept (None: all);
+    """``vectors``: stored kind (float32, int8 or binary); ``rescore``: what a binary index
+    re-ranks its best hamming candidates with (int8 codes, float32 vectors, or none); ``dims``:
+    leading dimensions kept (None: all; a Matryoshka truncation);
     ``ann``: ANN index kind (see the module docstring); ``ann_threshold``: documents from which
     one is built; ``partitions`` (IVF, default sqrt(documents)), ``sub_vectors`` (IVF_PQ,
     default dimensions / 8); ``nprobes`` and ``refine_factor``: what every search of it uses."""
 
     vectors: str = "float32"
+    rescore: str = "int8"
     dims: int | None = None
     ann: str = "auto"
     ann_threshold: int = 100_000
@@ -60,12 +77,16 @@ class IndexSettings:
 
     def __post_init__(self) -> None:
         if self.vectors not in STORED_VECTORS:
-            raise _bad("vectors", f"{self.vectors!r} is not stored yet (only {', '.join(STORED_VECTORS)}); "
-                       "'embedops index plan' measures int8 and binary from an index's vectors")
-        if self.dims is not None:
-            raise _bad("dims", "truncated indexes are not built yet; 'embedops index plan --dims' measures them")
+            raise _bad("vectors", f"unknown kind {self.vectors!r}; choose one of {', '.join(STORED_VECTORS)}")
+        if self.rescore not in RESCORE_WITH:
+            raise _bad("rescore", f"unknown kind {self.rescore!r}; choose one of {', '.join(RESCORE_WITH)}")
+        if self.dims is not None and (isinstance(self.dims, bool) or not isinstance(self.dims, int) or self.dims < 8):
+            raise _bad("dims", f"must be a whole number >= 8, got {self.dims!r}")
         if self.ann not in ANN_KINDS:
             raise _bad("ann", f"unknown kind {self.ann!r}; choose one of {', '.join(ANN_KINDS)}")
+        if self.ann not in _ANN_FOR[self.vectors]:
+            raise _bad("ann", f"{self.ann!r} does not index {self.vectors} vectors; choose one of "
+                       f"{', '.join(_ANN_FOR[self.vectors])}")
         for key, low in (("ann_threshold", 1), ("partitions", 1), ("sub_vectors", 1), ("nprobes", 1),
                          ("refine_factor", 1)):
             value = getattr(self, key)
@@ -87,8 +108,16 @@ class IndexSettings:
     def search(self) -> SearchSettings:
         return SearchSettings(self.nprobes, self.refine_factor)
 
+    @property
+    def footprint(self) -> str:
+        """The kept vectors in :mod:`embedops.index.footprints`' names (``binary+int8@256``)."""
+        base = self.vectors + (f"+{self.rescore}" if self.vectors == "binary" and self.rescore != "none" else "")
+        return base + (f"@{self.dims}" if self.dims else "")
+
     def ann_kind(self, documents: int) -> str | None:
         """The LanceDB index type to build over ``documents`` rows (None: exact search only)."""
-        if self.ann == "none" or documents < self.ann_threshold:
+        if self.ann == "none" or documents < self.ann_threshold or self.vectors == "int8":
             return None
-        return "IVF_PQ" if self.ann == "auto" else self.ann.upper()
+        if self.ann == "auto":
+            return "IVF_FLAT" if self.vectors == "binary" else "IVF_PQ"
+        return self.ann.upper()

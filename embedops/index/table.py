@@ -1,7 +1,8 @@
 """An index table: its LanceDB name, its Arrow schema and how its rows are built.
 
 One row per corpus document: ``id``, ``content_hash`` (of the text that was embedded, so a catch-up
-can tell changed documents) and ``vector`` (fixed-size float32, L2-normalised).
+can tell changed documents) and ``vector`` (fixed-size float32, L2-normalised; or, for the other
+stored kinds, int8 codes or sign bits, with a ``rescore`` column: :mod:`embedops.index.codecs`).
 
 >>> table_name("scifact--minilm-v2--1a2b3c4d")
 'index__scifact--minilm-v2--1a2b3c4d'
@@ -16,8 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from embedops.errors import UnsafePathError
-
-VECTOR = "vector"
+from embedops.index.codecs import VECTOR, VectorCodec
 VECTOR_BATCH_ROWS = 8192  # rows per batch when scanning the vector column: memory stays one batch (12 MB at 384-d)
 TABLE_PREFIX = "index__"
 _INDEX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
@@ -36,28 +36,29 @@ def check_table_name(index_id: str, name: str) -> None:
                               "index__<id> table; refusing to read or drop it (the row was altered)")
 
 
-def index_schema(dim: int) -> pa.Schema:
-    return pa.schema([
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("content_hash", pa.string(), nullable=False),
-        pa.field(VECTOR, pa.list_(pa.float32(), dim), nullable=False),
-    ])
+def _codec(codec: VectorCodec | int) -> VectorCodec:
+    return VectorCodec("float32", codec) if isinstance(codec, int) else codec
 
 
-def vector_rows(ids: Sequence[str], hashes: Sequence[str], vectors: np.ndarray) -> pa.Table:
-    """Index rows for ``ids`` with their content hashes and ``vectors`` (n, dim)."""
-    dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
-    return pa.Table.from_arrays(
-        [pa.array(list(ids), pa.string()), pa.array(list(hashes), pa.string()),
-         pa.FixedSizeListArray.from_arrays(flat, dim)],
-        schema=index_schema(dim),
-    )
+def index_schema(codec: VectorCodec | int) -> pa.Schema:
+    """The table schema of an index stored by ``codec`` (an int: float32 of that dimension)."""
+    return pa.schema([pa.field("id", pa.string(), nullable=False),
+                      pa.field("content_hash", pa.string(), nullable=False), *_codec(codec).fields()])
 
 
-def vector_batches(tbl, batch_rows: int = VECTOR_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """The vector column, batch by batch."""
-    yield from tbl.search().select([VECTOR]).limit(None).to_batches(batch_rows)
+def vector_rows(ids: Sequence[str], hashes: Sequence[str], vectors: np.ndarray,
+                codec: VectorCodec | None = None) -> pa.Table:
+    """Index rows for ``ids`` with their content hashes and ``vectors`` (n, model dim), stored by
+    ``codec`` (default: float32 as they are)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    codec = codec or VectorCodec("float32", int(vectors.shape[1]) if vectors.ndim == 2 else 0)
+    return pa.Table.from_arrays([pa.array(list(ids), pa.string()), pa.array(list(hashes), pa.string()),
+                                 *codec.columns(vectors)], schema=index_schema(codec))
+
+
+def vector_batches(tbl, batch_rows: int = VECTOR_BATCH_ROWS, column: str = VECTOR) -> Iterator[pa.RecordBatch]:
+    """The vector column (or ``column``), batch by batch."""
+    yield from tbl.search().select([column]).limit(None).to_batches(batch_rows)
 
 
 def id_hashes(tbl, batch_rows: int = 65536) -> dict[str, str]:

@@ -31,12 +31,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 
 from embedops.checksums import sha256_text
 from embedops.corpus import doc_text
 from embedops.encoding import OnnxEncoder
-from embedops.errors import IndexStateError
+from embedops.errors import IndexStateError, UsageError
 from embedops.index import (
     IndexParams,
     IndexRecord,
@@ -47,7 +48,8 @@ from embedops.index import (
     index_schema,
     vector_rows,
 )
-from embedops.index.ann import create_ann_index, measure_ann_recall, sample_vectors
+from embedops.index.ann import TableSearch, create_ann_index, measure_ann_recall, sample_vectors
+from embedops.index.codecs import codec_for
 from embedops.index.settings import IndexSettings
 from embedops.records import sql_in
 from embedops.registry import PrecisionChoice, Registry, choose_precision, find_ready_index, open_export
@@ -99,6 +101,18 @@ class BuildReport:
         return [provider] if provider else []
 
 
+def _check_dims(settings: IndexSettings, model_params: dict, model_ref: str, force: bool) -> None:
+    """Refuse a truncated index of a model not trained for that many dimensions (it would lose
+    quality without a word) unless ``force``."""
+    trained = [int(d) for d in model_params.get("matryoshka_dims") or []]
+    if settings.dims is None or force or settings.dims in trained:
+        return
+    said = f"was trained for {', '.join(map(str, trained))}" if trained else "was not trained with Matryoshka dimensions"
+    raise UsageError(f"index setting 'dims': {model_ref} {said}, so its first {settings.dims} dimensions would "
+                     "lose quality silently; train with --matryoshka-dims, measure with 'embedops index plan "
+                     "--dims', or pass --force-dims")
+
+
 class IndexBuild:
     """Build (or resume) the index of ``corpus`` under ``model_ref``.
 
@@ -112,7 +126,7 @@ class IndexBuild:
                  providers: list[str] | None = None, device: str = "auto", allow_cpu_fallback: bool = False,
                  runtime: str = "auto", on_progress: Progress | None = None,
                  after_chunk: Callable[[int], None] | None = None, engine: MainPassEngine | None = None,
-                 wait: bool = False, on_wait: Callable[[str], None] | None = None):
+                 wait: bool = False, on_wait: Callable[[str], None] | None = None, force_dims: bool = False):
         self.registry = registry
         self.wait = wait
         self.on_wait = on_wait or (lambda holder: None)
@@ -124,6 +138,10 @@ class IndexBuild:
         self.chunk_size = chunk_size
         self.batch_size = batch_size
         self.settings = settings or IndexSettings()  # how the index keeps and searches its vectors
+        _check_dims(self.settings, self.model.params or {}, self.model.ref, force_dims)
+        if engine is not None and self.settings.vectors != "float32":
+            raise UsageError(f"index setting 'vectors': a {self.settings.vectors} index is built by the local "
+                             "engine (its int8 ranges are calibrated on the first chunk); leave out --ray")
         self.providers = providers
         self.device = device
         self.allow_cpu_fallback = allow_cpu_fallback
@@ -221,7 +239,8 @@ class IndexWriter:
         self.record = record
         self.encoder = encoder
         self.chunk_size = chunk_size
-        self.schema = index_schema(encoder.dim)
+        self.codec = codec_for(record.settings.index, encoder.dim, record.settings.calibration)
+        self.schema = index_schema(self.codec)
         # token ids kept per tokenizer: a later build (a fine-tune of the same base) tokenises nothing
         self.tokens = TokenStore(registry.store.db, encoder) if encoder.token_ids_reusable else None
 
@@ -277,7 +296,16 @@ class IndexWriter:
 
         for vectors in self.encoder.encode_stream(chunks(), self.tokens.ids if self.tokens else None):
             ids, hashes = pending.pop(0)
-            yield vector_rows(ids, hashes, vectors)
+            if self.codec.needs_calibration:
+                self._calibrate(vectors)
+            yield vector_rows(ids, hashes, vectors, self.codec)
+
+    def _calibrate(self, vectors: np.ndarray) -> None:
+        """int8 codes: take each dimension's range from the first chunk embedded and keep it in the
+        record before any code is written (a resumed build reads it back)."""
+        self.codec = self.codec.calibrated(vectors)
+        self.record = self.registry.indexes.update(
+            self.record.index_id, params=self.record.params | {"calibration": self.codec.require_scale().to_list()})
 
     def main_pass(self, version: int, done: set[str], on_progress: Progress, after_chunk) -> int:
         total = self.registry.corpora.table(self.record.corpus, version).count_rows()
@@ -319,7 +347,7 @@ class IndexWriter:
     def check_integrity(self, norm_tolerance: float = 1e-3) -> dict[str, Any]:
         """Counts, ids, NaN, norms and dimension; raises IntegrityError on any failure."""
         return check_integrity(self.record.index_id, self.table() if self.has_table() else None,
-                               self.registry.corpora.table(self.record.corpus), self.encoder.dim, norm_tolerance)
+                               self.registry.corpora.table(self.record.corpus), self.codec, norm_tolerance)
 
     def build_ann(self, kind: str = "IVF_PQ", sample: int = 100, k: int = 10, seed: int = 0) -> dict[str, Any]:
         """The ``kind`` ANN index (LanceDB's) with the record's settings, and its recall@k against
@@ -327,8 +355,9 @@ class IndexWriter:
         settings. Reads vectors batch by batch."""
         tbl = self.table()
         settings = self.record.settings.index
-        built = create_ann_index(tbl, self.encoder.dim, kind, settings.partitions, settings.sub_vectors)
-        return built | measure_ann_recall(tbl, sample_vectors(tbl, sample, seed), k, settings.search)
+        built = create_ann_index(tbl, self.codec, kind, settings.partitions, settings.sub_vectors)
+        search = TableSearch(tbl, self.codec, settings.search)
+        return built | measure_ann_recall(search, sample_vectors(tbl, self.codec, sample, seed), k)
 
 
 def sync_index(registry: Registry, index_id: str, *, providers: list[str] | None = None,

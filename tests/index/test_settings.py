@@ -11,8 +11,11 @@ from embedops.index import IndexParams, IndexSettings
     ({"nprobes": 0}, "index setting 'nprobes': must be a whole number >= 1, got 0"),
     ({"partitions": 2.5}, "index setting 'partitions': must be a whole number >= 1, got 2.5"),
     ({"refine_factor": True}, "index setting 'refine_factor': must be a whole number >= 1, got True"),
-    ({"vectors": "int8"}, "index setting 'vectors': 'int8' is not stored yet .* 'embedops index plan' measures"),
-    ({"dims": 128}, "index setting 'dims': truncated indexes are not built yet"),
+    ({"vectors": "int4"}, "index setting 'vectors': unknown kind 'int4'; choose one of float32, int8, binary"),
+    ({"vectors": "binary", "rescore": "fp16"}, "index setting 'rescore': unknown kind 'fp16'"),
+    ({"vectors": "int8", "ann": "ivf_pq"}, "index setting 'ann': 'ivf_pq' does not index int8 vectors; choose one of auto, none"),
+    ({"vectors": "binary", "ann": "ivf_hnsw_sq"}, "'ivf_hnsw_sq' does not index binary vectors; choose one of auto, none, ivf_flat"),
+    ({"dims": 4}, "index setting 'dims': must be a whole number >= 8, got 4"),
 ])
 def test_a_bad_setting_is_refused_naming_its_key(changes, message):
     with pytest.raises(UsageError, match=message):
@@ -23,6 +26,8 @@ def test_the_ann_kind_follows_the_threshold_and_none_never_builds_one():
     assert IndexSettings().ann_kind(99_999) is None and IndexSettings().ann_kind(100_000) == "IVF_PQ"
     assert IndexSettings(ann="ivf_rq", ann_threshold=10).ann_kind(10) == "IVF_RQ"
     assert IndexSettings(ann="none", ann_threshold=1).ann_kind(10**9) is None
+    assert IndexSettings(vectors="binary", ann_threshold=10).ann_kind(10) == "IVF_FLAT"  # hamming: LanceDB's one kind
+    assert IndexSettings(vectors="int8", ann_threshold=1).ann_kind(10**9) is None  # scanned exactly, in memory
 
 
 def test_settings_travel_with_the_record_and_older_records_read_as_the_defaults():
