@@ -102,6 +102,25 @@ def test_pipeline_promotes_on_pass_and_rerun_is_cached(setup):
     assert len(reg.models.list()) == 3
 
 
+def test_a_pipeline_with_int8_vectors_builds_guards_and_promotes_int8_indexes(setup):
+    root, config = setup
+    config.write_text(config.read_text().replace("[index]\nnprobes = 10", '[index]\nvectors = "int8"'))
+    cli = StoreCli(str(root / "store"))
+    report = json.loads(cli("pipeline", "run", config, "--json").stdout)
+    assert report["verdict"] == "pass" and report["promoted"] is True
+    reg = Registry(Store.open(str(root / "store")))
+    first = reg.aliases.history("production")[0].value
+    for index_id in (report["candidate_index"], first):  # the baseline and the candidate, both as [index] says
+        rec = reg.indexes.get(index_id)
+        assert rec.settings.index.vectors == "int8" and len(rec.params["calibration"][0]) == 32
+        assert reg.store.open_table(rec.table_name).schema.field("vector").type.value_type.bit_width == 8
+    guards = next(s for s in report["stages"] if s["name"] == "guards")["outputs"]
+    integrity = next(g for g in guards["gates"] if g["name"] == "index_integrity")
+    assert integrity["status"] == "pass" and "int8 vectors decode cleanly" in integrity["reason"]
+    hits = json.loads(cli("search", "problem with kafka", "--alias", "production", "-k", "3", "--json").stdout)
+    assert hits["index_id"] == report["candidate_index"] and len(hits["hits"]) == 3
+
+
 def test_long_stages_report_their_steps_with_a_total(setup):
     from embedops.app.pipeline import Pipeline
 
@@ -163,7 +182,7 @@ BAD_CONFIG_LINES = {
     ("[promote]", "alais = 'shadow'"): ("promote.alias", None),
     ("[index]", "ann = 'hnsw'"): ("index.ann", "unknown kind 'hnsw'; choose one of auto, none, ivf_pq"),
     ("[index]", "refine_factor = 0"): ("index.refine_factor", "must be a whole number >= 1, got 0"),
-    ("[index]", "vectors = 'int8'"): ("index.vectors", "'int8' is not stored yet"),
+    ("[index]", "vectors = 'int4'"): ("index.vectors", "unknown kind 'int4'; choose one of float32, int8, binary"),
     ("[index]", "nprobs = 4"): ("index.nprobs", None),
 }
 

@@ -40,7 +40,11 @@ def index_build(
     device: str = typer.Option("auto", "--device", help="auto (CUDA when onnxruntime-gpu sees a GPU), cuda or cpu."),
     allow_cpu_fallback: bool = typer.Option(False, "--allow-cpu-fallback", help="Run on the CPU when the CUDA provider cannot start, instead of failing."),
     runtime: str = typer.Option("auto", "--runtime", help="On the CPU: auto (OpenVINO for fp32 and bf16 exports, ONNX Runtime for int8/fp16), onnxruntime or openvino."),
-    ann: str = typer.Option("auto", "--ann", help="ANN index kind: auto (IVF_PQ), none, ivf_pq, ivf_sq, ivf_rq or ivf_hnsw_sq (LanceDB's)."),
+    vectors: str = typer.Option("float32", "--vectors", help="Stored vectors: float32, int8 (1 byte a dimension) or binary (sign bits, searched by hamming distance, then rescored)."),
+    rescore: str = typer.Option("int8", "--rescore", help="binary: re-rank the best candidates with int8 codes, float32 vectors, or none."),
+    dims: Optional[int] = typer.Option(None, "--dims", help="Keep the first N dimensions (a Matryoshka-trained model's; see --force-dims)."),
+    force_dims: bool = typer.Option(False, "--force-dims", help="Build --dims for a model not trained with those Matryoshka dimensions."),
+    ann: str = typer.Option("auto", "--ann", help="ANN index kind: auto (IVF_PQ; IVF_FLAT for binary; none for int8), none, ivf_pq, ivf_sq, ivf_rq, ivf_hnsw_sq or ivf_flat (LanceDB's)."),
     ann_threshold: int = typer.Option(100_000, "--ann-threshold", help="Build the ANN index at or above this many documents."),
     partitions: Optional[int] = typer.Option(None, "--partitions", help="IVF partitions (default: sqrt of the documents)."),
     sub_vectors: Optional[int] = typer.Option(None, "--sub-vectors", help="IVF_PQ sub-vectors (default: dimensions / 8)."),
@@ -67,11 +71,13 @@ def index_build(
     Example:  embedops index build minilm@2 --corpus scifact --engine ray --workers 2 --gpus-per-worker 1 --cpus-per-worker 8
     Example:  embedops index build minilm@2 --corpus scifact --wait
     Example:  embedops index build minilm@2 --corpus scifact --ann ivf_hnsw_sq --ann-threshold 1000
+    Example:  embedops index build minilm@2 --corpus scifact --vectors binary --rescore int8
     """
     from embedops.index import IndexSettings
 
-    settings = IndexSettings(ann=ann, ann_threshold=ann_threshold, partitions=partitions, sub_vectors=sub_vectors,
-                             nprobes=nprobes, refine_factor=refine_factor)
+    settings = IndexSettings(vectors=vectors, rescore=rescore, dims=dims, ann=ann, ann_threshold=ann_threshold,
+                             partitions=partitions, sub_vectors=sub_vectors, nprobes=nprobes,
+                             refine_factor=refine_factor)
     registry = state(ctx).registry
     registry.models.get(model_ref)  # an unknown model or corpus is an error before any progress is drawn
     registry.corpora.info(corpus)
@@ -91,7 +97,8 @@ def index_build(
         report = build_index(state(ctx).registry, model_ref, corpus, engine=engine, address=address, workers=workers,
                              gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, precision=precision,
                              batch_size=batch_size, device=device, allow_cpu_fallback=allow_cpu_fallback, runtime=runtime,
-                             settings=settings, on_progress=on_progress, wait=wait, on_wait=on_wait)
+                             settings=settings, on_progress=on_progress, wait=wait, on_wait=on_wait,
+                             force_dims=force_dims)
     if as_json:
         print_json({"index": report.index.to_dict(), "embedded": report.embedded, "deleted": report.deleted,
                     "providers": report.providers_used,
@@ -166,6 +173,12 @@ def index_plan(
         out.print(f"no footprint is within {plan.max_loss:g} points")
 
 
+def _kept(rec) -> str:
+    """``, int8`` when an index keeps other than all its float32 dimensions."""
+    footprint = rec.settings.index.footprint
+    return "" if footprint == "float32" else f", {footprint}"
+
+
 @index_app.command("list")
 @handle_errors
 def index_list(ctx: typer.Context, as_json: bool = JsonOpt, quiet: bool = QuietOpt):
@@ -179,7 +192,7 @@ def index_list(ctx: typer.Context, as_json: bool = JsonOpt, quiet: bool = QuietO
         if a.value:
             aliases.setdefault(a.value, []).append(a.name)
     print_records(reg.indexes.list(), as_json, ("index", "model", "corpus", "precision", "status", "docs", "aliases"),
-                  lambda i: [i.index_id, i.model_ref, i.corpus, i.precision, i.status.value, str(i.doc_count or "-"),
+                  lambda i: [i.index_id, i.model_ref, i.corpus, i.precision + _kept(i), i.status.value, str(i.doc_count or "-"),
                              ", ".join(aliases.get(i.index_id, []))],
                   title="Indexes", empty="no indexes yet: embedops index build MODEL_REF --corpus NAME", quiet=quiet)
 
@@ -232,7 +245,7 @@ def index_show(
                         ("status", rec.status.value), ("documents", f"{rec.doc_count or 0:,}"),
                         ("table version", str(rec.table_version)), ("precision", s.precision),
                         ("dimensions", str(s.dim)), ("provider", s.provider or "-"),
-                        ("vectors", s.index.vectors),
+                        ("vectors", f"{s.index.footprint}, {s.codec.bytes_per_document:,.0f} bytes a document"),
                         ("ann", f"{s.index.ann} from {s.index.ann_threshold:,} documents"),
                         ("ann built", f"{ann['type']}, recall@10 vs exact {ann['recall@10_vs_exact']:.3f}"
                                       if ann else "none (exact search)"),

@@ -251,3 +251,52 @@ def test_a_bridge_behind_the_alias_answers_under_load_through_promote_rollback_p
             assert b["bridge"] is None
     mapped = open_bridge(reg, bridge).encode(["kafka lag"])  # tiny@2's query, mapped into tiny@1's space
     assert embedded["model"] == "tiny@2" and np.allclose(embedded["data"][0]["embedding"], mapped[0], atol=1e-5)
+
+
+def test_a_binary_index_serves_a_canary_then_promotes_and_rolls_back_under_load(served):
+    """Sign bits rescored with int8 codes behind the alias (issue #36): a canary share, a promotion
+    and a rollback under load, each response wholly from one index and equal to what that index
+    answers in-process."""
+    from embedops.index import IndexSettings
+    from embedops.registry import Searcher
+
+    reg, client, blue, _ = served
+    small = IndexBuild(reg, "tiny@2", "ops", settings=IndexSettings(vectors="binary")).run().index
+    queries = ["kafka lag", "cert renewal"]
+    expected = {i: [[h.id for h in hits] for hits in Searcher(reg).open(i).search(queries, 3)]
+                for i in (blue.index_id, small.index_id)}
+    bodies: list[dict] = []
+    stop = threading.Event()
+
+    def until(check, what: str) -> None:
+        start = time.monotonic()
+        while not check():
+            assert time.monotonic() - start < 3.0, f"the server did not see {what} within 3 s"
+            time.sleep(0.05)
+
+    def load(n: int):
+        while not stop.is_set():
+            r = client.post("/v1/search", json={"queries": queries, "k": 3, "client": f"c{n}-{len(bodies)}"})
+            assert r.status_code == 200, r.text
+            bodies.append(r.json())
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(load, n) for n in range(4)]
+        reg.start_canary(small.index_id, percent=50, override=True, reason="test: a binary canary")
+        until(lambda: client.get("/readyz").json().get("canary"), "the canary")
+        time.sleep(0.5)
+        reg.promote_canary(override=True, reason="test: promote the binary canary")
+        until(lambda: client.get("/readyz").json()["index_id"] == small.index_id and
+              "canary" not in client.get("/readyz").json(), "the promotion")
+        time.sleep(0.3)
+        reg.rollback(reason="test: back to float32")
+        until(lambda: client.get("/readyz").json()["index_id"] == blue.index_id, "the rollback")
+        time.sleep(0.3)
+        stop.set()
+        for f in futures:
+            f.result()  # no request failed
+    routes = {(b["route"], b["index_id"]) for b in bodies}
+    assert ("canary", small.index_id) in routes and ("stable", small.index_id) in routes
+    assert ("stable", blue.index_id) in routes
+    for b in bodies:
+        assert [[h["id"] for h in r["hits"]] for r in b["results"]] == expected[b["index_id"]]

@@ -1,0 +1,67 @@
+"""The guards judge a smaller footprint (sign bits rescored with int8 codes) as they judge any index
+(issue #36): one that keeps the model's quality promotes, serves and rolls back; one whose model
+loses too much that way is refused with the measured loss."""
+
+import json
+import random
+
+import pytest
+
+from embedops.guards import PromotionRefused, run_guards
+from embedops.index import IndexSettings
+from embedops.reembed import IndexBuild
+from embedops.registry import Registry, Searcher
+from embedops.store import Store
+from guard_helpers import RUNBOOKS, small_gold
+
+pytestmark = pytest.mark.slow
+
+WORDS = ("ledger invoice tariff orchard glacier violin harbour meadow lantern quarry falcon tundra pottery "
+         "saffron canyon mosaic beacon walnut compass velvet thistle marble cobalt heron juniper").split()
+
+
+@pytest.fixture(scope="module")
+def runbooks(tmp_path_factory):
+    """The 20 runbooks among 430 filler notes, indexed by minilm@1 (float32) in production."""
+    root = tmp_path_factory.mktemp("footprints")
+    rng = random.Random(0)
+    rows = [json.loads(line) for line in (RUNBOOKS / "corpus.jsonl").read_text().splitlines()]
+    rows += [{"_id": f"f{i}", "title": "", "text": " ".join(rng.choices(WORDS, k=9))} for i in range(430)]
+    (root / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    reg = Registry(Store.open(str(root / "store")))
+    reg.corpora.add("runbooks", root / "corpus.jsonl")
+    reg.models.register("minilm", "bundled:all-MiniLM-L6-v2")
+    base = IndexBuild(reg, "minilm@1", "runbooks").run().index
+    reg.promote(base.index_id, reason="baseline", override=True)
+    return reg, base
+
+
+def test_sign_bits_rescored_with_int8_that_keep_the_models_quality_promote_serve_and_roll_back(runbooks, sts_file):
+    reg, base = runbooks
+    small = IndexBuild(reg, "minilm@1", "runbooks", settings=IndexSettings(vectors="binary")).run().index
+    report = run_guards(reg, small.index_id, gold=RUNBOOKS, general=[sts_file], policy=small_gold())
+    gates = {g.name: g for g in report.gates}
+    assert report.verdict == "pass", [(g.name, g.status, g.reason) for g in report.gates]
+    assert abs(gates["domain"].value) < 1.0  # measured against production's float32 vectors, query by query
+    assert "binary+int8 vectors decode cleanly" in gates["index_integrity"].reason
+    assert reg.promote(small.index_id, policy=small_gold()).value == small.index_id
+    found = Searcher(reg).search("the primary database is unreachable", k=3)
+    assert found.index_id == small.index_id and found.hits[0].id.startswith("rb-")
+    assert reg.rollback(reason="back to float32").value == base.index_id
+
+
+def test_a_footprint_that_loses_more_than_the_policy_allows_is_refused_with_the_measured_loss(runbooks, sts_file):
+    """MiniLM cut to 32 dimensions: its 32 sign bits pick the 40 candidates the int8 codes rescore
+    (from 450 documents), and lose to the same model's 32 float32 dimensions in production."""
+    reg, _ = runbooks
+    cut = IndexBuild(reg, "minilm@1", "runbooks", settings=IndexSettings(dims=32), force_dims=True).run().index
+    reg.promote(cut.index_id, "small", override=True, reason="float32 of 32 dimensions")
+    bits = IndexBuild(reg, "minilm@1", "runbooks", settings=IndexSettings(vectors="binary", dims=32),
+                      force_dims=True).run().index
+    report = run_guards(reg, bits.index_id, gold=RUNBOOKS, general=[sts_file], policy=small_gold(), alias="small")
+    domain = next(g for g in report.gates if g.name == "domain")
+    assert report.verdict == "fail" and domain.status == "fail" and domain.value < 0  # its lower bound < -1
+    assert "may regress" in domain.reason and "lower bound below -1" in domain.reason
+    with pytest.raises(PromotionRefused, match="failed: domain"):
+        reg.promote(bits.index_id, "small", policy=small_gold())
+    assert reg.aliases.current("small") == cut.index_id
