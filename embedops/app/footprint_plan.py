@@ -67,6 +67,7 @@ class FootprintPlan:
     rows: list[FootprintRow] = field(default_factory=list)
     chosen: str | None = None
     notes: list[str] = field(default_factory=list)
+    build_command: str | None = None  # how to build the chosen footprint as an index (then guard it)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,11 +131,17 @@ def plan_footprints(registry: Registry, index_id: str, gold: Path, *, names: lis
     within = [r for r in out if r.within]
     chosen = min(within, key=lambda r: (r.searched_bytes, r.kept_bytes)).name if within else None
     notes = []
-    if dims and not registry.models.get(rec.model_ref).params.get("matryoshka_dims"):
+    trained = [int(d) for d in registry.models.get(rec.model_ref).params.get("matryoshka_dims") or []]
+    if dims and not trained:
         notes.append(f"{rec.model_ref} was not trained with a Matryoshka loss: the truncated rows show "
                      "what cutting its dimensions costs")
+    picked = next((fp for fp in per_footprint if fp.name == chosen), None)
+    command = None
+    if picked is not None and picked.name != "float32":
+        force = " --force-dims" if picked.dims and picked.dims not in trained else ""
+        command = f"embedops index build {rec.model_ref} --corpus {rec.corpus} {picked.build_options}{force}"
     return FootprintPlan(index_id, rec.model_ref, vectors.shape[1], len(ids), len(qids), max_loss,
-                         policy.confidence, out, chosen, notes)
+                         policy.confidence, out, chosen, notes, command)
 
 
 def _row(fp: Footprint, per_query: dict, base: dict, qids: list[str], dim: int, max_loss: float,

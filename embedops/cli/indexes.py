@@ -137,7 +137,8 @@ def index_plan(
     Each footprint (int8, binary sign bits, binary rescored with int8 or float32, fewer
     dimensions) is simulated exactly from the index's stored float32 vectors and compared with
     float32 query by query, with the domain gate's paired interval. Picks the footprint that
-    searches the fewest bytes per document within --max-loss. Nothing is written.
+    searches the fewest bytes per document within --max-loss, and prints the 'index build'
+    command that stores an index that way. Nothing is written.
 
     Example:  embedops index plan scifact--minilm-v1--707bb951 --gold data/scifact
     Example:  embedops index plan scifact--minilm-v1--707bb951 --gold data/scifact --dims 256,128 --max-loss 0.5
@@ -169,6 +170,9 @@ def index_plan(
         out.print(f"note: {note}")
     if plan.chosen:
         out.print(f"smallest within {plan.max_loss:g} points: [bold]{plan.chosen}[/]")
+        if plan.build_command:
+            out.print("build it, then guard and promote it as any index:")
+            out.print(plan.build_command, soft_wrap=True)
     else:
         out.print(f"no footprint is within {plan.max_loss:g} points")
 

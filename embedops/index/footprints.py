@@ -75,6 +75,13 @@ class Footprint:
         d = self._dim(dim)
         return self.searched_bytes(dim) + {None: 0.0, "int8": float(d), "float32": 4.0 * d}[self.rescore_with]
 
+    @property
+    def build_options(self) -> str:
+        """The ``embedops index build`` options that store an index this way."""
+        opts = {"float32": "", "int8": "--vectors int8"}.get(self.kind) or \
+            "--vectors binary" + {"int8": "", "float32": " --rescore float32", None: " --rescore none"}[self.rescore_with]
+        return (opts + (f" --dims {self.dims}" if self.dims else "")).strip()
+
     def prepare(self, docs: np.ndarray) -> PreparedFootprint:
         """``docs`` (n, dim) float32 vectors, stored this way, ready to search."""
         if self.dims is not None and self.dims > docs.shape[1]:

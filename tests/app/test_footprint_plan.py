@@ -40,6 +40,7 @@ def test_each_footprint_is_measured_against_float32_and_the_smallest_within_the_
         assert r.mean_loss == pytest.approx(base.ndcg - r.ndcg, abs=1e-9)
         assert r.ci_low <= -r.mean_loss + 1e-9 <= r.ci_high + 2e-9
     assert plan.chosen == "binary"  # everything is within 100 points: the fewest bytes searched wins
+    assert plan.build_command == f"embedops index build tiny@1 --corpus {index.corpus} --vectors binary --rescore none"
     assert any("not trained with a Matryoshka loss" in n for n in plan.notes)
     strict = plan_footprints(reg, index.index_id, gold, max_loss=0.0, policy=POLICY)
     assert all(r.within == (r.ci_low >= 0.0) for r in strict.rows) and strict.chosen in {"float32", "int8"}
@@ -61,6 +62,7 @@ def test_the_cli_prints_the_plan_in_80_columns_and_writes_nothing(planned, tmp_p
     shown = cli("index", "plan", index.index_id, "--gold", gold, "--dims", "16", "--max-loss", "100",
                 "--policy", tmp_path / "embedops.toml").stdout
     assert "binary+int8" in shown and "float32@16" in shown and "smallest within 100 points: binary" in shown
+    assert "--vectors binary --rescore none" in shown  # the build command of the pick, to guard and promote
     assert max(len(line) for line in shown.splitlines()) <= 80
     data = json.loads(cli("index", "plan", index.index_id, "--gold", gold, "--json", "--policy",
                           tmp_path / "embedops.toml").stdout)
