@@ -4,7 +4,7 @@ with the machine and command to one raw result file.
     HF_HUB_OFFLINE=1 .venv/bin/python bench/footprints.py --store STORE --gold ../shared/data/scifact \\
         --index BASE_INDEX_ID --index FINE_TUNED_INDEX_ID [--dims 256,128] [--tag scifact]
 
-Each index's stored float32 vectors are quantised (sentence-transformers' ``quantize_embeddings``)
+Each index's stored float32 vectors are coded as an index of each kind stores them (``embedops.index.codecs``)
 and searched exactly; every footprint is compared with float32 on the gold set's queries with the
 domain gate's paired interval (:func:`embedops.app.footprint_plan.plan_footprints`, defaults of the
 policy: 95%, 10,000 resamples). Writes ``bench/quality-results/DATE-footprints-TAG.json``.
