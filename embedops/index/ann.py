@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from embedops.errors import UsageError
-from embedops.index.codecs import RESCORE, VECTOR, VectorCodec, sign_bits, unit
+from embedops.index.codecs import RESCORE, VECTOR, VectorCodec, sign_bits
 from embedops.index.settings import IndexSettings, SearchSettings
 from embedops.index.table import VECTOR_BATCH_ROWS
 
@@ -205,4 +205,4 @@ def create_ann_index(tbl, codec: VectorCodec, kind: str = "IVF_PQ", partitions: 
 
 
 __all__ = ["RESCORE_DEPTH", "SEARCH", "SearchSettings", "TableSearch", "create_ann_index", "has_ann_index",
-           "measure_ann_recall", "sample_vectors", "table_search", "unit", "vector_query"]
+           "measure_ann_recall", "sample_vectors", "table_search", "vector_query"]

@@ -165,18 +165,6 @@ class VectorCodec:
         return (bits.astype(np.float32) * 2 - 1) / np.sqrt(self.dim)
 
     @property
-    def norm_tolerance(self) -> float:
-        """How far from 1 a decoded vector's norm may be (codes decode to unit vectors here, so any
-        kind is held to float32's tolerance)."""
-        return 1e-3
-
-    def stored_dim(self, schema: pa.Schema) -> int:
-        """The dimensions a table of this kind holds, read from its schema."""
-        width = schema.field(VECTOR).type.list_size
-        return width * 8 if self.kind == "binary" and self.rescore == "none" else (
-            schema.field(RESCORE).type.list_size if self.kind == "binary" else width)
-
-    @property
     def bytes_per_document(self) -> float:
         """Vector bytes a document keeps (the rescoring vectors included)."""
         main = {"float32": 4.0 * self.dim, "int8": float(self.dim), "binary": float((self.dim + 7) // 8)}[self.kind]

@@ -1,6 +1,7 @@
 """Integrity of an index table against its corpus: row count, ids and content hashes, dimension
-and stored kind, NaN and norms (of the vectors as decoded: int8 codes and sign bits too); and, when it has an ANN index, its recall@k against exact search measured now with
-the serving search settings (never read from the build record).
+and stored kind, NaN and norms (of the vectors as decoded: int8 codes and sign bits too); and,
+when it has an ANN index, its recall@k against exact search measured now with the serving search
+settings (never read from the build record).
 
 Builds run these checks before marking an index ready; the integrity gate runs them again.
 """
@@ -50,7 +51,7 @@ def check_integrity(index_id: str, index_table, corpus_table, codec: VectorCodec
     if index_table is not None:
         want = [(f.name, str(f.type)) for f in index_schema(codec)]
         have = [(f.name, str(f.type)) for f in index_table.schema if f.name in dict(want)]
-        have_dim = codec.stored_dim(index_table.schema) if have == want else -1
+        have_dim = dim if have == want else -1  # the schema fixes the width: matching columns, matching dims
         if have != want:
             problems.append(f"stored columns {have} are not those of a {codec.kind} index of "
                             f"{dim} dimensions {want}")

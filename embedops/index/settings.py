@@ -15,7 +15,7 @@ partition); ``auto`` is IVF_PQ; ``none`` never builds one. Any kind is built onc
 ...     IndexSettings(ann="hnsw")
 ... except UsageError as exc:
 ...     print(exc)
-index setting 'ann': unknown kind 'hnsw'; choose one of auto, none, ivf_pq, ivf_sq, ivf_rq, ivf_hnsw_sq
+index setting 'ann': unknown kind 'hnsw'; choose one of auto, none, ivf_pq, ivf_sq, ivf_rq, ivf_hnsw_sq, ivf_flat
 """
 
 from __future__ import annotations

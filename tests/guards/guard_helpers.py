@@ -35,3 +35,29 @@ def small_gold(**settings):
 
 
 SMALL_GOLD_TOML = "[guards]\nmin_gold_queries = 10\nmin_slice_queries = 5\n"
+
+
+FILLER_WORDS = ("ledger invoice tariff orchard glacier violin harbour meadow lantern quarry falcon tundra pottery "
+                "saffron canyon mosaic beacon walnut compass velvet thistle marble cobalt heron juniper").split()
+
+
+def runbooks_in_minilm_production(root: Path):
+    """A store under ``root`` with the 20 runbooks among 430 filler notes (corpus ``runbooks``), the
+    bundled MiniLM as minilm@1 and its float32 index in production: (registry, that index)."""
+    import json
+    import random
+
+    from embedops.reembed import IndexBuild
+    from embedops.registry import Registry
+    from embedops.store import Store
+
+    rng = random.Random(0)
+    rows = [json.loads(line) for line in (RUNBOOKS / "corpus.jsonl").read_text().splitlines()]
+    rows += [{"_id": f"f{i}", "title": "", "text": " ".join(rng.choices(FILLER_WORDS, k=9))} for i in range(430)]
+    (root / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    reg = Registry(Store.open(str(root / "store")))
+    reg.corpora.add("runbooks", root / "corpus.jsonl")
+    reg.models.register("minilm", "bundled:all-MiniLM-L6-v2")
+    base = IndexBuild(reg, "minilm@1", "runbooks").run().index
+    reg.promote(base.index_id, reason="baseline", override=True)
+    return reg, base

@@ -1,8 +1,6 @@
 """The guards judge a bridge (a new model's queries through an adapter over the old index) as they
 judge an index: one that loses against production is refused, one that holds promotes (issue #35)."""
 
-import json
-import random
 import shutil
 
 import pytest
@@ -10,31 +8,18 @@ import pytest
 from embedops.app.bridges import fit_bridge_adapter
 from embedops.guards import PromotionRefused, run_guards
 from embedops.reembed import IndexBuild
-from embedops.registry import Registry, Searcher
-from embedops.store import Store
-from guard_helpers import RUNBOOKS, damaged_copy, small_gold
+from embedops.registry import Searcher
+from guard_helpers import RUNBOOKS, damaged_copy, runbooks_in_minilm_production, small_gold
 from helpers import bundled_model_path
 
 pytestmark = pytest.mark.slow
-
-WORDS = ("ledger invoice tariff orchard glacier violin harbour meadow lantern quarry falcon tundra pottery "
-         "saffron canyon mosaic beacon walnut compass velvet thistle marble cobalt heron juniper").split()
-
 
 @pytest.fixture(scope="module")
 def bridged(tmp_path_factory):
     """The 20 runbooks among 430 filler notes, indexed by minilm@1 in production; minilm@2 (the same
     weights) and minilm@3 (damaged), each with a Procrustes adapter over that index."""
     root = tmp_path_factory.mktemp("bridges")
-    rng = random.Random(0)
-    rows = [json.loads(line) for line in (RUNBOOKS / "corpus.jsonl").read_text().splitlines()]
-    rows += [{"_id": f"f{i}", "title": "", "text": " ".join(rng.choices(WORDS, k=9))} for i in range(430)]
-    (root / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    reg = Registry(Store.open(str(root / "store")))
-    reg.corpora.add("runbooks", root / "corpus.jsonl")
-    reg.models.register("minilm", "bundled:all-MiniLM-L6-v2")
-    base = IndexBuild(reg, "minilm@1", "runbooks").run().index
-    reg.promote(base.index_id, reason="baseline", override=True)
+    reg, base = runbooks_in_minilm_production(root)
     twin = shutil.copytree(bundled_model_path(), root / "twin")
     (twin / "NOTES.md").write_text("the same weights, registered again: a version whose adapter is near identity\n")
     reg.models.register("minilm", twin, parent="minilm@1")

@@ -2,38 +2,20 @@
 (issue #36): one that keeps the model's quality promotes, serves and rolls back; one whose model
 loses too much that way is refused with the measured loss."""
 
-import json
-import random
-
 import pytest
 
 from embedops.guards import PromotionRefused, run_guards
 from embedops.index import IndexSettings
 from embedops.reembed import IndexBuild
-from embedops.registry import Registry, Searcher
-from embedops.store import Store
-from guard_helpers import RUNBOOKS, small_gold
+from embedops.registry import Searcher
+from guard_helpers import RUNBOOKS, runbooks_in_minilm_production, small_gold
 
 pytestmark = pytest.mark.slow
-
-WORDS = ("ledger invoice tariff orchard glacier violin harbour meadow lantern quarry falcon tundra pottery "
-         "saffron canyon mosaic beacon walnut compass velvet thistle marble cobalt heron juniper").split()
-
 
 @pytest.fixture(scope="module")
 def runbooks(tmp_path_factory):
     """The 20 runbooks among 430 filler notes, indexed by minilm@1 (float32) in production."""
-    root = tmp_path_factory.mktemp("footprints")
-    rng = random.Random(0)
-    rows = [json.loads(line) for line in (RUNBOOKS / "corpus.jsonl").read_text().splitlines()]
-    rows += [{"_id": f"f{i}", "title": "", "text": " ".join(rng.choices(WORDS, k=9))} for i in range(430)]
-    (root / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    reg = Registry(Store.open(str(root / "store")))
-    reg.corpora.add("runbooks", root / "corpus.jsonl")
-    reg.models.register("minilm", "bundled:all-MiniLM-L6-v2")
-    base = IndexBuild(reg, "minilm@1", "runbooks").run().index
-    reg.promote(base.index_id, reason="baseline", override=True)
-    return reg, base
+    return runbooks_in_minilm_production(tmp_path_factory.mktemp("footprints"))
 
 
 def test_sign_bits_rescored_with_int8_that_keep_the_models_quality_promote_serve_and_roll_back(runbooks, sts_file):
