@@ -117,6 +117,7 @@ def test_a_pipeline_with_int8_vectors_builds_guards_and_promotes_int8_indexes(se
     guards = next(s for s in report["stages"] if s["name"] == "guards")["outputs"]
     integrity = next(g for g in guards["gates"] if g["name"] == "index_integrity")
     assert integrity["status"] == "pass" and "int8 vectors decode cleanly" in integrity["reason"]
+    assert "recall vs float32 not measured" in integrity["reason"]  # the pipeline built no float32 index
     hits = json.loads(cli("search", "problem with kafka", "--alias", "production", "-k", "3", "--json").stdout)
     assert hits["index_id"] == report["candidate_index"] and len(hits["hits"]) == 3
 

@@ -68,6 +68,8 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt):
         if idx is not None and idx.bridge is not None:  # a bridge: the new model over the old index
             value += f"\n= {idx.bridge.kind} adapter over {idx.bridge.index_id}"
             value += _rebuild_line(s.rebuilds.get(a.name))
+        elif idx is not None and idx.settings.index.footprint != "float32":  # int8, sign bits, fewer dims
+            value += f"\n~ keeps {idx.settings.index.footprint} vectors"
         value += f"\n+ canary {a.canary.index_id} {a.canary.percent:g}%" if a.canary else ""
         if a.automatic:
             how = f"[bold yellow]automatic {a.action}[/]"

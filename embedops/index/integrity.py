@@ -90,3 +90,12 @@ def check_index_integrity(index_id: str, search: TableSearch, corpus_table, *, q
             queries = queries[np.sort(np.random.default_rng(seed).choice(len(queries), sample, replace=False))]
         checks["ann"] = {"measured": "at check time"} | measure_ann_recall(search, queries, k)
     return checks
+
+
+def recall_vs_float(search: TableSearch, exact_float: TableSearch, queries: np.ndarray, k: int = 10) -> dict[str, Any]:
+    """Recall@k of a smaller footprint's search (int8 codes, sign bits, fewer dimensions) against
+    exact search of the same model's float32 vectors of the same corpus, over ``queries``."""
+    got = search.search(queries, k)
+    want = exact_float.search(queries, k, exact=True)
+    recalls = [len({i for i, _ in g} & {i for i, _ in w}) / len(w) for g, w in zip(got, want) if w]
+    return {f"recall@{k}_vs_float32": float(np.mean(recalls)) if recalls else 0.0, "sample": len(recalls)}
