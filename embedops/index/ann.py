@@ -17,6 +17,7 @@ Scores are cosines (for binary without rescoring, that of the sign vectors: 1 - 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,7 @@ class TableSearch:
     def __init__(self, tbl, codec: VectorCodec, settings: SearchSettings = SEARCH):
         self.tbl, self.codec, self.settings = tbl, codec, settings
         self._codes: tuple[list[str], np.ndarray, np.ndarray] | None = None
+        self._loading = threading.Lock()
 
     def search(self, vectors: np.ndarray, k: int, *, exact: bool = False) -> Ranked:
         """The ``k`` best documents of each query vector (model output, float32), best first."""
@@ -94,6 +96,15 @@ class TableSearch:
         return out
 
     def _load_codes(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        with self._loading:  # concurrent first searches read the codes once
+            return self._read_codes()
+
+    def warm(self) -> None:
+        """Do now what the first search would (an int8 index reads its codes into memory)."""
+        if self.codec.kind == "int8":
+            self._load_codes()
+
+    def _read_codes(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         if self._codes is None:
             ids: list[str] = []
             blocks = []

@@ -40,11 +40,12 @@ class Hit:
 class IndexReader:
     """One ready index, opened for reading: ``table`` at the record's version, ``encoder`` for queries."""
 
-    def __init__(self, table, record: IndexRecord, encoder: TextEncoder | None = None):
+    def __init__(self, table, record: IndexRecord, encoder: TextEncoder | None = None,
+                 search: TableSearch | None = None):
         self.table = table
         self.record = record
         self.encoder = encoder
-        self._search: TableSearch | None = None
+        self._search = search  # shared by readers of one table (an int8 index's codes are read once)
 
     @property
     def searcher(self) -> TableSearch:

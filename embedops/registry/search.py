@@ -22,6 +22,7 @@ from embedops.encoding import OnnxEncoder
 from embedops.encoding.adapter import BridgedEncoder
 from embedops.errors import IndexStateError, UsageError
 from embedops.index import Hit, IndexReader, IndexRecord, IndexStatus, ProgressiveReader
+from embedops.index.ann import TableSearch, table_search
 from embedops.records import sql_in
 from embedops.registry.exports import open_encoder
 from embedops.registry.progressive import ProgressivePlan, open_progressive
@@ -65,6 +66,7 @@ class Searcher:
         self.runtime = runtime  # which runtime embeds queries: auto, onnxruntime or openvino (choose_runtime)
         self._lock = threading.Lock()
         self._tables: dict[tuple[str, int], object] = {}
+        self._searches: dict[tuple[str, int], TableSearch] = {}  # per table: an int8 index's codes load once
         self._encoders: dict[tuple[str, str], OnnxEncoder] = {}  # (exact model ref, precision): no read per query
 
     def resolve(self, alias: str) -> IndexRecord:
@@ -101,10 +103,23 @@ class Searcher:
                 self._tables[key] = self.registry.store.open_table(rec.table_name, version=rec.table_version)
             return self._tables[key]
 
-    def open(self, index: str | IndexRecord) -> IndexReader:
-        """A reader of a ready index (by id or record) with its model's encoder."""
+    def _search(self, rec: IndexRecord) -> TableSearch:
+        key = (rec.table_name, int(rec.table_version or 0))
+        table = self._table(rec)
+        with self._lock:
+            if key not in self._searches:
+                params = rec.settings
+                self._searches[key] = table_search(table, params.index, params.codec)
+            return self._searches[key]
+
+    def open(self, index: str | IndexRecord, *, warm: bool = False) -> IndexReader:
+        """A reader of a ready index (by id or record) with its model's encoder; ``warm``: do now
+        what its first search would (read an int8 index's codes into memory)."""
         rec = self.record(index) if isinstance(index, str) else index
-        return IndexReader(self._table(rec), rec, self.encoder_for(rec))
+        search = self._search(rec)
+        if warm:
+            search.warm()
+        return IndexReader(self._table(rec), rec, self.encoder_for(rec), search)
 
     def open_progressive(self, rec: IndexRecord, plan: ProgressivePlan) -> ProgressiveReader:
         """Bridge ``rec`` answering from both spaces as far as ``plan``'s rebuild is (issue #35)."""
@@ -113,7 +128,7 @@ class Searcher:
         return open_progressive(self.registry, rec, plan.new_index, plan.version, own, bridged.adapter.apply)
 
     def search_vectors(self, rec: IndexRecord, vectors: np.ndarray, k: int) -> list[list[Hit]]:
-        return IndexReader(self._table(rec), rec).search_vectors(vectors, k)
+        return IndexReader(self._table(rec), rec, search=self._search(rec)).search_vectors(vectors, k)
 
     def stored_vectors(self, rec: IndexRecord, ids: list[str]) -> dict[str, np.ndarray]:
         return IndexReader(self._table(rec), rec).stored_vectors(ids)

@@ -110,3 +110,28 @@ def test_a_truncated_index_of_a_model_not_trained_for_it_is_refused_unless_force
     hit = reader.search(["kafka lag"], 1)[0][0]
     assert float(np.dot(query / np.linalg.norm(query), reader.stored_vectors([hit.id])[hit.id])) \
         == pytest.approx(hit.score, abs=1e-4)
+
+
+def test_an_int8_indexs_codes_are_read_once_per_table_however_many_readers_and_threads(ops, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from embedops.index.ann import TableSearch
+
+    index = IndexBuild(ops, "tiny@1", "ops", settings=IndexSettings(vectors="int8")).run().index
+    reads = []
+    read = TableSearch._read_codes
+
+    def counted(self):
+        if self._codes is None:
+            reads.append(self)
+        return read(self)
+
+    monkeypatch.setattr(TableSearch, "_read_codes", counted)
+    searcher = Searcher(ops)
+    with ThreadPoolExecutor(8) as pool:  # concurrent first searches of a fresh searcher
+        answers = list(pool.map(lambda q: searcher.search(q, k=3, index_id=index.index_id).hits, _queries(16)))
+    assert len(reads) == 1 and all(len(a) == 3 for a in answers)
+    warmed = Searcher(ops).open(index.index_id, warm=True)  # the server opens a new index so: read before it serves
+    assert len(reads) == 2
+    warmed.search(_queries(2), 3)
+    assert len(reads) == 2

@@ -166,7 +166,8 @@ class AliasFollower:
         if reader is None:
             rec = self.searcher.record(index_id)
             plan = progressive_plan(self.searcher.registry, rec, report_id) if rec.bridge else None
-            reader = self.searcher.open_progressive(rec, plan) if plan and plan.active else self.searcher.open(rec)
+            reader = (self.searcher.open_progressive(rec, plan) if plan and plan.active
+                      else self.searcher.open(rec, warm=True))  # an int8 index's codes load before it serves
             if rec.bridge:
                 self._plans[index_id] = plan.key if plan else None
         self._open[index_id] = reader
