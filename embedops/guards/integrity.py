@@ -44,12 +44,13 @@ def integrity_gate(index: IndexReader, corpus_table, policy: Policy, queries: np
         kept = f"; {params.index.footprint} vectors decode cleanly"
         if float_index is not None and queries is not None and len(queries):
             checks["vs_float32"] = {"index_id": float_index.index_id} | recall_vs_float(
-                index.searcher, float_index.searcher, queries[: policy.ann_sample])
+                search, float_index.searcher, queries[: policy.ann_sample])
             kept += (f"; recall@10 vs exact float32 {checks['vs_float32']['recall@10_vs_float32']:.3f} "
                      f"({float_index.index_id})")
         else:
             checks["vs_float32"] = None
-            kept += "; recall vs float32 not measured (no float32 index of this model and corpus version)"
+            kept += ("; recall vs float32 not measured (" + ("no float32 index of this model and corpus version)"
+                                                           if float_index is None else "no query vectors)"))
     return GateResult("index_integrity", PASS, checks["rows"], None,
                       f"{checks['rows']} rows match the corpus; no NaN; max norm error {checks['max_norm_error']:.2g}"
                       + kept + ann_note, checks)
