@@ -43,8 +43,8 @@ def integrity_gate(index: IndexReader, corpus_table, policy: Policy, queries: np
     if params.index.footprint != "float32":
         kept = f"; {params.index.footprint} vectors decode cleanly"
         if float_index is not None and queries is not None and len(queries):
-            checks["vs_float32"] = {"index_id": float_index.index_id} | recall_vs_float(
-                search, float_index.searcher, queries[: policy.ann_sample])
+            checks["vs_float32"] = {"index_id": float_index.index_id} | recall_vs_float(  # the reader's own search:
+                index.searcher, float_index.searcher, queries[: policy.ann_sample])  # int8 codes already read
             kept += (f"; recall@10 vs exact float32 {checks['vs_float32']['recall@10_vs_float32']:.3f} "
                      f"({float_index.index_id})")
         else:

@@ -129,7 +129,7 @@ class TableSearch:
         best = np.zeros((len(q), 0), dtype=np.float32)
         for s in range(0, len(codes), _SCAN_ROWS):
             block = (weighted @ codes[s : s + _SCAN_ROWS].astype(np.float32).T + offset[:, None]) / norms[s : s + _SCAN_ROWS]
-            idx, top = _top(block, k)
+            idx, top = top_k(block, k)
             best_idx, best = _top_merge(best_idx, best, idx + s, top, k)
         return [[(ids[i], float(v)) for i, v in zip(row_i, row_s)] for row_i, row_s in zip(best_idx, best)]
 
@@ -138,7 +138,7 @@ def _query_rows(rows, n: int) -> np.ndarray:
     return np.asarray(rows.column("query_index").to_numpy() if n > 1 else np.zeros(rows.num_rows, dtype=np.int64))
 
 
-def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best columns of each row of ``scores``, best first: (indices, scores)."""
     k = min(k, scores.shape[1])
     if k == 0:
@@ -151,7 +151,7 @@ def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _top_merge(idx_a, score_a, idx_b, score_b, k: int):
     scores = np.concatenate([score_a, score_b], axis=1)
-    picked, top = _top(scores, k)
+    picked, top = top_k(scores, k)
     return np.take_along_axis(np.concatenate([idx_a, idx_b], axis=1), picked, axis=1), top
 
 
@@ -216,4 +216,4 @@ def create_ann_index(tbl, codec: VectorCodec, kind: str = "IVF_PQ", partitions: 
 
 
 __all__ = ["RESCORE_DEPTH", "SEARCH", "SearchSettings", "TableSearch", "create_ann_index", "has_ann_index",
-           "measure_ann_recall", "sample_vectors", "table_search", "vector_query"]
+           "measure_ann_recall", "sample_vectors", "table_search", "top_k", "vector_query"]

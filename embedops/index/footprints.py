@@ -26,26 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedops.errors import UsageError
-from embedops.index.ann import RESCORE_DEPTH as RESCORE
-from embedops.index.codecs import Int8Scale, sign_bits
+from embedops.index.ann import RESCORE_DEPTH as RESCORE, top_k
+from embedops.index.codecs import Int8Scale, sign_bits, unit
 
 DEFAULT_FOOTPRINTS = ("float32", "int8", "binary", "binary+int8", "binary+float32")
 _QUERY_CHUNK = 64
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best columns of each row of ``scores``, best first: (indices, scores)."""
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    idx = np.take_along_axis(part, order, axis=1)
-    return idx, np.take_along_axis(scores, idx, axis=1)
 
 
 @dataclass(frozen=True)
@@ -86,7 +72,7 @@ class Footprint:
         """``docs`` (n, dim) float32 vectors, stored this way, ready to search."""
         if self.dims is not None and self.dims > docs.shape[1]:
             raise UsageError(f"--dims {self.dims} is more than the index's {docs.shape[1]} dimensions")
-        return PreparedFootprint(self, _normalise(docs[:, : self._dim(docs.shape[1])]))
+        return PreparedFootprint(self, unit(docs[:, : self._dim(docs.shape[1])]))
 
 
 class PreparedFootprint:
@@ -97,30 +83,30 @@ class PreparedFootprint:
         self.floats = docs if footprint.kind == "float32" or footprint.rescore_with == "float32" else None
         if footprint.kind == "int8" or footprint.rescore_with == "int8":
             scale = Int8Scale.calibrate(docs)  # calibrated on the documents
-            self.int8 = _normalise(scale.decode(scale.encode(docs)))  # what an int8 index scores against
+            self.int8 = unit(scale.decode(scale.encode(docs)))  # what an int8 index scores against
         if footprint.kind == "binary":
             self.bits = sign_bits(docs)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best documents of each query (float32 vectors): (row indices, scores)."""
-        q = _normalise(np.asarray(queries, np.float32)[:, : self.dim])
+        q = unit(np.asarray(queries, np.float32)[:, : self.dim])
         out = [self._search(q[s : s + _QUERY_CHUNK], k) for s in range(0, len(q), _QUERY_CHUNK)]
         return np.vstack([o[0] for o in out]), np.vstack([o[1] for o in out])
 
     def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         fp = self.footprint
         if fp.kind == "float32":
-            return _top(q @ self.floats.T, k)
+            return top_k(q @ self.floats.T, k)
         if fp.kind == "int8":  # the float32 query's cosine with the decoded codes
-            return _top(q @ self.int8.T, k)
+            return top_k(q @ self.int8.T, k)
         qbits = sign_bits(q)
         hamming = _POPCOUNT[np.bitwise_xor(qbits[:, None, :], self.bits[None, :, :])].sum(axis=2, dtype=np.int32)
         if fp.rescore_with is None:
-            return _top(-hamming.astype(np.float32), k)
-        candidates, _ = _top(-hamming.astype(np.float32), k * RESCORE)
+            return top_k(-hamming.astype(np.float32), k)
+        candidates, _ = top_k(-hamming.astype(np.float32), k * RESCORE)
         stored = self.int8 if fp.rescore_with == "int8" else self.floats
         rescored = np.einsum("qd,qcd->qc", q, stored[candidates])  # the float32 query against them
-        idx, scores = _top(rescored, k)
+        idx, scores = top_k(rescored, k)
         return np.take_along_axis(candidates, idx, axis=1), scores
 
 
