@@ -262,7 +262,7 @@ def test_the_forgetting_gates_general_sets_are_the_rails_alpha_is_chosen_on(tmp_
     # with no general set to judge by, the bundled rails
     cfg_file.write_text(head + "[guards]\ngold = 'g'\n")
     cfg = PipelineConfig.from_toml(cfg_file)
-    assert cfg.train.general_retrieval == "bundled:general-retrieval" and cfg.general_eval is None
+    assert cfg.train.general_retrieval == "bundled:general-definitions" and cfg.general_eval is None
 
 
 def test_paths_in_the_generator_and_train_sections_are_relative_to_the_config(tmp_path):

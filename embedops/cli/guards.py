@@ -26,7 +26,7 @@ def guard(
     ctx: typer.Context,
     index_id: str = typer.Argument(..., help="Candidate index to judge, or a bridge's adapter id (embedops adapter fit)."),
     gold: Path = typer.Option(..., "--gold", help="Gold set: BEIR directory (queries.jsonl + qrels/test.tsv)."),
-    general: list[Path] = typer.Option([], "--general", help="General benchmark: BEIR directory, STS TSV, or bundled:general-sts / bundled:general-retrieval (repeatable)."),
+    general: list[Path] = typer.Option([], "--general", help="General benchmark: BEIR directory, STS TSV, or bundled:general-sts / bundled:general-definitions / bundled:general-retrieval (repeatable)."),
     alias: str = typer.Option("production", "--alias", "-a", help="Alias whose index the candidate must beat."),
     policy_file: Optional[Path] = typer.Option(None, "--policy", help="Policy file (default ./embedops.toml or built-in defaults)."),
     html_dir: Optional[Path] = typer.Option(None, "--html", help="Write report.html and PNG plots into this directory."),
@@ -44,7 +44,7 @@ def guard(
     Exit 0 when every gate passes, 1 when any fails, 2 for usage or input errors.
 
     Example:  embedops guard scifact--minilm-v2--1a2b3c4d --gold ../shared/data/scifact --general ../shared/data/general-stsb/sts-test.tsv --html guard-report
-    Example:  embedops guard INDEX_ID --gold my-beir/ --general bundled:general-sts --general bundled:general-retrieval
+    Example:  embedops guard INDEX_ID --gold my-beir/ --general bundled:general-sts --general bundled:general-definitions
     """
     policy = load_policy(policy_file)
     with err.status(f"running guards on {index_id} ..."):

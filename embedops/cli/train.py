@@ -27,7 +27,7 @@ def train_cmd(
     general: Optional[Path] = typer.Option(None, "--general", help="General pairs JSONL mixed in (replay)."),
     replay: float = typer.Option(0.2, "--replay", help="Fraction of each batch from --general."),
     general_eval: Optional[Path] = typer.Option(None, "--general-eval", help="STS TSV (sentence1, sentence2, score) to watch forgetting (default: the general set bundled with embedops, 132 pairs)."),
-    general_retrieval: str = typer.Option(_DEFAULTS.general_retrieval, "--general-retrieval", help="BEIR directory whose nDCG@10 alpha must also keep within --max-general-drop (default: the bundled 60 everyday questions; 'none' turns it off)."),
+    general_retrieval: str = typer.Option(_DEFAULTS.general_retrieval, "--general-retrieval", help="BEIR directory whose nDCG@10 alpha must also keep within --max-general-drop judged by the 95% upper bound of its per-query drop (default: bundled:general-definitions, 965 everyday words over WordNet definitions; 'none' turns it off)."),
     interpolate: str = typer.Option("auto", "--interpolate", help="auto (sweep alpha: nearest the base within one standard error of the best domain score, general scores within --max-general-drop of the base's), an alpha in (0, 1] (WiSE-FT with the base), or none."),
     max_general_drop: float = typer.Option(_DEFAULTS.max_general_drop, "--max-general-drop", help="auto: allowed drop of the general score, points."),
     domain_dev: Optional[Path] = typer.Option(None, "--domain-dev", help="BEIR directory with a few labelled queries: scores the domain (alpha choice) instead of held-out pairs. Recommended with generated pairs."),
@@ -152,6 +152,10 @@ def describe_training(m: dict) -> list[str]:
     if "general_retrieval_ndcg@10" in b:
         lines.append(_change(f"general nDCG@10 on {m.get('general_retrieval')}", b["general_retrieval_ndcg@10"],
                              a.get("general_retrieval_ndcg@10"), "no general retrieval set"))
+        chosen = next((p for p in m.get("alpha_sweep") or [] if p["alpha"] == m.get("alpha")), {})
+        if "general_retrieval_ndcg@10_drop_upper95" in chosen:
+            lines.append(f"  its drop is at most {chosen['general_retrieval_ndcg@10_drop_upper95']:.2f} "
+                         "(upper end of the one-sided 95% interval, query by query)")
     if m.get("alpha_reason"):
         lines.append(f"alpha {m['alpha']:g}: {m['alpha_reason']}")
     elif m.get("alpha") is not None:

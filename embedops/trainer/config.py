@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from embedops.data import GENERAL_RETRIEVAL
+from embedops.data import GENERAL_DEFINITIONS
 from embedops.errors import UsageError
 from embedops.registry import ModelVersion
 
@@ -71,7 +71,7 @@ class TrainConfig:
     mixed_precision: str = "auto"  # auto (bf16/fp16 on a GPU; bf16 on a CPU with AVX512-BF16 or AMX, else fp32), bf16, fp16 (GPU only) or fp32
     max_seq_length: int | None = DEFAULT_TRAIN_TOKENS  # token limit while training, capped at the model's own (None: the model's own); the saved model keeps its own
     save_steps: int | None = None  # checkpoint every N steps (None: at each epoch's end); a rerun resumes from the last
-    general_retrieval: str | None = GENERAL_RETRIEVAL  # a BEIR directory (or bundled: name) also kept within max_general_drop; None: off
+    general_retrieval: str | None = GENERAL_DEFINITIONS  # a BEIR directory (or bundled: name) also kept within max_general_drop (95% upper bound); None: off
     budget_minutes: float = DEFAULT_BUDGET_MINUTES  # time the recipe search may train and score dev
     lr_grid: tuple[float, ...] = LR_GRID  # learning rates tried when lr is None
     patience: int = PATIENCE  # dev evaluations without a better score before stopping (0: never)

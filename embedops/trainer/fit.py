@@ -42,7 +42,8 @@ from embedops.registry import ModelVersion, Registry
 from embedops.trainer.config import RecipePlan, TrainConfig, TrainResult, resolve_loss, resolve_recipe
 from embedops.trainer.dataset import TrainingData, training_data
 from embedops.trainer.evaluators import (BUNDLED_GENERAL_EVAL, bundled_general_eval, domain_evaluator, general_evaluator,
-                                         general_retrieval_evaluator, labelled_dev_evaluator, score)
+                                         general_retrieval_evaluator, labelled_dev_evaluator, per_query_scores,
+                                         score)
 from embedops.trainer.losses import LossSetup, make_loss
 from embedops.trainer.losses.matryoshka import matryoshka
 from embedops.trainer.pairs import TrainingPair
@@ -164,7 +165,9 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     general = {"general_spearman": general_evaluator(general_eval)}  # the rails alpha must keep within bounds
     if config.general_retrieval:
         general["general_retrieval_ndcg@10"] = general_retrieval_evaluator(general_path(config.general_retrieval))
-    before = {"domain_ndcg@10": score(dom_eval, model)} | {k: score(ev, model) for k, ev in general.items()}
+    base_per_query = {k: per_query_scores(ev, model) for k, ev in general.items() if k.endswith("_ndcg@10")}
+    before = {"domain_ndcg@10": score(dom_eval, model)} | {
+        k: float(base_per_query[k].mean()) if k in base_per_query else score(ev, model) for k, ev in general.items()}
 
     gather = world > 1  # in-batch negatives from every process's batch, not just this one's
     model_max_seq_length = model.max_seq_length
@@ -186,20 +189,22 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     if rank != 0:  # rank 0 interpolates, evaluates and registers
         return None
     return _register(registry, model, name, base, pairs, config, recipe_rule, plan, trials, search, base_state,
-                     before=before, dom_eval=dom_eval, general=general, domain_name=domain_name,
+                     before=before, base_per_query=base_per_query, dom_eval=dom_eval, general=general,
+                     domain_name=domain_name,
                      general_name=general_name, data=data, loss_used=loss_used, train_tokens=train_tokens,
                      key=key, world=world, pair_hashes=pair_hashes)
 
 
 def _register(registry, model, name, base, pairs, config, recipe_rule, plan, trials, search, base_state, *,
-              before, dom_eval, general, domain_name, general_name, data, loss_used, train_tokens, key, world,
+              before, base_per_query, dom_eval, general, domain_name, general_name, data, loss_used, train_tokens, key, world,
               pair_hashes) -> TrainResult:
     """The interpolate and register steps: alpha chosen (or given), metrics and lineage recorded."""
     tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     sweep: list[dict] = []
     alpha_reason = None
     if config.interpolate == "auto":
-        sweep, alpha, alpha_reason = sweep_alpha(model, base_state, tuned_state, config, before, dom_eval, general)
+        sweep, alpha, alpha_reason = sweep_alpha(model, base_state, tuned_state, config, before, dom_eval, general,
+                                                  base_per_query)
     else:
         alpha = float(config.interpolate) if config.interpolate is not None else None
     if alpha is not None:

@@ -75,7 +75,8 @@ def test_train_with_no_flags_runs_the_default_recipe_and_says_what_it_did(cli, t
         assert f"lr {lr} " in report
     assert "search on dev (" in report and "budget minutes)" in report and f"dev curve of lr {chosen['lr']:g}" in report
     assert chosen["on_dev"] and chosen["dev_ndcg@10"] is not None and chosen["stopped"] in report
-    assert "general nDCG@10 on bundled:general-retrieval:" in report  # the retrieval rail, besides STS
+    assert "general nDCG@10 on bundled:general-definitions:" in report  # the retrieval rail, besides STS
+    assert "upper end of the one-sided 95% interval" in report and "95% upper bound of the drop" in report
     assert "whose 2 general scores stay within 1 point(s)" in report
     assert "general Spearman on bundled:general-sts:" in report and "domain nDCG@10 on held-out pairs (1 query)" in report
     alpha = shown["metrics"]["alpha"]

@@ -229,6 +229,26 @@ def test_a_large_general_retrieval_set_is_scored_on_its_relevant_documents_and_a
     assert len(general_retrieval_evaluator(beir).corpus) == len(TOPICS)  # a small set is scored whole
 
 
+def test_general_retrieval_is_scored_with_graded_gains_as_the_forgetting_gate_scores_it(tmp_path):
+    """A set with relevance levels (TREC DL's 0-3) is scored as trec_eval scores it: putting a
+    barely relevant passage above the perfect one costs nDCG@10, where binary gains saw no change."""
+    from embedops.metrics import evaluate
+    from embedops.trainer.evaluators import general_retrieval_evaluator
+
+    beir = make_dev_beir(tmp_path / "general")
+    (beir / "qrels" / "dev.tsv").unlink()
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tpgx\t3\nq1\tkafka\t1\nq1\tdisk\t0\n")
+    ev = general_retrieval_evaluator(beir)
+    assert ev.queries_ids == ["q1"] and ev.relevant_docs["q1"] == {"pgx", "kafka"}  # level 0 is not relevant
+    ranked = [{"corpus_id": "kafka", "score": 0.9}, {"corpus_id": "disk", "score": 0.8}, {"corpus_id": "pgx", "score": 0.7}]
+    metrics = ev.compute_metrics([ranked])
+    trec = evaluate({"q1": {"pgx": 3, "kafka": 1, "disk": 0}}, {"q1": {h["corpus_id"]: h["score"] for h in ranked}})
+    assert metrics["ndcg@k"][10] == pytest.approx(trec["q1"]["ndcg@10"] / 100) == pytest.approx(ev.per_query["q1"])
+    assert metrics["ndcg@k"][10] < 0.8  # binary gains: 0.92
+    best = [{"corpus_id": "pgx", "score": 0.9}, {"corpus_id": "kafka", "score": 0.8}]
+    assert ev.compute_metrics([best])["ndcg@k"][10] == pytest.approx(1.0)
+
+
 @pytest.mark.slow
 def test_auto_interpolation_scores_alphas_on_the_labelled_dev_set(reg, tmp_path):
     """With a dev set, alpha is chosen on real queries even when no pairs are held out."""
@@ -330,6 +350,34 @@ def test_auto_alpha_keeps_a_gain_every_dev_query_shows(reg, monkeypatch):
            0.7: [60.0, 70.0, 50.0, 40.0], 0.4: [0.0] * 4}
     sweep, alpha, _ = _sweep(reg, monkeypatch, dev)
     assert alpha == 1.0 and [s["alpha"] for s in sweep] == [1.0, 0.9, 0.8]
+
+
+def test_a_retrieval_rail_holds_alpha_back_by_the_upper_end_of_its_drop_not_its_mean(reg, monkeypatch):
+    """A rail whose mean drop is under the 1-point limit but whose queries scatter (so the loss could
+    be bigger) does not let alpha through; a steady small drop does."""
+    from embedops.trainer import select
+
+    model = reg.models.load("tiny@1")
+    state = model.state_dict()
+    dev = {1.0: [90.0, 80.0, 70.0, 60.0], 0.8: [89.0, 79.0, 69.0, 59.0], 0.6: [85.0, 75.0, 65.0, 55.0]}
+    base_rail = np.array([50.0, 50.0, 50.0, 50.0, 50.0, 50.0])
+    rail = {1.0: [47.0, 53.0, 46.0, 54.0, 50.0, 44.6],   # mean drop 0.9, scattered: could be 3 points
+            0.8: [49.5, 49.5, 49.5, 49.4, 49.5, 49.5],   # mean drop 0.52, every query the same: allowed
+            0.6: [49.8] * 6}
+    calls = iter([("dev", 1.0), ("rail", 1.0), ("dev", 0.8), ("rail", 0.8), ("dev", 0.6), ("rail", 0.6)])
+
+    def scores(ev, m):
+        which, alpha = next(calls)
+        return np.asarray((dev if which == "dev" else rail)[alpha], dtype=float)
+
+    monkeypatch.setattr(select, "per_query_scores", scores)
+    sweep, alpha, reason = select.sweep_alpha(
+        model, state, state, TrainConfig(alphas=(1.0, 0.8, 0.6)), {"general_retrieval_ndcg@10": 50.0}, "domain",
+        {"general_retrieval_ndcg@10": "rail"}, {"general_retrieval_ndcg@10": base_rail})
+    first = sweep[0]
+    assert 50.0 - first["general_retrieval_ndcg@10"] < 1.0 < first["general_retrieval_ndcg@10_drop_upper95"]
+    assert not first["allowed"] and sweep[1]["allowed"] and alpha == 0.8
+    assert "95% upper bound of the drop" in reason
 
 
 def test_auto_precision_on_a_cpu_follows_its_features():
