@@ -28,3 +28,24 @@ def test_an_unknown_bundled_name_lists_the_known_ones():
     with pytest.raises(UsageError, match="bundled:general-sts, bundled:general-retrieval"):
         general_path("bundled:general-typo")
     assert str(general_path("mine/sts.tsv")) == "mine/sts.tsv"
+
+
+def test_the_definitions_rail_asks_about_words_whose_definitions_do_not_name_them(tmp_path, monkeypatch):
+    """The default retrieval rail: one definition relevant per word, a near miss and unrelated ones
+    in the corpus, no definition that gives the word away, and WordNet's notice shipped beside it."""
+    import json
+    from importlib import resources
+
+    from embedops.data import GENERAL_DEFINITIONS
+
+    monkeypatch.setenv("EMBEDOPS_CACHE_DIR", str(tmp_path / "cache"))
+    rail = read_general(GENERAL_DEFINITIONS, Policy())
+    docs, queries, qrels = rail.data
+    assert rail.kind == "beir" and rail.size == len(queries) >= 900
+    assert all(len(rel) == 1 for rel in qrels.values()) and len(docs) >= 2 * len(queries) + 900
+    spec = json.loads((resources.files("embedops.data") / "general-definitions.json").read_text(encoding="utf-8"))
+    for item in spec["items"]:
+        word = item["question"].removeprefix("what does ").removesuffix(" mean")
+        assert word.lower() not in item["answer"].lower() and item["answer"] != item["near_miss"]
+    notice = (resources.files("embedops.data") / "README.md").read_text(encoding="utf-8")
+    assert "WordNet 3.0 Copyright 2006 by Princeton University" in notice
