@@ -126,10 +126,11 @@ def general_retrieval_evaluator(beir_dir: Path, max_corpus: int = 3000, seed: in
     """General *retrieval* (nDCG@10) on a BEIR directory: every query of its qrels over its relevant
     documents plus, where the corpus is larger, random others up to ``max_corpus`` texts in all (it
     runs once per alpha: a 5,000-passage set would cost minutes each time on a CPU; the forgetting
-    gate judges the whole corpus). Relevance levels count as gains (graded nDCG@10, as the gate's). The default, ``bundled:general-definitions``, is 965 everyday words
-    over 2,930 WordNet definitions (``bundled:general-retrieval``, 60 everyday questions over 129
-    passages, is saturated: 99.4 for the base model); a user's own set (``--general-retrieval``, or the pipeline's
-    ``[guards] general``) is better."""
+    gate judges the whole corpus). Relevance levels count as gains (graded nDCG@10, as the gate's).
+    The default, ``bundled:general-definitions``, is 965 everyday words over 2,930 WordNet
+    definitions (``bundled:general-retrieval``, 60 everyday questions over 129 passages, is
+    saturated: 99.4 for the base model); a user's own set (``--general-retrieval``, or the
+    pipeline's ``[guards] general``) is better."""
     beir = read_beir(beir_dir)
     relevant = _judged(beir, f"{beir_dir}: no query")
     return _retrieval_evaluator({q: beir.queries[q] for q in relevant}, _capped_corpus(beir, relevant, max_corpus, seed),

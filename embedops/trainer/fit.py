@@ -190,14 +190,14 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
         return None
     return _register(registry, model, name, base, pairs, config, recipe_rule, plan, trials, search, base_state,
                      before=before, base_per_query=base_per_query, dom_eval=dom_eval, general=general,
-                     domain_name=domain_name,
-                     general_name=general_name, data=data, loss_used=loss_used, train_tokens=train_tokens,
+                     domain_name=domain_name, general_name=general_name, data=data, loss_used=loss_used,
+                     train_tokens=train_tokens,
                      key=key, world=world, pair_hashes=pair_hashes)
 
 
 def _register(registry, model, name, base, pairs, config, recipe_rule, plan, trials, search, base_state, *,
-              before, base_per_query, dom_eval, general, domain_name, general_name, data, loss_used, train_tokens, key, world,
-              pair_hashes) -> TrainResult:
+              before, base_per_query, dom_eval, general, domain_name, general_name, data, loss_used,
+              train_tokens, key, world, pair_hashes) -> TrainResult:
     """The interpolate and register steps: alpha chosen (or given), metrics and lineage recorded."""
     tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     sweep: list[dict] = []
