@@ -78,3 +78,25 @@ def s3_uri(s3_endpoint, monkeypatch, tmp_path):
     bucket = f"embedops-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
     return f"s3://{bucket}/team/store"
+
+
+@pytest.fixture(autouse=True)
+def small_definitions_rail(request, tmp_path_factory, monkeypatch):
+    """The trainer's default retrieval rail, bundled:general-definitions, is 965 words over 2,930
+    definitions, scored before training and at every alpha: in the suite, with tiny models that
+    learn nothing general, it would only add minutes. Tests get its first 60 words and 60 unrelated
+    definitions under the same name, unless marked ``full_definitions_rail``."""
+    if request.node.get_closest_marker("full_definitions_rail"):
+        return
+    import json
+    from importlib import resources
+
+    import embedops.data
+
+    small = tmp_path_factory.getbasetemp() / "general-definitions-small.json"
+    if not small.is_file():
+        spec = json.loads((resources.files("embedops.data") / "general-definitions.json").read_text(encoding="utf-8"))
+        small.write_text(json.dumps(spec | {"items": spec["items"][:60], "unrelated": spec["unrelated"][:60]}),
+                         encoding="utf-8")
+    monkeypatch.setitem(embedops.data.BUNDLED, "general-definitions", str(small))
+

@@ -30,6 +30,7 @@ def test_an_unknown_bundled_name_lists_the_known_ones():
     assert str(general_path("mine/sts.tsv")) == "mine/sts.tsv"
 
 
+@pytest.mark.full_definitions_rail
 def test_the_definitions_rail_asks_about_words_whose_definitions_do_not_name_them(tmp_path, monkeypatch):
     """The default retrieval rail: one definition relevant per word, a near miss and unrelated ones
     in the corpus, no definition that gives the word away, and WordNet's notice shipped beside it."""
