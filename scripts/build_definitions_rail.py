@@ -136,7 +136,8 @@ def build(root: Path, n_items: int = 1000, n_unrelated: int = 1000, seed: int = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--wordnet", type=Path, default=Path("/usr/share/wordnet"),
                         help="folder of WordNet 3.0's data.* and index.* files")
     parser.add_argument("--out", type=Path, default=Path("embedops/data/general-definitions.json"))
