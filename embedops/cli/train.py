@@ -28,7 +28,8 @@ def train_cmd(
     replay: float = typer.Option(0.2, "--replay", help="Fraction of each batch from --general."),
     general_eval: Optional[Path] = typer.Option(None, "--general-eval", help="STS TSV (sentence1, sentence2, score) to watch forgetting (default: the general set bundled with embedops, 132 pairs)."),
     general_retrieval: str = typer.Option(_DEFAULTS.general_retrieval, "--general-retrieval", help="BEIR directory whose nDCG@10 alpha must also keep within --max-general-drop judged by the 95% upper bound of its per-query drop (default: bundled:general-definitions, 965 everyday words over WordNet definitions; 'none' turns it off)."),
-    interpolate: str = typer.Option("auto", "--interpolate", help="auto (sweep alpha: nearest the base within one standard error of the best domain score, general scores within --max-general-drop of the base's), an alpha in (0, 1] (WiSE-FT with the base), or none."),
+    interpolate: str = typer.Option("auto", "--interpolate", help="auto (sweep alpha: the best domain score among the alphas whose general scores stay within --max-general-drop of the base's; see --alpha-rule), an alpha in (0, 1] (WiSE-FT with the base), or none."),
+    alpha_rule: str = typer.Option(_DEFAULTS.alpha_rule, "--alpha-rule", help="auto: best (the best dev score among the allowed alphas) or one-se (the alpha nearest the base within one standard error of it)."),
     max_general_drop: float = typer.Option(_DEFAULTS.max_general_drop, "--max-general-drop", help="auto: allowed drop of the general score, points."),
     domain_dev: Optional[Path] = typer.Option(None, "--domain-dev", help="BEIR directory with a few labelled queries: scores the domain (alpha choice) instead of held-out pairs. Recommended with generated pairs."),
     domain_dev_split: str = typer.Option("dev", "--domain-dev-split", help="Qrels split of --domain-dev."),
@@ -56,8 +57,8 @@ def train_cmd(
     best goes on with early stopping (dev nDCG@10 twice an epoch) up to 3 epochs, all within
     --budget minutes; the weights of the best dev score are kept. Then WiSE-FT alpha is chosen on
     the same queries while both general rails (bundled STS and retrieval sets) stay within 1 point
-    of the base: the alpha nearest the base whose dev score is within one standard error of the
-    best. The report shows each trial, the dev curve and why it stopped. With generated pairs
+    of the base (the retrieval rail by the 95% upper bound of its drop): the best dev score among
+    those alphas. The report shows each trial, the dev curve and why it stopped. With generated pairs
     only and no --domain-dev, alpha is at most 0.6: generated held-out queries always prefer no
     interpolation.
     With nothing held out: 2 epochs at 5e-5 (1 at 2e-5 for generated pairs).
@@ -76,7 +77,7 @@ def train_cmd(
         raise UsageError(f"--matryoshka-dims takes whole numbers separated by commas, got {matryoshka_dims!r}") from None
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, mini_batch_size=mini_batch_size, seed=seed,
                          replay_fraction=replay if general else 0.0, interpolate=interpolate,
-                         max_general_drop=max_general_drop, devices=devices, eval_fraction=eval_fraction,
+                         max_general_drop=max_general_drop, alpha_rule=alpha_rule, devices=devices, eval_fraction=eval_fraction,
                          domain_dev=str(domain_dev) if domain_dev else None, domain_dev_split=domain_dev_split,
                          mixed_precision=mixed_precision, max_seq_length=max_seq_length, save_steps=save_steps,
                          budget_minutes=budget, patience=patience, general_retrieval=general_retrieval,

@@ -93,10 +93,10 @@ def test_training_registers_a_child_version_with_lineage(reg, tmp_path):
     assert result.curve and all("loss" in c for c in mv.metrics["curve"])
     sweep = result.metrics["alpha_sweep"]
     assert [s["alpha"] for s in sweep] == [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4][: len(sweep)] and len(sweep) >= 2
-    best = max(sweep, key=lambda s: s["domain_ndcg@10"])  # every alpha is allowed at a 100-point drop
-    chosen = min((s for s in sweep if s["within_noise_of_best"]), key=lambda s: s["alpha"])  # nearest the base
-    assert best["within_noise_of_best"] and chosen["domain_ndcg@10"] <= best["domain_ndcg@10"]
-    assert result.alpha == chosen["alpha"] and result.metrics["after"]["domain_ndcg@10"] == chosen["domain_ndcg@10"]
+    best = max(sweep, key=lambda s: (s["domain_ndcg@10"], s["alpha"]))  # any alpha passes a 100-point limit
+    assert best["within_noise_of_best"] and best["allowed"]
+    assert result.alpha == best["alpha"] and result.metrics["after"]["domain_ndcg@10"] == best["domain_ndcg@10"]
+    assert mv.params["alpha_rule"] == "best"
     assert reg.models.verify("tiny@2") == []
     # every pair is trained in every epoch: 8 topics whose mined negatives are each other's positives
     # leave batches of 1-3 rows, and the trainer takes as many steps as the sampler makes batches
@@ -260,7 +260,7 @@ def test_auto_interpolation_scores_alphas_on_the_labelled_dev_set(reg, tmp_path)
     result = train(reg, "tiny@1", pairs_for(reg) * 2, general_eval=sts, config=config)
     sweep = result.metrics["alpha_sweep"]
     assert [s["alpha"] for s in sweep] == [1.0, 0.5] and all(0 <= s["domain_ndcg@10"] <= 100 for s in sweep)
-    assert result.alpha == min((s for s in sweep if s["within_noise_of_best"]), key=lambda s: s["alpha"])["alpha"]
+    assert result.alpha == max(sweep, key=lambda s: (s["domain_ndcg@10"], s["alpha"]))["alpha"]
     assert result.model.params["domain_dev"].endswith("dev") and result.metrics["held_out_pairs"] == 0
 
 
@@ -308,7 +308,7 @@ def test_short_pairs_are_topped_up_to_the_same_number_of_negatives():
     assert all(p.positive not in p.negatives for p in out)  # never its own positive
 
 
-def _sweep(reg, monkeypatch, dev_by_alpha: dict, alphas=(1.0, 0.9, 0.8, 0.7, 0.4), general=80.0):
+def _sweep(reg, monkeypatch, dev_by_alpha: dict, alphas=(1.0, 0.9, 0.8, 0.7, 0.4), general=80.0, rule="one-se"):
     """sweep_alpha with each alpha's per-query dev scores given (and one general score for all)."""
     from embedops.trainer import select
 
@@ -317,8 +317,8 @@ def _sweep(reg, monkeypatch, dev_by_alpha: dict, alphas=(1.0, 0.9, 0.8, 0.7, 0.4
     order = iter(alphas)
     monkeypatch.setattr(select, "per_query_scores", lambda ev, m: np.asarray(dev_by_alpha[next(order)], dtype=float))
     monkeypatch.setattr(select, "score", lambda ev, m: general)
-    return select.sweep_alpha(model, state, state, TrainConfig(alphas=alphas), {"general_spearman": 80.0},
-                              "domain", {"general_spearman": "general"})
+    return select.sweep_alpha(model, state, state, TrainConfig(alphas=alphas, alpha_rule=rule),
+                              {"general_spearman": 80.0}, "domain", {"general_spearman": "general"})
 
 
 def test_auto_alpha_sweep_stops_after_two_alphas_clearly_worse(reg, monkeypatch):
@@ -343,6 +343,32 @@ def test_auto_alpha_takes_the_alpha_nearest_the_base_that_dev_cannot_tell_from_t
     assert [s["within_noise_of_best"] for s in sweep] == [True, True, True, False, False]
     assert reason.startswith("nearest the base within one standard error (2.75) of the best held-out "
                              "nDCG@10 (62.50 at alpha 1)")
+
+
+def test_auto_alpha_by_default_takes_the_best_dev_score_the_rails_allow(reg, monkeypatch):
+    """The default rule keeps the best dev score where dev cannot tell it from alphas nearer the base
+    (the one-standard-error rule would take 0.8 here), and does not score the general rails of an
+    alpha that cannot beat the best allowed dev score."""
+    from embedops.trainer import select
+
+    dev = {1.0: [100.0, 0.0, 100.0, 50.0], 0.9: [0.0, 100.0, 100.0, 49.0], 0.8: [94.0, 4.0, 92.0, 50.0],
+           0.7: [90.0, 0.0, 80.0, 30.0], 0.4: [80.0, 0.0, 70.0, 20.0]}
+    general_scored = []
+    monkeypatch.setattr(select, "_general_point", lambda model, general, before, per_query, limit:
+                        (general_scored.append(len(general_scored)) or {"general_spearman": 79.5}, True))
+    sweep, alpha, reason = _sweep(reg, monkeypatch, dev, rule="best")
+    assert alpha == 1.0 and reason.startswith("best held-out nDCG@10 among alphas 1, 0.9, 0.8, 0.7")
+    assert len(general_scored) == 1 and [s["allowed"] for s in sweep] == [True, None, None, None, None]
+    assert sweep[0]["general_spearman"] == 79.5 and sweep[1]["general_spearman"] is None
+    one_se = _sweep(reg, monkeypatch, dev, rule="one-se")[1]
+    assert one_se == 0.8 and len(general_scored) == 1 + 5  # the one-standard-error rule needs every alpha's rails
+
+
+def test_an_unknown_alpha_rule_is_refused():
+    from embedops.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown alpha rule 'nearest': use best or one-se"):
+        TrainConfig(alpha_rule="nearest")
 
 
 def test_auto_alpha_keeps_a_gain_every_dev_query_shows(reg, monkeypatch):
