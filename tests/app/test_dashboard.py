@@ -75,6 +75,23 @@ def test_models_page_draws_lineage_and_model_page_its_training(live_store):
     assert client_for(reg).get("/ui/models/tiny@9").status_code == 404
 
 
+def test_model_page_says_which_alphas_the_rails_refused_or_did_not_score(live_store):
+    reg = live_store.reg
+    sweep = [{"alpha": 1.0, "domain_ndcg@10": 80.0, "general_spearman": 88.0, "general_retrieval_ndcg@10": 54.1,
+              "allowed": False},
+             {"alpha": 0.9, "domain_ndcg@10": 79.5, "general_spearman": 88.4, "general_retrieval_ndcg@10": 55.2,
+              "allowed": True},
+             {"alpha": 0.8, "domain_ndcg@10": 78.0, "general_spearman": None, "general_retrieval_ndcg@10": None,
+              "allowed": None}]
+    made = reg.models.register("tiny", reg.models.artifact_path(reg.models.get("tiny@1")), parent="tiny@1",
+                               metrics={"alpha": 0.9, "alpha_sweep": sweep})
+    page = client_for(reg).get(f"/ui/models/{made.ref}").text
+    rows = re.findall(r"<tr(?: class=\"pass\")?><td class=\"num\">([\d.]+)</td>.*?<td>([^<]*)</td></tr>",
+                      page[page.index('id="sweep"'):], flags=re.S)
+    assert rows == [("1.0", "refused"), ("0.9", "within bounds"), ("0.8", "not scored: dev below the best allowed")]
+    assert '<tr class="pass"><td class="num">0.9<' in page and "55.20" in page
+
+
 def test_indexes_page_shows_documents_status_and_verdicts(dashboard_store):
     s = dashboard_store.live
     page = client_for(s.reg).get("/ui/indexes").text
