@@ -82,13 +82,15 @@ def test_model_page_says_which_alphas_the_rails_refused_or_did_not_score(live_st
              {"alpha": 0.9, "domain_ndcg@10": 79.5, "general_spearman": 88.4, "general_retrieval_ndcg@10": 55.2,
               "allowed": True},
              {"alpha": 0.8, "domain_ndcg@10": 78.0, "general_spearman": None, "general_retrieval_ndcg@10": None,
-              "allowed": None}]
+              "allowed": None},
+             {"alpha": 0.7, "domain_ndcg@10": 77.0, "general_spearman": 88.9}]  # a version from before the rails
     made = reg.models.register("tiny", reg.models.artifact_path(reg.models.get("tiny@1")), parent="tiny@1",
                                metrics={"alpha": 0.9, "alpha_sweep": sweep})
     page = client_for(reg).get(f"/ui/models/{made.ref}").text
     rows = re.findall(r"<tr(?: class=\"pass\")?><td class=\"num\">([\d.]+)</td>.*?<td>([^<]*)</td></tr>",
                       page[page.index('id="sweep"'):], flags=re.S)
-    assert rows == [("1.0", "refused"), ("0.9", "within bounds"), ("0.8", "not scored: dev below the best allowed")]
+    assert rows == [("1.0", "refused"), ("0.9", "within bounds"), ("0.8", "not scored: dev below the best allowed"),
+                    ("0.7", "-")]
     assert '<tr class="pass"><td class="num">0.9<' in page and "55.20" in page
 
 
