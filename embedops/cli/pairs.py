@@ -126,7 +126,8 @@ def pairs_mine(
     write_pairs(out_path, mined)
     out.print(f"{report.pairs} pairs, {report.num_negatives} negatives each -> {out_path}; false-negative filter "
               f"removed {report.removed_false_negatives} candidates, known positives skipped "
-              f"{report.removed_known_positives}; {report.pairs_short_of_negatives} pairs got fewer negatives")
+              f"{report.removed_known_positives}; {report.pairs_short_of_negatives} pairs got fewer negatives"
+              + (" (train's --top-up says what fills them)" if report.pairs_short_of_negatives else ""))
     crowded = report.crowded_queries()
     if crowded:
         worst = crowded[0]

@@ -47,6 +47,7 @@ def train_cmd(
     mixed_precision: str = typer.Option("auto", "--mixed-precision", help="auto (bf16/fp16 on a GPU; bf16 on a CPU with AVX512-BF16 or AMX, detected; fp32 elsewhere), bf16, fp16 (GPU) or fp32."),
     max_seq_length: int = typer.Option(_DEFAULTS.max_seq_length, "--max-seq-length", help="Token limit while training, at most the model's own (all-MiniLM-L6-v2 was trained at 128; on a 2-core CPU a step on SciFact abstracts costs a third of one at 256). The new version keeps the model's limit for encoding."),
     matryoshka_dims: str = typer.Option("", "--matryoshka-dims", help="Also train the embedding cut to these leading dimensions, largest first (e.g. 384,256,128,64: MatryoshkaLoss); the version records them."),
+    top_up: str = typer.Option(_DEFAULTS.top_up, "--top-up", help="Pairs short of mined negatives: random (topped up with other pairs' positives), drop (left out), or auto (random; when over a quarter of the pairs are short, dev chooses between the two)."),
     save_steps: Optional[int] = typer.Option(None, "--save-steps", help="Checkpoint every N steps (default: each epoch's end). Rerunning the same command resumes from the last checkpoint."),
     as_json: bool = JsonOpt,
 ):
@@ -70,6 +71,7 @@ def train_cmd(
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --save-steps 100   # resumable
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --budget 60 --lr 5e-5
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --matryoshka-dims 384,256,128,64
+    Example:  embedops train --base minilm@1 --pairs mined.jsonl --top-up drop
     """
     try:
         dims = tuple(int(d) for d in matryoshka_dims.split(",") if d.strip()) or None
@@ -81,7 +83,7 @@ def train_cmd(
                          domain_dev=str(domain_dev) if domain_dev else None, domain_dev_split=domain_dev_split,
                          mixed_precision=mixed_precision, max_seq_length=max_seq_length, save_steps=save_steps,
                          budget_minutes=budget, patience=patience, general_retrieval=general_retrieval,
-                         matryoshka_dims=dims)
+                         matryoshka_dims=dims, top_up=top_up)
     with err.status(f"training {base} ...") as status:
         result = train_from_files(
             state(ctx).registry, base, pairs_path, corpus=corpus, general=general, general_eval=general_eval,
@@ -128,23 +130,40 @@ def describe_search(m: dict) -> list[str]:
     r = m["recipe"]
     used = sum(t["seconds"] for t in search["trials"]) / 60
     lines = [f"search on dev ({used:.1f} of {r.get('budget_minutes'):g} budget minutes): {search['reason']}"]
+    rules = {t.get("top_up", "random") for t in search["trials"]}
     for t in search["trials"]:
         best = t["best"] or {}
-        mark = "*" if t["lr"] == search["lr"] else " "
-        lines.append(f" {mark} lr {t['lr']:<7g} {t['steps']:>5} steps  best dev nDCG@10 "
+        mine = (t["lr"], t.get("top_up", "random")) == (search["lr"], search.get("top_up", "random"))
+        rule = f" {t.get('top_up', 'random'):<6}" if len(rules) > 1 else ""
+        lines.append(f" {'*' if mine else ' '} lr {t['lr']:<7g}{rule} {t['steps']:>5} steps  best dev nDCG@10 "
                      f"{best.get('domain_ndcg@10', float('nan')):6.2f} at step {best.get('step')}  ({t['stopped']})")
-    kept = next(t for t in search["trials"] if t["lr"] == search["lr"])
+    kept = next(t for t in search["trials"]
+                if (t["lr"], t.get("top_up", "random")) == (search["lr"], search.get("top_up", "random")))
     curve = ", ".join(f"{p['step']}: {p['domain_ndcg@10']:.2f}" for p in kept["dev"])
     lines.append(f"dev curve of lr {kept['lr']:g} (step: nDCG@10): {curve}")
     return lines
 
 
+def describe_top_up(m: dict) -> list[str]:
+    """What filled the pairs short of mined negatives, and why (none when no pair was short)."""
+    r = m.get("recipe", {})
+    if not m.get("pairs_short_of_negatives") and not m.get("pairs_padded_with_random_negatives"):
+        return []
+    lines, fewer = [], f"fewer than {m.get('negatives_per_pair')} mined negatives"
+    if m.get("pairs_dropped_short_of_negatives"):
+        lines.append(f"{m['pairs_dropped_short_of_negatives']} pairs had {fewer} and were left out of training "
+                     "(top-up: drop)")
+    if m.get("pairs_padded_with_random_negatives"):
+        lines.append(f"{m['pairs_padded_with_random_negatives']} pairs had {fewer} and were topped up with other "
+                     "pairs' positives")
+    if r.get("top_up_rule"):
+        lines.append(f"top-up rule: {r['top_up_rule']}")
+    return lines
+
+
 def describe_training(m: dict) -> list[str]:
     """What a training run did, in lines a user can check (``embedops train``'s report)."""
-    lines = [_recipe_line(m), *describe_search(m)]
-    if m.get("pairs_padded_with_random_negatives"):
-        lines.append(f"{m['pairs_padded_with_random_negatives']} pairs had fewer mined negatives than that and were "
-                     "topped up with other pairs' positives")
+    lines = [_recipe_line(m), *describe_search(m), *describe_top_up(m)]
     b, a = m["before"], m["after"]
     lines.append(_change(f"domain nDCG@10 on {m.get('domain_scorer') or 'no domain set'}", b["domain_ndcg@10"],
                          a["domain_ndcg@10"], "no held-out queries and no --domain-dev"))

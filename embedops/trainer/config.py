@@ -52,6 +52,17 @@ LABELLED_SOURCES = ("labels", "file")  # import_beir's pairs, and JSONL lines th
 # third of the lift). So that sweep starts here.
 GENERATED_MAX_ALPHA = 0.6
 
+# What fills a pair that the false-negative filter of `pairs mine` left short of mined negatives (the loss
+# takes as many negative columns for every pair): "random", other pairs' positives drawn at random (never
+# a known positive of the pair's query: easy negatives, but where each document is relevant to many
+# queries, often unlabelled positives); "drop", the pair is left out of training (the other pairs keep
+# their hard negatives). "auto" takes "random" unless more than TOP_UP_PROBE_SHARE of the pairs are short:
+# then the recipe search probes both at the best learning rate and dev chooses. Below that share the two
+# training sets differ in few pairs and a probe (about 3 of the default budget's 25 minutes on SciFact)
+# is not worth its time; the share is a cost rule, never tuned on a score (SciFact's labelled pairs are 13% short).
+TOP_UPS = ("random", "drop")
+TOP_UP_PROBE_SHARE = 0.25
+
 
 @dataclass
 class TrainConfig:
@@ -81,6 +92,7 @@ class TrainConfig:
     patience: int = PATIENCE  # dev evaluations without a better score before stopping (0: never)
     evals_per_epoch: int = EVALS_PER_EPOCH
     matryoshka_dims: tuple[int, ...] | None = None  # train with MatryoshkaLoss over these dims (largest first)
+    top_up: str = "auto"  # pairs short of mined negatives: auto (dev chooses when many are), random or drop (TOP_UPS)
 
     def __post_init__(self):
         from embedops.trainer.losses import registered_losses
@@ -133,6 +145,8 @@ class TrainConfig:
             self.matryoshka_dims = dims
         if self.alpha_rule not in ALPHA_RULES:
             raise UsageError(f"unknown alpha rule {self.alpha_rule!r}: use {' or '.join(ALPHA_RULES)}")
+        if self.top_up not in ("auto", *TOP_UPS):
+            raise UsageError(f"unknown top-up rule {self.top_up!r}: use auto, {', '.join(TOP_UPS)}")
         if self.mixed_precision not in ("auto", "bf16", "fp16", "fp32"):
             raise UsageError(f"unknown mixed precision {self.mixed_precision!r}: use auto, bf16, fp16 or fp32")
 

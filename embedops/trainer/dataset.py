@@ -1,9 +1,12 @@
-"""The data step of a training run: held-out split, replay, negatives evened out, and the table the
-sentence-transformers trainer reads.
+"""The data step of a training run: held-out split, replay, negatives evened out (pairs short of
+mined negatives topped up or left out: the top-up rule), and the table the sentence-transformers
+trainer reads.
 
 >>> data = training_data(pairs, config)                 # doctest: +SKIP
 >>> data.dataset.column_names                           # doctest: +SKIP
 ['anchor', 'positive', 'negative_1', 'negative_2', 'negative_3']
+>>> top_ups_to_try(config, data, on_dev=True)           # doctest: +SKIP
+(('random', 'drop'), '2358 of 2700 pairs short of mined negatives (over 25%): dev chooses')
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from embedops.errors import UsageError
 from embedops.trainer.batching import KnownPositives, known_positives
-from embedops.trainer.config import TrainConfig
+from embedops.trainer.config import TOP_UP_PROBE_SHARE, TOP_UPS, TrainConfig
 from embedops.trainer.pairs import TrainingPair
 
 
@@ -22,7 +25,9 @@ from embedops.trainer.pairs import TrainingPair
 class TrainingData:
     """What the trainer learns from and what scores it: ``train`` (with replay and topped-up
     negatives), ``held_out`` (never trained on), each query's ``known`` positives, the
-    ``negatives_per_pair`` columns and how many pairs were ``padded`` with random negatives."""
+    ``negatives_per_pair`` columns, how many pairs were ``padded`` with random negatives, and by
+    which ``top_up`` rule the ``short`` pairs (domain pairs with fewer mined negatives than the
+    best-served pair) were topped up or ``dropped``."""
 
     train: list[TrainingPair]
     held_out: list[TrainingPair]
@@ -31,32 +36,68 @@ class TrainingData:
     padded: int
     replayed: int
     dataset: Any  # datasets.Dataset with anchor, positive, negative_1..n
+    top_up: str = "random"
+    short: int = 0
+    dropped: int = 0
 
     def __len__(self) -> int:
         return len(self.train)
 
 
 def training_data(pairs: list[TrainingPair], config: TrainConfig,
-                  general_pairs: list[TrainingPair] | None = None) -> TrainingData:
+                  general_pairs: list[TrainingPair] | None = None, top_up: str = "random") -> TrainingData:
     """Split ``pairs`` by query (``config.eval_fraction`` held out), mix in ``general_pairs`` at
     ``config.replay_fraction``, and give every pair the same number of negatives (the loss takes one
-    column per negative)."""
+    column per negative). ``top_up`` says what happens to a domain pair short of mined negatives:
+    "random" tops it up with other pairs' positives (:func:`even_negatives`), "drop" leaves it out
+    (its positive stays a known positive of its query). Replay pairs have no mined negatives and are
+    always topped up."""
     from datasets import Dataset
 
     if not pairs:
         raise UsageError("no training pairs")
+    if top_up not in TOP_UPS:
+        raise UsageError(f"unknown top-up rule {top_up!r}: use {', '.join(TOP_UPS)}")
     train, held_out = split_by_query(pairs, config.eval_fraction, config.seed)
+    most = max((len(p.negatives) for p in train), default=0)
+    short = sum(len(p.negatives) < most for p in train)
+    domain = train
+    dropped = 0
+    if top_up == "drop" and short:
+        train = [p for p in train if len(p.negatives) == most]
+        dropped = short
     rng = random.Random(config.seed)
     replayed = 0
     if general_pairs and config.replay_fraction > 0:
         replayed = int(round(config.replay_fraction / (1 - config.replay_fraction) * len(train)))
         train = train + [rng.choice(general_pairs) for _ in range(replayed)]
-    known = known_positives((p.query, p.positive) for p in train)  # never a negative of its own query
+    # never a negative of its own query (a dropped pair's positive included)
+    known = known_positives((p.query, p.positive) for p in domain + train[len(train) - replayed:])
     n_neg, train, padded = even_negatives(train, rng, known)
     columns: dict[str, list[str]] = {"anchor": [p.query for p in train], "positive": [p.positive for p in train]}
     for j in range(n_neg):
         columns[f"negative_{j + 1}"] = [p.negatives[j] for p in train]
-    return TrainingData(train, held_out, known, n_neg, padded, replayed, Dataset.from_dict(columns))
+    return TrainingData(train, held_out, known, n_neg, padded, replayed, Dataset.from_dict(columns),
+                        top_up=top_up, short=short, dropped=dropped)
+
+
+def top_ups_to_try(config: TrainConfig, data: TrainingData, *, on_dev: bool) -> tuple[tuple[str, ...], str]:
+    """The top-up rules a run tries, the first trained unless dev chooses another, and why in words:
+    ``config.top_up`` when given; for "auto", "random" and "drop" both when the recipe is chosen on
+    dev and more than :data:`~embedops.trainer.config.TOP_UP_PROBE_SHARE` of the domain pairs are
+    short of mined negatives (and "drop" keeps at least two batches), else "random"."""
+    domain = len(data.train) - data.replayed + data.dropped
+    short = f"{data.short} of {domain} pairs short of mined negatives"
+    if config.top_up != "auto":
+        return (config.top_up,), f"{short}: {config.top_up}, as given"
+    if not data.short:
+        return ("random",), "no pair short of mined negatives"
+    if not on_dev or data.short <= TOP_UP_PROBE_SHARE * domain:
+        why = "no dev score to choose on" if not on_dev else f"at most {TOP_UP_PROBE_SHARE:.0%}"
+        return ("random",), f"{short} ({why}): random"
+    if domain - data.short < 2 * config.batch_size:
+        return ("random",), f"{short}; dropping them would leave under two batches: random"
+    return TOP_UPS, f"{short} (over {TOP_UP_PROBE_SHARE:.0%}): dev chooses"
 
 
 def split_by_query(pairs: list[TrainingPair], fraction: float, seed: int):

@@ -2,7 +2,9 @@
 user's own held-out queries and forgetting kept in bounds. The steps, each in its module:
 
 1. data (:mod:`~embedops.trainer.dataset`): a tenth of the queries held out, replay of general pairs at
-   ``replay_fraction``, every pair given as many negatives (never a known positive of its query);
+   ``replay_fraction``, every pair given as many negatives (never a known positive of its query): a
+   pair short of mined ones is topped up with other pairs' positives or left out (``top_up``; dev
+   chooses where many pairs are short);
 2. loss (:mod:`~embedops.trainer.losses`, plug-ins by name): MultipleNegativesRankingLoss, its GradCache
    form (``loss="auto"`` picks it when a step would hold more than 8,192 tokens), or CachedGISTEmbedLoss
    guided by the base model. Batches never hold a known positive of a row's query as another row's
@@ -40,7 +42,7 @@ from embedops.data import general_path
 from embedops.errors import UsageError
 from embedops.registry import ModelVersion, Registry
 from embedops.trainer.config import RecipePlan, TrainConfig, TrainResult, resolve_loss, resolve_recipe
-from embedops.trainer.dataset import TrainingData, training_data
+from embedops.trainer.dataset import TrainingData, top_ups_to_try, training_data
 from embedops.trainer.evaluators import (BUNDLED_GENERAL_EVAL, bundled_general_eval, domain_evaluator, general_evaluator,
                                          general_retrieval_evaluator, labelled_dev_evaluator, per_query_scores,
                                          score)
@@ -110,27 +112,42 @@ def _at_full_length(evaluator, tokens: int) -> Callable[[object], float]:
     return dev
 
 
-def _train(model, data: TrainingData, loss, config: TrainConfig, plan: RecipePlan, *, base_state: dict, dev,
-           out_dir: Path, precision: Precision, world: int, clock, on_log) -> tuple[list[Trial], RecipeSearch | None]:
-    """The train and select steps: a search on dev when the plan chooses, else one trial as given."""
+def _train(model, data_for: Callable[[str], TrainingData], loss, config: TrainConfig, plan: RecipePlan, *,
+           top_ups: tuple[str, ...], base_state: dict, dev, out_dir: Path, precision: Precision, world: int, clock,
+           on_log) -> tuple[list[Trial], RecipeSearch | None]:
+    """The train and select steps: a search on dev when the plan chooses, else one trial as given.
+    ``data_for(top_up)`` gives the training data under a top-up rule (``top_ups``: those to try)."""
     if not plan.chosen_on_dev:
-        trial = run_trial(model, data, loss, config, lr=plan.lrs[0], epochs=plan.epochs, folder=out_dir,
-                          precision=precision, world=world, clock=clock, on_log=on_log)
+        trial = run_trial(model, data_for(top_ups[0]), loss, config, lr=plan.lrs[0], epochs=plan.epochs,
+                          folder=out_dir, precision=precision, world=world, clock=clock, on_log=on_log)
         return [trial], None
 
-    def run(lr: float, epochs: int, deadline: float, pause: int | None) -> Trial:
-        folder = out_dir / f"lr-{lr:g}"
+    def run(lr: float, epochs: int, deadline: float, pause: int | None, top_up: str) -> Trial:
+        folder = out_dir / (f"lr-{lr:g}" + ("" if top_up == "random" else f"-{top_up}"))
         if not any(folder.glob("checkpoint-*")):  # a fresh trial starts from the base weights
             model.load_state_dict(base_state)
-        return run_trial(model, data, loss, config, lr=lr, epochs=epochs, folder=folder, precision=precision,
-                         dev=dev, deadline=deadline, pause_after_epochs=pause, clock=clock, world=world, on_log=on_log)
+        return run_trial(model, data_for(top_up), loss, config, lr=lr, epochs=epochs, folder=folder,
+                         precision=precision, dev=dev, deadline=deadline, pause_after_epochs=pause, clock=clock,
+                         world=world, on_log=on_log)
 
     search = search_recipe(model, run, lrs=plan.lrs, epochs=plan.epochs, budget_s=config.budget_minutes * 60,
-                           clock=clock)
+                           clock=clock, top_ups=top_ups)
     if search.best is None:
         raise UsageError(f"the time budget ({config.budget_minutes:g} minutes) ran out before a dev score was "
                          "taken: raise --budget")
     return search.trials, search
+
+
+def _data_variants(pairs, config: TrainConfig, general_pairs, first: TrainingData) -> Callable[[str], TrainingData]:
+    """``top_up -> TrainingData``, each built once (``first`` is already built)."""
+    made = {first.top_up: first}
+
+    def data_for(top_up: str) -> TrainingData:
+        if top_up not in made:
+            made[top_up] = training_data(pairs, config, general_pairs, top_up=top_up)
+        return made[top_up]
+
+    return data_for
 
 
 def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: str | None = None,
@@ -149,12 +166,15 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     name = name or base.name
     general_name = str(general_eval) if general_eval else BUNDLED_GENERAL_EVAL  # what the lineage records
     general_eval = general_path(general_eval) if general_eval else bundled_general_eval()  # "auto" keeps it; reported
-    data = training_data(pairs, config, general_pairs)
+    first_top_up = "random" if config.top_up == "auto" else config.top_up
+    data = training_data(pairs, config, general_pairs, top_up=first_top_up)
     has_dev = bool(config.domain_dev or data.held_out)
     if config.interpolate == "auto" and not has_dev:
         raise UsageError(f"interpolate 'auto' needs a domain score: {len(pairs)} pairs at eval_fraction "
                          f"{config.eval_fraction} hold out no query; raise eval_fraction or give --domain-dev")
     config, recipe_rule, plan = resolve_recipe(config, [p.source for p in pairs], has_dev=has_dev, distributed=world > 1)
+    top_ups, top_up_rule = top_ups_to_try(config, data, on_dev=plan.chosen_on_dev)
+    data_for = _data_variants(pairs, config, general_pairs, data)
     precision = mixed_precision(config.mixed_precision, torch.cuda.is_available())
     torch.manual_seed(config.seed)
     random.seed(config.seed)
@@ -180,7 +200,7 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     key = run_key(base, pair_hashes or [], config)
     model.max_seq_length = train_tokens  # 128 by default: all-MiniLM-L6-v2 was itself trained at 128 tokens
     try:
-        trials, search = _train(model, data, loss, config, plan, base_state=base_state,
+        trials, search = _train(model, data_for, loss, config, plan, top_ups=top_ups, base_state=base_state,
                                 dev=_at_full_length(dom_eval, model_max_seq_length) if dom_eval else None,
                                 out_dir=registry.store.artifacts / ".training" / key, precision=precision,
                                 world=world, clock=clock, on_log=on_log)
@@ -188,15 +208,17 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
         model.max_seq_length = model_max_seq_length  # evaluation and the saved model use the model's own limit
     if rank != 0:  # rank 0 interpolates, evaluates and registers
         return None
+    kept = search.kept() if search else trials[-1]
     return _register(registry, model, name, base, pairs, config, recipe_rule, plan, trials, search, base_state,
                      before=before, base_per_query=base_per_query, dom_eval=dom_eval, general=general,
-                     domain_name=domain_name, general_name=general_name, data=data, loss_used=loss_used,
+                     domain_name=domain_name, general_name=general_name, data=data_for(kept.top_up),
+                     top_up_rule=top_up_rule, loss_used=loss_used,
                      train_tokens=train_tokens,
                      key=key, world=world, pair_hashes=pair_hashes)
 
 
 def _register(registry, model, name, base, pairs, config, recipe_rule, plan, trials, search, base_state, *,
-              before, base_per_query, dom_eval, general, domain_name, general_name, data, loss_used,
+              before, base_per_query, dom_eval, general, domain_name, general_name, data, top_up_rule, loss_used,
               train_tokens, key, world, pair_hashes) -> TrainResult:
     """The interpolate and register steps: alpha chosen (or given), metrics and lineage recorded."""
     tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -212,16 +234,18 @@ def _register(registry, model, name, base, pairs, config, recipe_rule, plan, tri
     chosen_point = next((s for s in sweep if s["alpha"] == alpha), None)
     after = ({k: chosen_point[k] for k in before} if chosen_point else
              {"domain_ndcg@10": score(dom_eval, model)} | {k: score(ev, model) for k, ev in general.items()})
-    kept = next((t for t in trials if search is None or t.lr == search.lr), trials[-1])
+    kept = search.kept() if search else trials[-1]
     best = search.best if search else None
     trained_in = kept.trained_in
     chosen = {"lr": kept.lr, "epochs_max": plan.epochs, "step": best["step"] if best else kept.steps,
               "epoch": best["epoch"] if best else None, "dev_ndcg@10": best["domain_ndcg@10"] if best else None,
-              "stopped": kept.stopped, "alpha": alpha, "on_dev": plan.chosen_on_dev}
+              "stopped": kept.stopped, "alpha": alpha, "top_up": data.top_up, "on_dev": plan.chosen_on_dev}
     recipe = {"epochs": plan.epochs, "steps": chosen["step"], "steps_trained": sum(t.steps for t in trials),
-              "batch_size": config.batch_size * world, "lr": kept.lr, "lrs_tried": [t.lr for t in trials],
+              "batch_size": config.batch_size * world, "lr": kept.lr,
+              "lrs_tried": list(dict.fromkeys(t.lr for t in trials)),
               "warmup_ratio": config.warmup_ratio, "negatives_per_pair": data.negatives_per_pair,
               "train_tokens": train_tokens, "precision": {"no": "fp32"}.get(trained_in, trained_in), "loss": loss_used,
+              "top_up": data.top_up, "top_up_rule": top_up_rule, "top_ups_tried": sorted({t.top_up for t in trials}),
               "rule": recipe_rule, "budget_minutes": config.budget_minutes if plan.chosen_on_dev else None,
               "seconds": round(sum(t.seconds for t in trials), 1)}
     metrics = {"before": before, "after": after, "alpha": alpha, "alpha_sweep": sweep, "alpha_reason": alpha_reason,
@@ -230,7 +254,8 @@ def _register(registry, model, name, base, pairs, config, recipe_rule, plan, tri
                "general_pairs": len(general["general_spearman"].sentences1),
                "general_retrieval": config.general_retrieval,
                "train_pairs": len(data.train), "held_out_pairs": len(data.held_out),
-               "negatives_per_pair": data.negatives_per_pair, "pairs_padded_with_random_negatives": data.padded}
+               "negatives_per_pair": data.negatives_per_pair, "pairs_padded_with_random_negatives": data.padded,
+               "pairs_short_of_negatives": data.short, "pairs_dropped_short_of_negatives": data.dropped}
     params = asdict(config) | {"pairs_sha256": pair_hashes or [], "general_eval": general_name, "chosen": chosen,
                                "run_key": key, "resumed": any(t.resumed for t in trials), "world_size": world,
                                "global_batch_size": config.batch_size * world, "gather_across_devices": world > 1,

@@ -4,9 +4,10 @@ weight ``alpha`` (:func:`sweep_alpha`: the best dev score among the alphas that 
 rails within bounds).
 
 The search is successive halving with two rungs (Jamieson & Talwalkar, 2016; Li et al., 2018,
-"Hyperband"): every learning rate of the grid trains a one-epoch probe, scored on dev twice an epoch;
-the rate with the best dev score then goes on from its probe's checkpoint, with early stopping, up to
-the epoch limit or the end of the budget. The weights kept are those of the best dev score seen in any
+"Hyperband"): every learning rate of the grid trains a one-epoch probe, scored on dev twice an epoch
+(where many pairs are short of mined negatives, the other top-up rule is probed too, at the best of
+those rates: :func:`~embedops.trainer.dataset.top_ups_to_try`); the best probe then goes on from its
+checkpoint, with early stopping, up to the epoch limit or the end of the budget. The weights kept are those of the best dev score seen in any
 trial. Each probe gets an equal share of what is left of the budget with one share kept for going on.
 
 >>> search = search_recipe(trainer_for, lrs=(2e-5, 5e-5, 1e-4), epochs=3, budget_s=1500, clock=time.monotonic)  # doctest: +SKIP
@@ -26,23 +27,31 @@ from embedops.trainer.config import TrainConfig
 from embedops.trainer.evaluators import per_query_scores, score
 from embedops.trainer.trial import Trial
 
-# run(lr, epochs, deadline, pause_after_epochs) -> Trial: one trial from the base weights, or going
-# on from that learning rate's checkpoint; it leaves the model holding the trial's best dev weights.
-RunTrial = Callable[[float, int, float, "int | None"], Trial]
+# run(lr, epochs, deadline, pause_after_epochs, top_up) -> Trial: one trial from the base weights, or
+# going on from that (learning rate, top-up rule)'s checkpoint; it leaves the model holding the trial's
+# best dev weights.
+RunTrial = Callable[[float, int, float, "int | None", str], Trial]
 
 
 @dataclass
 class RecipeSearch:
-    """The trials run, the chosen learning rate, the best dev point and the weights that scored it."""
+    """The trials run, the chosen learning rate and top-up rule, the best dev point and the weights
+    that scored it."""
 
     trials: list[Trial] = field(default_factory=list)
     lr: float | None = None
+    top_up: str | None = None
     best: dict | None = None
     weights: dict | None = None
     reason: str = ""
 
     def to_dict(self) -> dict:
-        return {"lr": self.lr, "best": self.best, "reason": self.reason, "trials": [t.to_dict() for t in self.trials]}
+        return {"lr": self.lr, "top_up": self.top_up, "best": self.best, "reason": self.reason,
+                "trials": [t.to_dict() for t in self.trials]}
+
+    def kept(self) -> Trial | None:
+        """The trial of the chosen learning rate and top-up rule."""
+        return next((t for t in self.trials if (t.lr, t.top_up) == (self.lr, self.top_up)), None)
 
 
 def _snapshot(model) -> dict:
@@ -51,41 +60,60 @@ def _snapshot(model) -> dict:
 
 def _keep_if_best(search: RecipeSearch, trial: Trial, model) -> None:
     if trial.best is not None and (search.best is None or trial.best["domain_ndcg@10"] > search.best["domain_ndcg@10"]):
-        search.best, search.lr, search.weights = trial.best | {"lr": trial.lr}, trial.lr, _snapshot(model)
+        search.best, search.weights = trial.best | {"lr": trial.lr, "top_up": trial.top_up}, _snapshot(model)
+        search.lr, search.top_up = trial.lr, trial.top_up
 
 
 def search_recipe(model, run: RunTrial, *, lrs: tuple[float, ...], epochs: int, budget_s: float,
-                  clock: Callable[[], float]) -> RecipeSearch:
-    """Probe each of ``lrs`` for one epoch, go on with the best, keep the best dev weights (see the
-    module's docstring). ``model`` ends holding them. With one learning rate there is no probe; with
-    one epoch the probes are the whole trials."""
+                  clock: Callable[[], float], top_ups: tuple[str, ...] = ("random",)) -> RecipeSearch:
+    """Probe each of ``lrs`` for one epoch with the first of ``top_ups``, then each other top-up rule
+    at the best rate so far, go on with the best, keep the best dev weights (see the module's
+    docstring). ``model`` ends holding them. With one probe to run there is none; with one epoch the
+    probes are the whole trials."""
     search = RecipeSearch()
     end = clock() + budget_s
     goes_on = epochs > 1
-    if len(lrs) > 1:
-        for i, lr in enumerate(lrs):
-            left = end - clock()
-            if left <= 0:
+    probes = len(lrs) + len(top_ups) - 1
+
+    def probe(lr: float, top_up: str, left_after: int) -> bool:
+        left = end - clock()
+        if left <= 0:
+            return False
+        share = left / (left_after + 1 + goes_on)  # the probes left, and one share for going on
+        trial = run(lr, epochs, clock() + share, 1 if goes_on else None, top_up)
+        search.trials.append(trial)
+        _keep_if_best(search, trial, model)
+        return True
+
+    if probes > 1:
+        done = 0
+        for lr in lrs:
+            done += 1
+            if not probe(lr, top_ups[0], probes - done):
                 break
-            share = left / (len(lrs) - i + goes_on)  # the probes left, and one share for going on
-            trial = run(lr, epochs, clock() + share, 1 if goes_on else None)
-            search.trials.append(trial)
-            _keep_if_best(search, trial, model)
+        best_lr = search.lr
+        for top_up in top_ups[1:] if best_lr is not None else ():
+            done += 1
+            if not probe(best_lr, top_up, probes - done):
+                break
     else:
-        search.trials.append(run(lrs[0], epochs, end, None))
+        search.trials.append(run(lrs[0], epochs, end, None, top_ups[0]))
         _keep_if_best(search, search.trials[-1], model)
         goes_on = False
-    chosen = next((t for t in search.trials if t.lr == search.lr), None)
+    chosen = search.kept()
     if goes_on and chosen is not None and chosen.stopped in ("probe", "time budget") and clock() < end:
-        trial = run(chosen.lr, epochs, end, None)  # from the probe's checkpoint, its dev points kept
+        trial = run(chosen.lr, epochs, end, None, chosen.top_up)  # from the probe's checkpoint, its dev points kept
         trial.seconds += chosen.seconds
         search.trials[search.trials.index(chosen)] = trial
         _keep_if_best(search, trial, model)
     if search.weights is not None:
         model.load_state_dict(search.weights)
-    last = next((t for t in search.trials if t.lr == search.lr), None)
-    tried = ", ".join(f"{t.lr:g}" for t in search.trials)
-    search.reason = (f"best dev nDCG@10 over learning rates {tried}; lr {search.lr:g} stopped by {last.stopped}"
+    last = search.kept()
+    tried = ", ".join(sorted({f"{t.lr:g}" for t in search.trials}, key=float))
+    rules = sorted({t.top_up for t in search.trials}, key=top_ups.index)
+    over = f" and top-up rules {', '.join(rules)}" if len(rules) > 1 else ""
+    search.reason = (f"best dev nDCG@10 over learning rates {tried}{over}; lr {search.lr:g}"
+                     f"{f' with top-up {search.top_up}' if over else ''} stopped by {last.stopped}"
                      if last else "the time budget ran out before any trial was scored")
     return search
 

@@ -1,4 +1,4 @@
-"""One training run of a recipe (one learning rate) with the sentence-transformers trainer.
+"""One training run of a recipe (one learning rate and top-up rule) with the sentence-transformers trainer.
 
 :func:`run_trial` trains ``model`` on :class:`~embedops.trainer.dataset.TrainingData` with the given
 loss and learning rate for up to ``epochs`` epochs; with a dev scorer it watches the dev score
@@ -44,10 +44,11 @@ class Trial:
     seconds: float = 0.0
     trained_in: str = "no"  # what autocast used: "no", "bf16" or "fp16"
     resumed: bool = False
+    top_up: str = "random"  # what filled pairs short of mined negatives (TrainingData.top_up)
 
     def to_dict(self) -> dict:
-        return {"lr": self.lr, "epochs": self.epochs, "steps": self.steps, "dev": self.dev, "best": self.best,
-                "stopped": self.stopped, "seconds": round(self.seconds, 1)}
+        return {"lr": self.lr, "top_up": self.top_up, "epochs": self.epochs, "steps": self.steps, "dev": self.dev,
+                "best": self.best, "stopped": self.stopped, "seconds": round(self.seconds, 1)}
 
 
 @dataclass
@@ -103,7 +104,7 @@ def run_trial(model, data: TrainingData, loss, config: TrainConfig, *, lr: float
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    trial = Trial(lr=lr, epochs=epochs)
+    trial = Trial(lr=lr, epochs=epochs, top_up=data.top_up)
 
     class Curve(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kw):

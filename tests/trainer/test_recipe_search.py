@@ -83,7 +83,7 @@ def _fake_runs(clock: Clock, best_by_lr: dict[float, float], seconds: float = 10
     model = torch.nn.Linear(1, 1, bias=False)
     calls = []
 
-    def run(lr, epochs, deadline, pause):
+    def run(lr, epochs, deadline, pause, top_up="random"):
         calls.append((lr, pause, deadline))
         clock.now += seconds
         with torch.no_grad():
