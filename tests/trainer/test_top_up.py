@@ -118,3 +118,25 @@ def test_training_records_the_top_up_rule_in_the_report_and_the_registry(reg):
     lines = describe_training(m)
     assert "24 pairs had fewer than 1 mined negatives and were left out of training (top-up: drop)" in lines
     assert "top-up rule: 24 of 48 pairs short of mined negatives: drop, as given" in lines
+
+
+@pytest.mark.slow
+def test_auto_probes_both_rules_on_dev_and_registers_the_data_of_the_one_kept(reg):
+    from embedops.trainer.fit import fit
+
+    full = [TrainingPair(f"fix {i}", f"runbook {i} restart the service", negatives=[f"runbook {i + 1} restart"])
+            for i in range(40)]
+    short = [TrainingPair(f"help {i}", f"guide {i} rotate the keys") for i in range(40)]
+    config = TrainConfig(epochs=1, batch_size=8, interpolate=None, eval_fraction=0.2, lr_grid=(5e-4, 1e-3))
+    result = fit(reg, "tiny@1", full + short, config=config)
+    m, search = result.metrics, result.metrics["recipe_search"]
+    rates = search["trials"][:2]  # the rate probes, then drop at the better of them (the first on a tie)
+    better = max(rates, key=lambda t: (t["best"]["domain_ndcg@10"], -rates.index(t)))["lr"]
+    assert [(t["lr"], t["top_up"]) for t in search["trials"]] == [(5e-4, "random"), (1e-3, "random"), (better, "drop")]
+    kept = search["top_up"]
+    assert result.model.params["chosen"]["top_up"] == kept == m["recipe"]["top_up"]
+    assert m["recipe"]["top_ups_tried"] == ["drop", "random"] and "dev chooses" in m["recipe"]["top_up_rule"]
+    held = m["held_out_pairs"]
+    short_trained = m["pairs_short_of_negatives"]
+    assert m["train_pairs"] == (80 - held - short_trained if kept == "drop" else 80 - held)
+    assert m["pairs_dropped_short_of_negatives"] == (short_trained if kept == "drop" else 0)
