@@ -41,6 +41,45 @@ def choose(dev: dict[float, np.ndarray], allowed: list[float], rule: str) -> flo
     return min(a for a in allowed if _within_noise(dev[best], dev[a]))
 
 
+@dataclasses.dataclass
+class RecoveredRun:
+    """A version `embedops train` stored merged at its chosen alpha, taken apart again: its recorded
+    ``metrics``, the ``trained_alpha``, the trainer's own dev evaluator (``dom_eval``, the same seeded
+    split of the same pairs), the parent (``base``, ``base_state``), the loaded ``model`` and the
+    fine-tuned weights before the merge (``tuned``)."""
+
+    metrics: dict
+    trained_alpha: float
+    dom_eval: object
+    base: object
+    base_state: dict
+    model: object
+    tuned: dict
+
+
+def recover(registry, ref: str, pairs) -> RecoveredRun:
+    """``ref``'s fine-tuned weights from its merge (``base + (merged - base) / alpha``) and the
+    trainer's dev evaluator rebuilt from its recorded settings and ``pairs``."""
+    from sentence_transformers import SentenceTransformer
+
+    from embedops.trainer.config import TrainConfig
+    from embedops.trainer.dataset import training_data
+    from embedops.trainer.evaluators import domain_evaluator
+
+    version = registry.get(ref)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in version.params.items() if k in fields})
+    trained = float(version.metrics["alpha"])
+    data = training_data(pairs, config, None)
+    dom_eval = domain_evaluator(data.held_out, data.train, seed=config.seed)
+    base = SentenceTransformer(str(registry.artifact_path(registry.get(version.parent))), device="cpu")
+    base_state = {k: v.clone() for k, v in base.state_dict().items()}
+    model = SentenceTransformer(str(registry.artifact_path(version)), device="cpu")
+    tuned = {k: base_state[k] + (v - base_state[k]) / trained if v.is_floating_point() else v
+             for k, v in model.state_dict().items()}
+    return RecoveredRun(version.metrics, trained, dom_eval, base, base_state, model, tuned)
+
+
 def cross_fit(dev: dict[float, np.ndarray], allowed: list[float], rules: tuple[str, ...], halvings: int,
               seed: int) -> dict[str, list[float]]:
     """For each of ``halvings`` random halvings, each rule's choice on one half scored on the other
@@ -59,43 +98,36 @@ def cross_fit(dev: dict[float, np.ndarray], allowed: list[float], rules: tuple[s
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+def parser(doc: str) -> argparse.ArgumentParser:
+    """The options every alpha-rule bench takes (store, pairs, models, out), its docstring as help."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc.split("\n\n", 1)[1])
     ap.add_argument("--store", required=True)
     ap.add_argument("--pairs", type=Path, required=True, help="the mined pairs the models were trained on")
     ap.add_argument("--model", action="append", required=True, help="a model version trained with alpha 'auto'")
-    ap.add_argument("--halvings", type=int, default=500)
     ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
+    return ap
 
-    from sentence_transformers import SentenceTransformer
+
+def main() -> None:
+    ap = parser(__doc__)
+    ap.add_argument("--halvings", type=int, default=500)
+    args = ap.parse_args()
 
     from embedops.cpu import cpu_features
     from embedops.registry.models import ModelRegistry
     from embedops.store import Store
-    from embedops.trainer.config import TrainConfig
-    from embedops.trainer.dataset import training_data
-    from embedops.trainer.evaluators import domain_evaluator, per_query_scores
+    from embedops.trainer.evaluators import per_query_scores
     from embedops.trainer.pairs import read_pairs
     from embedops.trainer.select import interpolate
 
     registry = ModelRegistry(Store.open(args.store, create=False))
     pairs = read_pairs(args.pairs)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
     rows = []
     for ref in args.model:
-        version = registry.get(ref)
-        config = TrainConfig(**{k: v for k, v in version.params.items() if k in fields})
-        metrics = version.metrics
-        trained = float(metrics["alpha"])
-        data = training_data(pairs, config, None)
-        dom_eval = domain_evaluator(data.held_out, data.train, seed=config.seed)
-        base = SentenceTransformer(str(registry.artifact_path(registry.get(version.parent))), device="cpu")
-        base_state = {k: v.clone() for k, v in base.state_dict().items()}
-        model = SentenceTransformer(str(registry.artifact_path(version)), device="cpu")
-        tuned = {k: base_state[k] + (v - base_state[k]) / trained if v.is_floating_point() else v
-                 for k, v in model.state_dict().items()}
+        run = recover(registry, ref, pairs)
+        metrics, trained, dom_eval, model = run.metrics, run.trained_alpha, run.dom_eval, run.model
+        base_state, tuned = run.base_state, run.tuned
         dev, check = {}, {}
         for point in metrics["alpha_sweep"]:
             alpha = point["alpha"]

@@ -26,8 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import math
 import time
@@ -35,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alpha_rules_dev import choose
+from alpha_rules_dev import choose, parser, recover
 
 RULES = ("best", "one-se")
 
@@ -48,46 +46,28 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("--store", required=True)
-    ap.add_argument("--pairs", type=Path, required=True, help="the mined pairs the models were trained on")
-    ap.add_argument("--model", action="append", required=True, help="a model version trained with alpha 'auto'")
+    ap = parser(__doc__)
     ap.add_argument("--judge", type=Path, required=True, help="a BEIR directory with labelled queries")
     ap.add_argument("--judge-split", default="train", help="its qrels split (never the one test figures use)")
-    ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     if args.judge_split == "test":
         ap.error("--judge-split test: this bench chooses a default, and a default is never chosen on test")
 
-    from sentence_transformers import SentenceTransformer
-
     from embedops.cpu import cpu_features
     from embedops.registry.models import ModelRegistry
     from embedops.store import Store
-    from embedops.trainer.config import TrainConfig
-    from embedops.trainer.dataset import training_data
-    from embedops.trainer.evaluators import domain_evaluator, labelled_dev_evaluator, per_query_scores
+    from embedops.trainer.evaluators import labelled_dev_evaluator, per_query_scores
     from embedops.trainer.pairs import read_pairs
     from embedops.trainer.select import interpolate
 
     registry = ModelRegistry(Store.open(args.store, create=False))
     pairs = read_pairs(args.pairs)
     judge = labelled_dev_evaluator(args.judge, args.judge_split, seed=0)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
     rows = []
     for ref in args.model:
-        version = registry.get(ref)
-        config = TrainConfig(**{k: v for k, v in version.params.items() if k in fields})
-        metrics = version.metrics
-        trained = float(metrics["alpha"])
-        data = training_data(pairs, config, None)
-        dom_eval = domain_evaluator(data.held_out, data.train, seed=config.seed)
-        base = SentenceTransformer(str(registry.artifact_path(registry.get(version.parent))), device="cpu")
-        base_state = {k: v.clone() for k, v in base.state_dict().items()}
-        model = SentenceTransformer(str(registry.artifact_path(version)), device="cpu")
-        tuned = {k: base_state[k] + (v - base_state[k]) / trained if v.is_floating_point() else v
-                 for k, v in model.state_dict().items()}
+        run = recover(registry, ref, pairs)
+        metrics, trained, dom_eval, model, base = run.metrics, run.trained_alpha, run.dom_eval, run.model, run.base
+        base_state, tuned = run.base_state, run.tuned
         dev, on_judge, check = {}, {}, {}
         for point in metrics["alpha_sweep"]:
             alpha = point["alpha"]
