@@ -140,7 +140,8 @@ def describe_search(m: dict) -> list[str]:
     kept = next(t for t in search["trials"]
                 if (t["lr"], t.get("top_up", "random")) == (search["lr"], search.get("top_up", "random")))
     curve = ", ".join(f"{p['step']}: {p['domain_ndcg@10']:.2f}" for p in kept["dev"])
-    lines.append(f"dev curve of lr {kept['lr']:g} (step: nDCG@10): {curve}")
+    which = f"lr {kept['lr']:g}" + (f", top-up {kept.get('top_up')}" if len(rules) > 1 else "")
+    lines.append(f"dev curve of {which} (step: nDCG@10): {curve}")
     return lines
 
 

@@ -7,8 +7,9 @@ The search is successive halving with two rungs (Jamieson & Talwalkar, 2016; Li 
 "Hyperband"): every learning rate of the grid trains a one-epoch probe, scored on dev twice an epoch
 (where many pairs are short of mined negatives, the other top-up rule is probed too, at the best of
 those rates: :func:`~embedops.trainer.dataset.top_ups_to_try`); the best probe then goes on from its
-checkpoint, with early stopping, up to the epoch limit or the end of the budget. The weights kept are those of the best dev score seen in any
-trial. Each probe gets an equal share of what is left of the budget with one share kept for going on.
+checkpoint, with early stopping, up to the epoch limit or the end of the budget. The weights kept are
+those of the best dev score seen in any trial. Each probe gets an equal share of what is left of the
+budget with one share kept for going on.
 
 >>> search = search_recipe(trainer_for, lrs=(2e-5, 5e-5, 1e-4), epochs=3, budget_s=1500, clock=time.monotonic)  # doctest: +SKIP
 >>> search.lr, search.best["step"], search.reason                                                            # doctest: +SKIP

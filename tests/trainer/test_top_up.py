@@ -140,3 +140,8 @@ def test_auto_probes_both_rules_on_dev_and_registers_the_data_of_the_one_kept(re
     short_trained = m["pairs_short_of_negatives"]
     assert m["train_pairs"] == (80 - held - short_trained if kept == "drop" else 80 - held)
     assert m["pairs_dropped_short_of_negatives"] == (short_trained if kept == "drop" else 0)
+    from embedops.cli.train import describe_training
+
+    report = "\n".join(describe_training(m))
+    assert f"dev curve of lr {search['lr']:g}, top-up {kept} (step: nDCG@10)" in report
+    assert f" {'drop':<6} " in report and f" {'random':<6} " in report  # each trial's rule in its line
