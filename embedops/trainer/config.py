@@ -58,8 +58,9 @@ GENERATED_MAX_ALPHA = 0.6
 # queries, often unlabelled positives); "drop", the pair is left out of training (the other pairs keep
 # their hard negatives). "auto" takes "random" unless more than TOP_UP_PROBE_SHARE of the pairs are short:
 # then the recipe search probes both at the best learning rate and dev chooses. Below that share the two
-# training sets differ in few pairs and a probe (about 3 of the default budget's 25 minutes on SciFact)
-# is not worth its time; the share is a cost rule, never tuned on a score (SciFact's labelled pairs are 13% short).
+# training sets differ in few pairs and a probe is not worth its time (3.8 of the 25 budget minutes on
+# SciFact, and every other probe's share shrinks from a quarter to a fifth: docs/BENCHMARKS.md). The share
+# is a cost rule, never tuned on a score (SciFact's labelled pairs are 13% short).
 TOP_UPS = ("random", "drop")
 TOP_UP_PROBE_SHARE = 0.25
 
