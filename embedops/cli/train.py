@@ -130,17 +130,19 @@ def describe_search(m: dict) -> list[str]:
     r = m["recipe"]
     used = sum(t["seconds"] for t in search["trials"]) / 60
     lines = [f"search on dev ({used:.1f} of {r.get('budget_minutes'):g} budget minutes): {search['reason']}"]
-    rules = {t.get("top_up", "random") for t in search["trials"]}
+    def probe(t: dict) -> tuple[float, str]:  # versions from before the top-up rule used "random"
+        return t["lr"], t.get("top_up", "random")
+
+    several = len({probe(t)[1] for t in search["trials"]}) > 1
     for t in search["trials"]:
         best = t["best"] or {}
-        mine = (t["lr"], t.get("top_up", "random")) == (search["lr"], search.get("top_up", "random"))
-        rule = f" {t.get('top_up', 'random'):<6}" if len(rules) > 1 else ""
-        lines.append(f" {'*' if mine else ' '} lr {t['lr']:<7g}{rule} {t['steps']:>5} steps  best dev nDCG@10 "
-                     f"{best.get('domain_ndcg@10', float('nan')):6.2f} at step {best.get('step')}  ({t['stopped']})")
-    kept = next(t for t in search["trials"]
-                if (t["lr"], t.get("top_up", "random")) == (search["lr"], search.get("top_up", "random")))
+        rule = f" {probe(t)[1]:<6}" if several else ""
+        lines.append(f" {'*' if probe(t) == probe(search) else ' '} lr {t['lr']:<7g}{rule} {t['steps']:>5} steps  "
+                     f"best dev nDCG@10 {best.get('domain_ndcg@10', float('nan')):6.2f} at step {best.get('step')}  "
+                     f"({t['stopped']})")
+    kept = next(t for t in search["trials"] if probe(t) == probe(search))
     curve = ", ".join(f"{p['step']}: {p['domain_ndcg@10']:.2f}" for p in kept["dev"])
-    which = f"lr {kept['lr']:g}" + (f", top-up {kept.get('top_up')}" if len(rules) > 1 else "")
+    which = f"lr {kept['lr']:g}" + (f", top-up {probe(kept)[1]}" if several else "")
     lines.append(f"dev curve of {which} (step: nDCG@10): {curve}")
     return lines
 

@@ -208,17 +208,16 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
         model.max_seq_length = model_max_seq_length  # evaluation and the saved model use the model's own limit
     if rank != 0:  # rank 0 interpolates, evaluates and registers
         return None
-    kept = search.kept() if search else trials[-1]
     return _register(registry, model, name, base, pairs, config, recipe_rule, plan, trials, search, base_state,
                      before=before, base_per_query=base_per_query, dom_eval=dom_eval, general=general,
-                     domain_name=domain_name, general_name=general_name, data=data_for(kept.top_up),
+                     domain_name=domain_name, general_name=general_name, data_for=data_for,
                      top_up_rule=top_up_rule, loss_used=loss_used,
                      train_tokens=train_tokens,
                      key=key, world=world, pair_hashes=pair_hashes)
 
 
 def _register(registry, model, name, base, pairs, config, recipe_rule, plan, trials, search, base_state, *,
-              before, base_per_query, dom_eval, general, domain_name, general_name, data, top_up_rule, loss_used,
+              before, base_per_query, dom_eval, general, domain_name, general_name, data_for, top_up_rule, loss_used,
               train_tokens, key, world, pair_hashes) -> TrainResult:
     """The interpolate and register steps: alpha chosen (or given), metrics and lineage recorded."""
     tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -235,6 +234,7 @@ def _register(registry, model, name, base, pairs, config, recipe_rule, plan, tri
     after = ({k: chosen_point[k] for k in before} if chosen_point else
              {"domain_ndcg@10": score(dom_eval, model)} | {k: score(ev, model) for k, ev in general.items()})
     kept = search.kept() if search else trials[-1]
+    data = data_for(kept.top_up)  # the training data of the trial kept
     best = search.best if search else None
     trained_in = kept.trained_in
     chosen = {"lr": kept.lr, "epochs_max": plan.epochs, "step": best["step"] if best else kept.steps,
