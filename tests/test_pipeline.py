@@ -59,7 +59,9 @@ nprobes = 10
 alias = "production"
 """)
     # 8 gold queries and 3 STS pairs: far below the default evidence minimums, so they are lowered here
+    # (a permissive policy: the pipeline's plumbing is under test, not its lift; the gates have their own tests)
     (tmp_path / "policy.toml").write_text("[guards]\ntolerance = 100.0\nmin_lift = -100.0\nmax_drop = 100.0\n"
+                                          "fine_tunes_must_lift = false\n"
                                           "bootstrap_resamples = 500\nmin_gold_queries = 5\nmin_slice_queries = 2\n"
                                           "slice_tolerance = 100.0\nmin_sts_pairs = 3\n")
     (tmp_path / "sts.tsv").write_text("score\tsentence1\tsentence2\n5\ta cat sits\ta cat is sitting\n"

@@ -5,6 +5,14 @@ bootstrap over per-query differences of ``policy.metric`` (scipy.stats.bootstrap
 mean lift and its confidence interval. Fails when the interval's lower bound is below
 ``-tolerance`` or the mean lift is below ``min_lift``; lists the queries that lost most.
 
+Two rules, by what the candidate is. A new index of the model that serves (a re-embed, another
+precision, a new corpus version) has no lift to show: it must be *no worse* (non-inferiority, the
+lower bound at or above ``-tolerance``). A **fine-tune** (a model with a lineage parent) that would
+replace the model serving exists only to lift: with ``fine_tunes_must_lift`` (the default) its
+lower bound must also be **above 0**, else the gate refuses it as showing no measured lift. A fine-tune
+that is merely no worse carries the risks of a new model (what the gold set does not cover) for no
+gain a user can see; ``fine_tunes_must_lift = false`` accepts it.
+
 Only evidence counts: the gold queries judged are those with a relevant document that both indexes
 hold (:mod:`embedops.guards.evidence`). The gate fails, before searching, when fewer than
 ``min_gold_queries`` remain or more than ``max_missing_qrels`` of the relevant judgements name
@@ -57,11 +65,14 @@ def recall_curve(qrels, run, ks=(1, 3, 5, 10, 20, 50, 100)) -> dict[int, float]:
 
 
 def domain_gate(candidate: IndexReader, production: IndexReader | None, queries: dict[str, str],
-                qrels: dict[str, dict[str, int]], policy: Policy) -> tuple[GateResult, dict]:
+                qrels: dict[str, dict[str, int]], policy: Policy, *,
+                must_lift: str | None = None) -> tuple[GateResult, dict]:
     """Returns the gate result and the runs/latencies (reused by the latency and slice gates and the
     plots). Only queries with a relevant document that both indexes hold are judged
     (:func:`~embedops.guards.evidence.gold_evidence`); too few of them, or too many judgements naming
-    absent documents, fail the gate before anything is searched."""
+    absent documents, fail the gate before anything is searched. ``must_lift``, when set, says why
+    the candidate must show a lift (:func:`lift_required`): the interval's lower bound must then be
+    above 0."""
     metric = policy.metric if not policy.metric.startswith("recall@") else f"recall@{policy.k}"
     present = candidate.doc_ids()
     if production is not None:
@@ -100,7 +111,7 @@ def domain_gate(candidate: IndexReader, production: IndexReader | None, queries:
     evidence = base | {
         "production": mean_metrics(prod), "candidate": mean_metrics(cand), "queries": len(qids),
         "mean_lift": mean, "ci_low": low, "ci_high": high, "half_width": (high - low) / 2,
-        "confidence": policy.confidence,
+        "confidence": policy.confidence, "rule": "lift" if must_lift else "non-inferiority",
         "per_query_delta": {q: float(d) for q, d in zip(qids, deltas)},
         "lost_most": [{"query_id": q, "query": queries[q], "delta": float(d)} for q, d in lost if d < 0],
     }
@@ -109,13 +120,29 @@ def domain_gate(candidate: IndexReader, production: IndexReader | None, queries:
     if low < -policy.tolerance:
         status, reason = FAIL, (f"{metric} may regress: {policy.confidence:.0%} CI of the lift is [{low:+.2f}, "
                                 f"{high:+.2f}] points, lower bound below -{policy.tolerance:g} ({on})")
+    elif must_lift and low <= 0:
+        status, reason = FAIL, (f"no measured lift: {must_lift}, so it must lift {metric}; the "
+                                f"{policy.confidence:.0%} CI of the lift is [{low:+.2f}, {high:+.2f}] points, its "
+                                f"lower bound not above 0 ({on}). Train on more or better pairs, or set "
+                                "fine_tunes_must_lift = false in [guards] to ship a fine-tune that is no worse")
     elif mean < policy.min_lift:
         status, reason = FAIL, (f"mean {metric} lift {mean:+.2f} points is below the required "
                                 f"{policy.min_lift:+.2f} ({on})")
     else:
+        shown = ": a measured lift, as a fine-tune must show" if must_lift else ""
         status, reason = PASS, (f"mean {metric} lift {mean:+.2f} points, {policy.confidence:.0%} CI "
-                                f"[{low:+.2f}, {high:+.2f}] ({on})")
+                                f"[{low:+.2f}, {high:+.2f}]{shown} ({on})")
     return GateResult("domain", status, mean, policy.min_lift, reason, evidence), extra
+
+
+def lift_required(ctx: GuardContext) -> str | None:
+    """Why the candidate must show a lift, or None when being no worse is enough: it must when the
+    policy's ``fine_tunes_must_lift`` holds, its model is a fine-tune (has a lineage parent) and
+    another model serves the alias now."""
+    serving = ctx.production_model
+    if not ctx.policy.fine_tunes_must_lift or ctx.model.parent is None or serving in (None, ctx.model.ref):
+        return None
+    return f"{ctx.model.ref} is a fine-tune (of {ctx.model.parent}) that would replace {serving}"
 
 
 def _queries(n: int) -> str:
@@ -149,7 +176,8 @@ class DomainGate:
     name, order = "domain", 10
 
     def run(self, ctx: GuardContext) -> GateResult:
-        result, ctx.shared["runs"] = domain_gate(ctx.candidate, ctx.production, ctx.queries, ctx.qrels, ctx.policy)
+        result, ctx.shared["runs"] = domain_gate(ctx.candidate, ctx.production, ctx.queries, ctx.qrels, ctx.policy,
+                                                 must_lift=lift_required(ctx))
         return result
 
 

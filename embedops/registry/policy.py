@@ -12,6 +12,8 @@ authorises a promotion only under the policy (by hash) it was made with. Default
     k = 10                    # recall@k cut-off
     tolerance = 1.0           # fail if the CI lower bound of the mean per-query lift < -tolerance (points)
     min_lift = 0.0            # fail if the mean lift (points) is below this
+    fine_tunes_must_lift = true  # a fine-tune (a model with a lineage parent) replacing another model must
+                              # show a lift: the CI lower bound above 0, not only above -tolerance
     confidence = 0.95         # of the bootstrap interval, in (0, 1)
     bootstrap_resamples = 10000  # at least 100
     min_gold_queries = 50     # evidence: gold queries with a relevant document in both indexes (TREC's 50 topics)
@@ -69,6 +71,10 @@ def _gates(value: Any) -> str | None:
     return None
 
 
+def _flag(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
 def _floor(value: Any) -> str | None:
     return None if value is None else _in(0, 100)(value)
 
@@ -80,6 +86,7 @@ _CHECKS = {
     "k": _in(1, 1000, integer=True),
     "tolerance": _in(0, 100),
     "min_lift": _in(-100, 100),
+    "fine_tunes_must_lift": _flag,
     "confidence": _in(0, 1, lo_open=True, hi_open=True),
     "bootstrap_resamples": _in(100, 10_000_000, integer=True),
     "min_gold_queries": _in(2, 10_000_000, integer=True),
@@ -116,6 +123,7 @@ class Policy:
     k: int = 10
     tolerance: float = 1.0
     min_lift: float = 0.0
+    fine_tunes_must_lift: bool = True
     confidence: float = 0.95
     bootstrap_resamples: int = 10000
     min_gold_queries: int = 50
