@@ -43,6 +43,8 @@ def main() -> None:
            "policy": Policy().to_dict(), "production": reg.aliases.current("production"), "guards": {}}
     for ref in args.model:
         guard = _guard(args.store, reg, ref)
+        stored = reg.reports.for_index(guard["index"])[-1].gate("domain")["evidence"]  # the report just made
+        guard["domain_evidence"] = {k: stored.get(k) for k in ("rule", "mean_lift", "ci_low", "ci_high", "queries")}
         out["guards"][ref] = guard
         domain = guard["gates"]["domain"]
         print(f"{ref}: {guard['verdict']} (domain {domain['status']}: {domain['reason']})", flush=True)

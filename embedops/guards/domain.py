@@ -118,11 +118,11 @@ def domain_gate(candidate: IndexReader, production: IndexReader | None, queries:
     extra["per_query_delta"] = evidence["per_query_delta"]
     on = f"{_queries(len(qids))}, smallest detectable effect +/-{(high - low) / 2:.2f}"
     if low < -policy.tolerance:
-        status, reason = FAIL, (f"{metric} may regress: {policy.confidence:.0%} CI of the lift is [{low:+.2f}, "
-                                f"{high:+.2f}] points, lower bound below -{policy.tolerance:g} ({on})")
+        status, reason = FAIL, (f"{metric} may regress: {policy.confidence:.0%} CI of the lift is [{_points(low)}, "
+                                f"{_points(high)}] points, lower bound below -{policy.tolerance:g} ({on})")
     elif must_lift and low <= 0:
         status, reason = FAIL, (f"no measured lift: {must_lift}, so it must lift {metric}; the "
-                                f"{policy.confidence:.0%} CI of the lift is [{low:+.2f}, {high:+.2f}] points, its "
+                                f"{policy.confidence:.0%} CI of the lift is [{_points(low)}, {_points(high)}] points, its "
                                 f"lower bound not above 0 ({on}). Train on more or better pairs, or set "
                                 "fine_tunes_must_lift = false in [guards] to ship a fine-tune that is no worse")
     elif mean < policy.min_lift:
@@ -131,7 +131,7 @@ def domain_gate(candidate: IndexReader, production: IndexReader | None, queries:
     else:
         shown = ": a measured lift, as a fine-tune must show" if must_lift else ""
         status, reason = PASS, (f"mean {metric} lift {mean:+.2f} points, {policy.confidence:.0%} CI "
-                                f"[{low:+.2f}, {high:+.2f}]{shown} ({on})")
+                                f"[{_points(low)}, {_points(high)}]{shown} ({on})")
     return GateResult("domain", status, mean, policy.min_lift, reason, evidence), extra
 
 
@@ -143,6 +143,14 @@ def lift_required(ctx: GuardContext) -> str | None:
     if not ctx.policy.fine_tunes_must_lift or ctx.model.parent is None or serving in (None, ctx.model.ref):
         return None
     return f"{ctx.model.ref} is a fine-tune (of {ctx.model.parent}) that would replace {serving}"
+
+
+def _points(x: float) -> str:
+    """A bound of the interval, to 0.01 point; one that would round to 0 keeps its first digit (a
+    lower bound of +0.003 is a measured lift, and the reason must not read +0.00)."""
+    if x == 0 or abs(x) >= 0.005:
+        return f"{x:+.2f}"
+    return f"{x:+.1g}"
 
 
 def _queries(n: int) -> str:

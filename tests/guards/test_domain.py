@@ -4,7 +4,7 @@ would replace the serving model must show a measured lift (the CI's lower bound 
 from types import SimpleNamespace
 
 from embedops.guards import Policy
-from embedops.guards.domain import domain_gate, lift_required
+from embedops.guards.domain import _points, domain_gate, lift_required
 from embedops.index.reader import Hit
 
 QUERIES = {f"q{i}": f"question {i}" for i in range(60)}
@@ -69,3 +69,8 @@ def test_only_a_fine_tune_replacing_another_model_must_lift():
     assert lift_required(_ctx("minilm@1", "minilm@2")) is None  # a new index of the model that serves
     assert lift_required(_ctx("minilm@1", None)) is None  # nothing serves: the floor judges
     assert lift_required(_ctx("minilm@1", "minilm@1", fine_tunes_must_lift=False)) is None
+
+
+def test_a_bound_that_would_round_to_zero_keeps_its_first_digit():
+    # a lower bound of +0.003 is a measured lift: a reason reading [+0.00, ...] would hide why it passed
+    assert [_points(x) for x in (0.0026, -0.0004, 0.0, 0.26, -1.434)] == ["+0.003", "-0.0004", "+0.00", "+0.26", "-1.43"]
