@@ -1,8 +1,8 @@
 """Each gate's evidence in words, the same in the CLI table, the HTML report and the dashboard.
 
 >>> evidence_line({"name": "domain", "evidence": {"judgeable_queries": 300, "gold_queries": 300,
-...     "missing_judgements": 0, "relevant_judgements": 339, "half_width": 1.2}})
-'300 of 300 gold queries judgeable; 0 of 339 judgements missing; detects +/-1.20'
+...     "missing_judgements": 0, "relevant_judgements": 339, "half_width": 1.2, "rule": "lift"}})
+'300 of 300 gold queries judgeable; 0 of 339 judgements missing; detects +/-1.20; rule: lift'
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ def evidence_line(gate: dict[str, Any]) -> str:
                 f"{ev['missing_judgements']} of {ev['relevant_judgements']} judgements missing")
         if ev.get("half_width") is not None:
             line += f"; detects +/-{ev['half_width']:.2f}"
+        if ev.get("rule"):
+            line += f"; rule: {ev['rule']}"  # lift (a fine-tune) or non-inferiority
         return line
     if name == "slices" and "slices" in ev:
         return (f"{ev['judged']} of {len(ev['slices'])} slices judged (>= {ev['min_slice_queries']} queries); "
