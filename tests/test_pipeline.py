@@ -148,9 +148,13 @@ def test_failing_guards_leave_production_untouched(setup):
     root, config = setup
     (root / "policy.toml").write_text("[guards]\nmin_lift = 50.0\nbootstrap_resamples = 500\n")
     cli = StoreCli(str(root / "store"))
-    result = cli("pipeline", "run", config, "--json", expect=1)
-    report = json.loads(result.stdout)
+    result = cli("pipeline", "run", config, "--report", root / "run.json", expect=1)
+    report = json.loads((root / "run.json").read_text())
     assert report["verdict"] == "fail" and report["promoted"] is False
+    guards = next(s for s in report["stages"] if s["name"] == "guards")["outputs"]
+    domain = next(g for g in guards["gates"] if g["name"] == "domain")
+    said = " ".join(result.stdout.split())  # the user is told why, in full, not only the verdict
+    assert domain["status"] == "fail" and f"refused by domain: {domain['reason'][:60]}" in said
     reg = Registry(Store.open(str(root / "store")))
     assert reg.aliases.current("production") == report["production_before"] != report["candidate_index"]
 

@@ -64,6 +64,14 @@ def _print_pipeline(report: PipelineReport) -> None:
     out.print(t)
 
 
+def _print_refusals(report: PipelineReport) -> None:
+    """Why the guards refused: each failing gate's reason in full (what the user acts on)."""
+    guards = next((s for s in report.stages if s.name == "guards"), None)
+    for gate in (guards.outputs.get("gates", []) if guards else []):
+        if gate.get("status") == "fail":
+            out.print(f"refused by [bold]{gate['name']}[/]: {gate.get('reason', '')}")
+
+
 @pipeline_app.command("run")
 @handle_errors
 def pipeline_run(
@@ -90,6 +98,7 @@ def pipeline_run(
         print_json(data)
     else:
         _print_pipeline(report)
+        _print_refusals(report)
         out.print(f"verdict [bold]{report.verdict}[/]; " + (f"promoted {report.candidate_index}" if report.promoted
                                                              else "production untouched"))
     if not report.promoted:
@@ -120,6 +129,7 @@ def demo(
                     "general": s.general, "rollback_ms": s.rollback_ms, "repromote_ms": s.repromote_ms, "seconds": total})
         return
     _print_pipeline(s.report)
+    _print_refusals(s.report)
     t = make_table("held-out retrieval", "base model", "fine-tuned", "change", title="before / after")
     for m in ("ndcg@10", "recall@10", "mrr@10"):
         if m in s.before and m in s.after:
