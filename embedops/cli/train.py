@@ -164,6 +164,24 @@ def describe_top_up(m: dict) -> list[str]:
     return lines
 
 
+def describe_alpha_sweep(m: dict) -> list[str]:
+    """Each alpha the sweep scored: its dev score, its general scores where they were measured, and
+    whether they kept within the limit (``*`` marks the alpha kept). None with one alpha or none."""
+    sweep = m.get("alpha_sweep") or []
+    if len(sweep) < 2:
+        return []
+    lines = [f"alpha sweep (dev nDCG@10 on {m.get('domain_scorer') or 'the domain set'}; general scores):"]
+    for p in sweep:
+        general = [f"{label} {p[key]:.2f}" for key, label in (("general_spearman", "Spearman"),
+                                                             ("general_retrieval_ndcg@10", "nDCG@10"))
+                   if p.get(key) is not None]
+        verdict = {True: "within the limit", False: "beyond the limit", None: "not scored"}[p.get("allowed")]
+        lines.append(f" {'*' if p['alpha'] == m.get('alpha') else ' '} {p['alpha']:<4g} "
+                     f"{p.get('domain_ndcg@10', float('nan')):6.2f}  "
+                     + (f"{', '.join(general)}: {verdict}" if general else f"general {verdict}"))
+    return lines
+
+
 def describe_training(m: dict) -> list[str]:
     """What a training run did, in lines a user can check (``embedops train``'s report)."""
     lines = [_recipe_line(m), *describe_search(m), *describe_top_up(m)]
@@ -179,6 +197,7 @@ def describe_training(m: dict) -> list[str]:
         if "general_retrieval_ndcg@10_drop_upper95" in chosen:
             lines.append(f"  its drop is at most {chosen['general_retrieval_ndcg@10_drop_upper95']:.2f} "
                          "(upper end of the one-sided 95% interval, query by query)")
+    lines += describe_alpha_sweep(m)
     if m.get("alpha_reason"):
         lines.append(f"alpha {m['alpha']:g}: {m['alpha_reason']}")
     elif m.get("alpha") is not None:

@@ -97,6 +97,14 @@ def test_training_registers_a_child_version_with_lineage(reg, tmp_path):
     assert best["within_noise_of_best"] and best["allowed"]
     assert result.alpha == best["alpha"] and result.metrics["after"]["domain_ndcg@10"] == best["domain_ndcg@10"]
     assert mv.params["alpha_rule"] == "best"
+    from embedops.cli.train import describe_training
+
+    lines = describe_training(result.metrics)  # the report lists every alpha swept, the kept one starred
+    at = next(i for i, line in enumerate(lines) if line.startswith("alpha sweep (dev nDCG@10"))
+    rows = lines[at + 1: at + 1 + len(sweep)]
+    assert [row[3:].split()[0] for row in rows] == [f"{s['alpha']:g}" for s in sweep]
+    starred = [row for row in rows if row.startswith(" * ")]
+    assert starred == [r for r in rows if r[3:].split()[0] == f"{result.alpha:g}"] and "within the limit" in starred[0]
     assert reg.models.verify("tiny@2") == []
     # every pair is trained in every epoch: 8 topics whose mined negatives are each other's positives
     # leave batches of 1-3 rows, and the trainer takes as many steps as the sampler makes batches
