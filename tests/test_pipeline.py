@@ -280,3 +280,17 @@ def test_paths_in_the_generator_and_train_sections_are_relative_to_the_config(tm
     cfg = PipelineConfig.from_toml(cfg_file)
     assert cfg.generated.few_shot == str(cfg_file.parent / "shots.jsonl") and cfg.generated.batch_size == 64
     assert cfg.train.domain_dev == str(cfg_file.parent / "dev-beir")
+
+
+def test_a_truncated_index_compares_with_the_base_model_at_its_full_dimension(setup):
+    # the base model was not trained for 16 dimensions: truncated it would lose quality silently (and
+    # flatter the candidate), so what serves before is the base at full size; the candidate is cut
+    root, config = setup
+    text = config.read_text().replace("[index]\nnprobes = 10", "[index]\nnprobes = 10\ndims = 16")
+    config.write_text(text.replace('interpolate = "none"', 'interpolate = "none"\nmatryoshka_dims = [32, 16]'))
+    report = json.loads(StoreCli(str(root / "store"))("pipeline", "run", config, "--json").stdout)
+    reg = Registry(Store.open(str(root / "store")))
+    before, candidate = reg.indexes.get(report["production_before"]), reg.indexes.get(report["candidate_index"])
+    assert (before.model_ref, before.settings.index.dims) == ("tiny@1", None)
+    assert (candidate.model_ref, candidate.settings.index.dims) == ("tiny@2", 16)
+    assert report["promoted"] is True and reg.aliases.current("production") == candidate.index_id

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from embedops.checksums import sha256_file
 from embedops.errors import EmbedopsError
 from embedops.guards import run_guards
 from embedops.guards.shadow import ShadowReport, run_shadow
-from embedops.index import IndexStatus
+from embedops.index import IndexSettings, IndexStatus
 from embedops.registry import Registry, Searcher
 from embedops.trainer.pairs import TrainingPair, import_beir, read_pairs, write_pairs
 from embedops.trainer.train import train
@@ -86,9 +86,19 @@ def register_base(registry: Registry, cfg: PipelineConfig) -> ModelOut:
     return ModelOut(registry.models.register(cfg.base.name, cfg.base.model, notes="pipeline base").ref)
 
 
+def baseline_settings(registry: Registry, cfg: PipelineConfig, base_ref: str) -> IndexSettings:
+    """``[index]`` as the base model can honour it: a truncation (``dims``) only when the base was
+    trained for that many dimensions; otherwise it serves at its full dimension, as it would without
+    embedops (cut, it would lose quality silently and flatter the candidate the guards compare)."""
+    trained = [int(d) for d in (registry.models.get(base_ref).params or {}).get("matryoshka_dims") or []]
+    return cfg.index if cfg.index.dims is None or cfg.index.dims in trained else replace(cfg.index, dims=None)
+
+
 def promote_baseline(registry: Registry, cfg: PipelineConfig, base_ref: str, progress: Progress | None = None) -> IndexOut:
-    """The first index behind the alias: the unmodified base model's, an explicit, audited override."""
-    idx = ready_index(registry, base_ref, cfg.corpus.name, on_progress=progress, settings=cfg.index)
+    """The first index behind the alias: the unmodified base model's (:func:`baseline_settings`), an
+    explicit, audited override."""
+    idx = ready_index(registry, base_ref, cfg.corpus.name, on_progress=progress,
+                      settings=baseline_settings(registry, cfg, base_ref))
     registry.promote(idx.index_id, cfg.alias, expect=None, override=True,
                      reason=f"pipeline: first {cfg.alias} index, the unmodified base model {base_ref}")
     return IndexOut(idx.index_id, idx.table_version)
