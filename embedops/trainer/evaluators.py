@@ -65,7 +65,12 @@ def _retrieval_evaluator(queries: dict[str, str], corpus: dict[str, str], releva
 def domain_evaluator(held_out: list[TrainingPair], train: list[TrainingPair], max_corpus: int = 1000, seed: int = 0):
     """Retrieval on held-out queries (nDCG@10) over their positives and hard negatives, plus train
     positives as distractors up to ``max_corpus`` texts in all (it runs once per interpolation weight,
-    so it must stay small: re-encoding every text seen would dominate the run on large pair sets)."""
+    so it must stay small: re-encoding every text seen would dominate the run on large pair sets).
+
+    Graded where the pairs carry their qrels grade (``relevance``, kept by ``pairs import``): a
+    query with dozens of relevant documents otherwise fills its top 10 with any of them and scores
+    100 under every model (TREC DL 2019's queries did, for the base model and every trial), so the
+    dev set could choose nothing. Pairs without a grade count 1, as binary nDCG does."""
     corpus: dict[str, str] = {}
 
     def cid(text: str) -> str:
@@ -73,18 +78,22 @@ def domain_evaluator(held_out: list[TrainingPair], train: list[TrainingPair], ma
         corpus[key] = text
         return key
 
-    queries, relevant = {}, {}
+    queries, relevant, grades = {}, {}, {}
     for p in held_out:
         qid = f"q{sha256_text(p.query)[:12]}"
         queries[qid] = p.query
-        relevant.setdefault(qid, set()).add(cid(p.positive))
+        doc = cid(p.positive)
+        relevant.setdefault(qid, set()).add(doc)
+        level = grades.setdefault(qid, {})
+        level[doc] = max(level.get(doc, 0), p.relevance or 1)
         for n in p.negatives:
             cid(n)
     distractors = sorted({p.positive for p in train} - set(corpus.values()))
     random.Random(seed).shuffle(distractors)
     for text in distractors[: max(0, max_corpus - len(corpus))]:
         cid(text)
-    return _retrieval_evaluator(queries, corpus, relevant)
+    graded = any(p.relevance not in (None, 1) for p in held_out)
+    return _retrieval_evaluator(queries, corpus, relevant, grades=grades if graded else None)
 
 
 def labelled_dev_evaluator(beir_dir: Path, split: str = "dev", max_corpus: int = 2000, seed: int = 0):

@@ -93,7 +93,7 @@ def _domain_scorer(config: TrainConfig, data: TrainingData):
         return ev, f"{config.domain_dev} ({config.domain_dev_split}, {_queries(len(ev.queries))})"
     if data.held_out:
         ev = domain_evaluator(data.held_out, data.train, seed=config.seed)
-        return ev, f"held-out pairs ({_queries(len(ev.queries))})"
+        return ev, f"held-out pairs ({_queries(len(ev.queries))}{', graded' if ev.grades else ''})"
     return None, None
 
 

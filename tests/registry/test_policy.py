@@ -16,6 +16,7 @@ BAD = {
     "required_gates = ['domian']": ("guards.required_gates", "unknown gate 'domian'"),
     "min_lfit = 0.5": ("guards.min_lfit", "unknown setting"),
     "domain_floor = 250": ("guards.domain_floor", "must be <= 100"),
+    "fine_tunes_must_lift = 1": ("guards.fine_tunes_must_lift", "must be true or false"),
 }
 
 

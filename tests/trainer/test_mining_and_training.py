@@ -257,6 +257,25 @@ def test_general_retrieval_is_scored_with_graded_gains_as_the_forgetting_gate_sc
     assert ev.compute_metrics([best])["ndcg@k"][10] == pytest.approx(1.0)
 
 
+def test_held_out_pairs_with_grades_are_scored_with_graded_gains():
+    """A query with many relevant documents fills its top 10 with any of them: binary nDCG@10 sat at
+    100 for every model on TREC DL 2019's pairs, so dev chose nothing. The pairs' qrels grades are the
+    gains, as in the guards; ungraded pairs (generated, or every grade 1) are scored as before."""
+    from embedops.trainer.evaluators import domain_evaluator
+
+    held = [TrainingPair("pgx down", "PGX primary failover", relevance=3),
+            TrainingPair("pgx down", "PGX replica lag note", relevance=1)]
+    train = [TrainingPair("disk full", "DISK cleanup runbook")]
+    ev = domain_evaluator(held, train)
+    (qid,), ids = ev.queries_ids, dict(zip(ev.corpus, ev.corpus_ids))
+    assert ev.grades == {qid: {ids["PGX primary failover"]: 3, ids["PGX replica lag note"]: 1}}
+    worse = [{"corpus_id": ids["PGX replica lag note"], "score": 0.9}, {"corpus_id": ids["DISK cleanup runbook"], "score": 0.8},
+             {"corpus_id": ids["PGX primary failover"], "score": 0.7}]
+    assert ev.compute_metrics([worse])["ndcg@k"][10] < 0.8  # binary gains: 0.92
+    for ungraded in ([TrainingPair(p.query, p.positive) for p in held], [TrainingPair(p.query, p.positive, relevance=1) for p in held]):
+        assert domain_evaluator(ungraded, train).grades is None
+
+
 @pytest.mark.slow
 def test_auto_interpolation_scores_alphas_on_the_labelled_dev_set(reg, tmp_path):
     """With a dev set, alpha is chosen on real queries even when no pairs are held out."""
