@@ -11,6 +11,7 @@ import typer
 from embedops.app.training import train_from_files
 from embedops.cli._common import JsonOpt, app, err, handle_errors, print_json, state
 from embedops.errors import UsageError
+from embedops.trainer.config import FEW_DEV_QUERIES
 from embedops.trainer.train import TrainConfig
 
 
@@ -188,6 +189,9 @@ def describe_training(m: dict) -> list[str]:
     b, a = m["before"], m["after"]
     lines.append(_change(f"domain nDCG@10 on {m.get('domain_scorer') or 'no domain set'}", b["domain_ndcg@10"],
                          a["domain_ndcg@10"], "no held-out queries and no --domain-dev"))
+    if 0 < m.get("dev_queries", FEW_DEV_QUERIES) < FEW_DEV_QUERIES:
+        lines.append(f"  only {m['dev_queries']} dev quer{'y' if m['dev_queries'] == 1 else 'ies'}: what was chosen on "
+                     "them is noise; --domain-dev with more labelled queries, or a larger --eval-fraction, fixes it")
     lines.append(_change(f"general Spearman on {m.get('general_eval')}", b["general_spearman"], a["general_spearman"],
                          "no general set"))
     if "general_retrieval_ndcg@10" in b:

@@ -21,6 +21,12 @@ from embedops.errors import UsageError
 from embedops.trainer.pairs import TrainingPair
 
 
+# How the dev score is computed: part of a training run's key, so a run restarted after the scoring
+# changed starts afresh instead of resuming checkpoints whose dev curve was scored another way (a
+# resumed run once kept binary scores of 100 beside graded ones and chose on the mix).
+DEV_SCORING = "graded-gains-1"
+
+
 @functools.cache
 def _per_query_ir_class():
     """sentence-transformers' InformationRetrievalEvaluator, keeping each query's nDCG@10 of its last

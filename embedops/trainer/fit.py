@@ -43,9 +43,9 @@ from embedops.errors import UsageError
 from embedops.registry import ModelVersion, Registry
 from embedops.trainer.config import RecipePlan, TrainConfig, TrainResult, resolve_loss, resolve_recipe
 from embedops.trainer.dataset import TrainingData, top_ups_to_try, training_data
-from embedops.trainer.evaluators import (BUNDLED_GENERAL_EVAL, bundled_general_eval, domain_evaluator, general_evaluator,
-                                         general_retrieval_evaluator, labelled_dev_evaluator, per_query_scores,
-                                         score)
+from embedops.trainer.evaluators import (BUNDLED_GENERAL_EVAL, DEV_SCORING, bundled_general_eval, domain_evaluator,
+                                         general_evaluator, general_retrieval_evaluator, labelled_dev_evaluator,
+                                         per_query_scores, score)
 from embedops.trainer.losses import LossSetup, make_loss
 from embedops.trainer.losses.matryoshka import matryoshka
 from embedops.trainer.pairs import TrainingPair
@@ -83,7 +83,8 @@ def base_copy(model, rank: int) -> dict:
 
 
 def run_key(base: ModelVersion, pair_hashes: list[str], config: TrainConfig) -> str:
-    return sha256_json({"base": base.digest, "pairs": pair_hashes, "config": asdict(config)})[:16]
+    return sha256_json({"base": base.digest, "pairs": pair_hashes, "config": asdict(config),
+                        "dev_scoring": DEV_SCORING})[:16]
 
 
 def _domain_scorer(config: TrainConfig, data: TrainingData):
@@ -251,6 +252,7 @@ def _register(registry, model, name, base, pairs, config, recipe_rule, plan, tri
     metrics = {"before": before, "after": after, "alpha": alpha, "alpha_sweep": sweep, "alpha_reason": alpha_reason,
                "recipe": recipe, "recipe_search": search.to_dict() if search else None,
                "general_eval": general_name, "domain_scorer": domain_name,
+               "dev_queries": len(dom_eval.queries) if dom_eval is not None else 0,
                "general_pairs": len(general["general_spearman"].sentences1),
                "general_retrieval": config.general_retrieval,
                "train_pairs": len(data.train), "held_out_pairs": len(data.held_out),

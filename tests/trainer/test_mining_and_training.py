@@ -105,6 +105,9 @@ def test_training_registers_a_child_version_with_lineage(reg, tmp_path):
     assert [row[3:].split()[0] for row in rows] == [f"{s['alpha']:g}" for s in sweep]
     starred = [row for row in rows if row.startswith(" * ")]
     assert starred == [r for r in rows if r[3:].split()[0] == f"{result.alpha:g}"] and "within the limit" in starred[0]
+    few = result.metrics["dev_queries"]  # a handful of held-out queries: the report says their choices are noise
+    assert 0 < few < 20 and any(line.startswith(f"  only {few} dev quer") and "noise" in line for line in lines)
+    assert not any("noise" in line for line in describe_training(result.metrics | {"dev_queries": 20}))
     assert reg.models.verify("tiny@2") == []
     # every pair is trained in every epoch: 8 topics whose mined negatives are each other's positives
     # leave batches of 1-3 rows, and the trainer takes as many steps as the sampler makes batches
@@ -112,6 +115,21 @@ def test_training_registers_a_child_version_with_lineage(reg, tmp_path):
     # steps, about a third of each epoch here). Whether the tuned model beats the base is the
     # guards' judgement, not this test's: 2 held-out queries of a random-weight model decide nothing.
     assert result.metrics["recipe"]["steps"] > 2 * len(mined * 4) * 0.75 / 8
+
+
+def test_a_run_scored_another_way_does_not_resume_the_old_checkpoints(monkeypatch):
+    """A restarted run resumes its checkpoints only when its dev curve would be scored the same way:
+    a resumed run once chose between binary dev scores of 100 and graded ones."""
+    from types import SimpleNamespace
+
+    import embedops.trainer.fit as fit
+    from embedops.trainer.train import TrainConfig
+
+    base, config = SimpleNamespace(digest="d" * 64), TrainConfig()
+    before = fit.run_key(base, ["abc"], config)
+    assert fit.run_key(base, ["abc"], config) == before  # same inputs: the same run, resumed
+    monkeypatch.setattr(fit, "DEV_SCORING", "another-scoring")
+    assert fit.run_key(base, ["abc"], config) != before
 
 
 def test_rerun_with_the_same_inputs_resumes_from_the_checkpoint(reg):
