@@ -184,6 +184,11 @@ def _number(value: Any, *, integer: bool = False) -> str | None:
     return None
 
 
+def boolean(value: Any) -> str | None:
+    """A check of a setting's value: None when it is true or false, else why not."""
+    return None if isinstance(value, bool) else "must be true or false"
+
+
 def number_in(lo: float | None, hi: float | None, *, lo_open: bool = False, hi_open: bool = False, integer: bool = False):
     """A check of a setting's value: None when it is a number (an integer with ``integer``) within
     the bounds (``None``: unbounded; ``*_open``: the bound itself excluded), else why not."""

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from embedops.checksums import sha256_json
-from embedops.config import POLICY_FILE, TomlFile, read_policy_file, read_settings
+from embedops.config import POLICY_FILE, TomlFile, boolean, read_policy_file, read_settings
 from embedops.config import number_in as _in
 from embedops.errors import UsageError
 
@@ -71,10 +71,6 @@ def _gates(value: Any) -> str | None:
     return None
 
 
-def _flag(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "must be true or false"
-
-
 def _floor(value: Any) -> str | None:
     return None if value is None else _in(0, 100)(value)
 
@@ -86,7 +82,7 @@ _CHECKS = {
     "k": _in(1, 1000, integer=True),
     "tolerance": _in(0, 100),
     "min_lift": _in(-100, 100),
-    "fine_tunes_must_lift": _flag,
+    "fine_tunes_must_lift": boolean,
     "confidence": _in(0, 1, lo_open=True, hi_open=True),
     "bootstrap_resamples": _in(100, 10_000_000, integer=True),
     "min_gold_queries": _in(2, 10_000_000, integer=True),

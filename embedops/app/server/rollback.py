@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from embedops.config import number_in, read_policy_file, read_settings
+from embedops.config import boolean, number_in, read_policy_file, read_settings
 from embedops.errors import UsageError
 
 SECTION = "serve.rollback"
@@ -66,7 +66,7 @@ class RollbackPolicy:
 
 
 _CHECKS = {
-    "enabled": lambda v: None if isinstance(v, bool) else "must be true or false",
+    "enabled": boolean,
     "max_error_rate": number_in(0, 1),
     "max_p95_ratio": number_in(0, 1000),
     "min_agreement": number_in(0, 1),
