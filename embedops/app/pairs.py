@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from embedops.app.generators import GeneratorSpec, make_generator
 from embedops.app.indexes import open_ready_index
 from embedops.corpus import Document
+from embedops.errors import UsageError
 from embedops.registry import Registry
 from embedops.trainer.generate import FilterReport, filter_pairs
+from embedops.trainer.margins import TRY_MARGIN
 from embedops.trainer.mining import MiningReport, mine_hard_negatives, round_trip_ranker
 from embedops.trainer.pairs import TrainingPair
 
@@ -27,8 +29,22 @@ class MineSettings:
 
     negatives: int = 3  # negatives per pair
     margin: float = 0.95  # drop candidates scoring above margin x the positive's score
+    try_margin: float | None = None  # keep candidates up to this looser margin too, for train to try on dev
+    # (None: the looser of margin and TRY_MARGIN; equal to margin: keep none)
     range_min: int = 0  # skip the top ranks below this
     range_max: int = 50  # look no deeper than this rank
+
+    def __post_init__(self):
+        if not self.margin > 0:
+            raise UsageError(f"margin must be above 0, got {self.margin!r}")
+        if self.try_margin is not None and not self.try_margin >= self.margin:  # NaN too
+            raise UsageError(f"try_margin ({self.try_margin!r}) must be at least margin ({self.margin:g}): it is the "
+                             "looser margin train may try; equal to margin keeps no candidates")
+
+    @property
+    def looser_margin(self) -> float:
+        """The margin candidates are kept up to: ``try_margin``, or the looser of ``margin`` and TRY_MARGIN."""
+        return self.try_margin if self.try_margin is not None else max(self.margin, TRY_MARGIN)
 
 
 @dataclass(frozen=True)
@@ -63,4 +79,5 @@ def mine_pairs(registry: Registry, pairs: list[TrainingPair], model_ref: str, co
     """Hard negatives for ``pairs`` from ``corpus``'s index under ``model_ref`` (built if missing)."""
     return mine_hard_negatives(pairs, open_ready_index(registry, model_ref, corpus), registry.corpora.table(corpus),
                                num_negatives=settings.negatives, range_min=settings.range_min,
-                               range_max=settings.range_max, margin=settings.margin, on_progress=on_progress)
+                               range_max=settings.range_max, margin=settings.margin,
+                               try_margin=settings.looser_margin, on_progress=on_progress)

@@ -106,6 +106,7 @@ def pairs_mine(
     range_min: int = typer.Option(0, "--range-min", help="Skip the top ranks below this."),
     range_max: int = typer.Option(50, "--range-max", help="Look no deeper than this rank."),
     margin: float = typer.Option(0.95, "--margin", help="Drop candidates scoring above margin x the positive's score."),
+    try_margin: Optional[float] = typer.Option(None, "--try-margin", help="Also keep the candidates up to this looser margin, with their scores, so `embedops train` can try it on dev (default: 1.0, or --margin if higher; equal to --margin keeps none)."),
     report_path: Optional[Path] = typer.Option(None, "--report", help="Write what mining saw per query (JSONL: candidates, known and probable positives, negatives kept)."),
 ):
     """Mine hard negatives, positive-aware (TopK-PercPos), through an index of the corpus.
@@ -116,18 +117,21 @@ def pairs_mine(
     reg = state(ctx).registry
     texts = reg.corpora.texts(corpus)
     pairs = read_pairs(pairs_path, corpus=texts)
-    reg.models.get(model)  # an unknown model is an error before any progress is drawn
+    reg.models.get(model)  # an unknown model or bad settings are errors before any progress is drawn
+    settings = MineSettings(negatives=negatives, margin=margin, range_min=range_min, range_max=range_max,
+                            try_margin=try_margin)
     with progress_bar() as progress:
         task = progress.add_task("mining", total=len(pairs), rate="-")
-        mined, report = mine_pairs(reg, pairs, model, corpus,
-                                   MineSettings(negatives=negatives, margin=margin, range_min=range_min,
-                                                range_max=range_max),
+        mined, report = mine_pairs(reg, pairs, model, corpus, settings,
                                    on_progress=lambda d, t: progress.update(task, completed=d))
     write_pairs(out_path, mined)
     out.print(f"{report.pairs} pairs, {report.num_negatives} negatives each -> {out_path}; false-negative filter "
               f"removed {report.removed_false_negatives} candidates, known positives skipped "
               f"{report.removed_known_positives}; {report.pairs_short_of_negatives} pairs got fewer negatives"
               + (" (train's --top-up says what fills them)" if report.pairs_short_of_negatives else ""))
+    if report.try_margin is not None:
+        out.print(f"candidates up to margin {report.try_margin:g} kept for train to try: "
+                  f"{report.pairs_changed_at_try_margin} pairs would get other negatives there")
     crowded = report.crowded_queries()
     if crowded:
         worst = crowded[0]

@@ -49,6 +49,7 @@ def train_cmd(
     max_seq_length: int = typer.Option(_DEFAULTS.max_seq_length, "--max-seq-length", help="Token limit while training, at most the model's own (all-MiniLM-L6-v2 was trained at 128; on a 2-core CPU a step on SciFact abstracts costs a third of one at 256). The new version keeps the model's limit for encoding."),
     matryoshka_dims: str = typer.Option("", "--matryoshka-dims", help="Also train the embedding cut to these leading dimensions, largest first (e.g. 384,256,128,64: MatryoshkaLoss); the version records them."),
     top_up: str = typer.Option(_DEFAULTS.top_up, "--top-up", help="Pairs short of mined negatives: random (topped up with other pairs' positives), drop (left out), or auto (random; when over a quarter of the pairs are short, dev chooses between the two)."),
+    margin: str = typer.Option("auto", "--margin", help="Filter the mined candidates again at this margin (within the range `pairs mine` kept, 0.95 to its --try-margin 1.0 by default), or auto: as mined, and when the looser margin gives over a quarter of the pairs other negatives, dev chooses between the two."),
     save_steps: Optional[int] = typer.Option(None, "--save-steps", help="Checkpoint every N steps (default: each epoch's end). Rerunning the same command resumes from the last checkpoint."),
     as_json: bool = JsonOpt,
 ):
@@ -73,6 +74,7 @@ def train_cmd(
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --budget 60 --lr 5e-5
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --matryoshka-dims 384,256,128,64
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --top-up drop
+    Example:  embedops train --base minilm@1 --pairs mined.jsonl --margin 1.0
     """
     try:
         dims = tuple(int(d) for d in matryoshka_dims.split(",") if d.strip()) or None
@@ -84,7 +86,7 @@ def train_cmd(
                          domain_dev=str(domain_dev) if domain_dev else None, domain_dev_split=domain_dev_split,
                          mixed_precision=mixed_precision, max_seq_length=max_seq_length, save_steps=save_steps,
                          budget_minutes=budget, patience=patience, general_retrieval=general_retrieval,
-                         matryoshka_dims=dims, top_up=top_up)
+                         matryoshka_dims=dims, top_up=top_up, margin=margin)
     with err.status(f"training {base} ...") as status:
         result = train_from_files(
             state(ctx).registry, base, pairs_path, corpus=corpus, general=general, general_eval=general_eval,
@@ -131,7 +133,7 @@ def describe_search(m: dict) -> list[str]:
     r = m["recipe"]
     used = sum(t["seconds"] for t in search["trials"]) / 60
     lines = [f"search on dev ({used:.1f} of {r.get('budget_minutes'):g} budget minutes): {search['reason']}"]
-    def probe(t: dict) -> tuple[float, str]:  # versions from before the top-up rule used "random"
+    def probe(t: dict) -> tuple[float, str]:  # the negatives rule; versions from before the top-up rule used "random"
         return t["lr"], t.get("top_up", "random")
 
     several = len({probe(t)[1] for t in search["trials"]}) > 1
@@ -165,6 +167,16 @@ def describe_top_up(m: dict) -> list[str]:
     return lines
 
 
+def describe_margin(m: dict) -> list[str]:
+    """The mining margin the kept trial's negatives were filtered at, and why (none for pairs mined
+    without candidates for another margin)."""
+    r = m.get("recipe", {})
+    if not r.get("margin_rule") or r["margin_rule"].startswith("as mined (the pairs carry no"):
+        return []
+    return [f"mining margin {r['margin']:g}: {r['margin_rule']}" if r.get("margin") is not None
+            else f"mining margin: {r['margin_rule']}"]
+
+
 def describe_alpha_sweep(m: dict) -> list[str]:
     """Each alpha the sweep scored: its dev score, its general scores where they were measured, and
     whether they kept within the limit (``*`` marks the alpha kept). None with one alpha or none."""
@@ -185,7 +197,7 @@ def describe_alpha_sweep(m: dict) -> list[str]:
 
 def describe_training(m: dict) -> list[str]:
     """What a training run did, in lines a user can check (``embedops train``'s report)."""
-    lines = [_recipe_line(m), *describe_search(m), *describe_top_up(m)]
+    lines = [_recipe_line(m), *describe_search(m), *describe_top_up(m), *describe_margin(m)]
     b, a = m["before"], m["after"]
     lines.append(_change(f"domain nDCG@10 on {m.get('domain_scorer') or 'no domain set'}", b["domain_ndcg@10"],
                          a["domain_ndcg@10"], "no held-out queries and no --domain-dev"))

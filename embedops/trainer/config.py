@@ -101,6 +101,7 @@ class TrainConfig:
     evals_per_epoch: int = EVALS_PER_EPOCH
     matryoshka_dims: tuple[int, ...] | None = None  # train with MatryoshkaLoss over these dims (largest first)
     top_up: str = "auto"  # pairs short of mined negatives: auto (dev chooses when many are), random or drop (TOP_UPS)
+    margin: str | float = "auto"  # mined candidates filtered again at this margin; auto: as mined, or dev chooses (trainer/margins.py)
 
     def __post_init__(self):
         from embedops.trainer.losses import registered_losses
@@ -155,6 +156,14 @@ class TrainConfig:
             raise UsageError(f"unknown alpha rule {self.alpha_rule!r}: use {' or '.join(ALPHA_RULES)}")
         if self.top_up not in ("auto", *TOP_UPS):
             raise UsageError(f"unknown top-up rule {self.top_up!r}: use auto, {', '.join(TOP_UPS)}")
+        if isinstance(self.margin, str) and self.margin != "auto":
+            try:
+                self.margin = float(self.margin)
+            except ValueError:
+                raise UsageError(f"--margin takes 'auto' or a number above 0, got {self.margin!r}") from None
+        if not isinstance(self.margin, str) and (isinstance(self.margin, bool) or not isinstance(self.margin, (int, float))
+                                                 or not self.margin > 0):
+            raise UsageError(f"--margin takes 'auto' or a number above 0, got {self.margin!r}")
         if self.mixed_precision not in ("auto", "bf16", "fp16", "fp32"):
             raise UsageError(f"unknown mixed precision {self.mixed_precision!r}: use auto, bf16, fp16 or fp32")
 

@@ -18,6 +18,7 @@ from typing import Any
 from embedops.errors import UsageError
 from embedops.trainer.batching import KnownPositives, known_positives
 from embedops.trainer.config import TOP_UP_PROBE_SHARE, TOP_UPS, TrainConfig
+from embedops.trainer.margins import parse_rule, refilter, rule_label
 from embedops.trainer.pairs import TrainingPair
 
 
@@ -39,6 +40,12 @@ class TrainingData:
     top_up: str = "random"
     short: int = 0
     dropped: int = 0
+    margin: float | None = None  # the margin the train pairs' mined candidates were filtered at (None: as mined)
+
+    @property
+    def rule(self) -> str:
+        """The negatives rule's label (:func:`~embedops.trainer.margins.rule_label`)."""
+        return rule_label(self.top_up, self.margin)
 
     def __len__(self) -> int:
         return len(self.train)
@@ -51,14 +58,19 @@ def training_data(pairs: list[TrainingPair], config: TrainConfig,
     column per negative). ``top_up`` says what happens to a domain pair short of mined negatives:
     "random" tops it up with other pairs' positives (:func:`even_negatives`), "drop" leaves it out
     (its positive stays a known positive of its query). Replay pairs have no mined negatives and are
-    always topped up."""
+    always topped up. ``top_up`` may name a margin too ("random, margin 1",
+    :func:`~embedops.trainer.margins.rule_label`): the train pairs' mined candidates are filtered again
+    at it first (held-out pairs stay as mined, so every rule is scored on the same dev set)."""
     from datasets import Dataset
 
     if not pairs:
         raise UsageError("no training pairs")
+    top_up, margin = parse_rule(top_up)
     if top_up not in TOP_UPS:
         raise UsageError(f"unknown top-up rule {top_up!r}: use {', '.join(TOP_UPS)}")
     train, held_out = split_by_query(pairs, config.eval_fraction, config.seed)
+    if margin is not None:
+        train = refilter(train, margin)
     most = max((len(p.negatives) for p in train), default=0)
     short = sum(len(p.negatives) < most for p in train)
     domain = train
@@ -78,7 +90,7 @@ def training_data(pairs: list[TrainingPair], config: TrainConfig,
     for j in range(n_neg):
         columns[f"negative_{j + 1}"] = [p.negatives[j] for p in train]
     return TrainingData(train, held_out, known, n_neg, padded, replayed, Dataset.from_dict(columns),
-                        top_up=top_up, short=short, dropped=dropped)
+                        top_up=top_up, short=short, dropped=dropped, margin=margin)
 
 
 def top_ups_to_try(config: TrainConfig, data: TrainingData, *, on_dev: bool) -> tuple[tuple[str, ...], str]:

@@ -42,12 +42,13 @@ from embedops.data import general_path
 from embedops.errors import UsageError
 from embedops.registry import ModelVersion, Registry
 from embedops.trainer.config import RecipePlan, TrainConfig, TrainResult, resolve_loss, resolve_recipe
-from embedops.trainer.dataset import TrainingData, top_ups_to_try, training_data
+from embedops.trainer.dataset import TrainingData, split_by_query, top_ups_to_try, training_data
 from embedops.trainer.evaluators import (BUNDLED_GENERAL_EVAL, DEV_SCORING, bundled_general_eval, domain_evaluator,
                                          general_evaluator, general_retrieval_evaluator, labelled_dev_evaluator,
                                          per_query_scores, score)
 from embedops.trainer.losses import LossSetup, make_loss
 from embedops.trainer.losses.matryoshka import matryoshka
+from embedops.trainer.margins import margins_to_try, mined_range, parse_rule, rule_label
 from embedops.trainer.pairs import TrainingPair
 from embedops.trainer.select import RecipeSearch, interpolate, search_recipe, sweep_alpha
 from embedops.trainer.trial import Precision, Trial, run_trial
@@ -114,17 +115,18 @@ def _at_full_length(evaluator, tokens: int) -> Callable[[object], float]:
 
 
 def _train(model, data_for: Callable[[str], TrainingData], loss, config: TrainConfig, plan: RecipePlan, *,
-           top_ups: tuple[str, ...], base_state: dict, dev, out_dir: Path, precision: Precision, world: int, clock,
+           rules: tuple[str, ...], base_state: dict, dev, out_dir: Path, precision: Precision, world: int, clock,
            on_log) -> tuple[list[Trial], RecipeSearch | None]:
     """The train and select steps: a search on dev when the plan chooses, else one trial as given.
-    ``data_for(top_up)`` gives the training data under a top-up rule (``top_ups``: those to try)."""
+    ``data_for(rule)`` gives the training data under a negatives rule (``rules``: those to try; a
+    top-up rule, with a margin where the mined candidates are filtered again, :mod:`~embedops.trainer.margins`)."""
     if not plan.chosen_on_dev:
-        trial = run_trial(model, data_for(top_ups[0]), loss, config, lr=plan.lrs[0], epochs=plan.epochs,
+        trial = run_trial(model, data_for(rules[0]), loss, config, lr=plan.lrs[0], epochs=plan.epochs,
                           folder=out_dir, precision=precision, world=world, clock=clock, on_log=on_log)
         return [trial], None
 
     def run(lr: float, epochs: int, deadline: float, pause: int | None, top_up: str) -> Trial:
-        folder = out_dir / (f"lr-{lr:g}" + ("" if top_up == "random" else f"-{top_up}"))
+        folder = out_dir / (f"lr-{lr:g}" + ("" if top_up == "random" else "-" + top_up.replace(", margin ", "-m")))
         if not any(folder.glob("checkpoint-*")):  # a fresh trial starts from the base weights
             model.load_state_dict(base_state)
         return run_trial(model, data_for(top_up), loss, config, lr=lr, epochs=epochs, folder=folder,
@@ -132,7 +134,7 @@ def _train(model, data_for: Callable[[str], TrainingData], loss, config: TrainCo
                          world=world, on_log=on_log)
 
     search = search_recipe(model, run, lrs=plan.lrs, epochs=plan.epochs, budget_s=config.budget_minutes * 60,
-                           clock=clock, top_ups=top_ups)
+                           clock=clock, top_ups=rules)
     if search.best is None:
         raise UsageError(f"the time budget ({config.budget_minutes:g} minutes) ran out before a dev score was "
                          "taken: raise --budget")
@@ -140,8 +142,8 @@ def _train(model, data_for: Callable[[str], TrainingData], loss, config: TrainCo
 
 
 def _data_variants(pairs, config: TrainConfig, general_pairs, first: TrainingData) -> Callable[[str], TrainingData]:
-    """``top_up -> TrainingData``, each built once (``first`` is already built)."""
-    made = {first.top_up: first}
+    """``rule -> TrainingData`` (a negatives rule's label), each built once (``first`` is already built)."""
+    made = {first.rule: first}
 
     def data_for(top_up: str) -> TrainingData:
         if top_up not in made:
@@ -167,14 +169,16 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     name = name or base.name
     general_name = str(general_eval) if general_eval else BUNDLED_GENERAL_EVAL  # what the lineage records
     general_eval = general_path(general_eval) if general_eval else bundled_general_eval()  # "auto" keeps it; reported
-    first_top_up = "random" if config.top_up == "auto" else config.top_up
-    data = training_data(pairs, config, general_pairs, top_up=first_top_up)
-    has_dev = bool(config.domain_dev or data.held_out)
+    has_dev = bool(config.domain_dev or split_by_query(pairs, config.eval_fraction, config.seed)[1])
     if config.interpolate == "auto" and not has_dev:
         raise UsageError(f"interpolate 'auto' needs a domain score: {len(pairs)} pairs at eval_fraction "
                          f"{config.eval_fraction} hold out no query; raise eval_fraction or give --domain-dev")
     config, recipe_rule, plan = resolve_recipe(config, [p.source for p in pairs], has_dev=has_dev, distributed=world > 1)
+    margins, margin_rule = margins_to_try(config.margin, pairs, on_dev=plan.chosen_on_dev)
+    first_top_up = "random" if config.top_up == "auto" else config.top_up
+    data = training_data(pairs, config, general_pairs, top_up=rule_label(first_top_up, margins[0]))
     top_ups, top_up_rule = top_ups_to_try(config, data, on_dev=plan.chosen_on_dev)
+    rules = tuple(rule_label(t, margins[0]) for t in top_ups) + tuple(rule_label("random", m) for m in margins[1:])
     data_for = _data_variants(pairs, config, general_pairs, data)
     precision = mixed_precision(config.mixed_precision, torch.cuda.is_available())
     torch.manual_seed(config.seed)
@@ -201,7 +205,7 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     key = run_key(base, pair_hashes or [], config)
     model.max_seq_length = train_tokens  # 128 by default: all-MiniLM-L6-v2 was itself trained at 128 tokens
     try:
-        trials, search = _train(model, data_for, loss, config, plan, top_ups=top_ups, base_state=base_state,
+        trials, search = _train(model, data_for, loss, config, plan, rules=rules, base_state=base_state,
                                 dev=_at_full_length(dom_eval, model_max_seq_length) if dom_eval else None,
                                 out_dir=registry.store.artifacts / ".training" / key, precision=precision,
                                 world=world, clock=clock, on_log=on_log)
@@ -212,13 +216,14 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     return _register(registry, model, name, base, pairs, config, recipe_rule, plan, trials, search, base_state,
                      before=before, base_per_query=base_per_query, dom_eval=dom_eval, general=general,
                      domain_name=domain_name, general_name=general_name, data_for=data_for,
-                     top_up_rule=top_up_rule, loss_used=loss_used,
+                     top_up_rule=top_up_rule, margin_rule=margin_rule, loss_used=loss_used,
                      train_tokens=train_tokens,
                      key=key, world=world, pair_hashes=pair_hashes)
 
 
 def _register(registry, model, name, base, pairs, config, recipe_rule, plan, trials, search, base_state, *,
-              before, base_per_query, dom_eval, general, domain_name, general_name, data_for, top_up_rule, loss_used,
+              before, base_per_query, dom_eval, general, domain_name, general_name, data_for, top_up_rule, margin_rule,
+              loss_used,
               train_tokens, key, world, pair_hashes) -> TrainResult:
     """The interpolate and register steps: alpha chosen (or given), metrics and lineage recorded."""
     tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -236,17 +241,23 @@ def _register(registry, model, name, base, pairs, config, recipe_rule, plan, tri
              {"domain_ndcg@10": score(dom_eval, model)} | {k: score(ev, model) for k, ev in general.items()})
     kept = search.kept() if search else trials[-1]
     data = data_for(kept.top_up)  # the training data of the trial kept
+    span = mined_range(pairs)
+    mined_margin = span[0] if span else None  # the margin `pairs mine` kept negatives at (unknown for older files)
     best = search.best if search else None
     trained_in = kept.trained_in
     chosen = {"lr": kept.lr, "epochs_max": plan.epochs, "step": best["step"] if best else kept.steps,
               "epoch": best["epoch"] if best else None, "dev_ndcg@10": best["domain_ndcg@10"] if best else None,
-              "stopped": kept.stopped, "alpha": alpha, "top_up": data.top_up, "on_dev": plan.chosen_on_dev}
+              "stopped": kept.stopped, "alpha": alpha, "top_up": data.top_up, "margin": data.margin or mined_margin,
+              "on_dev": plan.chosen_on_dev}
     recipe = {"epochs": plan.epochs, "steps": chosen["step"], "steps_trained": sum(t.steps for t in trials),
               "batch_size": config.batch_size * world, "lr": kept.lr,
               "lrs_tried": list(dict.fromkeys(t.lr for t in trials)),
               "warmup_ratio": config.warmup_ratio, "negatives_per_pair": data.negatives_per_pair,
               "train_tokens": train_tokens, "precision": {"no": "fp32"}.get(trained_in, trained_in), "loss": loss_used,
-              "top_up": data.top_up, "top_up_rule": top_up_rule, "top_ups_tried": sorted({t.top_up for t in trials}),
+              "top_up": data.top_up, "top_up_rule": top_up_rule,
+              "top_ups_tried": sorted({parse_rule(t.top_up)[0] for t in trials}),
+              "margin": data.margin or mined_margin, "margin_rule": margin_rule,
+              "margins_tried": list(dict.fromkeys(parse_rule(t.top_up)[1] or mined_margin for t in trials)),
               "rule": recipe_rule, "budget_minutes": config.budget_minutes if plan.chosen_on_dev else None,
               "seconds": round(sum(t.seconds for t in trials), 1)}
     metrics = {"before": before, "after": after, "alpha": alpha, "alpha_sweep": sweep, "alpha_reason": alpha_reason,

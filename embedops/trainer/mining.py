@@ -7,6 +7,11 @@ in rank order from an optional window ``[range_min, range_max)``, skipping every
 the query; a candidate scoring above ``margin`` x the positive's score (default 95%) is dropped as a
 probable false negative. The first ``num_negatives`` survivors become the pair's negatives.
 
+With ``try_margin`` (a looser margin, above ``margin``), the candidates between the two margins are
+kept too, with every candidate's score, in the pair's ``mined`` record
+(:class:`~embedops.trainer.pairs.MinedCandidates`): `embedops train` can then filter them again at any
+margin in that range and let the user's held-out queries choose (:mod:`embedops.trainer.margins`).
+
 >>> index = Searcher(reg).open(find_ready_index(reg, "minilm@1", "scifact"))                # doctest: +SKIP
 >>> mined, report = mine_hard_negatives(pairs, index, reg.corpora.table("scifact"))         # doctest: +SKIP
 >>> report.removed_false_negatives                                                             # doctest: +SKIP
@@ -23,7 +28,7 @@ import numpy as np
 from embedops.corpus import doc_text
 from embedops.index import IndexReader
 from embedops.records import sql_in
-from embedops.trainer.pairs import TrainingPair
+from embedops.trainer.pairs import MinedCandidates, TrainingPair
 
 
 @dataclass
@@ -55,6 +60,8 @@ class MiningReport:
     removed_known_positives: int = 0
     removed_false_negatives: int = 0
     pairs_short_of_negatives: int = 0
+    try_margin: float | None = None  # candidates up to this margin kept in each pair's ``mined`` record
+    pairs_changed_at_try_margin: int = 0  # pairs whose negatives would differ at try_margin
     index_id: str = ""
     per_query: dict[str, QueryMining] = field(default_factory=dict)
 
@@ -83,12 +90,18 @@ class MiningReport:
 
 def mine_hard_negatives(pairs: list[TrainingPair], index: IndexReader, corpus_table, *,
                         num_negatives: int = 3, range_min: int = 0, range_max: int = 50, margin: float = 0.95,
+                        try_margin: float | None = None,
                         on_progress: Callable[[int, int], None] | None = None) -> tuple[list[TrainingPair], MiningReport]:
     """Return ``pairs`` with ``negatives`` filled in, and what the filters removed.
 
     ``index``: a ready index of the corpus, opened with the encoder of the model being tuned;
-    ``corpus_table``: that corpus's table (negatives are its documents' texts)."""
-    report = MiningReport(pairs=len(pairs), num_negatives=num_negatives, index_id=index.index_id)
+    ``corpus_table``: that corpus's table (negatives are its documents' texts); ``try_margin``: see
+    the module's docstring (None or ``margin`` keeps no ``mined`` record)."""
+    if try_margin is not None and try_margin < margin:
+        raise ValueError(f"try_margin {try_margin:g} is below margin {margin:g}: it must be the looser of the two")
+    keep = try_margin is not None and try_margin > margin
+    report = MiningReport(pairs=len(pairs), num_negatives=num_negatives, index_id=index.index_id,
+                          try_margin=try_margin if keep else None)
 
     positives: dict[str, set[str]] = defaultdict(set)
     for p in pairs:
@@ -99,11 +112,13 @@ def mine_hard_negatives(pairs: list[TrainingPair], index: IndexReader, corpus_ta
     depth = range_max + max((len(v) for v in positives.values()), default=0)
 
     chosen: list[list[str]] = []
+    scored: list[list[tuple[str, float]]] = []  # every candidate up to try_margin, in rank order
     for i, p in enumerate(pairs):
         hits = index.search_vectors(q_vecs[i : i + 1], depth)[0]
         seen = report.per_query.setdefault(p.query, QueryMining(p.query))
         seen.pairs += 1
         picked: list[str] = []
+        spare: list[tuple[str, float]] = []
         for rank, hit in enumerate(hits):
             if len(picked) == num_negatives or rank >= range_max:
                 break
@@ -115,8 +130,12 @@ def mine_hard_negatives(pairs: list[TrainingPair], index: IndexReader, corpus_ta
                 continue
             if hit.score > margin * float(pos_scores[i]):
                 seen.probable_positives += 1
+                if keep and hit.score <= try_margin * float(pos_scores[i]):
+                    spare.append((hit.id, float(hit.score)))
                 continue
             picked.append(hit.id)
+            spare.append((hit.id, float(hit.score)))
+        scored.append(spare)
         seen.negatives += len(picked)
         if len(picked) < num_negatives:
             report.pairs_short_of_negatives += 1
@@ -127,8 +146,13 @@ def mine_hard_negatives(pairs: list[TrainingPair], index: IndexReader, corpus_ta
     report.candidates_considered = sum(q.candidates for q in report.per_query.values())
     report.removed_known_positives = sum(q.known_positives for q in report.per_query.values())
     report.removed_false_negatives = sum(q.probable_positives for q in report.per_query.values())
-    texts = _doc_texts(corpus_table, {d for ids in chosen for d in ids})
+    texts = _doc_texts(corpus_table, {d for ids in chosen for d in ids} | {d for s in scored for d, _ in s})
     mined = [replace(p, negatives=[texts[d] for d in ids if d in texts]) for p, ids in zip(pairs, chosen)]
+    if keep:
+        mined = [replace(p, mined=MinedCandidates((margin, try_margin), num_negatives, float(pos),
+                                                  tuple((texts[d], s) for d, s in cands if d in texts)))
+                 for p, cands, pos in zip(mined, scored, pos_scores)]
+        report.pairs_changed_at_try_margin = sum(p.mined.negatives_at(try_margin) != p.negatives for p in mined)
     return mined, report
 
 

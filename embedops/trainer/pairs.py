@@ -9,6 +9,12 @@ One line per pair::
 ``relevance`` is the graded judgement of a labelled pair (the qrels score, e.g. 1 or 2 on a 0-2 scale),
 kept from the import; absent for generated pairs.
 
+``mined`` is written by ``pairs mine``: the candidates it looked at with their scores, so the trainer
+can filter them again at another margin (:class:`MinedCandidates`)::
+
+    "mined": {"margins": [0.95, 1.0], "negatives": 3, "positive_score": 0.71,
+              "candidates": [["text of a candidate", 0.69], ...]}
+
 Inputs accepted from users: ``{"query", "doc_id"}`` (the text is looked up in the corpus) or
 ``{"query", "text"}`` (used directly). Labelled pairs come from a BEIR directory's qrels.
 """
@@ -25,6 +31,32 @@ from embedops.corpus import iter_jsonl
 from embedops.errors import InputError, InputProblem
 
 
+@dataclass(frozen=True)
+class MinedCandidates:
+    """What mining saw for one pair: its positive's score, and in rank order every candidate scored
+    at most ``margins[1]`` x that score (known positives left out) until ``negatives`` of them scored
+    at most ``margins[0]`` x. :meth:`negatives_at` gives exactly what mining at any margin between
+    the two would have kept."""
+
+    margins: tuple[float, float]
+    negatives: int
+    positive_score: float
+    candidates: tuple[tuple[str, float], ...]
+
+    def negatives_at(self, margin: float) -> list[str]:
+        """The negatives mining at ``margin`` keeps: the first ``negatives`` candidates scoring at most
+        ``margin`` x the positive's score. Raises ValueError outside ``margins``."""
+        low, high = self.margins
+        if not low <= margin <= high:
+            raise ValueError(f"margin {margin:g} is outside the mined range {low:g}-{high:g}")
+        kept = [text for text, s in self.candidates if s <= margin * self.positive_score]
+        return kept[: self.negatives]
+
+    def to_dict(self) -> dict:
+        return {"margins": list(self.margins), "negatives": self.negatives, "positive_score": self.positive_score,
+                "candidates": [list(c) for c in self.candidates]}
+
+
 @dataclass
 class TrainingPair:
     """A query and its positive document; ``negatives`` are filled by mining."""
@@ -35,9 +67,11 @@ class TrainingPair:
     negatives: list[str] = field(default_factory=list)
     source: str = "labels"
     relevance: float | None = None  # the qrels grade of a labelled pair (> 0); None when not judged
+    mined: MinedCandidates | None = None  # mining's candidates and scores, to filter again at another margin
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v not in (None, [])}
+        out = {k: v for k, v in asdict(self).items() if v not in (None, []) and k != "mined"}
+        return out | ({"mined": self.mined.to_dict()} if self.mined else {})
 
 
 def write_pairs(path: Path | str, pairs: list[TrainingPair]) -> Path:
@@ -86,13 +120,43 @@ def read_pairs(path: Path | str, corpus: dict[str, str] | None = None) -> list[T
                                       or not math.isfinite(relevance) or relevance <= 0):
             problems.append(InputProblem(str(path), lineno, "relevance", "must be a number above 0 (a qrels grade)"))
             continue
+        mined = None
+        if obj.get("mined") is not None:
+            mined = _mined(obj["mined"])
+            if isinstance(mined, str):
+                problems.append(InputProblem(str(path), lineno, "mined", mined))
+                continue
         pairs.append(TrainingPair(query=query, positive=positive, doc_id=None if doc_id is None else str(doc_id),
-                                  negatives=negatives, source=obj.get("source", "file"), relevance=relevance))
+                                  negatives=negatives, source=obj.get("source", "file"), relevance=relevance,
+                                  mined=mined))
     if not pairs and not problems:
         problems.append(InputProblem(str(path), None, None, "no pairs found"))
     if problems:
         raise InputError(problems)
     return pairs
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _mined(obj) -> MinedCandidates | str:
+    """A ``mined`` record read back, or what is wrong with it."""
+    if not isinstance(obj, dict):
+        return "must be an object (written by pairs mine)"
+    margins, n, pos, cands = obj.get("margins"), obj.get("negatives"), obj.get("positive_score"), obj.get("candidates")
+    if not (isinstance(margins, list) and len(margins) == 2 and all(_number(m) for m in margins)
+            and 0 < margins[0] <= margins[1]):
+        return "margins must be two numbers, low then high, above 0"
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        return "negatives must be a whole number above 0"
+    if not _number(pos):
+        return "positive_score must be a number"
+    if not isinstance(cands, list) or not all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)
+                                              and _number(c[1]) for c in cands):
+        return "candidates must be [text, score] pairs"
+    return MinedCandidates((float(margins[0]), float(margins[1])), n, float(pos),
+                           tuple((c[0], float(c[1])) for c in cands))
 
 
 def import_beir(beir_dir: Path | str, split: str = "train") -> list[TrainingPair]:

@@ -6,7 +6,8 @@ rails within bounds).
 The search is successive halving with two rungs (Jamieson & Talwalkar, 2016; Li et al., 2018,
 "Hyperband"): every learning rate of the grid trains a one-epoch probe, scored on dev twice an epoch
 (where many pairs are short of mined negatives, the other top-up rule is probed too, at the best of
-those rates: :func:`~embedops.trainer.dataset.top_ups_to_try`); the best probe then goes on from its
+those rates: :func:`~embedops.trainer.dataset.top_ups_to_try`; where a looser mining margin changes
+many pairs' negatives, that margin too: :func:`~embedops.trainer.margins.margins_to_try`); the best probe then goes on from its
 checkpoint, with early stopping, up to the epoch limit or the end of the budget. The weights kept are
 those of the best dev score seen in any trial. Each probe gets an equal share of what is left of the
 budget with one share kept for going on.
@@ -112,9 +113,9 @@ def search_recipe(model, run: RunTrial, *, lrs: tuple[float, ...], epochs: int, 
     last = search.kept()
     tried = ", ".join(sorted({f"{t.lr:g}" for t in search.trials}, key=float))
     rules = sorted({t.top_up for t in search.trials}, key=top_ups.index)
-    over = f" and top-up rules {', '.join(rules)}" if len(rules) > 1 else ""
+    over = f" and negatives rules {' / '.join(rules)}" if len(rules) > 1 else ""
     search.reason = (f"best dev nDCG@10 over learning rates {tried}{over}; lr {search.lr:g}"
-                     f"{f' with top-up {search.top_up}' if over else ''} stopped by {last.stopped}"
+                     f"{f' with {search.top_up}' if over else ''} stopped by {last.stopped}"
                      if last else "the time budget ran out before any trial was scored")
     return search
 

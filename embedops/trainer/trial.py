@@ -44,7 +44,7 @@ class Trial:
     seconds: float = 0.0
     trained_in: str = "no"  # what autocast used: "no", "bf16" or "fp16"
     resumed: bool = False
-    top_up: str = "random"  # what filled pairs short of mined negatives (TrainingData.top_up)
+    top_up: str = "random"  # the negatives rule: the top-up rule, and ", margin M" where mined pairs were filtered again (TrainingData.rule)
 
     def to_dict(self) -> dict:
         return {"lr": self.lr, "top_up": self.top_up, "epochs": self.epochs, "steps": self.steps, "dev": self.dev,
@@ -104,7 +104,7 @@ def run_trial(model, data: TrainingData, loss, config: TrainConfig, *, lr: float
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    trial = Trial(lr=lr, epochs=epochs, top_up=data.top_up)
+    trial = Trial(lr=lr, epochs=epochs, top_up=data.rule)
 
     class Curve(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kw):

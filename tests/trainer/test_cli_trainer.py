@@ -29,6 +29,14 @@ def test_import_generate_mine_train_export(cli, tiny_model_dir, tmp_path):
     assert "false-negative filter" in mined_out
     mined = [json.loads(l) for l in (tmp_path / "mined.jsonl").read_text().splitlines()]
     assert all(len(m["negatives"]) == 2 for m in mined)
+    assert all("mined" not in m for m in mined)  # a margin of 2 is already looser than any to try
+    kept = cli("pairs", "mine", pairs, "-m", "tiny@1", "-c", "ops", "-o", tmp_path / "kept.jsonl", "-n", "2").stdout
+    assert "candidates up to margin 1 kept for train to try" in kept
+    assert all(json.loads(l)["mined"]["margins"] == [0.95, 1.0] for l in (tmp_path / "kept.jsonl").read_text().splitlines())
+    bad = cli("pairs", "mine", pairs, "-m", "tiny@1", "-c", "ops", "-o", tmp_path / "bad.jsonl", "--try-margin", "0.5",
+              expect=2)
+    assert "try_margin (0.5) must be at least margin (0.95)" in bad.stderr and "mining" not in bad.stderr
+    assert not (tmp_path / "bad.jsonl").exists()
 
     trained = cli("train", "--base", "tiny@1", "--pairs", tmp_path / "mined.jsonl", "--epochs", "1",
                   "--batch-size", "4", "--lr", "1e-4", "--interpolate", "none", "--json")

@@ -78,7 +78,7 @@ def test_the_search_probes_the_other_top_up_at_the_best_rate_and_goes_on_with_th
     assert calls[0][3] == pytest.approx(100.0)  # four probes and going on: five equal shares
     assert (search.lr, search.top_up, search.best["domain_ndcg@10"], model.weight.item()) == (5e-5, "drop", 89.0, 89.0)
     assert search.kept().top_up == "drop" and search.kept().seconds == 20.0
-    assert "top-up rules random, drop; lr 5e-05 with top-up drop" in search.reason
+    assert "negatives rules random / drop; lr 5e-05 with drop" in search.reason
     assert search.to_dict()["top_up"] == "drop" and search.to_dict()["trials"][-1]["top_up"] == "drop"
 
 

@@ -1,0 +1,91 @@
+"""The mining margin as a recipe choice made on the user's held-out queries.
+
+Positive-aware mining (:mod:`embedops.trainer.mining`) drops a candidate scoring above ``margin`` x
+its pair's positive as a probable false negative. Where each query has many relevant documents, or
+the positives score low, the default 95% drops most candidates and leaves most pairs short of
+negatives (issue #32's domain: 125,595 of ~150,000 candidates dropped, 2,358 of 3,000 pairs short);
+where labels are sparse, the same filter keeps useful hard negatives out. Which is right is a fact
+about the user's data, so ``pairs mine`` keeps the candidates up to a looser ``try_margin`` (default
+:data:`TRY_MARGIN`) with their scores, and ``embedops train`` with ``margin="auto"`` probes that margin
+at the best learning rate, like the top-up rule, when it changes the negatives of more than
+:data:`MARGIN_PROBE_SHARE` of the pairs; dev keeps whichever scores better.
+
+A run's negatives rule is named by a label: the top-up rule ("random" or "drop"), and
+", margin M" when the mined pairs are filtered again at M (:func:`rule_label`, :func:`parse_rule`).
+
+>>> margins_to_try(TrainConfig(), pairs, on_dev=True)                                        # doctest: +SKIP
+((None, 1.0), '2104 of 3000 pairs get other negatives at margin 1 (over 25%): dev chooses')
+>>> refilter(pairs, 1.0)[0].negatives == pairs[0].mined.negatives_at(1.0)                  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from embedops.errors import UsageError
+from embedops.trainer.pairs import TrainingPair
+
+# A negative must still score below its own positive: the loosest margin that keeps the positive-aware
+# idea (NV-Retriever's TopK-PercPos at 100%; Moreira et al., 2024). `pairs mine` keeps candidates up to it.
+TRY_MARGIN = 1.0
+# Probe the looser margin only when it gives more than this share of the pairs other negatives: below
+# it the two training sets differ in few pairs and the probe is not worth its share of the budget. A
+# cost rule, the same share as the top-up probe's (TOP_UP_PROBE_SHARE), not tuned on a score.
+MARGIN_PROBE_SHARE = 0.25
+
+
+def rule_label(top_up: str, margin: float | None) -> str:
+    """'random', 'drop', or 'random, margin 1': a negatives rule as trials and reports name it."""
+    return top_up if margin is None else f"{top_up}, margin {margin:g}"
+
+
+def parse_rule(label: str) -> tuple[str, float | None]:
+    """(top-up rule, margin or None for "as mined") from :func:`rule_label`'s label."""
+    top_up, sep, margin = label.partition(", margin ")
+    return top_up, float(margin) if sep else None
+
+
+def mined_range(pairs: list[TrainingPair]) -> tuple[float, float] | None:
+    """The margins every mined record among ``pairs`` can be filtered at (None when none has one)."""
+    ranges = [p.mined.margins for p in pairs if p.mined is not None]
+    if not ranges:
+        return None
+    return max(r[0] for r in ranges), min(r[1] for r in ranges)
+
+
+def refilter(pairs: list[TrainingPair], margin: float) -> list[TrainingPair]:
+    """``pairs`` with the negatives mining at ``margin`` would have kept (pairs without a mined record
+    are kept as they are)."""
+    return [replace(p, negatives=p.mined.negatives_at(margin)) if p.mined is not None else p for p in pairs]
+
+
+def _changed(pairs: list[TrainingPair], margin: float) -> int:
+    return sum(p.mined is not None and p.mined.negatives_at(margin) != p.negatives for p in pairs)
+
+
+def margins_to_try(margin: str | float, pairs: list[TrainingPair], *, on_dev: bool) -> tuple[tuple[float | None, ...], str]:
+    """The margins a run trains at (None: as mined), the first unless dev chooses another, and why in
+    words: ``margin`` when given (it must lie in every mined record's range); for "auto", the mined
+    margin, and the looser end of the mined range too when the recipe is chosen on dev and that margin
+    gives more than :data:`MARGIN_PROBE_SHARE` of the pairs other negatives."""
+    span = mined_range(pairs)
+    if margin != "auto":
+        m = float(margin)
+        if span is None:
+            raise UsageError(f"--margin {m:g} filters mined candidates again, and no pair carries them: mine the "
+                             "pairs with `embedops pairs mine` (it keeps candidates up to --try-margin)")
+        if not span[0] <= m <= span[1]:
+            raise UsageError(f"--margin {m:g} is outside the margins the pairs were mined for "
+                             f"({span[0]:g} to {span[1]:g}): mine again with --margin/--try-margin around it")
+        return (m,), f"margin {m:g}, as given"
+    if span is None or span[1] <= span[0]:
+        return (None,), "as mined (the pairs carry no candidates for another margin)"
+    looser = span[1]
+    changed = _changed(pairs, looser)
+    moved = f"{changed} of {len(pairs)} pairs get other negatives at margin {looser:g}"
+    if not on_dev:
+        return (None,), f"{moved} (no dev score to choose on): as mined ({span[0]:g})"
+    if changed <= MARGIN_PROBE_SHARE * len(pairs):
+        return (None,), f"{moved} (at most {MARGIN_PROBE_SHARE:.0%}): as mined ({span[0]:g})"
+    return (None, looser), f"{moved} (over {MARGIN_PROBE_SHARE:.0%}): dev chooses between {span[0]:g} and {looser:g}"
