@@ -62,19 +62,25 @@ def test_rule_labels_name_the_top_up_and_the_margin():
     assert rule_label("drop", 1.0) == "drop, margin 1" and parse_rule("drop, margin 1") == ("drop", 1.0)
 
 
-def test_dev_chooses_the_margin_only_when_it_changes_many_pairs_and_a_given_one_must_be_mined_for():
-    moved = [mined_pair(i, [0.99, 0.9, 0.8]) for i in range(6)]  # other negatives at 1.0
-    same = [mined_pair(i + 6, [0.9, 0.8, 0.7]) for i in range(14)]  # the same at both margins
-    assert margins_to_try("auto", moved + same, on_dev=True) == (
-        (None, 1.0), "6 of 20 pairs get other negatives at margin 1 (over 25%): dev chooses between 0.95 and 1")
-    assert margins_to_try("auto", moved[:4] + same, on_dev=True)[0] == (None,)  # 22%: not worth a probe
-    assert margins_to_try("auto", moved + same, on_dev=False)[0] == (None,)  # a fixed recipe: nothing to choose on
+def test_dev_chooses_the_margin_only_where_many_pairs_are_short_and_a_given_one_must_be_mined_for():
+    short = [mined_pair(i, [0.99, 0.97, 0.9]) for i in range(6)]  # one negative at 0.95, two at 1.0
+    swapped = [mined_pair(i + 6, [0.99, 0.9, 0.8]) for i in range(14)]  # full at both, other negatives at 1.0
+    assert margins_to_try("auto", short + swapped, on_dev=True) == (
+        (None, 1.0), "6 of 20 pairs short of negatives at margin 0.95, 6 of them get more at 1 (over 25% short): "
+                     "dev chooses between 0.95 and 1")
+    # many pairs would get other negatives, but few are short (SciFact's case): not worth a probe's budget
+    assert margins_to_try("auto", short[:4] + swapped, on_dev=True) == (
+        (None,), "4 of 18 pairs short of negatives at margin 0.95, 4 of them get more at 1 (at most 25% short): "
+                 "as mined")
+    hopeless = [mined_pair(i, []) for i in range(6)]  # no candidate under either margin
+    assert margins_to_try("auto", hopeless, on_dev=True)[1].endswith("0 of them get more at 1 (none filled): as mined")
+    assert margins_to_try("auto", short + swapped, on_dev=False)[0] == (None,)  # a fixed recipe: nothing to choose on
     plain = [TrainingPair("q", "d", negatives=["n"])]
     assert margins_to_try("auto", plain, on_dev=True) == ((None,), "as mined (the pairs carry no candidates for "
                                                                    "another margin)")
-    assert margins_to_try(0.97, moved, on_dev=True) == ((0.97,), "margin 0.97, as given")
+    assert margins_to_try(0.97, short, on_dev=True) == ((0.97,), "margin 0.97, as given")
     with pytest.raises(UsageError, match="outside the margins the pairs were mined for"):
-        margins_to_try(0.9, moved, on_dev=True)
+        margins_to_try(0.9, short, on_dev=True)
     with pytest.raises(UsageError, match="no pair carries them"):
         margins_to_try(1.0, plain, on_dev=True)
     with pytest.raises(UsageError, match="--margin takes 'auto' or a number above 0"):
@@ -101,7 +107,7 @@ def test_auto_probes_the_looser_margin_on_dev_and_records_the_margin_kept(reg): 
     from embedops.cli.train import describe_training
     from embedops.trainer.fit import fit
 
-    pairs = [mined_pair(i, [0.99, 0.97, 0.9, 0.8]) for i in range(40)]
+    pairs = [mined_pair(i, [0.99, 0.97, 0.9]) for i in range(40)]  # short at 0.95, full at 1.0
     pairs = [TrainingPair(p.query, f"runbook {i} restart the service", negatives=p.negatives, mined=p.mined)
              for i, p in enumerate(pairs)]
     config = TrainConfig(epochs=1, batch_size=8, interpolate=None, eval_fraction=0.2, lr_grid=(5e-4, 1e-3))
@@ -109,10 +115,12 @@ def test_auto_probes_the_looser_margin_on_dev_and_records_the_margin_kept(reg): 
     m, search = result.metrics, result.metrics["recipe_search"]
     rates = search["trials"][:2]
     better = max(rates, key=lambda t: (t["best"]["domain_ndcg@10"], -rates.index(t)))["lr"]
+    # every pair has 1 of its 2 negatives at 0.95 (as many as the best-served: no top-up probe), 2 at 1.0
     assert [(t["lr"], t["top_up"]) for t in search["trials"]] == [
         (5e-4, "random"), (1e-3, "random"), (better, "random, margin 1")]
     kept_margin = parse_rule(search["top_up"])[1] or 0.95
     assert result.model.params["chosen"]["margin"] == kept_margin == m["recipe"]["margin"]
     assert m["recipe"]["margins_tried"] == [0.95, 1.0]
-    assert m["recipe"]["margin_rule"].startswith("40 of 40 pairs get other negatives at margin 1 (over 25%)")
+    assert m["recipe"]["margin_rule"].startswith("40 of 40 pairs short of negatives at margin 0.95, 40 of them get "
+                                                 "more at 1 (over 25% short)")
     assert f"mining margin {kept_margin:g}: " + m["recipe"]["margin_rule"] in describe_training(m)
