@@ -49,7 +49,7 @@ def train_cmd(
     max_seq_length: int = typer.Option(_DEFAULTS.max_seq_length, "--max-seq-length", help="Token limit while training, at most the model's own (all-MiniLM-L6-v2 was trained at 128; on a 2-core CPU a step on SciFact abstracts costs a third of one at 256). The new version keeps the model's limit for encoding."),
     matryoshka_dims: str = typer.Option("", "--matryoshka-dims", help="Also train the embedding cut to these leading dimensions, largest first (e.g. 384,256,128,64: MatryoshkaLoss); the version records them."),
     top_up: str = typer.Option(_DEFAULTS.top_up, "--top-up", help="Pairs short of mined negatives: random (topped up with other pairs' positives), drop (left out), or auto (random; when over a quarter of the pairs are short, dev chooses between the two)."),
-    margin: str = typer.Option("auto", "--margin", help="Filter the mined candidates again at this margin (within the range `pairs mine` kept, 0.95 to its --try-margin 1.0 by default), or auto: as mined, and where over a quarter of the pairs are short of negatives at the mined margin and the looser one fills some, dev chooses between the two."),
+    margin: str = typer.Option("auto", "--margin", help="Filter the mined candidates again at this margin (within the range `pairs mine` kept, 0.95 to its --try-margin 1.0 by default), or auto: as mined, and where the looser margin gives over a quarter of the pairs, short of negatives at the mined one, more of them, dev chooses between the two."),
     save_steps: Optional[int] = typer.Option(None, "--save-steps", help="Checkpoint every N steps (default: each epoch's end). Rerunning the same command resumes from the last checkpoint."),
     as_json: bool = JsonOpt,
 ):
