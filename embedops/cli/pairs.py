@@ -131,7 +131,9 @@ def pairs_mine(
               + (" (train's --top-up says what fills them)" if report.pairs_short_of_negatives else ""))
     if report.try_margin is not None:
         out.print(f"candidates up to margin {report.try_margin:g} kept for train to try: "
-                  f"{report.pairs_changed_at_try_margin} pairs would get other negatives there")
+                  f"{report.pairs_changed_at_try_margin} pairs would get other negatives there, "
+                  f"{report.pairs_filled_at_try_margin} of the short ones more (train probes it where "
+                  "over a quarter of all pairs would)")
     crowded = report.crowded_queries()
     if crowded:
         worst = crowded[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,14 +157,14 @@ class TrainConfig:
             raise UsageError(f"unknown alpha rule {self.alpha_rule!r}: use {' or '.join(ALPHA_RULES)}")
         if self.top_up not in ("auto", *TOP_UPS):
             raise UsageError(f"unknown top-up rule {self.top_up!r}: use auto, {', '.join(TOP_UPS)}")
-        if isinstance(self.margin, str) and self.margin != "auto":
+        if self.margin != "auto":
             try:
-                self.margin = float(self.margin)
-            except ValueError:
-                raise UsageError(f"--margin takes 'auto' or a number above 0, got {self.margin!r}") from None
-        if not isinstance(self.margin, str) and (isinstance(self.margin, bool) or not isinstance(self.margin, (int, float))
-                                                 or not self.margin > 0):
-            raise UsageError(f"--margin takes 'auto' or a number above 0, got {self.margin!r}")
+                margin = math.nan if isinstance(self.margin, bool) else float(self.margin)
+            except (TypeError, ValueError):
+                margin = math.nan
+            if not margin > 0:  # NaN too
+                raise UsageError(f"--margin takes 'auto' or a number above 0, got {self.margin!r}")
+            self.margin = margin
         if self.mixed_precision not in ("auto", "bf16", "fp16", "fp32"):
             raise UsageError(f"unknown mixed precision {self.mixed_precision!r}: use auto, bf16, fp16 or fp32")
 

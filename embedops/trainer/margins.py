@@ -66,7 +66,7 @@ def refilter(pairs: list[TrainingPair], margin: float) -> list[TrainingPair]:
     return [replace(p, negatives=p.mined.negatives_at(margin)) if p.mined is not None else p for p in pairs]
 
 
-def _short_and_filled(pairs: list[TrainingPair], looser: float) -> tuple[int, int]:
+def short_and_filled(pairs: list[TrainingPair], looser: float) -> tuple[int, int]:
     """How many mined pairs are short of negatives at their mined margin, and how many of those get
     more at ``looser``."""
     short = filled = 0
@@ -96,7 +96,7 @@ def margins_to_try(margin: str | float, pairs: list[TrainingPair], *, on_dev: bo
     if span is None or span[1] <= span[0]:
         return (None,), "as mined (the pairs carry no candidates for another margin)"
     looser = span[1]
-    short, filled = _short_and_filled(pairs, looser)
+    short, filled = short_and_filled(pairs, looser)
     seen = (f"{short} of {len(pairs)} pairs short of negatives at margin {span[0]:g}, {filled} of them get "
             f"more at {looser:g}")
     if not on_dev:

@@ -28,6 +28,7 @@ import numpy as np
 from embedops.corpus import doc_text
 from embedops.index import IndexReader
 from embedops.records import sql_in
+from embedops.trainer.margins import short_and_filled
 from embedops.trainer.pairs import MinedCandidates, TrainingPair
 
 
@@ -62,6 +63,7 @@ class MiningReport:
     pairs_short_of_negatives: int = 0
     try_margin: float | None = None  # candidates up to this margin kept in each pair's ``mined`` record
     pairs_changed_at_try_margin: int = 0  # pairs whose negatives would differ at try_margin
+    pairs_filled_at_try_margin: int = 0  # pairs short of negatives at margin that get more at try_margin
     index_id: str = ""
     per_query: dict[str, QueryMining] = field(default_factory=dict)
 
@@ -153,6 +155,7 @@ def mine_hard_negatives(pairs: list[TrainingPair], index: IndexReader, corpus_ta
                                                   tuple((texts[d], s) for d, s in cands if d in texts)))
                  for p, cands, pos in zip(mined, scored, pos_scores)]
         report.pairs_changed_at_try_margin = sum(p.mined.negatives_at(try_margin) != p.negatives for p in mined)
+        report.pairs_filled_at_try_margin = short_and_filled(mined, try_margin)[1]
     return mined, report
 
 
