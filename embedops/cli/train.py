@@ -26,7 +26,7 @@ def train_cmd(
     pairs_path: Path = typer.Option(..., "--pairs", help="Pairs JSONL (mined negatives used when present)."),
     corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus for {query, doc_id} lines."),
     general: Optional[Path] = typer.Option(None, "--general", help="General pairs JSONL mixed in (replay)."),
-    replay: float = typer.Option(0.2, "--replay", help="Fraction of each batch from --general."),
+    replay: str = typer.Option("auto", "--replay", help="Share of the training pairs drawn from --general, in [0, 1), or auto: where the general rails hold alpha back at the best probe, dev chooses between none and 0.2 (at the alphas each is allowed)."),
     general_eval: Optional[Path] = typer.Option(None, "--general-eval", help="STS TSV (sentence1, sentence2, score) to watch forgetting (default: the general set bundled with embedops, 132 pairs)."),
     general_retrieval: str = typer.Option(_DEFAULTS.general_retrieval, "--general-retrieval", help="BEIR directory whose nDCG@10 alpha must also keep within --max-general-drop judged by the 95% upper bound of its per-query drop (default: bundled:general-definitions, 965 everyday words over WordNet definitions; 'none' turns it off)."),
     interpolate: str = typer.Option("auto", "--interpolate", help="auto (sweep alpha: the best domain score among the alphas whose general scores stay within --max-general-drop of the base's; see --alpha-rule), an alpha in (0, 1] (WiSE-FT with the base), or none."),
@@ -75,13 +75,14 @@ def train_cmd(
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --matryoshka-dims 384,256,128,64
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --top-up drop
     Example:  embedops train --base minilm@1 --pairs mined.jsonl --margin 1.0
+    Example:  embedops train --base minilm@1 --pairs mined.jsonl --general general-pairs.jsonl
     """
     try:
         dims = tuple(int(d) for d in matryoshka_dims.split(",") if d.strip()) or None
     except ValueError:
         raise UsageError(f"--matryoshka-dims takes whole numbers separated by commas, got {matryoshka_dims!r}") from None
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, mini_batch_size=mini_batch_size, seed=seed,
-                         replay_fraction=replay if general else 0.0, interpolate=interpolate,
+                         replay_fraction=replay, interpolate=interpolate,
                          max_general_drop=max_general_drop, alpha_rule=alpha_rule, devices=devices, eval_fraction=eval_fraction,
                          domain_dev=str(domain_dev) if domain_dev else None, domain_dev_split=domain_dev_split,
                          mixed_precision=mixed_precision, max_seq_length=max_seq_length, save_steps=save_steps,
@@ -176,6 +177,16 @@ def describe_margin(m: dict) -> list[str]:
     return [f"mining margin {r['margin']:g}: {r['margin_rule']}"]
 
 
+def describe_replay(m: dict) -> list[str]:
+    """The share of general pairs replayed, and why (none for a run without general pairs)."""
+    r = m.get("recipe", {})
+    if not r.get("replay_rule") or r["replay_rule"].startswith("no general pairs"):
+        return []
+    share = r.get("replay_fraction") or 0
+    what = f"{share:g} ({r.get('replayed_pairs')} general pairs)" if share else "none"
+    return [f"replay {what}: {r['replay_rule']}"]
+
+
 def describe_alpha_sweep(m: dict) -> list[str]:
     """Each alpha the sweep scored: its dev score, its general scores where they were measured, and
     whether they kept within the limit (``*`` marks the alpha kept). None with one alpha or none."""
@@ -196,7 +207,7 @@ def describe_alpha_sweep(m: dict) -> list[str]:
 
 def describe_training(m: dict) -> list[str]:
     """What a training run did, in lines a user can check (``embedops train``'s report)."""
-    lines = [_recipe_line(m), *describe_search(m), *describe_top_up(m), *describe_margin(m)]
+    lines = [_recipe_line(m), *describe_search(m), *describe_top_up(m), *describe_margin(m), *describe_replay(m)]
     b, a = m["before"], m["after"]
     lines.append(_change(f"domain nDCG@10 on {m.get('domain_scorer') or 'no domain set'}", b["domain_ndcg@10"],
                          a["domain_ndcg@10"], "no held-out queries and no --domain-dev"))

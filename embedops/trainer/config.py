@@ -82,7 +82,7 @@ class TrainConfig:
     seed: int = 0
     loss: str = "auto"  # mnrl, cached-mnrl, or auto: cached-mnrl when a step's tokens exceed FULL_BATCH_TOKEN_LIMIT
     mini_batch_size: int = 16
-    replay_fraction: float = 0.0
+    replay_fraction: str | float = "auto"  # share of general pairs (fit's general_pairs) in training; auto: dev chooses (trainer/replay.py)
     eval_fraction: float = 0.1
     interpolate: str | float | None = "auto"  # "auto" (sweep alphas), an alpha in (0, 1], or None (keep the tuned weights)
     max_general_drop: float = 1.0
@@ -123,8 +123,14 @@ class TrainConfig:
             raise UsageError("patience must be 0 or more and evals_per_epoch at least 1")
         if self.mini_batch_size < 1:
             raise UsageError("--mini-batch-size must be at least 1")
-        if not 0 <= self.replay_fraction < 1:
-            raise UsageError("replay fraction must be in [0, 1)")
+        if self.replay_fraction != "auto":
+            try:
+                fraction = math.nan if isinstance(self.replay_fraction, bool) else float(self.replay_fraction)
+            except (TypeError, ValueError):
+                fraction = math.nan
+            if not 0 <= fraction < 1:  # NaN too
+                raise UsageError(f"--replay takes 'auto' or a share in [0, 1), got {self.replay_fraction!r}")
+            self.replay_fraction = fraction
         if isinstance(self.interpolate, str) and self.interpolate.lower() in ("none", "off"):
             self.interpolate = None
         if isinstance(self.interpolate, str) and self.interpolate != "auto":

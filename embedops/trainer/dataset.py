@@ -20,6 +20,7 @@ from embedops.trainer.batching import KnownPositives, known_positives
 from embedops.trainer.config import TOP_UP_PROBE_SHARE, TOP_UPS, TrainConfig
 from embedops.trainer.margins import parse_rule, refilter, rule_label
 from embedops.trainer.pairs import TrainingPair
+from embedops.trainer.replay import replay_of, with_replay, without_replay
 
 
 @dataclass
@@ -41,11 +42,15 @@ class TrainingData:
     short: int = 0
     dropped: int = 0
     margin: float | None = None  # the margin the train pairs' mined candidates were filtered at (None: as mined)
+    replay: float | None = None  # the replay share the rule named (None: the config's fixed share)
+    replay_fraction: float = 0.0  # the share of general pairs mixed in
 
     @property
     def rule(self) -> str:
-        """The negatives rule's label (:func:`~embedops.trainer.margins.rule_label`)."""
-        return rule_label(self.top_up, self.margin)
+        """The negatives rule's label (:func:`~embedops.trainer.margins.rule_label`, with ", replay F"
+        where the rule names a replay share: :func:`~embedops.trainer.replay.with_replay`)."""
+        label = rule_label(self.top_up, self.margin)
+        return label if self.replay is None else with_replay(label, self.replay)
 
     def __len__(self) -> int:
         return len(self.train)
@@ -60,12 +65,17 @@ def training_data(pairs: list[TrainingPair], config: TrainConfig,
     (its positive stays a known positive of its query). Replay pairs have no mined negatives and are
     always topped up. ``top_up`` may name a margin too ("random, margin 1",
     :func:`~embedops.trainer.margins.rule_label`): the train pairs' mined candidates are filtered again
-    at it first (held-out pairs stay as mined, so every rule is scored on the same dev set)."""
+    at it first (held-out pairs stay as mined, so every rule is scored on the same dev set), and a
+    replay share ("random, replay 0.2", :mod:`~embedops.trainer.replay`) that replaces
+    ``config.replay_fraction`` ("auto" there means none unless the label names one)."""
     from datasets import Dataset
 
     if not pairs:
         raise UsageError("no training pairs")
-    top_up, margin = parse_rule(top_up)
+    replay = replay_of(top_up)
+    fraction = replay if replay is not None else (
+        0.0 if config.replay_fraction == "auto" else float(config.replay_fraction))
+    top_up, margin = parse_rule(without_replay(top_up))
     if top_up not in TOP_UPS:
         raise UsageError(f"unknown top-up rule {top_up!r}: use {', '.join(TOP_UPS)}")
     train, held_out = split_by_query(pairs, config.eval_fraction, config.seed)
@@ -80,8 +90,8 @@ def training_data(pairs: list[TrainingPair], config: TrainConfig,
         dropped = short
     rng = random.Random(config.seed)
     replayed = 0
-    if general_pairs and config.replay_fraction > 0:
-        replayed = int(round(config.replay_fraction / (1 - config.replay_fraction) * len(train)))
+    if general_pairs and fraction > 0:
+        replayed = int(round(fraction / (1 - fraction) * len(train)))
         train = train + [rng.choice(general_pairs) for _ in range(replayed)]
     # never a negative of its own query (a dropped pair's positive included)
     known = known_positives((p.query, p.positive) for p in domain + train[len(train) - replayed:])
@@ -90,7 +100,8 @@ def training_data(pairs: list[TrainingPair], config: TrainConfig,
     for j in range(n_neg):
         columns[f"negative_{j + 1}"] = [p.negatives[j] for p in train]
     return TrainingData(train, held_out, known, n_neg, padded, replayed, Dataset.from_dict(columns),
-                        top_up=top_up, short=short, dropped=dropped, margin=margin)
+                        top_up=top_up, short=short, dropped=dropped, margin=margin, replay=replay,
+                        replay_fraction=fraction if replayed else 0.0)
 
 
 def top_ups_to_try(config: TrainConfig, data: TrainingData, *, on_dev: bool) -> tuple[tuple[str, ...], str]:

@@ -2,7 +2,8 @@
 user's own held-out queries and forgetting kept in bounds. The steps, each in its module:
 
 1. data (:mod:`~embedops.trainer.dataset`): a tenth of the queries held out, replay of general pairs at
-   ``replay_fraction``, every pair given as many negatives (never a known positive of its query): a
+   ``replay_fraction`` (with general pairs and "auto", dev chooses where the general rails hold alpha back:
+   :mod:`~embedops.trainer.replay`), every pair given as many negatives (never a known positive of its query): a
    pair short of mined ones is topped up with other pairs' positives or left out (``top_up``; dev
    chooses where many pairs are short);
 2. loss (:mod:`~embedops.trainer.losses`, plug-ins by name): MultipleNegativesRankingLoss, its GradCache
@@ -50,7 +51,8 @@ from embedops.trainer.losses import LossSetup, make_loss
 from embedops.trainer.losses.matryoshka import matryoshka
 from embedops.trainer.margins import margins_to_try, mined_range, parse_rule, rule_label
 from embedops.trainer.pairs import TrainingPair
-from embedops.trainer.select import RecipeSearch, interpolate, search_recipe, sweep_alpha
+from embedops.trainer.replay import replays_to_try, with_replay
+from embedops.trainer.select import Judge, RecipeSearch, interpolate, judge_by_sweep, search_recipe, sweep_alpha
 from embedops.trainer.trial import Precision, Trial, run_trial
 
 
@@ -115,18 +117,21 @@ def _at_full_length(evaluator, tokens: int) -> Callable[[object], float]:
 
 
 def _train(model, data_for: Callable[[str], TrainingData], loss, config: TrainConfig, plan: RecipePlan, *,
-           rules: tuple[str, ...], base_state: dict, dev, out_dir: Path, precision: Precision, world: int, clock,
-           on_log) -> tuple[list[Trial], RecipeSearch | None]:
+           rules: tuple[str, ...], replays: tuple[float, ...], judge: Judge | None, base_state: dict, dev,
+           out_dir: Path, precision: Precision, world: int, clock, on_log) -> tuple[list[Trial], RecipeSearch | None]:
     """The train and select steps: a search on dev when the plan chooses, else one trial as given.
     ``data_for(rule)`` gives the training data under a negatives rule (``rules``: those to try; a
-    top-up rule, with a margin where the mined candidates are filtered again, :mod:`~embedops.trainer.margins`)."""
+    top-up rule, with a margin where the mined candidates are filtered again, :mod:`~embedops.trainer.margins`;
+    ``replays``: replay shares to probe where ``judge`` finds the general rails holding alpha back,
+    :mod:`~embedops.trainer.replay`)."""
     if not plan.chosen_on_dev:
         trial = run_trial(model, data_for(rules[0]), loss, config, lr=plan.lrs[0], epochs=plan.epochs,
                           folder=out_dir, precision=precision, world=world, clock=clock, on_log=on_log)
         return [trial], None
 
     def run(lr: float, epochs: int, deadline: float, pause: int | None, top_up: str) -> Trial:
-        folder = out_dir / (f"lr-{lr:g}" + ("" if top_up == "random" else "-" + top_up.replace(", margin ", "-m")))
+        folder = out_dir / (f"lr-{lr:g}" + ("" if top_up == "random" else "-" + top_up.replace(", margin ", "-m")
+                                                                               .replace(", replay ", "-r")))
         if not any(folder.glob("checkpoint-*")):  # a fresh trial starts from the base weights
             model.load_state_dict(base_state)
         return run_trial(model, data_for(top_up), loss, config, lr=lr, epochs=epochs, folder=folder,
@@ -134,11 +139,27 @@ def _train(model, data_for: Callable[[str], TrainingData], loss, config: TrainCo
                          world=world, on_log=on_log)
 
     search = search_recipe(model, run, lrs=plan.lrs, epochs=plan.epochs, budget_s=config.budget_minutes * 60,
-                           clock=clock, top_ups=rules)
+                           clock=clock, top_ups=rules, replays=replays, judge=judge)
     if search.best is None:
         raise UsageError(f"the time budget ({config.budget_minutes:g} minutes) ran out before a dev score was "
                          "taken: raise --budget")
     return search.trials, search
+
+
+def _judge(tokens: int, base_state: dict, config: TrainConfig, before: dict, dom_eval, general: dict,
+           base_per_query: dict) -> Judge:
+    """The replay probe's judge (:func:`~embedops.trainer.select.judge_by_sweep`) at the model's own
+    token limit, as the registered model's alpha is swept."""
+
+    def judge(model):
+        training = model.max_seq_length
+        model.max_seq_length = tokens
+        try:
+            return judge_by_sweep(model, base_state, config, before, dom_eval, general, base_per_query)
+        finally:
+            model.max_seq_length = training
+
+    return judge
 
 
 def _data_variants(pairs, config: TrainConfig, general_pairs, first: TrainingData) -> Callable[[str], TrainingData]:
@@ -175,10 +196,16 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
                          f"{config.eval_fraction} hold out no query; raise eval_fraction or give --domain-dev")
     config, recipe_rule, plan = resolve_recipe(config, [p.source for p in pairs], has_dev=has_dev, distributed=world > 1)
     margins, margin_rule = margins_to_try(config.margin, pairs, on_dev=plan.chosen_on_dev)
+    replays, replay_rule = replays_to_try(config.replay_fraction, general_pairs, on_dev=plan.chosen_on_dev,
+                                          sweeps=config.interpolate == "auto" and world == 1)
     first_top_up = "random" if config.top_up == "auto" else config.top_up
-    data = training_data(pairs, config, general_pairs, top_up=rule_label(first_top_up, margins[0]))
+    first = rule_label(first_top_up, margins[0])
+    data = training_data(pairs, config, general_pairs, top_up=with_replay(first, replays[0])
+                         if config.replay_fraction == "auto" and replays[0] > 0 else first)
     top_ups, top_up_rule = top_ups_to_try(config, data, on_dev=plan.chosen_on_dev)
     rules = tuple(rule_label(t, margins[0]) for t in top_ups) + tuple(rule_label("random", m) for m in margins[1:])
+    if config.replay_fraction == "auto" and replays[0] > 0:  # a share the config does not hold: named in the label
+        rules = tuple(with_replay(r, replays[0]) for r in rules)
     data_for = _data_variants(pairs, config, general_pairs, data)
     precision = mixed_precision(config.mixed_precision, torch.cuda.is_available())
     torch.manual_seed(config.seed)
@@ -203,9 +230,12 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     if config.matryoshka_dims:
         loss = matryoshka(model, loss, config.matryoshka_dims)
     key = run_key(base, pair_hashes or [], config)
+    judge = _judge(model_max_seq_length, base_state, config, before, dom_eval, general, base_per_query) \
+        if len(replays) > 1 else None
     model.max_seq_length = train_tokens  # 128 by default: all-MiniLM-L6-v2 was itself trained at 128 tokens
     try:
-        trials, search = _train(model, data_for, loss, config, plan, rules=rules, base_state=base_state,
+        trials, search = _train(model, data_for, loss, config, plan, rules=rules, replays=replays[1:], judge=judge,
+                                base_state=base_state,
                                 dev=_at_full_length(dom_eval, model_max_seq_length) if dom_eval else None,
                                 out_dir=registry.store.artifacts / ".training" / key, precision=precision,
                                 world=world, clock=clock, on_log=on_log)
@@ -216,14 +246,14 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     return _register(registry, model, name, base, pairs, config, recipe_rule, plan, trials, search, base_state,
                      before=before, base_per_query=base_per_query, dom_eval=dom_eval, general=general,
                      domain_name=domain_name, general_name=general_name, data_for=data_for,
-                     top_up_rule=top_up_rule, margin_rule=margin_rule, loss_used=loss_used,
+                     top_up_rule=top_up_rule, margin_rule=margin_rule, replay_rule=replay_rule, loss_used=loss_used,
                      train_tokens=train_tokens,
                      key=key, world=world, pair_hashes=pair_hashes)
 
 
 def _register(registry, model, name, base, pairs, config, recipe_rule, plan, trials, search, base_state, *,
               before, base_per_query, dom_eval, general, domain_name, general_name, data_for, top_up_rule, margin_rule,
-              loss_used,
+              replay_rule, loss_used,
               train_tokens, key, world, pair_hashes) -> TrainResult:
     """The interpolate and register steps: alpha chosen (or given), metrics and lineage recorded."""
     tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -248,7 +278,7 @@ def _register(registry, model, name, base, pairs, config, recipe_rule, plan, tri
     chosen = {"lr": kept.lr, "epochs_max": plan.epochs, "step": best["step"] if best else kept.steps,
               "epoch": best["epoch"] if best else None, "dev_ndcg@10": best["domain_ndcg@10"] if best else None,
               "stopped": kept.stopped, "alpha": alpha, "top_up": data.top_up, "margin": data.margin or mined_margin,
-              "on_dev": plan.chosen_on_dev}
+              "replay_fraction": data.replay_fraction, "on_dev": plan.chosen_on_dev}
     recipe = {"epochs": plan.epochs, "steps": chosen["step"], "steps_trained": sum(t.steps for t in trials),
               "batch_size": config.batch_size * world, "lr": kept.lr,
               "lrs_tried": list(dict.fromkeys(t.lr for t in trials)),
@@ -258,6 +288,9 @@ def _register(registry, model, name, base, pairs, config, recipe_rule, plan, tri
               "top_ups_tried": sorted({parse_rule(t.top_up)[0] for t in trials}),
               "margin": data.margin or mined_margin, "margin_rule": margin_rule,
               "margins_tried": list(dict.fromkeys(parse_rule(t.top_up)[1] or mined_margin for t in trials)),
+              "replay_fraction": data.replay_fraction, "replayed_pairs": data.replayed,
+              "replay_rule": "; ".join(filter(None, (replay_rule, search.replay_reason if search else None))),
+              "replays_tried": sorted({data_for(t.top_up).replay_fraction for t in trials}),
               "rule": recipe_rule, "budget_minutes": config.budget_minutes if plan.chosen_on_dev else None,
               "seconds": round(sum(t.seconds for t in trials), 1)}
     metrics = {"before": before, "after": after, "alpha": alpha, "alpha_sweep": sweep, "alpha_reason": alpha_reason,

@@ -26,6 +26,7 @@ from dataclasses import replace
 
 from embedops.errors import UsageError
 from embedops.trainer.pairs import TrainingPair
+from embedops.trainer.replay import without_replay
 
 # A negative must still score below its own positive: the loosest margin that keeps the positive-aware
 # idea (NV-Retriever's TopK-PercPos at 100%; Moreira et al., 2024). `pairs mine` keeps candidates up to it.
@@ -47,8 +48,9 @@ def rule_label(top_up: str, margin: float | None) -> str:
 
 
 def parse_rule(label: str) -> tuple[str, float | None]:
-    """(top-up rule, margin or None for "as mined") from :func:`rule_label`'s label."""
-    top_up, sep, margin = label.partition(", margin ")
+    """(top-up rule, margin or None for "as mined") from :func:`rule_label`'s label (a replay part,
+    :func:`~embedops.trainer.replay.with_replay`, is not theirs and is left out)."""
+    top_up, sep, margin = without_replay(label).partition(", margin ")
     return top_up, float(margin) if sep else None
 
 

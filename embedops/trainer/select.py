@@ -27,7 +27,31 @@ import numpy as np
 
 from embedops.trainer.config import TrainConfig
 from embedops.trainer.evaluators import per_query_scores, score
+from embedops.trainer.replay import with_replay, without_replay
 from embedops.trainer.trial import Trial
+
+@dataclass(frozen=True)
+class Judged:
+    """A probe's weights judged as the registered model will be: the best dev score among the alphas
+    the general rails allow (``score``; -inf where none is allowed), that ``alpha``, and whether the
+    rails ``held_back`` a higher-scoring alpha (or allowed none)."""
+
+    score: float
+    alpha: float
+    held_back: bool
+
+    def to_dict(self) -> dict:
+        return {"dev_ndcg@10": self.score if math.isfinite(self.score) else None, "alpha": self.alpha,
+                "held_back": self.held_back}
+
+    def __str__(self) -> str:
+        if not math.isfinite(self.score):
+            return f"no alpha allowed (took {self.alpha:g})"
+        return f"{self.score:.2f} at alpha {self.alpha:g}"
+
+
+# judge(model) -> Judged: the alpha sweep of the weights the model holds (it must leave them in place).
+Judge = Callable[[object], Judged]
 
 # run(lr, epochs, deadline, pause_after_epochs, top_up) -> Trial: one trial from the base weights, or
 # going on from that (learning rate, top-up rule)'s checkpoint; it leaves the model holding the trial's
@@ -46,9 +70,12 @@ class RecipeSearch:
     best: dict | None = None
     weights: dict | None = None
     reason: str = ""
+    replay_reason: str | None = None  # why replay was kept, left out or not probed (None: not in question)
+    judged: dict[str, dict] = field(default_factory=dict)  # rule label -> its Judged point (replay probes)
 
     def to_dict(self) -> dict:
         return {"lr": self.lr, "top_up": self.top_up, "best": self.best, "reason": self.reason,
+                "replay_reason": self.replay_reason, "judged": self.judged,
                 "trials": [t.to_dict() for t in self.trials]}
 
     def kept(self) -> Trial | None:
@@ -67,25 +94,29 @@ def _keep_if_best(search: RecipeSearch, trial: Trial, model) -> None:
 
 
 def search_recipe(model, run: RunTrial, *, lrs: tuple[float, ...], epochs: int, budget_s: float,
-                  clock: Callable[[], float], top_ups: tuple[str, ...] = ("random",)) -> RecipeSearch:
+                  clock: Callable[[], float], top_ups: tuple[str, ...] = ("random",),
+                  replays: tuple[float, ...] = (), judge: Judge | None = None) -> RecipeSearch:
     """Probe each of ``lrs`` for one epoch with the first of ``top_ups``, then each other top-up rule
-    at the best rate so far, go on with the best, keep the best dev weights (see the module's
-    docstring). ``model`` ends holding them. With one probe to run there is none; with one epoch the
-    probes are the whole trials."""
+    at the best rate so far, then (with ``judge``) each replay share of ``replays`` where the general
+    rails held alpha back (:func:`_replay_probe`), go on with the best, keep the best dev weights (see
+    the module's docstring). ``model`` ends holding them. With one probe to run there is none; with
+    one epoch the probes are the whole trials."""
     search = RecipeSearch()
     end = clock() + budget_s
     goes_on = epochs > 1
-    probes = len(lrs) + len(top_ups) - 1
+    replays = replays if judge is not None else ()
+    probes = len(lrs) + len(top_ups) - 1 + len(replays)
 
-    def probe(lr: float, top_up: str, left_after: int) -> bool:
+    def probe(lr: float, top_up: str, left_after: int, keep: bool = True) -> Trial | None:
         left = end - clock()
         if left <= 0:
-            return False
+            return None
         share = left / (left_after + 1 + goes_on)  # the probes left, and one share for going on
         trial = run(lr, epochs, clock() + share, 1 if goes_on else None, top_up)
         search.trials.append(trial)
-        _keep_if_best(search, trial, model)
-        return True
+        if keep:
+            _keep_if_best(search, trial, model)
+        return trial
 
     if probes > 1:
         done = 0
@@ -97,6 +128,11 @@ def search_recipe(model, run: RunTrial, *, lrs: tuple[float, ...], epochs: int, 
         for top_up in top_ups[1:] if best_lr is not None else ():
             done += 1
             if not probe(best_lr, top_up, probes - done):
+                break
+        for fraction in replays if search.lr is not None else ():
+            done += 1
+            if not _replay_probe(search, model, lambda label: probe(search.lr, label, probes - done, keep=False),
+                                 fraction, judge):
                 break
     else:
         search.trials.append(run(lrs[0], epochs, end, None, top_ups[0]))
@@ -112,12 +148,42 @@ def search_recipe(model, run: RunTrial, *, lrs: tuple[float, ...], epochs: int, 
         model.load_state_dict(search.weights)
     last = search.kept()
     tried = ", ".join(sorted({f"{t.lr:g}" for t in search.trials}, key=float))
-    rules = sorted({t.top_up for t in search.trials}, key=top_ups.index)
+    rules = list(dict.fromkeys(t.top_up for t in search.trials))
     over = f" and negatives rules {' / '.join(rules)}" if len(rules) > 1 else ""
     search.reason = (f"best dev nDCG@10 over learning rates {tried}{over}; lr {search.lr:g}"
                      f"{f' with {search.top_up}' if over else ''} stopped by {last.stopped}"
                      if last else "the time budget ran out before any trial was scored")
     return search
+
+
+def _replay_probe(search: RecipeSearch, model, probe: Callable[[str], Trial | None], fraction: float,
+                  judge: Judge) -> bool:
+    """Where the general rails hold alpha back at the best probe so far (``judge`` sweeps it), probe
+    replay share ``fraction`` at its learning rate and negatives rule, and keep whichever scores higher
+    on dev at the alpha its rails allow (:mod:`~embedops.trainer.replay`). False when the budget ran out."""
+    model.load_state_dict(search.weights)
+    without = judge(model)
+    label = with_replay(without_replay(search.top_up), fraction)
+    search.judged[search.top_up] = without.to_dict()
+    if not without.held_back:
+        search.replay_reason = (f"no replay: the general rails allowed alpha {without.alpha:g}, the best dev "
+                                f"score, at lr {search.lr:g}; replay {fraction:g} not probed")
+        return True
+    trial = probe(label)
+    if trial is None:
+        search.replay_reason = "no replay: the budget ran out before the replay probe"
+        return False
+    judged = judge(model)  # the model holds the probe's best dev weights
+    search.judged[label] = judged.to_dict()
+    won = judged.score > without.score
+    if won and trial.best is not None:
+        search.best, search.weights = trial.best | {"lr": trial.lr, "top_up": trial.top_up}, _snapshot(model)
+        search.top_up = trial.top_up
+    kept, other = (judged, without) if won else (without, judged)
+    search.replay_reason = (f"{f'replay {fraction:g}' if won else 'no replay'}: dev nDCG@10 {kept} against "
+                            f"{other} {'without' if won else f'with replay {fraction:g}'} (at the alphas the "
+                            "general rails allow, one-epoch probes)")
+    return True
 
 
 def interpolate(model, base_state: dict, tuned_state: dict, alpha: float) -> None:
@@ -172,6 +238,20 @@ def _rails_could_matter(rule: str, best: dict | None, dev_mean: float) -> bool:
     alpha below the best may be chosen), under "best" only while no allowed alpha scores as high on dev
     (one that cannot beat the best allowed dev score cannot be chosen, whatever its rails say)."""
     return rule != "best" or best is None or dev_mean > best["domain_ndcg@10"]
+
+
+def judge_by_sweep(model, base_state: dict, config: TrainConfig, before: dict, dom_eval, general: dict[str, object],
+                   base_per_query: dict[str, np.ndarray]) -> Judged:
+    """The weights ``model`` holds, judged by :func:`sweep_alpha` (they are put back after)."""
+    tuned = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    try:
+        sweep, alpha, _ = sweep_alpha(model, base_state, tuned, config, before, dom_eval, general, base_per_query)
+    finally:
+        model.load_state_dict(tuned)
+    chosen = next(p for p in sweep if p["alpha"] == alpha)
+    held_back = not chosen["allowed"] or any(
+        p["allowed"] is False and p["domain_ndcg@10"] > chosen["domain_ndcg@10"] for p in sweep)
+    return Judged(chosen["domain_ndcg@10"] if chosen["allowed"] else -math.inf, alpha, held_back)
 
 
 def sweep_alpha(model, base_state: dict, tuned_state: dict, config: TrainConfig, before: dict, dom_eval,
