@@ -294,3 +294,30 @@ def test_a_truncated_index_compares_with_the_base_model_at_its_full_dimension(se
     assert (before.model_ref, before.settings.index.dims) == ("tiny@1", None)
     assert (candidate.model_ref, candidate.settings.index.dims) == ("tiny@2", 16)
     assert report["promoted"] is True and reg.aliases.current("production") == candidate.index_id
+
+
+def test_general_pairs_for_replay_reach_the_trainer_and_a_bad_share_is_named(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from embedops.app.pipeline import stages
+    from embedops.trainer.pairs import TrainingPair, write_pairs
+
+    cfg_file = tmp_path / "conf" / "c.toml"
+    cfg_file.parent.mkdir()
+    head = "[corpus]\nname = 'x'\npath = 'd'\n[guards]\ngold = 'g'\n[pairs]\nlabelled = { file = 'p.jsonl' }\n"
+    cfg_file.write_text(head + "[train]\ngeneral_pairs = 'general.jsonl'\n")
+    cfg = PipelineConfig.from_toml(cfg_file)
+    assert cfg.general_pairs == tmp_path / "conf" / "general.jsonl" and cfg.train.replay_fraction == "auto"
+    write_pairs(cfg.general_pairs, [TrainingPair("what is a kettle", "a pot for boiling water")])
+    mined = write_pairs(tmp_path / "mined.jsonl", [TrainingPair("disk full", "prune images")])
+    seen = {}
+    monkeypatch.setattr(stages, "train", lambda *a, **kw: seen.update(kw) or SimpleNamespace(
+        model=SimpleNamespace(ref="m@2"), alpha=1.0, metrics={"before": {}, "after": {}}))
+    stages.fine_tune(None, cfg, stages.MinedOut(str(mined), "0" * 64, {}), "m@1")
+    assert [p.query for p in seen["general_pairs"]] == ["what is a kettle"]
+    cfg_file.write_text(head + "[train]\nreplay_fraction = 0.3\n")
+    with pytest.raises(InputError, match=r"field 'train.replay_fraction': mixes general pairs .* general_pairs"):
+        PipelineConfig.from_toml(cfg_file)
+    cfg_file.write_text(head + "[train]\nreplay_fraction = 1.5\n")
+    with pytest.raises(InputError, match=r"c.toml.*field 'train'.*--replay takes 'auto' or a share in \[0, 1\)"):
+        PipelineConfig.from_toml(cfg_file)

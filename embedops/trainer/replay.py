@@ -22,6 +22,8 @@ with ", replay F" (:func:`with_replay`, :func:`replay_of`).
 
 from __future__ import annotations
 
+from embedops.errors import UsageError
+
 # The share of each batch the replay probe gives to general pairs: the `train --replay` default before
 # replay was chosen on dev, and the middle of what continual-learning recipes mix in (10-30%). A cost
 # rule, never tuned on a score.
@@ -48,12 +50,15 @@ def without_replay(label: str) -> str:
 def replays_to_try(replay_fraction: str | float, general_pairs: list | None, *, on_dev: bool,
                    sweeps: bool) -> tuple[tuple[float, ...], str]:
     """The replay shares a run trains at, the first unless dev chooses another, and why in words:
-    ``replay_fraction`` when given (0 without general pairs); for "auto", none without general pairs,
+    ``replay_fraction`` when given (a share above 0 without general pairs is a UsageError); for "auto", none without general pairs,
     and :data:`REPLAY_FRACTION` as a probe when the recipe is chosen on dev and alpha is swept
     (``sweeps``: the choice is made at the alpha the rails allow), else :data:`REPLAY_FRACTION` as it
     stands (the `--replay` default before it was chosen on dev)."""
     n = f"{len(general_pairs):,} general pairs" if general_pairs else "no general pairs (--general)"
     if not general_pairs:
+        if replay_fraction != "auto" and float(replay_fraction) > 0:
+            raise UsageError(f"--replay {float(replay_fraction):g} mixes general pairs into training and none were "
+                             "given: name them with --general FILE ([train] general_pairs in a pipeline)")
         return (0.0,), f"{n}: no replay"
     if replay_fraction != "auto":
         return (float(replay_fraction),), f"{n}: {float(replay_fraction):g}, as given"

@@ -105,7 +105,10 @@ def search_recipe(model, run: RunTrial, *, lrs: tuple[float, ...], epochs: int, 
     end = clock() + budget_s
     goes_on = epochs > 1
     replays = replays if judge is not None else ()
-    probes = len(lrs) + len(top_ups) - 1 + len(replays)
+    # a replay probe runs only where the rails hold alpha back: no share is kept for it beforehand (kept,
+    # it cut SciFact's rate probes short of their epoch, and there the rails never held a probe back)
+    shared = len(lrs) + len(top_ups) - 1  # the probes that share the budget before going on
+    probes = shared + bool(replays)
 
     def probe(lr: float, top_up: str, left_after: int, keep: bool = True) -> Trial | None:
         left = end - clock()
@@ -122,16 +125,16 @@ def search_recipe(model, run: RunTrial, *, lrs: tuple[float, ...], epochs: int, 
         done = 0
         for lr in lrs:
             done += 1
-            if not probe(lr, top_ups[0], probes - done):
+            if not probe(lr, top_ups[0], shared - done):
                 break
         best_lr = search.lr
         for top_up in top_ups[1:] if best_lr is not None else ():
             done += 1
-            if not probe(best_lr, top_up, probes - done):
+            if not probe(best_lr, top_up, shared - done):
                 break
-        for fraction in replays if search.lr is not None else ():
-            done += 1
-            if not _replay_probe(search, model, lambda label: probe(search.lr, label, probes - done, keep=False),
+        for i, fraction in enumerate(replays if search.lr is not None else ()):
+            left_after = len(replays) - i - 1
+            if not _replay_probe(search, model, lambda label: probe(search.lr, label, left_after, keep=False),
                                  fraction, judge):
                 break
     else:

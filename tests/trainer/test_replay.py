@@ -33,7 +33,9 @@ def test_labels_name_the_replay_share_and_the_other_parts_read_as_before():
 
 def test_dev_chooses_replay_only_with_general_pairs_a_dev_score_and_an_alpha_sweep():
     assert replays_to_try("auto", None, on_dev=True, sweeps=True) == ((0.0,), "no general pairs (--general): no replay")
-    assert replays_to_try(0.3, None, on_dev=True, sweeps=True)[0] == (0.0,)  # nothing to replay
+    with pytest.raises(UsageError, match="--replay 0.3 mixes general pairs into training and none were given"):
+        replays_to_try(0.3, None, on_dev=True, sweeps=True)
+    assert replays_to_try(0.0, None, on_dev=True, sweeps=True)[0] == (0.0,)
     assert replays_to_try("auto", GENERAL, on_dev=True, sweeps=True) == (
         (0.0, REPLAY_FRACTION), "30 general pairs: dev chooses between no replay and 0.2 where the general rails "
                                 "hold alpha back")
@@ -146,3 +148,15 @@ def test_training_with_general_pairs_probes_replay_and_records_the_choice(reg): 
     assert [t["top_up"] for t in plain.metrics["recipe_search"]["trials"]] == ["random"]
     assert plain.metrics["recipe"]["replay_rule"] == "no general pairs (--general): no replay"
     assert not any(line.startswith("replay") for line in describe_training(plain.metrics))
+
+
+def test_the_rate_probes_keep_their_share_of_the_budget_when_replay_may_follow():
+    shares = []
+    for replays in ((), (0.2,)):
+        clock = Clock()
+        model, run, judge, calls, _ = _fake(clock, {"random": 85.0}, {85.0: Judged(85.0, 1.0, False)})
+        deadlines = []
+        search_recipe(model, lambda *a: deadlines.append(a[2]) or run(*a), lrs=(5e-5,), epochs=2, budget_s=400,
+                      clock=clock, top_ups=("random", "random"), replays=replays, judge=judge)
+        shares.append(deadlines[0])
+    assert shares[0] == shares[1] == pytest.approx(400 / 3)  # two probes and going on; none kept for replay

@@ -98,6 +98,7 @@ class PipelineConfig:
     mine: MineSettings = field(default_factory=MineSettings)
     train: TrainConfig = field(default_factory=TrainConfig)
     general_eval: Path | None = None  # [train] general_eval: an STS TSV watched while training (default: the bundled set)
+    general_pairs: Path | None = None  # [train] general_pairs: general pairs JSONL for replay (replay_fraction)
     promote: PromoteSection = field(default_factory=PromoteSection)
     index: IndexSettings = field(default_factory=IndexSettings)  # [index]: how both indexes keep and search vectors
     source: str = "<config>"
@@ -183,10 +184,15 @@ class _Reader:
         if not labelled and not generated:
             raise toml.error("pairs", None, "give pairs.labelled and/or pairs.generated")
         mine = self.build("mine", MineSettings, self.section("mine", MineSettings))
-        train_values = self.section("train", TrainConfig, paths=("domain_dev", "general_eval", "general_retrieval"),
-                                    extra={"general_eval": "str"})
+        train_values = self.section("train", TrainConfig,
+                                    paths=("domain_dev", "general_eval", "general_retrieval", "general_pairs"),
+                                    extra={"general_eval": "str", "general_pairs": "str"})
         general_eval = train_values.pop("general_eval", None)
+        general_pairs = train_values.pop("general_pairs", None)
         train = self.build("train", TrainConfig, train_values)
+        if train.replay_fraction != "auto" and train.replay_fraction > 0 and not general_pairs:
+            raise toml.error("train", "replay_fraction", "mixes general pairs into training: name them with "
+                                                         "general_pairs")
         guards = self.section("guards", None, extra={"gold": "str", "general": "list", "policy": "str"}
                               | {k: "" for k in Policy.__dataclass_fields__})
         policy = load_policy(Path(self.rel(guards["policy"]))) if "policy" in guards else Policy()
@@ -203,6 +209,7 @@ class _Reader:
                              base.get("name", "minilm")),
             labelled=labelled, generated=generated, mine=mine, train=train,
             general_eval=Path(general_eval) if general_eval else None,
+            general_pairs=Path(general_pairs) if general_pairs else None,
             guards=GuardsSection(Path(self.rel(self.need("guards", "gold"))), general, policy),
             promote=promote, index=index, source=toml.path,
         )

@@ -135,8 +135,9 @@ def mine(registry: Registry, cfg: PipelineConfig, pairs: PairsOut, base_ref: str
 def fine_tune(registry: Registry, cfg: PipelineConfig, mined: MinedOut, base_ref: str,
               progress: Progress | None = None) -> TrainedOut:
     on_log = (lambda point: progress(point["step"], point.get("total_steps"))) if progress else None
+    general_pairs = read_pairs(cfg.general_pairs) if cfg.general_pairs else None
     result = train(registry, base_ref, read_pairs(mined.file), name=cfg.base.name, general_eval=cfg.general_eval,
-                   config=cfg.train, pair_hashes=[mined.sha256], on_log=on_log)
+                   general_pairs=general_pairs, config=cfg.train, pair_hashes=[mined.sha256], on_log=on_log)
     return TrainedOut(result.model.ref, result.alpha, {k: result.metrics[k] for k in ("before", "after")})
 
 
