@@ -7,7 +7,10 @@ The search is successive halving with two rungs (Jamieson & Talwalkar, 2016; Li 
 "Hyperband"): every learning rate of the grid trains a one-epoch probe, scored on dev twice an epoch
 (where many pairs are short of mined negatives, the other top-up rule is probed too, at the best of
 those rates: :func:`~embedops.trainer.dataset.top_ups_to_try`; where a looser mining margin changes
-many pairs' negatives, that margin too: :func:`~embedops.trainer.margins.margins_to_try`); the best probe then goes on from its
+many pairs' negatives, that margin too: :func:`~embedops.trainer.margins.margins_to_try`; with general
+pairs to replay, the best probe is swept over alpha and, where the general rails hold alpha back, a replay
+probe is too, and the higher dev score at the alpha each is allowed wins: :mod:`~embedops.trainer.replay`);
+the best probe then goes on from its
 checkpoint, with early stopping, up to the epoch limit or the end of the budget. The weights kept are
 those of the best dev score seen in any trial. Each probe gets an equal share of what is left of the
 budget with one share kept for going on.
@@ -29,6 +32,7 @@ from embedops.trainer.config import TrainConfig
 from embedops.trainer.evaluators import per_query_scores, score
 from embedops.trainer.replay import with_replay, without_replay
 from embedops.trainer.trial import Trial
+
 
 @dataclass(frozen=True)
 class Judged:
