@@ -15,7 +15,7 @@ A run's negatives rule label (:func:`~embedops.trainer.margins.rule_label`) name
 with ", replay F" (:func:`with_replay`, :func:`replay_of`).
 
 >>> replays_to_try("auto", general_pairs, on_dev=True, sweeps=True)     # doctest: +SKIP
-((0.0, 0.2), '1,200 general pairs: dev chooses between no replay and 0.2 where the rails hold alpha back')
+((0.0, 0.2), '1,405 general pairs: dev chooses between no replay and 0.2 where the general rails hold alpha back')
 >>> with_replay("random, margin 1", 0.2), replay_of("random, replay 0.2")  # doctest: +SKIP
 ('random, margin 1, replay 0.2', 0.2)
 """
@@ -24,9 +24,8 @@ from __future__ import annotations
 
 from embedops.errors import UsageError
 
-# The share of each batch the replay probe gives to general pairs: the `train --replay` default before
-# replay was chosen on dev, and the middle of what continual-learning recipes mix in (10-30%). A cost
-# rule, never tuned on a score.
+# The share of the training pairs the replay probe gives to general pairs: the `train --replay` default
+# before replay was chosen on dev. A fixed setting, never tuned on a score; `--replay F` sets another.
 REPLAY_FRACTION = 0.2
 _TAG = ", replay "
 
