@@ -19,15 +19,16 @@ MIN_SCORE = 4.0
 
 
 def main(out: str) -> None:
-    rows = (DATA / "general-stsb" / "sts-train.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    from embedops.beir import read_sts
+
     pairs = []
-    for line in rows:
-        fields = line.split("\t")
-        score, s1, s2 = float(fields[4]), fields[5].strip(), fields[6].strip()
+    s1s, s2s, scores = read_sts(DATA / "general-stsb" / "sts-train.tsv")
+    for score, s1, s2 in zip(scores, s1s, s2s):
+        s1, s2 = s1.strip(), s2.strip()
         if score >= MIN_SCORE and s1 and s2 and s1 != s2:
             pairs.append({"query": s1, "positive": s2, "source": "stsb-train"})
     Path(out).write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
-    print(f"{len(pairs)} pairs from {len(rows)} STS-B train lines (score >= {MIN_SCORE:g}) -> {out}")
+    print(f"{len(pairs)} pairs from {len(scores)} STS-B train lines (score >= {MIN_SCORE:g}) -> {out}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from embedops.app.training import train_from_files
 from embedops.cli._common import JsonOpt, app, err, handle_errors, print_json, state
 from embedops.errors import UsageError
 from embedops.trainer.config import FEW_DEV_QUERIES
+from embedops.trainer.replay import NO_GENERAL_PAIRS
 from embedops.trainer.train import TrainConfig
 
 
@@ -180,7 +181,7 @@ def describe_margin(m: dict) -> list[str]:
 def describe_replay(m: dict) -> list[str]:
     """The share of general pairs replayed, and why (none for a run without general pairs)."""
     r = m.get("recipe", {})
-    if not r.get("replay_rule") or r["replay_rule"].startswith("no general pairs"):
+    if not r.get("replay_rule") or r["replay_rule"].startswith(NO_GENERAL_PAIRS):
         return []
     share = r.get("replay_fraction") or 0
     what = f"{share:g} ({r.get('replayed_pairs')} general pairs)" if share else "none"

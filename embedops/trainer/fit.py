@@ -198,14 +198,16 @@ def fit(registry: Registry, base_ref: str, pairs: list[TrainingPair], *, name: s
     margins, margin_rule = margins_to_try(config.margin, pairs, on_dev=plan.chosen_on_dev)
     replays, replay_rule = replays_to_try(config.replay_fraction, general_pairs, on_dev=plan.chosen_on_dev,
                                           sweeps=config.interpolate == "auto" and world == 1)
-    first_top_up = "random" if config.top_up == "auto" else config.top_up
-    first = rule_label(first_top_up, margins[0])
-    data = training_data(pairs, config, general_pairs, top_up=with_replay(first, replays[0])
-                         if config.replay_fraction == "auto" and replays[0] > 0 else first)
+    named = config.replay_fraction == "auto" and replays[0] > 0  # a share the config does not hold: in the label
+
+    def label(top_up: str, margin: float | None) -> str:
+        rule = rule_label(top_up, margin)
+        return with_replay(rule, replays[0]) if named else rule
+
+    data = training_data(pairs, config, general_pairs,
+                         top_up=label("random" if config.top_up == "auto" else config.top_up, margins[0]))
     top_ups, top_up_rule = top_ups_to_try(config, data, on_dev=plan.chosen_on_dev)
-    rules = tuple(rule_label(t, margins[0]) for t in top_ups) + tuple(rule_label("random", m) for m in margins[1:])
-    if config.replay_fraction == "auto" and replays[0] > 0:  # a share the config does not hold: named in the label
-        rules = tuple(with_replay(r, replays[0]) for r in rules)
+    rules = tuple(label(t, margins[0]) for t in top_ups) + tuple(label("random", m) for m in margins[1:])
     data_for = _data_variants(pairs, config, general_pairs, data)
     precision = mixed_precision(config.mixed_precision, torch.cuda.is_available())
     torch.manual_seed(config.seed)

@@ -28,6 +28,7 @@ from embedops.errors import UsageError
 # before replay was chosen on dev. A fixed setting, never tuned on a score; `--replay F` sets another.
 REPLAY_FRACTION = 0.2
 _TAG = ", replay "
+NO_GENERAL_PAIRS = "no general pairs (--general)"  # how the reason starts when there is nothing to replay
 
 
 def with_replay(label: str, fraction: float) -> str:
@@ -53,7 +54,7 @@ def replays_to_try(replay_fraction: str | float, general_pairs: list | None, *, 
     and :data:`REPLAY_FRACTION` as a probe when the recipe is chosen on dev and alpha is swept
     (``sweeps``: the choice is made at the alpha the rails allow), else :data:`REPLAY_FRACTION` as it
     stands (the `--replay` default before it was chosen on dev)."""
-    n = f"{len(general_pairs):,} general pairs" if general_pairs else "no general pairs (--general)"
+    n = f"{len(general_pairs):,} general pairs" if general_pairs else NO_GENERAL_PAIRS
     if not general_pairs:
         if replay_fraction != "auto" and float(replay_fraction) > 0:
             raise UsageError(f"--replay {float(replay_fraction):g} mixes general pairs into training and none were "

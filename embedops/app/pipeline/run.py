@@ -101,7 +101,7 @@ class Pipeline:
         general_eval = sha256_file(cfg.general_eval)[:16] if cfg.general_eval else None
         general_pairs = sha256_file(cfg.general_pairs)[:16] if cfg.general_pairs else None
         key = stage_key(mined.sha256, asdict(cfg.train), self._digest(base.ref), general_eval,
-                        *([general_pairs] if general_pairs else []))
+                        *([general_pairs] if general_pairs else []))  # without: the key runs had before
         return self.stages.run("train", key, lambda work: stages.fine_tune(self.registry, cfg, mined, base.ref,
                                                                       self._progress("train")),
                                stages.TrainedOut, valid=lambda out: stages.model_exists(self.registry, out.ref))
